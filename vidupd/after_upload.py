@@ -1,0 +1,71 @@
+"""What happens to a file once every target has it: keep, delete or move (with its
+sidecar and ready marker). Runs once per file version, decided by the ledger."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Mapping
+
+from . import events
+from .config import WatchConfig
+from .ledger import Job, Ledger
+from .sidecar import sidecar_paths
+
+
+class AfterUpload:
+    def __init__(self, ledger: Ledger, watches: Callable[[], Mapping[str, WatchConfig]]):
+        self._ledger = ledger
+        self._watches = watches  # current watches by root path (changes on reload)
+
+    def maybe_run(self, job: Job) -> None:
+        jobs = self._ledger.take_after_upload(job.path, job.identity)
+        if jobs is None:
+            return
+        watch = self._watches().get(job.watch or "")
+        if watch is None or watch.after_upload == "keep":
+            return
+        companions = [p for p in sidecar_paths(job.path) if p.is_file()]
+        if watch.ready_marker:
+            marker = job.path.with_name(job.path.name + watch.ready_marker)
+            if marker.exists():
+                companions.append(marker)
+        fields = dict(path=str(job.path), size=job.size, job_id=job.id,
+                      remote_ids=sorted({j.remote_id for j in jobs if j.remote_id}))
+        try:
+            if watch.after_upload == "delete":
+                for p in [job.path, *companions]:
+                    p.unlink(missing_ok=True)
+                events.emit("file.deleted", f"{job.path.name}: deleted after upload to every target", **fields)
+            else:
+                assert watch.move_to is not None
+                dest = _move(job.path, watch.path, watch.move_to)
+                for p in companions:
+                    _move(p, watch.path, watch.move_to)
+                events.emit("file.moved", f"{job.path.name}: moved to {dest} after upload to every target",
+                            destination=str(dest), **fields)
+        except OSError as e:
+            events.emit("file.after_upload_failed", f"{job.path.name}: {watch.after_upload} failed: {e.strerror}",
+                        level="error", outcome="failure", error=str(e), **fields)
+
+
+def _move(path: Path, root: Path, move_to: Path) -> Path:
+    """Move keeping the path below the watch root; never overwrite an existing file."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    dest = move_to / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    candidate = dest
+    while candidate.exists():
+        candidate = dest.with_name(f"{dest.stem}.{n}{dest.suffix}")
+        n += 1
+    try:
+        os.link(path, candidate)  # atomic claim of the name, then drop the original
+        os.unlink(path)
+    except OSError:
+        shutil.move(str(path), str(candidate))  # across file systems
+    return candidate

@@ -1,0 +1,177 @@
+"""Command line: run, check-config, status, upload, retry, sandbox, demo.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .config import Config, ConfigError, default_path, load
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load(args.config)
+    for w in config.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{config.source}: ok ({len(config.watches)} watch(es), targets: {', '.join(config.targets)})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Daemon
+
+    return Daemon(_load(args)).run()
+
+
+def _job_dict(job) -> dict:
+    return {
+        "id": job.id, "file": str(job.path), "target": job.target, "kind": job.kind, "state": job.state,
+        "size": job.size, "bytes_done": job.bytes_done, "percent": job.percent,
+        "bytes_per_second": round(job.rate) if job.state == "uploading" else 0,
+        "remote_id": job.remote_id, "remote_kind": job.remote_kind, "attempts": job.attempts,
+        "last_error": job.last_error, "updated": job.updated,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .daemon import human_rate
+    from .ledger import Ledger, LedgerError
+
+    config = _load(args)
+    try:
+        ledger = Ledger(config.state_dir, readonly=True)
+    except LedgerError as e:
+        if "no ledger yet" in str(e):
+            print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
+            return EXIT_OK
+        raise
+    jobs = ledger.jobs(args.state or None)
+    counts = ledger.counts()
+    ledger.close()
+    if args.json:
+        print(json.dumps({"counts": counts, "jobs": [_job_dict(j) for j in jobs]}, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no jobs yet")
+    for j in jobs:
+        rate = human_rate(j.rate) if j.state == "uploading" and j.rate else ""
+        extra = j.remote_id or ""
+        if j.last_error and j.state not in ("done",):
+            extra = f"{extra} ({j.last_error})".strip()
+        print(f"{j.id:>6} {j.state:<10} {j.percent:>5.1f}% {rate:>11} {j.target:<12} {j.path}  {extra}")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from .ledger import Ledger
+
+    if not args.jobs and not args.failed:
+        print("retry: give job ids or --failed", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args)
+    ledger = Ledger(config.state_dir)
+    n = ledger.retry(args.jobs, failed=args.failed)
+    ledger.close()
+    print(f"{n} job(s) queued again")
+    return EXIT_OK
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from .oneshot import upload_files
+
+    config = _load(args)
+    if args.target not in config.targets:
+        print(f"{config.source}: targets.{args.target}: no such target (defined: {', '.join(config.targets)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return upload_files(config, args.target, [Path(f) for f in args.files], progress=not args.no_progress)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox.app import run_sandbox
+
+    return run_sandbox(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidupd", description="Watch folders and upload finished videos, resumably.")
+    p.add_argument("--version", action="version", version=f"vidupd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("-c", "--config", type=Path, default=None,
+                        help=f"config file (default: $VIDUPD_CONFIG or {default_path()})")
+        return sp
+
+    with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(func=cmd_run)
+    with_config(sub.add_parser("check-config", help="validate the config")).set_defaults(func=cmd_check_config)
+    st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    st.set_defaults(func=cmd_status)
+    up = with_config(sub.add_parser("upload", help="upload files now, through the same ledger"))
+    up.add_argument("--target", required=True)
+    up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.add_argument("files", nargs="+")
+    up.set_defaults(func=cmd_upload)
+    rt = with_config(sub.add_parser("retry", help="queue failed jobs again"))
+    rt.add_argument("jobs", nargs="*", type=int)
+    rt.add_argument("--failed", action="store_true", help="every failed job")
+    rt.set_defaults(func=cmd_retry)
+    sb = sub.add_parser("sandbox", help="run the emulated platforms on 127.0.0.1")
+    sb.add_argument("--dir", type=Path, required=True, help="data folder; DIR/vidupd.toml is written there")
+    sb.add_argument("--fail-rate", type=float, default=0.0)
+    sb.add_argument("--token-ttl", type=float, default=0.0)
+    sb.add_argument("--confirm-delay", type=float, default=0.0)
+    sb.add_argument("--duplicate-ids", action="store_true")
+    sb.add_argument("--max-rate", type=int, default=0)
+    sb.add_argument("--hash-only", action="store_true")
+    sb.add_argument("--seed", type=int, default=None)
+    sb.set_defaults(func=cmd_sandbox)
+    dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
+    dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"))
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(("warning: " if problem.warning else "") + str(problem), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as e:  # runtime failure: one clear line, no traceback with secrets in locals
+        from .secrets import redact
+
+        print(f"vidupd: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
+        if os.environ.get("VIDUPD_DEBUG"):
+            raise
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""TOML config -> frozen dataclasses. Every problem names the file and the key.
+
+Secrets may be given inline (`key = "value"`), from the environment
+(`key = { env = "NAME" }`), from a file (`key = { file = "/path" }`) or from a systemd
+credential (`key = { credential = "name" }`, read from $CREDENTIALS_DIRECTORY).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from . import providers
+from .providers.base import KINDS, REQUIRED, Option
+from .retry import RetryPolicy
+from .secrets import Secret
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
+AFTER_UPLOAD = ("keep", "delete", "move")
+LEVELS = ("debug", "info", "warning", "error")
+WATCH_KINDS = ("auto",) + KINDS
+
+# Names a writer uses while a file is incomplete, and names that are never media.
+DEFAULT_EXCLUDES = (
+    ".*", "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.filepart", "*.download",
+    "*~", "*.swp", "*.swx", "#*#", "~$*", "*.!sync", "*.lock", "*.json", "Thumbs.db", "desktop.ini",
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems; str() lists them one per line, `FILE: KEY: what is wrong`."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    events: str = "-"  # a path, or "-" for stdout
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    provider: str
+    settings: Mapping[str, Any]  # the provider's own options, validated; secrets as Secret
+    wait_ready: bool = True  # poll the platform after upload until the media is playable
+    ready_timeout: float = 7200.0
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    path: Path
+    targets: tuple[str, ...]
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    recursive: bool = False
+    settle_seconds: float = 10.0
+    after_upload: str = "keep"
+    move_to: Path | None = None
+    poll: bool = False
+    poll_interval: float = 5.0
+    ready_marker: str | None = None
+    kind: str = "auto"
+
+    @property
+    def excludes(self) -> tuple[str, ...]:
+        return DEFAULT_EXCLUDES + self.exclude
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    state_dir: Path
+    targets: Mapping[str, TargetConfig]
+    watches: tuple[WatchConfig, ...]
+    workers: int = 2
+    max_rate: int | None = None
+    rescan_interval: float = 300.0
+    skip_duplicates: bool = True
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
+    log: LogConfig = field(default_factory=LogConfig)
+    warnings: tuple[Problem, ...] = ()
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("VIDUPD_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: Path | str | None = None) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    return _Loader(Path(path) if path else default_path()).load()
+
+
+class _Loader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = str(path)
+        self.problems: list[Problem] = []
+
+    # -- reporting -------------------------------------------------------------------
+    def error(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, key, message))
+
+    def warn(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, key, message, warning=True))
+
+    # -- typed getters ---------------------------------------------------------------
+    def _take(self, table: dict, key: str, where: str, kind: type | tuple, default: Any = REQUIRED) -> Any:
+        full = f"{where}.{key}" if where else key
+        if key not in table:
+            if default is REQUIRED:
+                self.error(full, "is required")
+            return None if default is REQUIRED else default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            names = " or ".join(_type_name(k) for k in kinds)
+            self.error(full, f"must be {names}, not {_type_name(type(value))} ({value!r})")
+            return None if default is REQUIRED else default
+        return value
+
+    def _strings(self, table: dict, key: str, where: str, default: Any = REQUIRED) -> tuple[str, ...] | None:
+        value = self._take(table, key, where, (list, str), default)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not all(isinstance(v, str) for v in value):
+            self.error(f"{where}.{key}" if where else key, "must be a list of strings")
+            return None
+        return tuple(value)
+
+    def _unknown(self, table: dict, allowed: set[str], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                full = f"{where}.{key}" if where else key
+                close = [a for a in sorted(allowed) if _similar(key, a)]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.error(full, f"unknown key{hint}")
+
+    # -- the file ----------------------------------------------------------------------
+    def load(self) -> Config:
+        try:
+            with open(self.path, "rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError([Problem(self.file, "-", "config file not found")]) from None
+        except PermissionError:
+            raise ConfigError([Problem(self.file, "-", "config file is not readable")]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([Problem(self.file, "-", f"not valid TOML: {e}")]) from None
+        base = self.path.parent
+
+        self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
+                            "retry", "log", "targets", "watch"}, "")
+        state_raw = self._take(raw, "state_dir", "", str)
+        state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
+        workers = self._take(raw, "workers", "", int, 2)
+        if workers is not None and not 1 <= workers <= 64:
+            self.error("workers", f"must be between 1 and 64, not {workers}")
+        max_rate = self._rate(raw)
+        rescan = self._take(raw, "rescan_interval", "", float, 300.0)
+        if rescan is not None and rescan < 1:
+            self.error("rescan_interval", "must be at least 1 second")
+        skip_dup = self._take(raw, "skip_duplicates", "", bool, True)
+        retry = self._retry(raw.get("retry", {}))
+        log = self._log(raw.get("log", {}), base)
+        targets = self._targets(raw.get("targets"), state_dir)
+        watches = self._watches(raw.get("watch"), base, targets, state_dir)
+
+        errors = [p for p in self.problems if not p.warning]
+        if errors:
+            raise ConfigError(self.problems)
+        return Config(
+            source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
+            workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
+            retry=retry, log=log, warnings=tuple(self.problems),
+        )
+
+    def _rate(self, raw: dict) -> int | None:
+        value = self._take(raw, "max_rate", "", (int, str), None)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            units = {"k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+            text = value.strip().lower().removesuffix("b").removesuffix("/s")
+            num = text.rstrip("kmgi")
+            unit = text[len(num):]
+            try:
+                value = int(float(num) * units.get(unit, 1 if not unit else -1))
+            except ValueError:
+                value = -1
+        if value <= 0:
+            self.error("max_rate", f"must be a positive number of bytes per second (e.g. 10000000 or \"10M\"), not {raw['max_rate']!r}")
+            return None
+        return value
+
+    def _retry(self, table: Any) -> RetryPolicy:
+        if not isinstance(table, dict):
+            self.error("retry", "must be a table")
+            return RetryPolicy()
+        self._unknown(table, {"attempts", "initial_backoff", "max_backoff"}, "retry")
+        attempts = self._take(table, "attempts", "retry", int, 8)
+        initial = self._take(table, "initial_backoff", "retry", float, 2.0)
+        maximum = self._take(table, "max_backoff", "retry", float, 300.0)
+        if attempts is not None and attempts < 1:
+            self.error("retry.attempts", "must be at least 1")
+        if initial is not None and initial <= 0:
+            self.error("retry.initial_backoff", "must be positive")
+        return RetryPolicy(attempts=attempts or 1, initial=initial or 1.0, maximum=max(maximum or 1.0, initial or 1.0))
+
+    def _log(self, table: Any, base: Path) -> LogConfig:
+        if not isinstance(table, dict):
+            self.error("log", "must be a table")
+            return LogConfig()
+        self._unknown(table, {"events", "level"}, "log")
+        events = self._take(table, "events", "log", str, "-")
+        level = self._take(table, "level", "log", str, "info")
+        if level is not None and level.lower() not in LEVELS:
+            self.error("log.level", f"must be one of {', '.join(LEVELS)}, not {level!r}")
+        if events and events != "-":
+            events = str(_abs(base, events))
+        return LogConfig(events=events or "-", level=(level or "info").lower())
+
+    def _targets(self, table: Any, state_dir: Path) -> dict[str, TargetConfig]:
+        if table is None:
+            self.error("targets", "at least one [targets.NAME] table is required")
+            return {}
+        if not isinstance(table, dict):
+            self.error("targets", "must be a table of [targets.NAME] tables")
+            return {}
+        out: dict[str, TargetConfig] = {}
+        for name, body in table.items():
+            where = f"targets.{name}"
+            if not isinstance(body, dict):
+                self.error(where, "must be a table")
+                continue
+            provider = self._take(body, "provider", where, str)
+            if provider is None:
+                continue
+            try:
+                cls = providers.provider_class(provider)
+            except KeyError:
+                self.error(f"{where}.provider", f"unknown provider {provider!r} (known: {', '.join(providers.names())})")
+                continue
+            except ImportError as e:
+                self.error(f"{where}.provider", f"provider {provider!r} cannot be loaded: {e}")
+                continue
+            common = {"provider", "wait_ready", "ready_timeout"}
+            self._unknown(body, common | set(cls.options), where)
+            wait_ready = self._take(body, "wait_ready", where, bool, True)
+            ready_timeout = self._take(body, "ready_timeout", where, float, 7200.0)
+            settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
+            out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
+                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout or 7200.0)
+        if not out and not any(p.key.startswith("targets") for p in self.problems):
+            self.error("targets", "at least one [targets.NAME] table is required")
+        return out
+
+    def _option(self, table: dict, key: str, spec: Option, where: str) -> Any:
+        full = f"{where}.{key}"
+        if spec.secret and isinstance(table.get(key), dict):
+            return self._secret(table[key], full)
+        value = self._take(table, key, where, spec.type, spec.default)
+        if spec.type is list or (isinstance(spec.type, tuple) and list in spec.type):
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                self.error(full, "must be a list of strings")
+        if spec.secret and isinstance(value, str):
+            return Secret(value, "inline")
+        if key.endswith("_dir") or key in ("dest",):
+            return _abs(self.path.parent, value) if isinstance(value, str) else value
+        return value
+
+    def _secret(self, ref: dict, key: str) -> Secret | None:
+        self._unknown(ref, {"env", "file", "credential"}, key)
+        if len(ref) != 1:
+            self.error(key, "give exactly one of env, file or credential")
+            return None
+        (how, name), = ref.items()
+        if not isinstance(name, str) or not name:
+            self.error(f"{key}.{how}", "must be a non-empty string")
+            return None
+        if how == "env":
+            value = os.environ.get(name)
+            if value is None:
+                self.error(f"{key}.env", f"environment variable {name} is not set")
+                return None
+            return Secret(value, f"env:{name}")
+        if how == "credential":
+            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not cred_dir:
+                self.error(f"{key}.credential", "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
+                return None
+            path = Path(cred_dir) / name
+        else:
+            path = _abs(self.path.parent, name)
+        try:
+            st = path.stat()
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            self.error(f"{key}.{how}", f"cannot read secret file {path}: {e.strerror}")
+            return None
+        if how == "file" and st.st_mode & (stat.S_IRWXO | stat.S_IRGRP | stat.S_IWGRP):
+            self.warn(f"{key}.file", f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); chmod 600 it")
+        if not value:
+            self.error(f"{key}.{how}", f"secret file {path} is empty")
+            return None
+        return Secret(value, f"{how}:{path}")
+
+    def _watches(self, items: Any, base: Path, targets: dict[str, TargetConfig], state_dir: Path) -> tuple[WatchConfig, ...]:
+        if items is None:
+            self.error("watch", "at least one [[watch]] table is required")
+            return ()
+        if not isinstance(items, list):
+            self.error("watch", "must be an array of tables ([[watch]])")
+            return ()
+        out: list[WatchConfig] = []
+        allowed = {"path", "targets", "include", "exclude", "recursive", "settle_seconds", "after_upload",
+                   "move_to", "poll", "poll_interval", "ready_marker", "kind"}
+        for i, body in enumerate(items):
+            where = f"watch[{i}]"
+            if not isinstance(body, dict):
+                self.error(where, "must be a table")
+                continue
+            self._unknown(body, allowed, where)
+            raw_path = self._take(body, "path", where, str)
+            path = _abs(base, raw_path) if raw_path else None
+            names = self._strings(body, "targets", where)
+            if names is not None and not names:
+                self.error(f"{where}.targets", "must name at least one target")
+            for n in names or ():
+                if n not in targets and not any(p.key.startswith(f"targets.{n}") for p in self.problems):
+                    self.error(f"{where}.targets", f"unknown target {n!r} (defined: {', '.join(targets) or 'none'})")
+            w = dict(
+                include=self._strings(body, "include", where, ("*",)) or ("*",),
+                exclude=self._strings(body, "exclude", where, ()) or (),
+                recursive=self._take(body, "recursive", where, bool, False),
+                settle_seconds=self._take(body, "settle_seconds", where, float, 10.0),
+                after_upload=self._take(body, "after_upload", where, str, "keep"),
+                poll=self._take(body, "poll", where, bool, False),
+                poll_interval=self._take(body, "poll_interval", where, float, 5.0),
+                ready_marker=self._take(body, "ready_marker", where, str, None),
+                kind=self._take(body, "kind", where, str, "auto"),
+            )
+            if w["settle_seconds"] < 0:
+                self.error(f"{where}.settle_seconds", "must not be negative")
+            if w["poll_interval"] <= 0:
+                self.error(f"{where}.poll_interval", "must be positive")
+            if w["after_upload"] not in AFTER_UPLOAD:
+                self.error(f"{where}.after_upload", f"must be one of {', '.join(AFTER_UPLOAD)}, not {w['after_upload']!r}")
+            if w["kind"] not in WATCH_KINDS:
+                self.error(f"{where}.kind", f"must be one of {', '.join(WATCH_KINDS)}, not {w['kind']!r}")
+            if w["ready_marker"] is not None and not w["ready_marker"].startswith("."):
+                self.error(f"{where}.ready_marker", "must be a suffix starting with '.', e.g. \".done\"")
+            move_raw = self._take(body, "move_to", where, str, None)
+            move_to = _abs(base, move_raw) if move_raw else None
+            if w["after_upload"] == "move" and move_to is None:
+                self.error(f"{where}.move_to", "is required when after_upload = \"move\"")
+            if path is None:
+                continue
+            if not path.is_dir():
+                self.error(f"{where}.path", f"{path} is not a directory")
+            if _inside(path, state_dir) or _inside(state_dir, path):
+                self.error(f"{where}.path", f"{path} and state_dir {state_dir} must not contain one another")
+            if any(o.path == path for o in out):
+                self.error(f"{where}.path", f"{path} is watched twice")
+            out.append(WatchConfig(path=path, targets=names or (), move_to=move_to, **w))
+        for i, w in enumerate(out):
+            if w.move_to is None:
+                continue
+            for other in out:
+                if _inside(w.move_to, other.path) and _sees(other, w.move_to):
+                    self.error(f"watch[{i}].move_to", f"{w.move_to} is inside watched folder {other.path}; "
+                               "exclude it there or move files elsewhere")
+            if _inside(w.move_to, state_dir) or _inside(state_dir, w.move_to):
+                self.error(f"watch[{i}].move_to", f"{w.move_to} must not be inside state_dir {state_dir}")
+        return tuple(out)
+
+
+def _sees(watch: WatchConfig, folder: Path) -> bool:
+    """Whether files moved into `folder` would be picked up again by `watch`."""
+    from .filters import PathFilter  # local import: filters imports config types
+
+    rel = folder.relative_to(watch.path)
+    if rel == Path("."):
+        return True
+    if not watch.recursive:
+        return False
+    return PathFilter(watch).enters(rel)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _abs(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _type_name(t: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(t, t.__name__)
+
+
+def _similar(a: str, b: str) -> bool:
+    a, b = a.lower(), b.lower()
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 2:
+        return False
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b)) <= 2

@@ -1,0 +1,45 @@
+"""vidupd's own small error tree. Library errors (requests, oss2, aliyunsdkcore) are
+translated into these at the provider boundary, so the pool decides on retries by type."""
+
+from __future__ import annotations
+
+
+class VidupdError(Exception):
+    """Base of every error vidupd raises on purpose."""
+
+
+class ProviderError(VidupdError):
+    """A platform call failed. `retry_after` (seconds) is a hint from the platform, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientError(ProviderError):
+    """Worth retrying: 5xx, throttling, timeouts, dropped connections."""
+
+
+class CredentialsExpired(TransientError):
+    """Access token or temporary credentials expired; refresh, then retry the same step."""
+
+
+class PermanentError(ProviderError):
+    """Retrying cannot help: rejected input, unknown account, file format refused."""
+
+
+class UploadCancelled(VidupdError):
+    """The daemon is stopping (or the job was withdrawn); the checkpoint is saved."""
+
+
+class FileChanged(VidupdError):
+    """The source file changed while it was being read; the upload restarts once stable."""
+
+
+class DuplicateRemoteId(VidupdError):
+    """The platform returned an id the ledger already holds for different content."""
+
+    def __init__(self, remote_id: str, other_job: int):
+        super().__init__(f"remote id {remote_id} already belongs to job {other_job} with different content")
+        self.remote_id = remote_id
+        self.other_job = other_job

@@ -1,0 +1,194 @@
+"""The event log: one JSON object per line, ECS field names, secrets scrubbed.
+
+structlog is configured once (`configure`). Code emits events with `emit(action, message,
+**fields)`; short field names are mapped to ECS names here and nowhere else. Library
+logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action "log".
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any, TextIO
+
+import structlog
+
+from . import secrets
+from .config import LogConfig
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+# short names used in code -> ECS / vidupd field names in the log
+FIELD_NAMES = {
+    "action": "event.action",
+    "outcome": "event.outcome",
+    "path": "file.path",
+    "size": "file.size",
+    "target": "vidupd.target",
+    "provider": "vidupd.provider",
+    "job_id": "vidupd.job_id",
+    "remote_id": "vidupd.remote_id",
+    "remote_kind": "vidupd.remote_kind",
+    "error": "error.message",
+    "error_type": "error.type",
+    "logger": "log.logger",
+}
+
+
+class EventSink:
+    """Line-buffered output that survives logrotate: a file is reopened when it was moved
+    away (checked at most once a second) or when `reopen()` is called (SIGHUP)."""
+
+    def __init__(self, destination: str):
+        self.destination = destination
+        self._lock = threading.Lock()
+        self._stream: TextIO | None = None
+        self._ino: int | None = None
+        self._checked = 0.0
+        self._open()
+
+    def _open(self) -> None:
+        if self.destination == "-":
+            self._stream = sys.stdout
+            return
+        os.makedirs(os.path.dirname(self.destination) or ".", exist_ok=True)
+        fd = os.open(self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        self._ino = os.fstat(fd).st_ino
+
+    def reopen(self) -> None:
+        with self._lock:
+            if self.destination != "-" and self._stream is not None:
+                self._stream.close()
+                self._open()
+
+    def _rotated(self) -> bool:
+        now = time.monotonic()
+        if self.destination == "-" or now - self._checked < 1.0:
+            return False
+        self._checked = now
+        try:
+            return os.stat(self.destination).st_ino != self._ino
+        except FileNotFoundError:
+            return True
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._rotated():
+                assert self._stream is not None
+                self._stream.close()
+                self._open()
+            assert self._stream is not None
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._stream is not None and self._stream is not sys.stdout:
+                self._stream.close()
+            self._stream = None
+
+
+class _SinkLogger:
+    """structlog logger whose every method writes one rendered line to the sink."""
+
+    def __init__(self, sink: EventSink):
+        self._sink = sink
+
+    def msg(self, message: str) -> None:
+        self._sink.write(message)
+
+    debug = info = warning = error = critical = log = msg
+
+
+_HOST = socket.gethostname()
+
+
+def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "@timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "log.level": "warn" if method == "warning" else method,
+        "message": str(event.pop("event", "")),
+        "event.id": uuid.uuid4().hex,
+        "event.dataset": "vidupd.events",
+        "service.name": "vidupd",
+        "host.hostname": _HOST,
+        "process.pid": os.getpid(),
+    }
+    for key, value in event.items():
+        if isinstance(value, secrets.Secret):
+            value = "***"
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        name = FIELD_NAMES.get(key) or (key if "." in key or key.startswith("@") else f"vidupd.{key}")
+        out[name] = value
+    return out
+
+
+def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
+    return secrets.redact(json.dumps(event, ensure_ascii=False, default=str))
+
+
+_sink: EventSink | None = None
+_config_lock = threading.Lock()
+
+
+class _StdlibBridge(logging.Handler):
+    """Routes library log records into the event pipeline."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string must not kill the daemon
+            message = str(record.msg)
+        fields: dict[str, Any] = {"action": "log", "logger": record.name}
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        level = record.levelname.lower()
+        emit_level = level if level in ("debug", "info", "warning", "error") else "error"
+        getattr(structlog.get_logger("vidupd"), emit_level)(message, **fields)
+
+
+def configure(log: LogConfig) -> EventSink:
+    """Set up the pipeline once per process (again on reload, replacing the sink)."""
+    global _sink
+    with _config_lock:
+        old = _sink
+        _sink = EventSink(log.events)
+        level = _LEVELS[log.level]
+        structlog.configure(
+            processors=[_to_ecs, _render],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=lambda *args: _SinkLogger(_sink),  # type: ignore[arg-type]
+            cache_logger_on_first_use=False,
+        )
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if isinstance(h, _StdlibBridge):
+                root.removeHandler(h)
+        root.addHandler(_StdlibBridge())
+        root.setLevel(level)
+        # chatty libraries speak at warning unless we debug
+        for name in ("urllib3", "oss2", "watchdog", "aliyunsdkcore", "requests"):
+            logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+        if old is not None:
+            old.close()
+        return _sink
+
+
+def reopen() -> None:
+    if _sink is not None:
+        _sink.reopen()
+
+
+def emit(action: str, message: str, level: str = "info", **fields: Any) -> None:
+    """One event. `fields` use the short names of FIELD_NAMES or become `vidupd.<name>`."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    getattr(structlog.get_logger("vidupd"), level)(message, action=action, **fields)

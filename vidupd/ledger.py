@@ -1,0 +1,533 @@
+"""The ledger: SQLite under state_dir, the single source of truth and the work queue.
+
+One job per (file version, target). States:
+  queued -> uploading -> committed (remote id known, waiting for the platform) -> done
+                      \-> failed | attention (duplicate remote id) ; skipped (not uploaded)
+Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner, expiry),
+so a daemon and a one-shot `vidupd upload` can share the file. WAL + synchronous=FULL:
+a committed transaction survives kill -9 and power loss; readers (`vidupd status`) never
+block the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .providers.base import FileIdentity, Metadata
+
+STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
+ACTIVE = ("queued", "uploading", "committed")
+FINISHED = ("done", "skipped")  # the file needs nothing more for this target
+HELD = 1e18  # not_before for a job waiting for its changed file to settle again
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE jobs(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        watch TEXT,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        md5 TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        remote_id TEXT, remote_kind TEXT, details TEXT,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        rate REAL NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        lease_owner TEXT, lease_until REAL,
+        after_done INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL, updated REAL NOT NULL
+    );
+    CREATE INDEX jobs_ready ON jobs(state, not_before);
+    CREATE INDEX jobs_path ON jobs(path, target);
+    CREATE INDEX jobs_identity ON jobs(dev, inode, size, mtime_ns);
+    CREATE INDEX jobs_content ON jobs(target, md5, size);
+    CREATE INDEX jobs_remote ON jobs(target, remote_id);
+    CREATE TABLE checkpoints(
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
+    # 2: when the platform acknowledged the upload (bounds the wait for "ready")
+    """
+    ALTER TABLE jobs ADD COLUMN committed_at REAL
+    """,
+)
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or is damaged; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    path: Path
+    watch: str | None
+    target: str
+    kind: str
+    identity: FileIdentity
+    md5: str | None
+    metadata: Metadata
+    state: str
+    attempts: int
+    last_error: str | None
+    remote_id: str | None
+    remote_kind: str | None
+    bytes_done: int
+    rate: float
+    not_before: float
+    lease_owner: str | None
+    updated: float
+    committed_at: float | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> "Job":
+        meta = json.loads(r["metadata"] or "{}")
+        return cls(
+            id=r["id"], path=Path(r["path"]), watch=r["watch"], target=r["target"], kind=r["kind"],
+            identity=FileIdentity(r["dev"], r["inode"], r["size"], r["mtime_ns"]), md5=r["md5"],
+            metadata=Metadata(title=meta.get("title", Path(r["path"]).stem), description=meta.get("description", ""),
+                              tags=tuple(meta.get("tags", ())), category=meta.get("category"),
+                              extra=meta.get("extra", {})),
+            state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
+            remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
+            lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
+        )
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def percent(self) -> float:
+        if self.state in FINISHED or self.state == "committed":
+            return 100.0
+        return round(100.0 * self.bytes_done / self.size, 1) if self.size else 0.0
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What `offer` did for one target: 'queued', 'known', 'renamed', 'requeued'."""
+
+    target: str
+    outcome: str
+    job_id: int
+
+
+def metadata_json(m: Metadata) -> str:
+    return json.dumps({"title": m.title, "description": m.description, "tags": list(m.tags),
+                       "category": m.category, "extra": dict(m.extra)}, ensure_ascii=False, sort_keys=True)
+
+
+def lease_owner_id() -> str:
+    """host:pid:start: unique per process, and tells whether a lease holder is still alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another host: wait for the lease to expire
+    try:
+        pid = int(rest.split(":")[0])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Ledger:
+    """Thread-safe access to the ledger database (one connection, one lock)."""
+
+    def __init__(self, state_dir: Path, readonly: bool = False):
+        """Open (creating and migrating unless `readonly`). Read-only opens never write,
+        so `vidupd status` can run beside the daemon and on a ledger it may not change."""
+        self.path = state_dir / "ledger.sqlite3"
+        self._lock = threading.RLock()
+        if readonly and not self.path.exists():
+            raise LedgerError(f"{self.path}: no ledger yet (the daemon has not run with this state_dir)")
+        if not readonly:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            self._db = sqlite3.connect(target, uri=readonly, isolation_level=None, check_same_thread=False,
+                                       timeout=30)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute("PRAGMA foreign_keys = ON")
+            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{self.path}: cannot open the ledger ({e}); move the file aside to start "
+                              "a new one (files already uploaded would then be uploaded again)") from None
+        if ok != "ok":
+            raise LedgerError(f"{self.path}: the ledger is damaged ({ok}); restore it from a backup or move it aside")
+        if readonly:
+            if self.schema_version != len(MIGRATIONS):
+                raise LedgerError(f"{self.path}: schema version {self.schema_version}, this vidupd expects "
+                                  f"{len(MIGRATIONS)}; run the daemon once to migrate it")
+        else:
+            self._migrate()
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise LedgerError(f"{self.path}: schema version {version} is newer than this vidupd "
+                                  f"understands ({len(MIGRATIONS)}); upgrade vidupd")
+            for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for stmt in filter(str.strip, script.split(";")):
+                    db.execute(stmt)
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(n),))
+
+    @property
+    def schema_version(self) -> int:
+        try:
+            row = self._one("SELECT value FROM meta WHERE key='schema_version'")
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0]) if row else 0
+
+    class _Tx:
+        def __init__(self, ledger: "Ledger"):
+            self.ledger = ledger
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.ledger._lock.acquire()
+            try:
+                self.ledger._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.ledger._lock.release()
+                raise
+            return self.ledger._db
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            try:
+                self.ledger._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.ledger._lock.release()
+
+    def _tx(self) -> "Ledger._Tx":
+        return Ledger._Tx(self)
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- intake --------------------------------------------------------------------------
+    def offer(self, path: Path, watch: str | None, targets: Iterable[tuple[str, str]],
+              identity: FileIdentity, metadata: Metadata) -> list[Offer]:
+        """A stable file was seen. Per (target, kind): create, re-queue or recognise its job.
+
+        Never queues a file version already handled for a target, including after a rename
+        within the watched tree (same device, inode, size and mtime).
+        """
+        now = time.time()
+        out: list[Offer] = []
+        meta = metadata_json(metadata)
+        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        with self._tx() as db:
+            for target, kind in targets:
+                rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
+                                  (str(path), target)).fetchall()
+                same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
+                if same is not None:
+                    if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
+                        db.execute("UPDATE jobs SET not_before=0, updated=? WHERE id=?", (now, same["id"]))
+                        out.append(Offer(target, "requeued", same["id"]))
+                    else:
+                        out.append(Offer(target, "known", same["id"]))
+                    continue
+                moved = db.execute(
+                    "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
+                    "ORDER BY id DESC LIMIT 1", (target, *ident, str(path))).fetchone()
+                if moved is not None and not os.path.exists(moved["path"]):
+                    db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
+                               (str(path), watch, now, moved["id"]))
+                    out.append(Offer(target, "renamed", moved["id"]))
+                    continue
+                reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
+                if reusable is not None:  # same name, new content, not yet uploaded: start over
+                    db.execute(
+                        "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
+                        "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
+                        "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
+                        (*ident, meta, kind, now, reusable["id"]))
+                    db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
+                    out.append(Offer(target, "requeued", reusable["id"]))
+                    continue
+                if any(r["state"] == "uploading" for r in rows):
+                    # the running upload will notice the change itself (FileChanged) and hold
+                    out.append(Offer(target, "known", next(r["id"] for r in rows if r["state"] == "uploading")))
+                    continue
+                cur = db.execute(
+                    "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
+                    "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?)",
+                    (str(path), watch, target, kind, *ident, meta, now, now))
+                out.append(Offer(target, "queued", int(cur.lastrowid)))
+        return out
+
+    def skip_new(self, path: Path, watch: str | None, target: str, kind: str, identity: FileIdentity,
+                 reason: str) -> int | None:
+        """Record a file version that will not be uploaded to `target` (once, so rescans stay
+        quiet). Returns the new job id, or None if it was already recorded."""
+        now = time.time()
+        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND dev=? AND inode=? AND size=? "
+                          "AND mtime_ns=?", (str(path), target, *ident)).fetchone():
+                return None
+            cur = db.execute(
+                "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, last_error, "
+                "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?)",
+                (str(path), watch, target, kind, *ident, reason, now, now))
+            return int(cur.lastrowid)
+
+    # -- claiming --------------------------------------------------------------------------
+    def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None) -> list[Job]:
+        """Atomically lease up to `limit` runnable jobs (queued, committed-awaiting-status, or
+        uploading with an expired lease) in id order; `ids` restricts the choice."""
+        now = time.time()
+        tlist = list(ids) if ids is not None else None
+        if tlist is not None and not tlist:
+            return []
+        where_t = f"AND id IN ({','.join('?' * len(tlist))})" if tlist else ""
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, "
+                f"state=CASE WHEN state='queued' THEN 'uploading' ELSE state END "
+                f"WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued','committed','uploading') "
+                f"AND not_before<=? AND (lease_until IS NULL OR lease_until<?) {where_t} "
+                f"ORDER BY not_before, id LIMIT ?) RETURNING *",
+                (owner, now + lease_seconds, now, now, now, *(tlist or ()), limit)).fetchall()
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+    def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({','.join('?' * len(ids))})",
+                       (time.time() + lease_seconds, owner, *ids))
+
+    def release(self, owner: str, ids: Iterable[int] | None = None) -> None:
+        """Give leases back (on stop): uploads become queued again, to resume next time."""
+        with self._tx() as db:
+            sel = "lease_owner=?"
+            args: list[Any] = [owner]
+            if ids is not None:
+                ids = list(ids)
+                sel += f" AND id IN ({','.join('?' * len(ids))})"
+                args += ids
+            db.execute(f"UPDATE jobs SET state=CASE WHEN state='uploading' THEN 'queued' ELSE state END, "
+                       f"lease_owner=NULL, lease_until=NULL, rate=0 WHERE {sel}", args)
+
+    def recover(self) -> int:
+        """At start-up: free the leases of processes on this host that no longer run (kill -9)."""
+        rows = self._all("SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL")
+        dead = [r[0] for r in rows if not _owner_alive(r[0])]
+        n = 0
+        for owner in dead:
+            with self._tx() as db:
+                n += db.execute("UPDATE jobs SET state=CASE WHEN state='uploading' THEN 'queued' ELSE state END, "
+                                "lease_owner=NULL, lease_until=NULL, rate=0 WHERE lease_owner=?", (owner,)).rowcount
+        return n
+
+    # -- transitions -----------------------------------------------------------------------
+    def _update(self, job_id: int, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
+
+    def set_md5(self, job_id: int, md5: str) -> None:
+        self._update(job_id, md5=md5)
+
+    def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float) -> None:
+        """Progress for `status`, and a lease renewal while we are at it."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=? AND lease_owner=?",
+                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id, owner))
+
+    def record_remote_id(self, job_id: int, remote_id: str, remote_kind: str) -> int | None:
+        """Store the id the platform returned. Returns the id of another job holding the same
+        remote id for different content (the seed's duplicate-id bug), else None."""
+        with self._tx() as db:
+            me = db.execute("SELECT target, md5, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+            other = db.execute(
+                "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
+                "AND NOT (md5 IS ? AND size=?) LIMIT 1",
+                (me["target"], remote_id, job_id, me["md5"], me["size"])).fetchone()
+            if other is not None:
+                db.execute("UPDATE jobs SET state='attention', last_error=?, lease_owner=NULL, lease_until=NULL, "
+                           "updated=? WHERE id=?",
+                           (f"platform returned remote id {remote_id}, already held by job {other['id']} "
+                            f"for different content", time.time(), job_id))
+                return int(other["id"])
+            db.execute("UPDATE jobs SET remote_id=?, remote_kind=?, updated=? WHERE id=?",
+                       (remote_id, remote_kind, time.time(), job_id))
+            return None
+
+    def committed(self, job_id: int, remote_id: str, remote_kind: str, details: dict[str, str],
+                  final: bool) -> None:
+        """The platform acknowledged the upload. `final`: nothing left to wait for -> done."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state=?, remote_id=?, remote_kind=?, details=?, bytes_done=size, rate=0, "
+                       "attempts=0, last_error=NULL, not_before=0, lease_owner=NULL, lease_until=NULL, updated=?, "
+                       "committed_at=? WHERE id=?", ("done" if final else "committed", remote_id, remote_kind,
+                                                     json.dumps(details), time.time(), time.time(), job_id))
+            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+
+    def poll_later(self, job_id: int, delay: float, attempts: int, note: str) -> None:
+        self._update(job_id, not_before=time.time() + delay, attempts=attempts, last_error=note,
+                     lease_owner=None, lease_until=None)
+
+    def done(self, job_id: int) -> None:
+        self._update(job_id, state="done", last_error=None, lease_owner=None, lease_until=None, not_before=0)
+
+    def retry_later(self, job_id: int, error: str, delay: float, attempts: int) -> None:
+        self._update(job_id, state="queued", last_error=error, attempts=attempts, not_before=time.time() + delay,
+                     rate=0, lease_owner=None, lease_until=None)
+
+    def hold_for_change(self, job_id: int, error: str) -> None:
+        """The file changed under the upload: forget progress; wait for the watcher to see it settle."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state='queued', last_error=?, bytes_done=0, rate=0, md5=NULL, not_before=?, "
+                       "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?", (error, HELD, time.time(), job_id))
+            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+
+    def failed(self, job_id: int, error: str, state: str = "failed") -> None:
+        self._update(job_id, state=state, last_error=error, rate=0, lease_owner=None, lease_until=None)
+
+    def skipped(self, job_id: int, reason: str, remote_id: str | None = None, remote_kind: str | None = None) -> None:
+        self._update(job_id, state="skipped", last_error=reason, remote_id=remote_id, remote_kind=remote_kind,
+                     rate=0, lease_owner=None, lease_until=None)
+
+    def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
+        """Put failed / attention jobs (or the given ones) back in the queue."""
+        with self._tx() as db:
+            n = 0
+            if failed:
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, updated=? "
+                                "WHERE state='failed'", (time.time(),)).rowcount
+            for jid in job_ids:
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, updated=? "
+                                "WHERE id=? AND state IN ('failed','attention','skipped')", (time.time(), jid)).rowcount
+            return n
+
+    def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
+        """If every job of this file version is finished and its after-upload action has not
+        run, mark it as run (once, even with targets finishing together) and return the jobs."""
+        key = (str(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
+                              key).fetchall()
+            if not rows or any(r["state"] not in FINISHED or r["after_done"] for r in rows):
+                return None
+            db.execute("UPDATE jobs SET after_done=1 WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
+                       key)
+        return [Job.from_row(r) for r in rows]
+
+    # -- queries (no side effects) -----------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        r = self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return Job.from_row(r) if r else None
+
+    def find_content(self, target: str, md5: str, size: int, exclude_id: int) -> Job | None:
+        """A job that already put this exact content on `target` (for duplicate skipping)."""
+        r = self._one("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND remote_id IS NOT NULL "
+                      "AND state IN ('done','committed') ORDER BY id LIMIT 1", (target, md5, size, exclude_id))
+        return Job.from_row(r) if r else None
+
+    def file_jobs(self, path: Path, identity: FileIdentity) -> list[Job]:
+        """Every job of one file version (one per target)."""
+        rows = self._all("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
+                         (str(path), identity.dev, identity.inode, identity.size, identity.mtime_ns))
+        return [Job.from_row(r) for r in rows]
+
+    def jobs(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
+        sql = "SELECT * FROM jobs"
+        args: list[Any] = []
+        if states:
+            st = list(states)
+            sql += f" WHERE state IN ({','.join('?' * len(st))})"
+            args += st
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Job.from_row(r) for r in self._all(sql, args)]
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._all("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+    def next_wakeup(self) -> float | None:
+        r = self._one("SELECT min(not_before) FROM jobs WHERE state IN ('queued','committed') AND not_before<?",
+                      (HELD,))
+        return r[0] if r and r[0] is not None else None
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint(self, job_id: int) -> "LedgerCheckpoint":
+        return LedgerCheckpoint(self, job_id)
+
+    def _cp_load(self, job_id: int) -> dict[str, Any] | None:
+        r = self._one("SELECT data FROM checkpoints WHERE job_id=?", (job_id,))
+        return json.loads(r[0]) if r else None
+
+    def _cp_save(self, job_id: int, state: dict[str, Any]) -> None:
+        data = json.dumps(state, sort_keys=True)
+        with self._tx() as db:
+            db.execute("INSERT INTO checkpoints(job_id, data, updated) VALUES(?,?,?) "
+                       "ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, updated=excluded.updated",
+                       (job_id, data, time.time()))
+
+    def _cp_clear(self, job_id: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+
+
+class LedgerCheckpoint:
+    """CheckpointStore backed by the ledger: each save is one SQLite transaction."""
+
+    def __init__(self, ledger: Ledger, job_id: int):
+        self._ledger = ledger
+        self._job_id = job_id
+
+    def load(self) -> dict[str, Any] | None:
+        return self._ledger._cp_load(self._job_id)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self._ledger._cp_save(self._job_id, state)
+
+    def clear(self) -> None:
+        self._ledger._cp_clear(self._job_id)

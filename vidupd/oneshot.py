@@ -1,0 +1,86 @@
+"""`vidupd upload`: send given files now, through the same ledger, pool and providers as
+the daemon (so a file the daemon already sent is not sent again), with a progress bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import events
+from .after_upload import AfterUpload
+from .config import Config
+from .daemon import build_providers
+from .filters import kind_of
+from .ledger import Ledger, lease_owner_id
+from .pool import Pool, settings_from
+from .providers.base import FileIdentity
+from .sidecar import SidecarError, read_metadata
+from .throttle import Throttle
+
+SETTLED = ("committed", "done", "skipped", "failed", "attention")
+
+
+def upload_files(config: Config, target: str, files: list[Path], progress: bool = True) -> int:
+    events.configure(config.log)
+    ledger = Ledger(config.state_dir)
+    ledger.recover()
+    provider = build_providers(config)[target]
+    ids: list[int] = []
+    status = 0
+    for f in files:
+        path = f.expanduser().resolve()
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            print(f"{f}: {e.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        kind = kind_of(path, "auto")
+        if kind is None or kind not in provider.kinds:
+            print(f"{f}: {provider.name} does not take this kind of file", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            metadata = read_metadata(path)
+        except SidecarError as e:
+            print(str(e), file=sys.stderr)
+            status = 1
+            continue
+        (offer,) = ledger.offer(path, None, [(target, kind)], FileIdentity.of(st), metadata)
+        ids.append(offer.job_id)
+    if not ids:
+        ledger.close()
+        return status or 1
+    pool = Pool(settings_from(config), ledger, config.targets, {target: provider}, Throttle(config.max_rate),
+                lease_owner_id(), AfterUpload(ledger, dict), only_ids=ids)
+    total = sum(j.size for j in map(ledger.get, ids) if j)
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()), desc=f"to {target}")
+    pool.start()
+    try:
+        while True:
+            jobs = [j for j in map(ledger.get, ids) if j]
+            running = {jid: done for jid, done, _, _ in pool.snapshot()}
+            done_bytes = sum(j.size if j.state in SETTLED else running.get(j.id, j.bytes_done) for j in jobs)
+            bar.update(max(0, done_bytes - bar.n))
+            if all(j.state in SETTLED for j in jobs) and not pool.busy:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        status = 1
+    finally:
+        pool.stop()
+        bar.close()
+    for j in map(ledger.get, ids):
+        if j is None:
+            continue
+        ok = j.state in ("committed", "done", "skipped")
+        status = status if ok else 1
+        print(f"{j.path}\t{j.target}\t{j.state}\t{j.remote_id or ''}\t{'' if ok else j.last_error or ''}")
+    provider.close()
+    ledger.close()
+    return status

@@ -1,0 +1,322 @@
+"""The worker pool: claims jobs from the ledger a bounded window at a time and runs them.
+
+`workers` threads at most; each claimed job holds a lease renewed while it runs. A job is
+either an upload (queued -> committed/done) or one status poll of a committed upload. The
+pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
+the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from . import events
+from .after_upload import AfterUpload
+from .config import Config, TargetConfig
+from .errors import (DuplicateRemoteId, FileChanged, PermanentError, ProviderError, TransientError,
+                     UploadCancelled)
+from .ledger import Job, Ledger
+from .progress import ProgressReporter
+from .providers.base import FileIdentity, Provider, UploadContext, UploadRequest, md5_file
+from .retry import RetryPolicy
+from .throttle import Throttle
+
+LEASE_SECONDS = 120.0
+REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
+POLL_FIRST, POLL_MAX = 5.0, 120.0
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    workers: int
+    retry: RetryPolicy
+    skip_duplicates: bool
+    state_dir: Path
+    request_retry: RetryPolicy = REQUEST_RETRY
+    poll_first: float = POLL_FIRST
+    poll_max: float = POLL_MAX
+
+
+def settings_from(config: Config) -> PoolSettings:
+    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates,
+                        state_dir=config.state_dir)
+
+
+def job_fields(job: Job, provider: str | None = None) -> dict:
+    return dict(path=str(job.path), size=job.size, target=job.target, provider=provider, job_id=job.id,
+                kind=job.kind)
+
+
+class Pool:
+    def __init__(self, settings: PoolSettings, ledger: Ledger, targets: Mapping[str, TargetConfig],
+                 providers: Mapping[str, Provider], throttle: Throttle, owner: str, after: AfterUpload,
+                 on_file_changed: Callable[[Path], None] = lambda p: None, only_ids: list[int] | None = None):
+        self.settings = settings
+        self.ledger = ledger
+        self.targets = dict(targets)
+        self.providers = dict(providers)
+        self.throttle = throttle
+        self.owner = owner
+        self.after = after
+        self._on_file_changed = on_file_changed
+        self._only_ids = only_ids
+        self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vidupd-worker")
+        self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_beat = time.monotonic()  # the dispatcher's heartbeat, for the systemd watchdog
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._dispatch, name="vidupd-dispatch", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Take no more work; ask running uploads to checkpoint and stop; give leases back."""
+        self._stopping.set()
+        self._wake.set()
+        with self._lock:
+            running = list(self._running.values())
+        for _, cancel, _ in running:
+            cancel.set()
+        deadline = time.monotonic() + timeout
+        for fut, _, _ in running:
+            try:
+                fut.result(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.ledger.release(self.owner)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def snapshot(self) -> list[tuple[int, int, int, float]]:
+        """(job id, bytes done, size, bytes/s) of running uploads, for status lines."""
+        with self._lock:
+            return [(jid, p.done, p.size, p.rate) for jid, (_, _, p) in self._running.items() if p is not None]
+
+    def idle(self) -> bool:
+        """Nothing running and nothing runnable now (one-shot mode uses this to finish)."""
+        return self.busy == 0 and not self._runnable_soon()
+
+    def _runnable_soon(self) -> bool:
+        if self._only_ids is None:
+            return bool(self.ledger.counts().get("queued") or self.ledger.counts().get("committed"))
+        return any(j.state in ("queued", "uploading", "committed") for j in map(self.ledger.get, self._only_ids) if j)
+
+    # -- dispatching ---------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        last_renew = time.monotonic()
+        while not self._stopping.is_set():
+            self.last_beat = time.monotonic()
+            free = self.settings.workers - self.busy
+            if free > 0:
+                for job in self.ledger.claim(self.owner, free, LEASE_SECONDS, self._only_ids):
+                    self._submit(job)
+            if time.monotonic() - last_renew > LEASE_SECONDS / 4:
+                with self._lock:
+                    ids = list(self._running)
+                self.ledger.renew(self.owner, ids, LEASE_SECONDS)
+                last_renew = time.monotonic()
+            nxt = self.ledger.next_wakeup()
+            delay = 1.0 if nxt is None else min(1.0, max(0.02, nxt - time.time()))
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _submit(self, job: Job) -> None:
+        cancel = threading.Event()
+        reporter = None if job.state == "committed" else ProgressReporter(
+            job.size,
+            record=lambda done, rate, j=job: self.ledger.progress(j.id, done, rate, self.owner, LEASE_SECONDS),
+            announce=lambda done, rate, j=job: events.emit(
+                "upload.progress", f"{j.path.name}: {100 * done // max(1, j.size)}% to {j.target}",
+                bytes_done=done, percent=round(100 * done / max(1, j.size), 1), bytes_per_second=round(rate),
+                **job_fields(j, self._provider_name(j))))
+        with self._lock:
+            fut = self._executor.submit(self._run, job, cancel, reporter)
+            self._running[job.id] = (fut, cancel, reporter)
+        fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
+
+    def _finished(self, job_id: int) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+        self._wake.set()
+
+    def _provider_name(self, job: Job) -> str | None:
+        t = self.targets.get(job.target)
+        return t.provider if t else None
+
+    # -- one job ----------------------------------------------------------------------------------
+    def _run(self, job: Job, cancel: threading.Event, reporter: ProgressReporter | None) -> None:
+        fields = job_fields(job, self._provider_name(job))
+        provider = self.providers.get(job.target)
+        if provider is None:
+            self.ledger.failed(job.id, f"target {job.target!r} is not configured any more")
+            events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
+                        level="error", outcome="failure", **fields)
+            return
+        try:
+            if job.state == "committed":
+                self._poll(job, provider, fields)
+            else:
+                assert reporter is not None
+                self._upload(job, provider, cancel, reporter, fields)
+        except UploadCancelled:
+            self.ledger.release(self.owner, [job.id])
+            events.emit("upload.interrupted", f"{job.path.name}: stopped; will resume from its checkpoint",
+                        **fields)
+        except FileChanged as e:
+            self.ledger.hold_for_change(job.id, str(e))
+            events.emit("upload.restarted", f"{job.path.name} changed during upload; starting over once it is stable",
+                        level="warning", reason="file changed", **fields)
+            self._on_file_changed(job.path)
+        except DuplicateRemoteId as e:
+            events.emit("upload.duplicate_remote_id",
+                        f"{job.path.name}: platform returned remote id {e.remote_id}, which job {e.other_job} "
+                        "already holds for different content; needs attention", level="error", outcome="failure",
+                        remote_id=e.remote_id, other_job_id=e.other_job, **fields)
+        except PermanentError as e:
+            self._fail(job, str(e), fields, type(e).__name__)
+        except (TransientError, OSError) as e:
+            self._transient(job, e, fields)
+        except Exception as e:  # a bug must not lose the file: retry within limits, then fail
+            self._transient(job, e, fields)
+
+    def _transient(self, job: Job, e: BaseException, fields: dict) -> None:
+        attempts = job.attempts + 1
+        message = _describe(e)
+        if attempts >= self.settings.retry.attempts:
+            self._fail(job, f"gave up after {attempts} attempts: {message}", fields, type(e).__name__)
+            return
+        delay = self.settings.retry.delay(attempts)
+        hint = getattr(e, "retry_after", None)
+        if hint:
+            delay = max(delay, min(float(hint), self.settings.retry.maximum))
+        self.ledger.retry_later(job.id, message, delay, attempts)
+        events.emit("upload.retrying", f"{job.path.name}: {message}; retry {attempts} in {delay:.1f}s",
+                    level="warning", attempt=attempts, retry_in_seconds=round(delay, 2), error=message,
+                    error_type=type(e).__name__, **fields)
+
+    def _fail(self, job: Job, message: str, fields: dict, error_type: str) -> None:
+        self.ledger.failed(job.id, message)
+        events.emit("upload.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
+                    error=message, error_type=error_type, **fields)
+
+    def _upload(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
+                fields: dict) -> None:
+        try:
+            current = FileIdentity.of(os.stat(job.path))
+        except FileNotFoundError:
+            self._fail(job, "file disappeared before it was uploaded", fields, "FileNotFoundError")
+            return
+        if current != job.identity:
+            raise FileChanged(f"{job.path} changed after it was queued")
+        md5 = job.md5
+        if md5 is None:
+            md5 = md5_file(job.path, job.identity, cancel=cancel)
+            self.ledger.set_md5(job.id, md5)
+        if self.settings.skip_duplicates:
+            twin = self.ledger.find_content(job.target, md5, job.size, job.id)
+            if twin is not None:
+                self.ledger.skipped(job.id, f"same content as {twin.path} (job {twin.id})", twin.remote_id,
+                                    twin.remote_kind)
+                events.emit("upload.skipped", f"{job.path.name}: identical content already on {job.target} "
+                            f"as {twin.remote_id}", reason="duplicate content", remote_id=twin.remote_id,
+                            remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
+                self.after.maybe_run(job)
+                return
+        events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
+                    **fields)
+        known: dict[str, str] = {}
+
+        def remote_id_known(remote_id: str, remote_kind: str) -> None:
+            if known.get(remote_id) == remote_kind:
+                return
+            other = self.ledger.record_remote_id(job.id, remote_id, remote_kind)
+            if other is not None:
+                raise DuplicateRemoteId(remote_id, other)
+            known[remote_id] = remote_kind
+            events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned {remote_kind} id {remote_id}",
+                        remote_id=remote_id, remote_kind=remote_kind, **fields)
+
+        def note(action: str, message: str, level: str = "info", **extra: object) -> None:
+            events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
+
+        work_dir = self.settings.state_dir / "jobs" / str(job.id)
+        ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id), progress=reporter,
+                            remote_id_known=remote_id_known, note=note, cancel=cancel, throttle=self.throttle,
+                            retry=self.settings.request_retry, work_dir=work_dir)
+        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, md5=md5,
+                                metadata=job.metadata)
+        started = time.monotonic()
+        result = provider.upload(request, ctx)
+        remote_id_known(result.remote_id, result.remote_kind)
+        target = self.targets[job.target]
+        final = not (target.wait_ready and "status" in provider.abilities)
+        self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final)
+        elapsed = time.monotonic() - started
+        events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {result.remote_id}",
+                    outcome="success", remote_id=result.remote_id, remote_kind=result.remote_kind,
+                    duration_seconds=round(elapsed, 3), bytes_per_second=round(job.size / elapsed) if elapsed else None,
+                    md5=md5, details=dict(result.details) or None, **fields)
+        _remove_tree(work_dir)
+        if final:
+            self.after.maybe_run(job)
+        else:
+            self.ledger.poll_later(job.id, self.settings.poll_first, 0, "waiting for the platform to process it")
+
+    def _poll(self, job: Job, provider: Provider, fields: dict) -> None:
+        assert job.remote_id is not None and job.remote_kind is not None
+        status = provider.media_status(job.remote_id, job.remote_kind)
+        ids = dict(remote_id=job.remote_id, remote_kind=job.remote_kind)
+        if status.state == "ready":
+            self.ledger.done(job.id)
+            events.emit("media.ready", f"{job.path.name}: {job.remote_id} is ready on {job.target}",
+                        outcome="success", detail=status.detail or None, **ids, **fields)
+            self.after.maybe_run(job)
+            return
+        if status.state == "failed":
+            self._media_failed(job, f"platform reports processing failed: {status.detail}", fields)
+            return
+        target = self.targets[job.target]
+        waited = time.time() - (job.committed_at or time.time())
+        if waited > target.ready_timeout:
+            self._media_failed(job, f"not ready after {int(waited)}s (ready_timeout); last state {status.detail}",
+                               fields)
+            return
+        delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
+        self.ledger.poll_later(job.id, delay, job.attempts + 1, f"processing: {status.detail}")
+
+    def _media_failed(self, job: Job, message: str, fields: dict) -> None:
+        self.ledger.failed(job.id, message)
+        events.emit("media.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
+                    remote_id=job.remote_id, remote_kind=job.remote_kind, error=message, **fields)
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and not isinstance(e, ProviderError) and e.strerror:
+        text = f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
+    return text
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

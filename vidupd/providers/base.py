@@ -1,0 +1,220 @@
+"""The provider interface: what a platform backend gets and what it returns.
+
+A provider knows its wire protocol and nothing else: not the watcher, the ledger schema
+or how events are rendered. It receives an `UploadRequest` (what to send) and an
+`UploadContext` (checkpoint store, source reader with the shared throttle, progress,
+cancel signal, the "remote id is known" hook) and returns an `UploadResult`, or raises one
+of `vidupd.errors` (TransientError, CredentialsExpired, PermanentError).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol
+
+from ..errors import FileChanged, UploadCancelled
+from ..retry import RetryPolicy
+from ..throttle import Throttle
+
+KINDS = ("video", "image", "attached", "url_pull")
+REMOTE_KINDS = ("video", "image", "attached", "url_pull", "registered")
+
+REQUIRED: Any = object()  # marker: an Option without a default must be given
+
+
+@dataclass(frozen=True)
+class Option:
+    """One provider config key: its type, default, and whether it is a secret."""
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    secret: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What the platform is told about a file (from the sidecar, else defaults)."""
+
+    title: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    category: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific sidecar keys
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What makes 'the same file' on disk: a change to any field means new content."""
+
+    dev: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileIdentity":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    job_id: int
+    path: Path
+    kind: str  # one of KINDS
+    identity: FileIdentity
+    md5: str  # hex MD5 of the whole file, computed once by the pool
+    metadata: Metadata
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    remote_id: str
+    remote_kind: str  # one of REMOTE_KINDS
+    details: Mapping[str, str] = field(default_factory=dict)  # e.g. a URL; never secrets
+
+
+@dataclass(frozen=True)
+class MediaStatus:
+    """Where the platform is with a committed media object."""
+
+    state: str  # "pending" | "ready" | "failed"
+    detail: str = ""
+
+
+class CheckpointStore(Protocol):
+    """Durable, job-scoped resume state. `save` is atomic: after a crash, `load` returns
+    the last saved value. Values are JSON-serialisable dicts and must hold no secrets."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class SourceFile:
+    """Reads the file being uploaded through the shared throttle, checking on every read
+    that it has not changed since the job was queued and that the daemon is not stopping."""
+
+    def __init__(self, path: Path, identity: FileIdentity, throttle: Throttle, cancel: threading.Event):
+        self.path = path
+        self.identity = identity
+        self._throttle = throttle
+        self._cancel = cancel
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            self._check()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    def _check(self) -> None:
+        if FileIdentity.of(os.fstat(self._fd)) != self.identity:
+            raise FileChanged(f"{self.path} changed while it was being uploaded")
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes at `offset` (short only at end of file)."""
+        if self._cancel.is_set():
+            raise UploadCancelled("stopping")
+        self._throttle.take(length, self._cancel)
+        data = os.pread(self._fd, length, offset)
+        if len(data) < length and offset + len(data) < self.size:
+            chunks = [data]
+            got = len(data)
+            while got < length:
+                more = os.pread(self._fd, length - got, offset + got)
+                if not more:
+                    break
+                chunks.append(more)
+                got += len(more)
+            data = b"".join(chunks)
+        self._check()
+        return data
+
+    def iter_blocks(self, offset: int, length: int, block: int = 1 << 20):
+        """Yield consecutive blocks covering [offset, offset+length)."""
+        end = min(offset + length, self.size)
+        while offset < end:
+            n = min(block, end - offset)
+            yield self.read_at(offset, n)
+            offset += n
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "SourceFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    """Everything a provider may use besides the request itself."""
+
+    checkpoint: CheckpointStore
+    progress: Callable[[int], None]  # cumulative bytes the platform has acknowledged
+    remote_id_known: Callable[[str, str], None]  # (remote_id, remote_kind): log and record it now
+    # note(action, message, **fields): a notable step worth an event, e.g.
+    # note("upload.restarted", "upload token expired; starting over", reason="120010223").
+    note: Callable[..., None]
+    cancel: threading.Event
+    throttle: Throttle
+    retry: RetryPolicy
+    work_dir: Path  # private scratch directory for this job under state_dir
+
+    def open_source(self, request: UploadRequest) -> SourceFile:
+        return SourceFile(request.path, request.identity, self.throttle, self.cancel)
+
+
+class Provider(ABC):
+    """A platform backend. Subclasses declare `name`, `options`, `kinds`, `abilities`."""
+
+    name: ClassVar[str]
+    options: ClassVar[Mapping[str, Option]]
+    kinds: ClassVar[frozenset[str]] = frozenset({"video"})
+    # Declared, not guessed: "resume", "status" (media_status works), "url_pull", "register".
+    abilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
+        """`settings` holds this provider's validated options (secrets as `Secret`);
+        `state_dir` is a private directory for this target (token files and the like)."""
+        self.target = target
+        self.settings = settings
+        self.state_dir = state_dir
+
+    @abstractmethod
+    def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
+        """Send the file, resuming from `ctx.checkpoint` if it holds state."""
+
+    def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
+        """Processing state after upload; only for providers with the "status" ability."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release sessions and threads."""
+
+
+def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = None,
+             cancel: threading.Event | None = None, block: int = 4 << 20) -> str:
+    """Hex MD5 of a whole file in one pass (hashlib releases the GIL on large blocks)."""
+    h = hashlib.md5()
+    with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
+        for chunk in src.iter_blocks(0, identity.size, block):
+            h.update(chunk)
+    return h.hexdigest()

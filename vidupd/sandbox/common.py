@@ -1,0 +1,183 @@
+"""Pieces every emulated service shares: the threaded HTTP server, fault switches,
+the server-side bandwidth cap, streamed request bodies and the uploads journal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+BLOCK = 1 << 20  # request bodies are read and written in 1 MiB blocks
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """Fault and behaviour switches shared by all emulated services."""
+
+    fail_rate: float = 0.0  # fraction of requests answered 5xx or dropped
+    token_ttl: float = 0.0  # seconds an access token / STS credential lives; 0 = default
+    confirm_delay: float = 0.0  # Youku: seconds `check` reports 2/3 after the last slice
+    duplicate_ids: bool = False  # hand back an already issued id (the seed's bug)
+    max_rate: int = 0  # bytes/s for request bodies, per server; 0 = unlimited
+    hash_only: bool = False  # keep digests of received bytes, not the bytes (benchmarks)
+    slice_task_timeout: float = 30.0  # Youku: a handed-out slice not uploaded is re-issued
+    seed: int | None = None  # random seed for reproducible fault runs
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """Threaded HTTP/1.1 server bound to loopback only."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0, host: str = "127.0.0.1"):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        super().__init__((host, port), handler)
+
+    @property
+    def address(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{host}:{port}"
+
+    def start_background(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name=f"sandbox-{self.address}", daemon=True)
+        t.start()
+        return t
+
+
+class Faults:
+    """Decides, per request, whether to inject a failure (reproducible with a seed)."""
+
+    def __init__(self, options: SandboxOptions):
+        self._rate = options.fail_rate
+        self._rng = random.Random(options.seed)
+        self._lock = threading.Lock()
+
+    def roll(self) -> str | None:
+        """None for a normal answer, else 'error' (HTTP 5xx) or 'drop' (connection closed)."""
+        if self._rate <= 0:
+            return None
+        with self._lock:
+            r = self._rng.random()
+            if r >= self._rate:
+                return None
+            return "drop" if self._rng.random() < 0.5 else "error"
+
+
+class RateLimiter:
+    """Token bucket shared by all connections of one server (0 = unlimited)."""
+
+    def __init__(self, rate: int):
+        self._rate = rate
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def take(self, n: int) -> None:
+        if self._rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + n / self._rate
+            delay = start - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+class UploadsJournal:
+    """DIR/uploads.jsonl: one line per media object the sandbox accepted as complete."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, **fields: Any) -> None:
+        fields.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        line = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def entries(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+
+def receive_body(
+    rfile: BinaryIO,
+    length: int,
+    sink: BinaryIO | None,
+    limiter: RateLimiter | None = None,
+    digests: tuple[Callable[[bytes], None], ...] = (),
+) -> tuple[str, int]:
+    """Stream `length` bytes from the request into `sink` (None: hash only).
+
+    Returns (hex md5, bytes read). hashlib releases the GIL on large buffers, so several
+    connections hash in parallel. Raises ConnectionError if the client stops early.
+    """
+    md5 = hashlib.md5()
+    left = length
+    buf = bytearray(min(BLOCK, max(length, 1)))
+    view = memoryview(buf)
+    while left > 0:
+        want = min(len(buf), left)
+        got = rfile.readinto(view[:want]) if hasattr(rfile, "readinto") else None
+        if got is None:
+            chunk = rfile.read(want)
+            got = len(chunk)
+            view[:got] = chunk
+        if not got:
+            raise ConnectionError(f"client closed the connection with {left} of {length} bytes unsent")
+        part = view[:got]
+        md5.update(part)
+        for d in digests:
+            d(part)
+        if sink is not None:
+            sink.write(part)
+        if limiter is not None:
+            limiter.take(got)
+        left -= got
+    return md5.hexdigest(), length
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def drop_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Close the socket without an answer, as a dying proxy would."""
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(2)
+    except OSError:
+        pass
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write, fsync, rename: readers see the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,61 @@
+"""Sidecar metadata: `NAME.json` or `NAME.EXT.json` next to a file describes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .providers.base import Metadata
+
+MAX_SIDECAR_BYTES = 1 << 20
+_KNOWN = ("title", "description", "tags", "category")
+
+
+class SidecarError(ValueError):
+    """The sidecar exists but cannot be used; the message names the file and the key."""
+
+
+def sidecar_paths(path: Path) -> tuple[Path, Path]:
+    """Candidates, most specific first: `clip.mp4.json`, then `clip.json`."""
+    return path.with_name(path.name + ".json"), path.with_suffix(".json")
+
+
+def read_metadata(path: Path) -> Metadata:
+    """Metadata for `path`: its sidecar if present, else the file's stem as title."""
+    for candidate in sidecar_paths(path):
+        if candidate != path and candidate.is_file():
+            return _parse(candidate, path)
+    return Metadata(title=path.stem)
+
+
+def _parse(sidecar: Path, media: Path) -> Metadata:
+    try:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"{sidecar}: larger than {MAX_SIDECAR_BYTES} bytes")
+        raw: Any = json.loads(sidecar.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SidecarError(f"{sidecar}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise SidecarError(f"{sidecar}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except OSError as e:
+        raise SidecarError(f"{sidecar}: cannot read: {e.strerror}") from None
+    if not isinstance(raw, dict):
+        raise SidecarError(f"{sidecar}: must hold a JSON object, not {type(raw).__name__}")
+    title = raw.get("title", media.stem)
+    if not isinstance(title, str) or not title.strip():
+        raise SidecarError(f"{sidecar}: title: must be a non-empty string")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise SidecarError(f"{sidecar}: description: must be a string")
+    tags = raw.get("tags", [])
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SidecarError(f"{sidecar}: tags: must be a list of strings or a comma-separated string")
+    category = raw.get("category")
+    if category is not None and not isinstance(category, (str, int)):
+        raise SidecarError(f"{sidecar}: category: must be a string")
+    extra = {k: v for k, v in raw.items() if k not in _KNOWN}
+    return Metadata(title=title.strip(), description=description, tags=tuple(tags),
+                    category=None if category is None else str(category), extra=extra)

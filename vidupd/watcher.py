@@ -1,0 +1,229 @@
+"""Watched folders -> stable, complete files.
+
+Sources of candidates: watchdog events (inotify, or polling for NFS/SMB), a full scan at
+start-up, a periodic rescan, and a rescan after an inotify queue overflow. A candidate is
+handed on (`on_ready`) only when it is a regular file inside its watch root whose size and
+mtime have not changed for `settle_seconds` (and whose ready marker exists, in marker mode).
+The watcher writes nothing anywhere; it only reads the tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from .config import WatchConfig
+from .filters import PathFilter
+
+
+@dataclass(frozen=True)
+class Refusal:
+    path: Path
+    watch: WatchConfig
+    reason: str
+
+
+class _Pending:
+    __slots__ = ("watch", "size", "mtime_ns", "since")
+
+    def __init__(self, watch: WatchConfig):
+        self.watch = watch
+        self.size = -1
+        self.mtime_ns = -1
+        self.since = 0.0
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "Watcher", watch: WatchConfig):
+        self._watcher = watcher
+        self._watch = watch
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):  # a folder moved in: its files have no events
+                self._watcher.request_rescan()
+            return
+        path = getattr(event, "dest_path", "") or event.src_path
+        if event.event_type in ("created", "modified", "moved", "closed"):
+            self._watcher.touch(Path(os.fsdecode(path)), self._watch)
+
+
+class _OverflowFilter(logging.Filter):
+    """watchdog only logs an inotify queue overflow; we turn that log line into a rescan."""
+
+    def __init__(self, watcher: "Watcher"):
+        super().__init__()
+        self._watcher = watcher
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in str(record.msg).lower():
+            self._watcher.request_rescan()
+        return True
+
+
+class Watcher:
+    """Tracks candidates of all watches and reports stable ones from one settle thread."""
+
+    def __init__(self, watches: tuple[WatchConfig, ...], rescan_interval: float,
+                 on_ready: Callable[[Path, WatchConfig, os.stat_result], None],
+                 on_refused: Callable[[Refusal], None], tick: float = 0.25):
+        self.watches = watches
+        self.rescan_interval = rescan_interval
+        self._on_ready = on_ready
+        self._on_refused = on_refused
+        self._tick = tick
+        self._filters = {w.path: PathFilter(w) for w in watches}
+        self._pending: dict[Path, _Pending] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._rescan = threading.Event()
+        self._observers: list = []
+        self._thread: threading.Thread | None = None
+        self._refused: set[tuple[Path, str]] = set()
+        self._overflow_filter = _OverflowFilter(self)
+        self.scans = 0
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start observers and the settle thread; the first full scan runs right away."""
+        logging.getLogger("watchdog.observers.inotify_c").addFilter(self._overflow_filter)
+        for w in self.watches:
+            observer = PollingObserver(timeout=w.poll_interval) if w.poll else Observer()
+            observer.schedule(_Handler(self, w), str(w.path), recursive=w.recursive)
+            observer.daemon = True
+            observer.start()
+            self._observers.append(observer)
+        self.scan()
+        self._thread = threading.Thread(target=self._run, name="vidupd-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        logging.getLogger("watchdog.observers.inotify_c").removeFilter(self._overflow_filter)
+        for o in self._observers:
+            o.stop()
+        for o in self._observers:
+            o.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    # -- candidates ------------------------------------------------------------------------
+    def _watch_for(self, path: Path) -> WatchConfig | None:
+        for w in self.watches:
+            if path.parent == w.path or (w.recursive and w.path in path.parents):
+                return w
+        return None
+
+    def touch(self, path: Path, watch: WatchConfig | None = None) -> None:
+        """Something happened to `path`: (re)start its settle clock if it is a candidate."""
+        watch = watch or self._watch_for(path)
+        if watch is None:
+            return
+        if watch.ready_marker and path.name.endswith(watch.ready_marker):
+            path = path.with_name(path.name[: -len(watch.ready_marker)])  # the marker speaks for its file
+        try:
+            rel = path.relative_to(watch.path)
+        except ValueError:
+            return
+        if not self._filters[watch.path].accepts(rel):
+            return
+        with self._lock:
+            entry = self._pending.get(path)
+            if entry is None:
+                self._pending[path] = _Pending(watch)
+            else:
+                entry.since = 0.0  # force a fresh look
+
+    def request_rescan(self) -> None:
+        self._rescan.set()
+
+    def scan(self) -> int:
+        """Walk every watch once and touch every candidate; returns how many were seen."""
+        seen = 0
+        for w in self.watches:
+            filt = self._filters[w.path]
+            for dirpath, dirnames, filenames in os.walk(w.path, followlinks=False):
+                base = Path(dirpath)
+                if w.recursive:
+                    dirnames[:] = [d for d in dirnames if filt.enters((base / d).relative_to(w.path))]
+                else:
+                    dirnames[:] = []
+                for name in filenames:
+                    self.touch(base / name, w)
+                    seen += 1
+        self.scans += 1
+        return seen
+
+    # -- settling --------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_scan = time.monotonic()
+        while not self._stop.wait(self._tick):
+            if self._rescan.is_set() or time.monotonic() - last_scan >= self.rescan_interval:
+                self._rescan.clear()
+                last_scan = time.monotonic()
+                self.scan()
+            self.settle_once()
+
+    def settle_once(self, now: float | None = None) -> int:
+        """Check every pending candidate once; report the stable ones. Returns how many."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            items = list(self._pending.items())
+        ready: list[tuple[Path, WatchConfig, os.stat_result]] = []
+        for path, entry in items:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._drop(path)
+                continue
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or entry.since == 0.0:
+                entry.size, entry.mtime_ns, entry.since = st.st_size, st.st_mtime_ns, now
+                if entry.watch.settle_seconds > 0:
+                    continue
+            if now - entry.since < entry.watch.settle_seconds:
+                continue
+            if entry.watch.ready_marker and not path.with_name(path.name + entry.watch.ready_marker).exists():
+                continue
+            self._drop(path)
+            reason = self._refusal(path, entry.watch, st)
+            if reason:
+                key = (path, reason)
+                if key not in self._refused:
+                    self._refused.add(key)
+                    self._on_refused(Refusal(path, entry.watch, reason))
+                continue
+            ready.append((path, entry.watch, st))
+        for path, watch, st in ready:
+            self._on_ready(path, watch, st)
+        return len(ready)
+
+    def _drop(self, path: Path) -> None:
+        with self._lock:
+            self._pending.pop(path, None)
+
+    @staticmethod
+    def _refusal(path: Path, watch: WatchConfig, st: os.stat_result) -> str | None:
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        real = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(watch.path))
+        if real != root and root not in real.parents:
+            return f"symbolic link leads out of the watched folder (to {real})"
+        return None
