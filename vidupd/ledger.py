@@ -469,6 +469,12 @@ class Ledger:
                       "AND state IN ('done','committed') ORDER BY id LIMIT 1", (target, md5, size, exclude_id))
         return Job.from_row(r) if r else None
 
+    def twin_in_flight(self, target: str, md5: str, size: int, job_id: int) -> int | None:
+        """An older job uploading the same content right now (wait for it rather than send twice)."""
+        r = self._one("SELECT id FROM jobs WHERE target=? AND md5=? AND size=? AND id<? AND state='uploading' "
+                      "ORDER BY id LIMIT 1", (target, md5, size, job_id))
+        return int(r[0]) if r else None
+
     def file_jobs(self, path: Path, identity: FileIdentity) -> list[Job]:
         """Every job of one file version (one per target)."""
         rows = self._all("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",

@@ -241,12 +241,20 @@ class Pool:
                             remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
                 self.after.maybe_run(job)
                 return
+            older = self.ledger.twin_in_flight(job.target, md5, job.size, job.id)
+            if older is not None:
+                self.ledger.retry_later(job.id, f"waiting for job {older} with identical content", 2.0, job.attempts)
+                return
         events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
                     **fields)
         known: dict[str, str] = {}
 
         def remote_id_known(remote_id: str, remote_kind: str) -> None:
             if known.get(remote_id) == remote_kind:
+                return
+            current = self.ledger.get(job.id)
+            if current is not None and current.remote_id == remote_id:  # recorded by an earlier attempt
+                known[remote_id] = remote_kind
                 return
             other = self.ledger.record_remote_id(job.id, remote_id, remote_kind)
             if other is not None:

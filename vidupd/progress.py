@@ -30,7 +30,7 @@ class ProgressReporter:
         self.done = 0
         self.rate = 0.0
         self._last_sample = (start, 0)
-        self._last_record = start
+        self._last_record = start - record_every  # the first report is recorded at once
         self._last_event = (start, 0)
 
     def __call__(self, done: int) -> None:

@@ -143,11 +143,8 @@ class Watcher:
         if not self._filters[watch.path].accepts(rel):
             return
         with self._lock:
-            entry = self._pending.get(path)
-            if entry is None:
+            if path not in self._pending:  # a pending file keeps its clock: size/mtime decide
                 self._pending[path] = _Pending(watch)
-            else:
-                entry.since = 0.0  # force a fresh look
 
     def request_rescan(self) -> None:
         self._rescan.set()

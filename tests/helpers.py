@@ -1,0 +1,124 @@
+"""Shared test helpers: config writing, a real daemon subprocess, event log reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(str(v))
+
+
+def write_config(path: Path, top: dict, targets: dict[str, dict], watches: list[dict], log: dict | None = None) -> Path:
+    lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
+    lines.append("[log]")
+    lines += [f"{k} = {toml_value(v)}" for k, v in (log or {}).items()]
+    for name, body in targets.items():
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+    for w in watches:
+        lines.append("[[watch]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in w.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def actions(path: Path, action: str) -> list[dict]:
+    return [e for e in read_events(path) if e.get("event.action") == action]
+
+
+def vidupd(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidupd", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT)
+
+
+class DaemonProcess:
+    """`vidupd run` as a real subprocess, with real signals."""
+
+    def __init__(self, config: Path, events: Path, env: dict | None = None):
+        self.config = config
+        self.events = events
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    def start(self, wait_started: bool = True) -> "DaemonProcess":
+        n_started = len(actions(self.events, "daemon.started"))
+        self._stderr = open(self.events.with_suffix(".stderr"), "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(self.config)],
+                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        if wait_started:
+            wait_for(lambda: len(actions(self.events, "daemon.started")) > n_started or self.proc.poll() is not None,
+                     30, what="daemon.started")
+            assert self.proc.poll() is None, self.stderr()
+        return self
+
+    def stderr(self) -> str:
+        p = self.events.with_suffix(".stderr")
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=timeout)
+        if self._stderr:
+            self._stderr.close()
+        return rc
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        if self._stderr:
+            self._stderr.close()
+
+    def __enter__(self) -> "DaemonProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
