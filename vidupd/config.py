@@ -7,6 +7,7 @@ credential (`key = { credential = "name" }`, read from $CREDENTIALS_DIRECTORY).
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import sys
@@ -161,7 +162,7 @@ class _Loader:
         for key in table:
             if key not in allowed:
                 full = f"{where}.{key}" if where else key
-                close = [a for a in sorted(allowed) if _similar(key, a)]
+                close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.error(full, f"unknown key{hint}")
 
@@ -432,12 +433,3 @@ def _abs(base: Path, value: str) -> Path:
 def _type_name(t: type) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
             list: "a list", dict: "a table"}.get(t, t.__name__)
-
-
-def _similar(a: str, b: str) -> bool:
-    a, b = a.lower(), b.lower()
-    if a == b:
-        return True
-    if abs(len(a) - len(b)) > 2:
-        return False
-    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b)) <= 2

@@ -1,4 +1,4 @@
-"""The ledger: SQLite under state_dir, the single source of truth and the work queue.
+r"""The ledger: SQLite under state_dir, the single source of truth and the work queue.
 
 One job per (file version, target). States:
   queued -> uploading -> committed (remote id known, waiting for the platform) -> done
@@ -171,11 +171,11 @@ class Ledger:
                                        timeout=30)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout = 30000")
-            if not readonly:
+            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]  # before anything writes
+            if not readonly and ok == "ok":
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = FULL")
                 self._db.execute("PRAGMA foreign_keys = ON")
-            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"{self.path}: cannot open the ledger ({e}); move the file aside to start "
                               "a new one (files already uploaded would then be uploaded again)") from None
