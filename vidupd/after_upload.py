@@ -20,11 +20,11 @@ class AfterUpload:
         self._watches = watches  # current watches by root path (changes on reload)
 
     def maybe_run(self, job: Job) -> None:
-        jobs = self._ledger.take_after_upload(job.path, job.identity)
-        if jobs is None:
-            return
         watch = self._watches().get(job.watch or "")
         if watch is None or watch.after_upload == "keep":
+            return  # nothing to do, no need to ask the ledger
+        jobs = self._ledger.take_after_upload(job.path, job.identity)
+        if jobs is None:
             return
         companions = [p for p in sidecar_paths(job.path) if p.is_file()]
         if watch.ready_marker:

@@ -67,7 +67,7 @@ class Daemon:
         pool = Pool(settings_from(config), ledger, config.targets, provs, throttle, owner, after,
                     on_file_changed=lambda p: watcher.touch(p) if watcher else None)
         intake = Intake(ledger, lambda: config.targets, lambda: provs, pool.wake)
-        watcher = Watcher(config.watches, config.rescan_interval, intake.file_ready,
+        watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason))
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)

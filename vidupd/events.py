@@ -8,6 +8,7 @@ logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import logging
 import os
@@ -109,6 +110,13 @@ class _SinkLogger:
 
 
 _HOST = socket.gethostname()
+_ID_PREFIX = uuid.uuid4().hex[:16]  # per process; with a counter, unique without a syscall per event
+_ids = itertools.count(1)
+
+
+def _next_event_id() -> str:
+    """A stable id per event line, so Filebeat can ship a line twice without a duplicate document."""
+    return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
 def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +124,7 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         "@timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "log.level": "warn" if method == "warning" else method,
         "message": str(event.pop("event", "")),
-        "event.id": uuid.uuid4().hex,
+        "event.id": _next_event_id(),
         "event.dataset": "vidupd.events",
         "service.name": "vidupd",
         "host.hostname": _HOST,

@@ -1,4 +1,4 @@
-"""From 'this file is stable' to ledger jobs: kind, sidecar metadata, one job per target."""
+"""From 'these files are stable' to ledger jobs: kind, sidecar metadata, one job per target."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 from . import events
 from .config import TargetConfig, WatchConfig
 from .filters import kind_of
-from .ledger import Ledger
+from .ledger import Intent, Ledger
 from .providers.base import FileIdentity, Provider
 from .sidecar import SidecarError, read_metadata, sidecar_paths
 
@@ -32,7 +32,36 @@ class Intake:
             self._reported.add(key)
             return True
 
-    def file_ready(self, path: Path, watch: WatchConfig, st: os.stat_result) -> None:
+    def files_ready(self, batch: list[tuple[Path, WatchConfig, os.stat_result]]) -> None:
+        """Stable files from the watcher: one ledger transaction for the whole batch."""
+        intents: list[Intent] = []
+        kinds: dict[Path, tuple[str, str]] = {}
+        for path, watch, st in batch:
+            intent = self._intent(path, watch, st)
+            if intent is not None:
+                intents.append(intent)
+                kinds[path] = (intent.targets[0][1], intent.metadata.title)
+        if not intents:
+            return
+        queued = False
+        targets = self._targets()
+        for offer in self._ledger.offer_many(intents):
+            assert offer.path is not None
+            target = targets.get(offer.target)
+            kind, title = kinds[offer.path]
+            tf = dict(target=offer.target, provider=target.provider if target else None, job_id=offer.job_id,
+                      path=str(offer.path))
+            if offer.outcome in ("queued", "requeued"):
+                queued = True
+                events.emit("upload.queued", f"{offer.path.name}: queued for {offer.target}", kind=kind,
+                            title=title, **tf)
+            elif offer.outcome == "renamed":
+                events.emit("file.renamed", f"{offer.path.name}: renamed within the watched folder; already "
+                            f"handled for {offer.target}", **tf)
+        if queued:
+            self._wake()
+
+    def _intent(self, path: Path, watch: WatchConfig, st: os.stat_result) -> Intent | None:
         identity = FileIdentity.of(st)
         fields = dict(path=str(path), size=identity.size)
         kind = kind_of(path, watch.kind)
@@ -53,9 +82,10 @@ class Intake:
                     events.emit("upload.skipped", f"{path.name}: not sent to {target}: {reason}", reason=reason,
                                 target=target, provider=provider.name, job_id=job_id, **fields)
                 continue
+            assert kind is not None
             wanted.append((target, kind))
         if not wanted:
-            return
+            return None
         try:
             metadata = read_metadata(path)
         except SidecarError as e:
@@ -63,20 +93,8 @@ class Intake:
             if self._once((path, identity, sidecar_state)):
                 events.emit("file.rejected", f"{path.name}: sidecar metadata unusable: {e}", level="error",
                             outcome="failure", error=str(e), reason="bad sidecar", **fields)
-            return
-        queued = False
-        for offer in self._ledger.offer(path, str(watch.path), wanted, identity, metadata):
-            target = self._targets().get(offer.target)
-            tf = dict(target=offer.target, provider=target.provider if target else None, job_id=offer.job_id, **fields)
-            if offer.outcome in ("queued", "requeued"):
-                queued = True
-                events.emit("upload.queued", f"{path.name}: queued for {offer.target}", kind=kind,
-                            title=metadata.title, **tf)
-            elif offer.outcome == "renamed":
-                events.emit("file.renamed", f"{path.name}: renamed within the watched folder; already handled "
-                            f"for {offer.target}", **tf)
-        if queued:
-            self._wake()
+            return None
+        return Intent(path, str(watch.path), tuple(wanted), identity, metadata)
 
     def refused(self, path: Path, reason: str) -> None:
         events.emit("file.rejected", f"{path.name}: refused: {reason}", level="error", outcome="failure",

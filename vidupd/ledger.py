@@ -62,9 +62,10 @@ MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     );
     """,
-    # 2: when the platform acknowledged the upload (bounds the wait for "ready")
+    # 2: when the platform acknowledged the upload (bounds the wait for "ready"); claim order
     """
-    ALTER TABLE jobs ADD COLUMN committed_at REAL
+    ALTER TABLE jobs ADD COLUMN committed_at REAL;
+    CREATE INDEX jobs_claim ON jobs(state, id)
     """,
 )
 
@@ -121,12 +122,24 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """A stable file version and the (target, kind) pairs it should go to."""
+
+    path: Path
+    watch: str | None
+    targets: tuple[tuple[str, str], ...]
+    identity: FileIdentity
+    metadata: Metadata
+
+
+@dataclass(frozen=True)
 class Offer:
     """What `offer` did for one target: 'queued', 'known', 'renamed', 'requeued'."""
 
     target: str
     outcome: str
     job_id: int
+    path: Path | None = None
 
 
 def metadata_json(m: Metadata) -> str:
@@ -252,49 +265,60 @@ class Ledger:
         Never queues a file version already handled for a target, including after a rename
         within the watched tree (same device, inode, size and mtime).
         """
+        return self.offer_many([Intent(path, watch, tuple(targets), identity, metadata)])
+
+    def offer_many(self, intents: Iterable["Intent"]) -> list[Offer]:
+        """`offer` for many files in one transaction (a burst of drops costs one fsync)."""
         now = time.time()
         out: list[Offer] = []
-        meta = metadata_json(metadata)
-        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
-            for target, kind in targets:
-                rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
-                                  (str(path), target)).fetchall()
-                same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
-                if same is not None:
-                    if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
-                        db.execute("UPDATE jobs SET not_before=0, updated=? WHERE id=?", (now, same["id"]))
-                        out.append(Offer(target, "requeued", same["id"]))
-                    else:
-                        out.append(Offer(target, "known", same["id"]))
-                    continue
-                moved = db.execute(
-                    "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
-                    "ORDER BY id DESC LIMIT 1", (target, *ident, str(path))).fetchone()
-                if moved is not None and not os.path.exists(moved["path"]):
-                    db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
-                               (str(path), watch, now, moved["id"]))
-                    out.append(Offer(target, "renamed", moved["id"]))
-                    continue
-                reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
-                if reusable is not None:  # same name, new content, not yet uploaded: start over
-                    db.execute(
-                        "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
-                        "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
-                        "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
-                        (*ident, meta, kind, now, reusable["id"]))
-                    db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
-                    out.append(Offer(target, "requeued", reusable["id"]))
-                    continue
-                if any(r["state"] == "uploading" for r in rows):
-                    # the running upload will notice the change itself (FileChanged) and hold
-                    out.append(Offer(target, "known", next(r["id"] for r in rows if r["state"] == "uploading")))
-                    continue
-                cur = db.execute(
-                    "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
-                    "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?)",
-                    (str(path), watch, target, kind, *ident, meta, now, now))
-                out.append(Offer(target, "queued", int(cur.lastrowid)))
+            for it in intents:
+                out += self._offer_one(db, now, it)
+        return out
+
+    def _offer_one(self, db: sqlite3.Connection, now: float, it: "Intent") -> list[Offer]:
+        path, watch, identity = it.path, it.watch, it.identity
+        out: list[Offer] = []
+        meta = metadata_json(it.metadata)
+        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        for target, kind in it.targets:
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
+                              (str(path), target)).fetchall()
+            same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
+            if same is not None:
+                if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
+                    db.execute("UPDATE jobs SET not_before=0, updated=? WHERE id=?", (now, same["id"]))
+                    out.append(Offer(target, "requeued", same["id"], path))
+                else:
+                    out.append(Offer(target, "known", same["id"], path))
+                continue
+            moved = db.execute(
+                "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
+                "ORDER BY id DESC LIMIT 1", (target, *ident, str(path))).fetchone()
+            if moved is not None and not os.path.exists(moved["path"]):
+                db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
+                           (str(path), watch, now, moved["id"]))
+                out.append(Offer(target, "renamed", moved["id"], path))
+                continue
+            reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
+            if reusable is not None:  # same name, new content, not yet uploaded: start over
+                db.execute(
+                    "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
+                    "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
+                    "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
+                    (*ident, meta, kind, now, reusable["id"]))
+                db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
+                out.append(Offer(target, "requeued", reusable["id"], path))
+                continue
+            if any(r["state"] == "uploading" for r in rows):
+                # the running upload will notice the change itself (FileChanged) and hold
+                out.append(Offer(target, "known", next(r["id"] for r in rows if r["state"] == "uploading"), path))
+                continue
+            cur = db.execute(
+                "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
+                "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?)",
+                (str(path), watch, target, kind, *ident, meta, now, now))
+            out.append(Offer(target, "queued", int(cur.lastrowid), path))
         return out
 
     def skip_new(self, path: Path, watch: str | None, target: str, kind: str, identity: FileIdentity,
@@ -315,21 +339,36 @@ class Ledger:
 
     # -- claiming --------------------------------------------------------------------------
     def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None) -> list[Job]:
-        """Atomically lease up to `limit` runnable jobs (queued, committed-awaiting-status, or
-        uploading with an expired lease) in id order; `ids` restricts the choice."""
+        """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
+        (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
+        lease (its process died). `ids` restricts the choice (one-shot uploads).
+
+        Each candidate query walks an index in id order, so a claim costs O(limit), not
+        O(queue length): 100,000 waiting jobs do not slow the pool down."""
         now = time.time()
-        tlist = list(ids) if ids is not None else None
-        if tlist is not None and not tlist:
+        only = list(ids) if ids is not None else None
+        if only is not None and not only:
             return []
-        where_t = f"AND id IN ({','.join('?' * len(tlist))})" if tlist else ""
+        extra = f" AND id IN ({','.join('?' * len(only))})" if only else ""
+        args = tuple(only or ())
         with self._tx() as db:
+            chosen: list[int] = []
+            for sql, params in (
+                ("SELECT id FROM jobs WHERE state='uploading' AND lease_until<?", (now,)),
+                ("SELECT id FROM jobs WHERE state='committed' AND not_before<=? AND lease_owner IS NULL", (now,)),
+                ("SELECT id FROM jobs WHERE state='queued' AND not_before<=?", (now,)),
+            ):
+                if len(chosen) >= limit:
+                    break
+                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, limit - len(chosen)))
+                chosen += [r[0] for r in rows]
+            if not chosen:
+                return []
             rows = db.execute(
                 f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, "
                 f"state=CASE WHEN state='queued' THEN 'uploading' ELSE state END "
-                f"WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued','committed','uploading') "
-                f"AND not_before<=? AND (lease_until IS NULL OR lease_until<?) {where_t} "
-                f"ORDER BY not_before, id LIMIT ?) RETURNING *",
-                (owner, now + lease_seconds, now, now, now, *(tlist or ()), limit)).fetchall()
+                f"WHERE id IN ({','.join('?' * len(chosen))}) RETURNING *",
+                (owner, now + lease_seconds, now, *chosen)).fetchall()
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
     def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> None:
@@ -379,34 +418,46 @@ class Ledger:
             db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=? AND lease_owner=?",
                        (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id, owner))
 
+    @staticmethod
+    def _conflict(db: sqlite3.Connection, job_id: int, remote_id: str) -> int | None:
+        me = db.execute("SELECT target, md5, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+        other = db.execute(
+            "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
+            "AND NOT (md5 IS ? AND size=?) LIMIT 1", (me["target"], remote_id, job_id, me["md5"], me["size"])).fetchone()
+        if other is None:
+            return None
+        db.execute("UPDATE jobs SET state='attention', last_error=?, lease_owner=NULL, lease_until=NULL, updated=? "
+                   "WHERE id=?", (f"platform returned remote id {remote_id}, already held by job {other['id']} "
+                                  "for different content", time.time(), job_id))
+        return int(other["id"])
+
     def record_remote_id(self, job_id: int, remote_id: str, remote_kind: str) -> int | None:
         """Store the id the platform returned. Returns the id of another job holding the same
         remote id for different content (the seed's duplicate-id bug), else None."""
         with self._tx() as db:
-            me = db.execute("SELECT target, md5, size FROM jobs WHERE id=?", (job_id,)).fetchone()
-            other = db.execute(
-                "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
-                "AND NOT (md5 IS ? AND size=?) LIMIT 1",
-                (me["target"], remote_id, job_id, me["md5"], me["size"])).fetchone()
+            other = self._conflict(db, job_id, remote_id)
             if other is not None:
-                db.execute("UPDATE jobs SET state='attention', last_error=?, lease_owner=NULL, lease_until=NULL, "
-                           "updated=? WHERE id=?",
-                           (f"platform returned remote id {remote_id}, already held by job {other['id']} "
-                            f"for different content", time.time(), job_id))
-                return int(other["id"])
+                return other
             db.execute("UPDATE jobs SET remote_id=?, remote_kind=?, updated=? WHERE id=?",
                        (remote_id, remote_kind, time.time(), job_id))
             return None
 
     def committed(self, job_id: int, remote_id: str, remote_kind: str, details: dict[str, str],
-                  final: bool) -> None:
-        """The platform acknowledged the upload. `final`: nothing left to wait for -> done."""
+                  final: bool) -> int | None:
+        """The platform acknowledged the upload. `final`: nothing left to wait for -> done.
+
+        In the same transaction, the duplicate-id check of `record_remote_id`: returns the
+        other job's id (and marks this one for attention) if the id is already taken."""
         with self._tx() as db:
+            other = self._conflict(db, job_id, remote_id)
+            if other is not None:
+                return other
             db.execute("UPDATE jobs SET state=?, remote_id=?, remote_kind=?, details=?, bytes_done=size, rate=0, "
                        "attempts=0, last_error=NULL, not_before=0, lease_owner=NULL, lease_until=NULL, updated=?, "
                        "committed_at=? WHERE id=?", ("done" if final else "committed", remote_id, remote_kind,
                                                      json.dumps(details), time.time(), time.time(), job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+        return None
 
     def poll_later(self, job_id: int, delay: float, attempts: int, note: str) -> None:
         self._update(job_id, not_before=time.time() + delay, attempts=attempts, last_error=note,
@@ -498,9 +549,12 @@ class Ledger:
         return {r[0]: r[1] for r in self._all("SELECT state, count(*) FROM jobs GROUP BY state")}
 
     def next_wakeup(self) -> float | None:
-        r = self._one("SELECT min(not_before) FROM jobs WHERE state IN ('queued','committed') AND not_before<?",
-                      (HELD,))
-        return r[0] if r and r[0] is not None else None
+        """The earliest future time a waiting job (retry or status poll) becomes runnable."""
+        now = time.time()
+        times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
+                                          "AND not_before<?", (state, now, HELD))
+                                for state in ("queued", "committed")) if r and r[0] is not None]
+        return min(times) if times else None
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, job_id: int) -> "LedgerCheckpoint":

@@ -126,16 +126,23 @@ class Pool:
         while not self._stopping.is_set():
             self.last_beat = time.monotonic()
             free = self.settings.workers - self.busy
+            claimed = 0
             if free > 0:
                 for job in self.ledger.claim(self.owner, free, LEASE_SECONDS, self._only_ids):
                     self._submit(job)
+                    claimed += 1
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
                 self.ledger.renew(self.owner, ids, LEASE_SECONDS)
                 last_renew = time.monotonic()
-            nxt = self.ledger.next_wakeup()
-            delay = 1.0 if nxt is None else min(1.0, max(0.02, nxt - time.time()))
+            if 0 < free == claimed:
+                continue  # there may be more runnable work right now
+            delay = 1.0
+            if free > claimed:  # idle workers: sleep until the next retry/poll is due, or a wake-up
+                nxt = self.ledger.next_wakeup()
+                if nxt is not None:
+                    delay = min(1.0, max(0.01, nxt - time.time()))
             self._wake.wait(delay)
             self._wake.clear()
 
@@ -274,10 +281,11 @@ class Pool:
                                 metadata=job.metadata)
         started = time.monotonic()
         result = provider.upload(request, ctx)
-        remote_id_known(result.remote_id, result.remote_kind)
         target = self.targets[job.target]
         final = not (target.wait_ready and "status" in provider.abilities)
-        self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final)
+        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final)
+        if other is not None:
+            raise DuplicateRemoteId(result.remote_id, other)
         elapsed = time.monotonic() - started
         events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {result.remote_id}",
                     outcome="success", remote_id=result.remote_id, remote_kind=result.remote_kind,

@@ -44,7 +44,7 @@ class ProgressReporter:
                 inst = (done - b0) / (now - t0)
                 self.rate = inst if self.rate == 0 else 0.7 * self.rate + 0.3 * inst
                 self._last_sample = (now, done)
-            record = now - self._last_record >= self._record_every
+            record = now - self._last_record >= self._record_every and done < self.size  # the end is recorded by commit
             if record:
                 self._last_record = now
             te, be = self._last_event

@@ -2,7 +2,7 @@
 
 Sources of candidates: watchdog events (inotify, or polling for NFS/SMB), a full scan at
 start-up, a periodic rescan, and a rescan after an inotify queue overflow. A candidate is
-handed on (`on_ready`) only when it is a regular file inside its watch root whose size and
+handed on (`on_ready`, in batches) only when it is a regular file inside its watch root whose size and
 mtime have not changed for `settle_seconds` (and whose ready marker exists, in marker mode).
 The watcher writes nothing anywhere; it only reads the tree.
 """
@@ -75,7 +75,7 @@ class Watcher:
     """Tracks candidates of all watches and reports stable ones from one settle thread."""
 
     def __init__(self, watches: tuple[WatchConfig, ...], rescan_interval: float,
-                 on_ready: Callable[[Path, WatchConfig, os.stat_result], None],
+                 on_ready: Callable[[list[tuple[Path, WatchConfig, os.stat_result]]], None],
                  on_refused: Callable[[Refusal], None], tick: float = 0.25):
         self.watches = watches
         self.rescan_interval = rescan_interval
@@ -207,8 +207,8 @@ class Watcher:
                     self._on_refused(Refusal(path, entry.watch, reason))
                 continue
             ready.append((path, entry.watch, st))
-        for path, watch, st in ready:
-            self._on_ready(path, watch, st)
+        if ready:
+            self._on_ready(ready)  # as one batch: one ledger transaction for a burst of files
         return len(ready)
 
     def _drop(self, path: Path) -> None:

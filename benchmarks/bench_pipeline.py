@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Pipeline throughput: N small files dropped into a watched folder, through watcher ->
+ledger -> pool -> the `null` provider -> event log, with the real daemon in a subprocess.
+
+Prints per run: seconds from the first drop to the last `upload.completed`, files/s, the
+daemon's peak RSS (VmHWM) and its CPU seconds; then medians. Target (issue 2): 10,000
+files in under 60 s, peak RSS under 150 MiB, on the 2-core CI machine.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--files 10000] [--runs 3] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def count_completed(events: Path, state: dict) -> int:
+    """Count upload.completed lines, reading only what was appended since last time."""
+    try:
+        with open(events, "rb") as f:
+            f.seek(state.get("pos", 0))
+            data = f.read()
+    except FileNotFoundError:
+        return 0
+    cut = data.rfind(b"\n") + 1
+    state["pos"] = state.get("pos", 0) + cut
+    state["n"] = state.get("n", 0) + data[:cut].count(b'"event.action": "upload.completed"')
+    return state["n"]
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def one_run(files: int, workers: int, size: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="vidupd-bench-") as tmp:
+        root = Path(tmp)
+        outbox, state, events = root / "outbox", root / "state", root / "events.jsonl"
+        outbox.mkdir()
+        cfg = root / "vidupd.toml"
+        cfg.write_text(f"""
+state_dir = "{state}"
+workers = {workers}
+[log]
+events = "{events}"
+[targets.null]
+provider = "null"
+wait_ready = false
+[[watch]]
+path = "{outbox}"
+targets = ["null"]
+settle_seconds = 1
+""")
+        proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(cfg)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while b"daemon.started" not in (events.read_bytes() if events.exists() else b""):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"daemon did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+            time.sleep(0.05)
+        payload = os.urandom(size)
+        t0 = time.monotonic()
+        for i in range(files):
+            tmpf = outbox / f".clip{i:06d}.mp4.part"
+            with open(tmpf, "wb") as f:
+                f.write(i.to_bytes(8, "big") + payload)
+            os.rename(tmpf, outbox / f"clip{i:06d}.mp4")
+        dropped = time.monotonic() - t0
+        st: dict = {}
+        limit = time.monotonic() + 600
+        while count_completed(events, st) < files:
+            if time.monotonic() > limit or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit(f"only {st.get('n', 0)} of {files} completed")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - t0
+        rss = vm_hwm_kib(proc.pid)
+        cpu = cpu_seconds(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        return {"seconds": elapsed, "files_per_s": files / elapsed, "drop_seconds": dropped,
+                "peak_rss_mib": rss / 1024, "daemon_cpu_s": cpu, "exit": rc}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--size", type=int, default=4096, help="bytes per file")
+    args = ap.parse_args()
+    results = []
+    for n in range(args.runs):
+        r = one_run(args.files, args.workers, args.size)
+        results.append(r)
+        print(f"run {n + 1}: {r['seconds']:.1f} s for {args.files} files = {r['files_per_s']:.0f} files/s "
+              f"(dropping took {r['drop_seconds']:.1f} s); peak RSS {r['peak_rss_mib']:.1f} MiB; "
+              f"daemon CPU {r['daemon_cpu_s']:.1f} s; exit {r['exit']}", flush=True)
+    med = {k: statistics.median(r[k] for r in results) for k in ("seconds", "files_per_s", "peak_rss_mib", "daemon_cpu_s")}
+    print(json.dumps({"files": args.files, "runs": args.runs, "workers": args.workers, "median": med}))
+    print(f"median: {med['seconds']:.1f} s ({med['files_per_s']:.0f} files/s; target < 60 s -> "
+          f"{60 / med['seconds']:.1f}x margin), peak RSS {med['peak_rss_mib']:.1f} MiB (target < 150 MiB)")
+
+
+if __name__ == "__main__":
+    main()
