@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from . import events
+from .companions import cover_for
 from .config import WatchConfig
 from .ledger import Job, Ledger
 from .sidecar import sidecar_paths
@@ -27,6 +28,9 @@ class AfterUpload:
         if jobs is None:
             return
         companions = [p for p in sidecar_paths(job.path) if p.is_file()]
+        cover = cover_for(job.path) if job.kind == "video" else None
+        if cover is not None and self._ledger.uploads_of_path(cover) == 0:
+            companions.append(cover)  # it went as this video's cover, it has no job of its own
         if watch.ready_marker:
             marker = job.path.with_name(job.path.name + watch.ready_marker)
             if marker.exists():

@@ -108,9 +108,48 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    """Sandbox + daemon in one process, events on stdout, and a sample file to watch go through."""
+    import dataclasses
+    import threading
 
-    return run_demo(args)
+    from .config import LogConfig
+    from .daemon import Daemon
+    from .ledger import Ledger
+    from .sandbox.app import start_sandbox
+    from .sandbox.common import SandboxOptions
+
+    box = start_sandbox(args.dir, SandboxOptions())
+    config = dataclasses.replace(load(box.config), log=LogConfig(events="-", level="info"))
+    outbox = config.watches[0].path
+    print(f"# vidupd demo: platforms emulated on 127.0.0.1; config {box.config}", file=sys.stderr)
+    print(f"# copy video files into {outbox}/ and watch their ids appear below; "
+          f"accepted media are listed in {box.journal.path}. Ctrl-C stops.", file=sys.stderr)
+    if not args.no_sample:
+        sample = outbox / "vidupd-sample.mp4"
+        tmp = outbox / ".vidupd-sample.mp4.part"
+        tmp.write_bytes(os.urandom(args.sample_mib << 20))  # random bytes: a new video every run
+        os.replace(tmp, sample)
+    daemon = Daemon(config)
+    if args.once:
+        def stop_when_settled() -> None:
+            started = time.monotonic()
+            while time.monotonic() - started < 300:
+                time.sleep(0.5)
+                try:
+                    ledger = Ledger(config.state_dir, readonly=True)
+                except Exception:
+                    continue
+                counts = ledger.counts()
+                ledger.close()
+                if counts and not any(counts.get(s) for s in ("queued", "uploading", "committed")):
+                    break
+            daemon.request_stop()
+
+        threading.Thread(target=stop_when_settled, daemon=True).start()
+    try:
+        return daemon.run()
+    finally:
+        box.shutdown()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--seed", type=int, default=None)
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
-    dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"))
+    dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")
+    dm.add_argument("--no-sample", action="store_true", help="do not drop a sample file into the outbox")
+    dm.add_argument("--sample-mib", type=int, default=8, help="size of the sample file")
+    dm.add_argument("--once", action="store_true", help="stop when everything in the outbox is uploaded")
     dm.set_defaults(func=cmd_demo)
     return p
 

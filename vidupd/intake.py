@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 
 from . import events
 from .config import TargetConfig, WatchConfig
+from .companions import video_for
 from .filters import kind_of
 from .ledger import Intent, Ledger
 from .providers.base import FileIdentity, Provider
@@ -71,6 +72,8 @@ class Intake:
             provider = providers.get(target)
             if provider is None:
                 continue
+            if kind == "image" and "cover" in provider.abilities and video_for(path) is not None:
+                continue  # sent as the video's cover, within the video's job
             reason = None
             if kind is None:
                 reason = "not a media file (unknown extension); set kind on the watch to send it anyway"

@@ -463,8 +463,14 @@ class Ledger:
         self._update(job_id, not_before=time.time() + delay, attempts=attempts, last_error=note,
                      lease_owner=None, lease_until=None)
 
-    def done(self, job_id: int) -> None:
-        self._update(job_id, state="done", last_error=None, lease_owner=None, lease_until=None, not_before=0)
+    def done(self, job_id: int, media_ids: tuple[str, ...] = ()) -> None:
+        """Processing finished. `media_ids`: ids that exist only now (a URL pull's MediaIds)."""
+        fields: dict[str, Any] = dict(state="done", last_error=None, lease_owner=None, lease_until=None, not_before=0)
+        if media_ids:
+            details = json.loads(self._one("SELECT details FROM jobs WHERE id=?", (job_id,))[0] or "{}")
+            details["media_ids"] = ",".join(media_ids)
+            fields["details"] = json.dumps(details)
+        self._update(job_id, **fields)
 
     def retry_later(self, job_id: int, error: str, delay: float, attempts: int) -> None:
         self._update(job_id, state="queued", last_error=error, attempts=attempts, not_before=time.time() + delay,
@@ -531,6 +537,10 @@ class Ledger:
         rows = self._all("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
                          (str(path), identity.dev, identity.inode, identity.size, identity.mtime_ns))
         return [Job.from_row(r) for r in rows]
+
+    def uploads_of_path(self, path: Path) -> int:
+        """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (str(path),))[0])
 
     def jobs(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"

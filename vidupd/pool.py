@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 
 from . import events
 from .after_upload import AfterUpload
+from .companions import cover_for
 from .config import Config, TargetConfig
 from .errors import (DuplicateRemoteId, FileChanged, PermanentError, ProviderError, TransientError,
                      UploadCancelled)
@@ -277,8 +278,13 @@ class Pool:
         ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id), progress=reporter,
                             remote_id_known=remote_id_known, note=note, cancel=cancel, throttle=self.throttle,
                             retry=self.settings.request_retry, work_dir=work_dir)
+        companions: dict[str, Path] = {}
+        if job.kind == "video" and "cover" in provider.abilities:
+            cover = cover_for(job.path)
+            if cover is not None:
+                companions["cover"] = cover
         request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, md5=md5,
-                                metadata=job.metadata)
+                                metadata=job.metadata, companions=companions)
         started = time.monotonic()
         result = provider.upload(request, ctx)
         target = self.targets[job.target]
@@ -302,9 +308,11 @@ class Pool:
         status = provider.media_status(job.remote_id, job.remote_kind)
         ids = dict(remote_id=job.remote_id, remote_kind=job.remote_kind)
         if status.state == "ready":
-            self.ledger.done(job.id)
-            events.emit("media.ready", f"{job.path.name}: {job.remote_id} is ready on {job.target}",
-                        outcome="success", detail=status.detail or None, **ids, **fields)
+            self.ledger.done(job.id, status.remote_ids)
+            events.emit("media.ready", f"{job.path.name}: {job.remote_id} is ready on {job.target}"
+                        + (f" as {', '.join(status.remote_ids)}" if status.remote_ids else ""),
+                        outcome="success", detail=status.detail or None, media_ids=list(status.remote_ids) or None,
+                        **ids, **fields)
             self.after.maybe_run(job)
             return
         if status.state == "failed":

@@ -70,6 +70,9 @@ class UploadRequest:
     identity: FileIdentity
     md5: str  # hex MD5 of the whole file, computed once by the pool
     metadata: Metadata
+    # Files that travel with this one, by role: {"cover": Path} for a same-stem image next to
+    # a video, for providers with the "cover" ability (the image then has no job of its own).
+    companions: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -89,6 +92,8 @@ class MediaStatus:
 
     state: str  # "pending" | "ready" | "failed"
     detail: str = ""
+    # Ids that exist only once processing finished (a URL pull's MediaId): logged with media.ready.
+    remote_ids: tuple[str, ...] = ()
 
 
 class CheckpointStore(Protocol):
@@ -188,7 +193,8 @@ class Provider(ABC):
     name: ClassVar[str]
     options: ClassVar[Mapping[str, Option]]
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
-    # Declared, not guessed: "resume", "status" (media_status works), "url_pull", "register".
+    # Declared, not guessed: "resume", "status" (media_status works), "cover" (takes a
+    # companion cover image with a video), "url_pull", "register".
     abilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
