@@ -20,8 +20,7 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import (DuplicateRemoteId, FileChanged, PermanentError, ProviderError, TransientError,
-                     UploadCancelled)
+from .errors import DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
 from .providers.base import FileIdentity, Provider, UploadContext, UploadRequest, md5_file
@@ -179,12 +178,12 @@ class Pool:
             events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
                         level="error", outcome="failure", **fields)
             return
+        if job.state == "committed":
+            self._poll_safely(job, provider, fields)
+            return
         try:
-            if job.state == "committed":
-                self._poll(job, provider, fields)
-            else:
-                assert reporter is not None
-                self._upload(job, provider, cancel, reporter, fields)
+            assert reporter is not None
+            self._upload(job, provider, cancel, reporter, fields)
         except UploadCancelled:
             self.ledger.release(self.owner, [job.id])
             events.emit("upload.interrupted", f"{job.path.name}: stopped; will resume from its checkpoint",
@@ -201,9 +200,7 @@ class Pool:
                         remote_id=e.remote_id, other_job_id=e.other_job, **fields)
         except PermanentError as e:
             self._fail(job, str(e), fields, type(e).__name__)
-        except (TransientError, OSError) as e:
-            self._transient(job, e, fields)
-        except Exception as e:  # a bug must not lose the file: retry within limits, then fail
+        except Exception as e:  # TransientError, OSError, or a bug: retry within limits, then fail
             self._transient(job, e, fields)
 
     def _transient(self, job: Job, e: BaseException, fields: dict) -> None:
@@ -302,6 +299,16 @@ class Pool:
             self.after.maybe_run(job)
         else:
             self.ledger.poll_later(job.id, self.settings.poll_first, 0, "waiting for the platform to process it")
+
+    def _poll_safely(self, job: Job, provider: Provider, fields: dict) -> None:
+        """A status poll never sends the file again: errors only move the next poll or fail it."""
+        try:
+            self._poll(job, provider, fields)
+        except PermanentError as e:
+            self._media_failed(job, f"status check failed: {e}", fields)
+        except Exception as e:  # transient or unexpected: poll again later, with backoff
+            delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
+            self.ledger.poll_later(job.id, delay, job.attempts + 1, f"status check failed: {_describe(e)}")
 
     def _poll(self, job: Job, provider: Provider, fields: dict) -> None:
         assert job.remote_id is not None and job.remote_kind is not None

@@ -1,0 +1,711 @@
+"""YoukuProvider against the Youku sandbox over real HTTP on 127.0.0.1.
+
+Each test calls `provider.upload()` directly with a JSON-file checkpoint store, a cancel
+event, no bandwidth cap and a fast retry policy, then checks what the sandbox accepted
+(its uploads journal) as well as what the provider reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+from vidupd.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
+from vidupd.providers.base import FileIdentity, Metadata, UploadContext, UploadRequest
+from vidupd.providers.youku import Checkpoint, YoukuProvider, _clean_tags, resolve_upload_server
+from vidupd.providers.youku_api import (
+    CODE_UPLOAD_TOKEN_EXPIRED,
+    AccessTokenInvalid,
+    TokenPair,
+    UploadTokenExpired,
+    _decode,
+    _translate,
+)
+from vidupd.providers.youku_tokens import TokenKeeper
+from vidupd.retry import RetryPolicy
+from vidupd.sandbox.common import SandboxOptions, UploadsJournal
+from vidupd.sandbox.youku import YoukuSandbox
+from vidupd.secrets import Secret
+from vidupd.throttle import Throttle
+
+MIB = 1 << 20
+SLICE = 2 * MIB  # the provider asks for 2048 KB slices, the sandbox grants them
+POLICY = RetryPolicy(attempts=5, initial=0.05, maximum=0.5)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# ---- harness ------------------------------------------------------------------------
+
+
+class FileCheckpoint:
+    """A CheckpointStore in one JSON file, so every saved value must be JSON-serialisable."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.saves: list[dict[str, Any]] = []
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        text = json.dumps(state)
+        self.saves.append(json.loads(text))
+        self.path.write_text(text)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Job:
+    """One upload's context and everything the provider told it."""
+
+    request: UploadRequest
+    ctx: UploadContext
+    checkpoint: FileCheckpoint
+    cancel: threading.Event
+    progress: list[int] = field(default_factory=list)
+    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    remote_ids: list[tuple[str, str]] = field(default_factory=list)
+
+    def actions(self, action: str) -> list[dict[str, Any]]:
+        return [f for a, _, f in self.notes if a == action]
+
+
+@dataclass
+class Env:
+    sb: YoukuSandbox
+    journal: UploadsJournal
+    tmp: Path
+    state_dir: Path
+    providers: list[YoukuProvider] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    secrets_seen: set[str] = field(default_factory=set)
+
+    def provider(self, **overrides: Any) -> YoukuProvider:
+        creds = self.sb.credentials
+        self.secrets_seen.update(creds[k] for k in ("client_secret", "access_token", "refresh_token"))
+        settings: dict[str, Any] = {
+            "client_id": creds["client_id"],
+            "client_secret": Secret(creds["client_secret"]),
+            "access_token": Secret(creds["access_token"]),
+            "refresh_token": Secret(creds["refresh_token"]),
+            "api_base": self.sb.api_base,
+            "tags": ["vidupd", "test"],
+            "category": None,
+            "copyright_type": "original",
+            "public_type": "all",
+            "slice_concurrency": 4,
+            "confirm_wait": 0.2,
+            "confirm_timeout": 30.0,
+            "request_timeout": 10.0,
+        }
+        settings.update(overrides)
+        p = YoukuProvider("yk", settings, self.state_dir)
+        self.providers.append(p)
+        return p
+
+    def file(self, name: str, size: int, seed: int = 1) -> Path:
+        path = self.tmp / name
+        block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
+        with open(path, "wb") as f:
+            left = size
+            i = 0
+            while left > 0:  # vary each MiB so slices differ
+                chunk = (i.to_bytes(8, "big") + block)[: min(MIB, left)]
+                f.write(chunk)
+                left -= len(chunk)
+                i += 1
+        return path
+
+    def job(self, path: Path, job_id: int = 1, checkpoint: FileCheckpoint | None = None,
+            on_progress: Callable[[Job, int], None] | None = None, title: str = "a clip",
+            tags: tuple[str, ...] = ()) -> Job:
+        st = os.stat(path)
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        request = UploadRequest(job_id, path, "video", FileIdentity.of(st), digest,
+                                Metadata(title=title, description="vidupd test upload", tags=tags))
+        cp = checkpoint or FileCheckpoint(self.tmp / f"checkpoint-{job_id}.json")
+        cancel = threading.Event()
+        holder: list[Job] = []
+
+        def progress(n: int) -> None:
+            holder[0].progress.append(n)
+            if on_progress is not None:
+                on_progress(holder[0], n)
+
+        def note(action: str, message: str, **fields: Any) -> None:
+            holder[0].notes.append((action, message, fields))
+
+        ctx = UploadContext(
+            checkpoint=cp, progress=progress, remote_id_known=lambda rid, kind: holder[0].remote_ids.append((rid, kind)),
+            note=note, cancel=cancel, throttle=Throttle(None), retry=POLICY, work_dir=self.tmp / f"work-{job_id}",
+        )
+        job = Job(request, ctx, cp, cancel)
+        holder.append(job)
+        self.jobs.append(job)
+        return job
+
+    def entries(self) -> list[dict[str, Any]]:
+        return self.journal.entries()
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    """Start a sandbox with the given options; on teardown check nothing leaked a secret."""
+    envs: list[Env] = []
+
+    def start(encode_seconds: float = 0.3, upload_token_ttl: float = 24 * 3600, **options: Any) -> Env:
+        root = tmp_path / f"env{len(envs)}"
+        root.mkdir()
+        journal = UploadsJournal(root / "uploads.jsonl")
+        sb = YoukuSandbox(root / "sandbox", SandboxOptions(**options), journal,
+                          encode_seconds=encode_seconds, upload_token_ttl=upload_token_ttl)
+        sb.start()
+        env = Env(sb, journal, root, root / "state")
+        envs.append(env)
+        return env
+
+    yield start
+    for env in envs:
+        for p in env.providers:
+            p.close()
+        env.sb.shutdown()
+        secrets = env.secrets_seen | {env.sb.credentials[k] for k in ("access_token", "refresh_token")}
+        for job in env.jobs:
+            blob = json.dumps([job.notes, job.checkpoint.saves, job.remote_ids], default=str)
+            for s in secrets:
+                assert s not in blob, "a secret leaked into a note or a checkpoint"
+
+
+@pytest.fixture
+def env(make_env: Callable[..., Env]) -> Env:
+    return make_env()
+
+
+def count_calls(obj: Any, name: str, before: Callable[..., None] | None = None,
+                after: Callable[..., None] | None = None) -> list[tuple[Any, ...]]:
+    """Wrap obj.name (an instance attribute shadows the method) and record each call's args."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(obj, name)
+    lock = threading.Lock()
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            calls.append(args)
+        if before:
+            before(*args)
+        result = real(*args, **kwargs)
+        if after:
+            after(*args)
+        return result
+
+    setattr(obj, name, wrapper)
+    return calls
+
+
+def assert_monotonic(values: list[int]) -> None:
+    assert values == sorted(values), "progress went backwards"
+
+
+# ---- pure helpers -------------------------------------------------------------------
+
+
+def test_clean_tags_fits_youku_limits() -> None:
+    raw = ["a", " news ", "news", "x" * 30, "one,two", "，中文标签"] + [f"t{i}" for i in range(20)]
+    tags = _clean_tags(raw)
+    assert tags[:4] == ["news", "x" * 20, "one", "two"]
+    assert "中文标签" in tags
+    assert len(tags) == 10 and all(2 <= len(t) <= 20 for t in tags)
+
+
+def test_resolve_keeps_port_and_resolves_once() -> None:
+    assert resolve_upload_server("localhost:8123") in ("127.0.0.1:8123", "[::1]:8123")
+    assert resolve_upload_server("127.0.0.1") == "127.0.0.1"
+    assert resolve_upload_server("http://127.0.0.1:81/x") == "127.0.0.1:81"
+    with pytest.raises(TransientError):
+        resolve_upload_server("no-such-host.invalid")
+
+
+def test_checkpoint_round_trip_and_rejects_foreign_state() -> None:
+    cp = Checkpoint("tok", "127.0.0.1:1", "0" * 32, 5, {"dev": 1}, 1.0, file_created=True)
+    assert Checkpoint.from_json(json.loads(json.dumps(cp.to_json()))) == cp
+    assert Checkpoint.from_json({"version": 99, "provider": "youku"}) is None
+    assert Checkpoint.from_json({**cp.to_json(), "provider": "aliyun-vod"}) is None
+    assert "tok" not in repr(cp)
+
+
+def test_token_keeper_refreshes_once_for_many_workers(tmp_path: Path) -> None:
+    class FakeApi:
+        calls = 0
+        rotating = threading.Event()  # the server has begun replacing the old token
+
+        def refresh(self, refresh_token: str, client_secret: str) -> TokenPair:
+            assert refresh_token == f"refresh-{self.calls}"
+            self.rotating.set()
+            self.calls += 1
+            time.sleep(0.05)
+            return TokenPair(f"access-{self.calls}", f"refresh-{self.calls}")
+
+    api = FakeApi()
+    keeper = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", tmp_path)  # type: ignore[arg-type]
+    barrier = threading.Barrier(8)
+    seen: list[str] = []
+
+    def call(i: int) -> None:
+        def fn(token: str) -> str:
+            if token == "access-0":
+                barrier.wait()  # every worker holds the old token at once
+                if i % 2 and api.rotating.wait(5):  # a replaced token may be forgotten: "invalid"
+                    raise AccessTokenInvalid("1008", code=1008, http_status=400)
+                raise CredentialsExpired("1009")
+            return token
+
+        seen.append(keeper.call(fn))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == ["access-1"] * 8 and api.calls == 1
+
+    def invalid(token: str) -> str:
+        raise AccessTokenInvalid("1008", code=1008, http_status=400)
+
+    with pytest.raises(AccessTokenInvalid):  # the current token itself is bad: no retry loop
+        keeper.call(invalid)
+
+    saved = tmp_path / "tokens.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    again = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", tmp_path)  # type: ignore[arg-type]
+    assert again.current()[1] == "access-1"
+    reauthorised = TokenKeeper(api, TokenPair("access-new", "refresh-new"), "", tmp_path)  # type: ignore[arg-type]
+    assert reauthorised.current()[1] == "access-new"  # a changed configured pair wins
+
+
+# ---- uploads against the sandbox ----------------------------------------------------
+
+
+def test_normal_upload(env: Env) -> None:
+    path = env.file("clip.mp4", 5 * MIB + 12345)
+    job = env.job(path, title="t" * 80)
+    result = env.provider().upload(job.request, job.ctx)
+
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
+    assert entry["size"] == job.request.size and entry["title"] == "t" * 60
+    assert result.remote_kind == "video" and job.remote_ids == [(result.remote_id, "video")]
+    assert_monotonic(job.progress)
+    assert job.progress[-1] == job.request.size
+    saved = job.checkpoint.load()
+    assert saved is not None and saved["video_id"] == result.remote_id
+    first = job.checkpoint.saves[0]  # saved right after create, before any byte went out
+    assert first["upload_token"] and first["server"] == env.sb.upload_server and not first["file_created"]
+
+
+def test_parallel_slices(env: Env) -> None:
+    path = env.file("big.mp4", 9 * SLICE - 1000)
+    job = env.job(path)
+    provider = env.provider(slice_concurrency=4)
+    inflight = [0, 0]  # current, maximum
+    lock = threading.Lock()
+
+    def enter(*_: Any) -> None:
+        with lock:
+            inflight[0] += 1
+            inflight[1] = max(inflight)
+        time.sleep(0.1)  # hold the slot so overlapping workers are visible
+
+    def leave(*_: Any) -> None:
+        with lock:
+            inflight[0] -= 1
+
+    calls = count_calls(provider.api, "upload_slice", enter, leave)
+    result = provider.upload(job.request, job.ctx)
+    assert len(calls) >= 9
+    assert inflight[1] >= 3, f"at most {inflight[1]} slices in flight"
+    assert sorted(c[2].offset for c in calls) == [i * SLICE for i in range(9)]
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
+    assert_monotonic(job.progress)
+
+
+def test_instant_upload_of_known_content(env: Env) -> None:
+    provider = env.provider()
+    first = env.file("one.mp4", 3 * MIB)
+    r1 = provider.upload(env.job(first, 1).request, env.jobs[0].ctx)
+    second = env.tmp / "two.mp4"
+    second.write_bytes(first.read_bytes())
+    job = env.job(second, 2)
+    slices = count_calls(provider.api, "upload_slice")
+    creates = count_calls(provider.api, "create_file")
+    r2 = provider.upload(job.request, job.ctx)
+    assert slices == [] and creates == []
+    assert job.actions("upload.instant")
+    assert job.progress[-1] == job.request.size
+    assert r2.remote_id != r1.remote_id
+    assert [e["md5"] for e in env.entries()] == [job.request.md5] * 2
+
+
+def test_resume_after_cancel(make_env: Callable[..., Env]) -> None:
+    env = make_env(slice_task_timeout=0.5)
+    path = env.file("resume.mp4", 10 * SLICE)
+    size = path.stat().st_size
+
+    def stop_early(job: Job, n: int) -> None:
+        if n >= 3 * SLICE:
+            job.cancel.set()
+
+    provider = env.provider(slice_concurrency=2)
+    sent = count_calls(provider.api, "upload_slice")
+    job = env.job(path, on_progress=stop_early)
+    with pytest.raises(UploadCancelled):
+        provider.upload(job.request, job.ctx)
+    first_bytes = sum(len(c[3]) for c in sent)
+    assert first_bytes < size
+    saved = job.checkpoint.load()
+    assert saved and saved["file_created"] and not saved["video_id"]
+    assert env.entries() == []
+
+    provider2 = env.provider(slice_concurrency=2)  # as after a restart: a new instance
+    creates = count_calls(provider2.api, "create")
+    sent2 = count_calls(provider2.api, "upload_slice")
+    job2 = env.job(path, checkpoint=job.checkpoint)
+    result = provider2.upload(job2.request, job2.ctx)
+    resent = sum(len(c[3]) for c in sent2)
+    assert creates == []  # resumed, not created again
+    assert first_bytes + resent <= size + 2 * SLICE  # at most the slices in flight at cancel go twice
+    assert resent <= size - 2 * SLICE
+    assert job2.progress[0] >= 2 * SLICE  # progress starts where the server stands
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
+
+
+def test_waits_with_bounded_backoff_while_youku_confirms(make_env: Callable[..., Env]) -> None:
+    env = make_env(confirm_delay=1.0)
+    job = env.job(env.file("confirm.mp4", 2 * SLICE))
+    result = env.provider(confirm_wait=0.3).upload(job.request, job.ctx)
+    waits = job.actions("upload.waiting")
+    assert waits and all(w["status"] in (2, 3) for w in waits)
+    assert all("transferred_percent" in w and "confirmed_percent" in w for w in waits)
+    assert max(w["wait_seconds"] for w in waits) <= 0.3
+    assert [e["remote_id"] for e in env.entries()] == [result.remote_id]
+
+
+def test_confirm_timeout_and_cancel_while_waiting(make_env: Callable[..., Env]) -> None:
+    env = make_env(confirm_delay=30.0)
+    job = env.job(env.file("slow.mp4", MIB))
+    with pytest.raises(TransientError, match="not confirmed"):
+        env.provider(confirm_wait=0.2, confirm_timeout=0.5).upload(job.request, job.ctx)
+
+    job2 = env.job(job.request.path, checkpoint=job.checkpoint)
+    threading.Timer(0.3, job2.cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(UploadCancelled):
+        env.provider(confirm_wait=10.0).upload(job2.request, job2.ctx)
+    assert time.monotonic() - started < 3
+    assert env.entries() == []
+
+
+def test_crash_after_commit_commits_again_with_same_token(env: Env) -> None:
+    path = env.file("commit.mp4", 3 * MIB)
+    provider = env.provider()
+
+    class Crash(BaseException):
+        """The daemon dies after the server committed but before the answer was recorded."""
+
+    def die(*_: Any) -> None:
+        raise Crash()
+
+    count_calls(provider.api, "commit", after=die)
+    job = env.job(path)
+    with pytest.raises(Crash):
+        provider.upload(job.request, job.ctx)
+    saved = job.checkpoint.load()
+    assert saved and saved["committing"] and not saved["video_id"]
+    [entry] = env.entries()
+
+    provider2 = env.provider()
+    creates = count_calls(provider2.api, "create")
+    commits = count_calls(provider2.api, "commit")
+    job2 = env.job(path, checkpoint=job.checkpoint)
+    result = provider2.upload(job2.request, job2.ctx)
+    assert result.remote_id == entry["remote_id"]
+    assert creates == [] and len(commits) == 1
+    assert len(env.entries()) == 1
+
+    # A third run after the id was saved answers from the checkpoint without any call.
+    provider3 = env.provider()
+    calls = count_calls(provider3.api, "commit") + count_calls(provider3.api, "create")
+    job3 = env.job(path, checkpoint=job.checkpoint)
+    assert provider3.upload(job3.request, job3.ctx).remote_id == entry["remote_id"]
+    assert calls == [] and job3.remote_ids == [(entry["remote_id"], "video")]
+
+
+def test_expired_upload_token_on_resume_starts_over(make_env: Callable[..., Env]) -> None:
+    env = make_env(slice_task_timeout=0.5)
+    path = env.file("expire.mp4", 4 * SLICE)
+
+    def stop_early(job: Job, n: int) -> None:
+        if n >= SLICE:
+            job.cancel.set()
+
+    provider = env.provider(slice_concurrency=1)
+    job = env.job(path, on_progress=stop_early)
+    with pytest.raises(UploadCancelled):
+        provider.upload(job.request, job.ctx)
+    old = job.checkpoint.load()
+    assert old
+    env.sb.expire_upload_token(old["upload_token"])
+
+    job2 = env.job(path, checkpoint=job.checkpoint)
+    result = provider.upload(job2.request, job2.ctx)
+    [restart] = job2.actions("upload.restarted")
+    assert restart["reason"] == str(CODE_UPLOAD_TOKEN_EXPIRED)
+    assert (job.checkpoint.load() or {})["upload_token"] != old["upload_token"]
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
+
+
+def test_upload_token_expiring_mid_transfer_starts_over(env: Env) -> None:
+    path = env.file("mid.mp4", 6 * SLICE)
+    expired: list[str] = []
+
+    def expire_once(job: Job, n: int) -> None:
+        if not expired:
+            token = (job.checkpoint.load() or {})["upload_token"]
+            expired.append(token)
+            env.sb.expire_upload_token(token)
+
+    job = env.job(path, on_progress=expire_once)
+    result = env.provider(slice_concurrency=4).upload(job.request, job.ctx)
+    assert len(job.actions("upload.restarted")) == 1
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["upload_token"] != expired[0]
+
+
+def test_access_token_expiry_mid_upload_refreshes_once(make_env: Callable[..., Env]) -> None:
+    # 8 MiB at 4 MiB/s takes about 2 s: the 1.5 s token dies between create and commit.
+    env = make_env(token_ttl=1.5, max_rate=4 * MIB)
+    configured = env.sb.credentials["access_token"]
+    provider = env.provider(slice_concurrency=4)
+    refreshes = count_calls(provider.api, "refresh")
+    commits = count_calls(provider.api, "commit")
+    path = env.file("ttl.mp4", 4 * SLICE)
+    job = env.job(path)
+    result = provider.upload(job.request, job.ctx)
+    assert len(refreshes) == 1 and len(job.actions("auth.refreshed")) == 1
+    assert len(commits) == 2  # the first commit met the expired token
+    assert env.sb.credentials["access_token"] != configured
+    assert [e["remote_id"] for e in env.entries()] == [result.remote_id]
+
+
+def test_concurrent_uploads_share_one_refresh(make_env: Callable[..., Env]) -> None:
+    env = make_env(token_ttl=1.0)
+    provider = env.provider(slice_concurrency=4)
+    refreshes = count_calls(provider.api, "refresh")
+    before_commit: list[int] = []  # refreshes done before the commits (a slow start may need one)
+    barrier = threading.Barrier(4, action=lambda: before_commit.append(len(refreshes)), timeout=30)
+    waited = threading.local()
+
+    def all_commit_together(*_: Any) -> None:
+        if not getattr(waited, "done", False):
+            waited.done = True
+            barrier.wait()
+            time.sleep(1.1)  # every upload now holds the same expired token
+
+    commits = count_calls(provider.api, "commit", before=all_commit_together)
+    jobs = [env.job(env.file(f"c{i}.mp4", 2 * SLICE + i, seed=i), job_id=i) for i in range(4)]
+    results: dict[int, Any] = {}
+
+    def run(job: Job) -> None:
+        try:
+            results[job.request.job_id] = provider.upload(job.request, job.ctx)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            results[job.request.job_id] = e
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(not isinstance(r, BaseException) for r in results.values()), results
+    assert len(refreshes) - before_commit[0] == 1
+    assert len(commits) == 8  # all four met the expired token, one refreshed, all retried
+    assert sorted(e["remote_id"] for e in env.entries()) == sorted(r.remote_id for r in results.values())
+
+
+def test_tokens_file_is_private_and_reused(make_env: Callable[..., Env]) -> None:
+    env = make_env(token_ttl=1.0)
+    time.sleep(1.05)  # the configured access token is already dead
+    provider = env.provider()
+    job = env.job(env.file("tok.mp4", MIB))
+    provider.upload(job.request, job.ctx)
+    tokens = env.state_dir / "tokens.json"
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    saved = json.loads(tokens.read_text())
+    assert saved["access_token"] == env.sb.credentials["access_token"]
+    assert saved["refresh_token"] == env.sb.credentials["refresh_token"]
+    env.secrets_seen.update((saved["access_token"], saved["refresh_token"]))
+
+    # A restart with the same (now stale) configured pair uses the persisted one: the
+    # configured refresh token was rotated away, so only tokens.json can still refresh.
+    time.sleep(1.05)
+    provider2 = env.provider(**{k: Secret(v) for k, v in _configured(env.providers[0]).items()})
+    refreshes = count_calls(provider2.api, "refresh")
+    job2 = env.job(env.file("tok2.mp4", MIB, seed=2), job_id=2)
+    provider2.upload(job2.request, job2.ctx)
+    assert len(refreshes) == 1 and len(env.entries()) == 2
+
+
+def _configured(provider: YoukuProvider) -> dict[str, str]:
+    return {"access_token": provider.config.access_token.reveal(),
+            "refresh_token": provider.config.refresh_token.reveal()}
+
+
+def test_no_refresh_token_is_permanent_and_quiet(make_env: Callable[..., Env]) -> None:
+    env = make_env(token_ttl=0.5)
+    time.sleep(0.55)
+    provider = env.provider(refresh_token=None)
+    job = env.job(env.file("nor.mp4", MIB))
+    with pytest.raises(PermanentError) as info:
+        provider.upload(job.request, job.ctx)
+    assert "no refresh_token configured" in str(info.value)
+    assert_no_secret(env, info.value)
+
+
+def test_flaky_service_still_completes(make_env: Callable[..., Env]) -> None:
+    env = make_env(fail_rate=0.1, seed=7)
+    provider = env.provider(slice_concurrency=4)
+    path = env.file("flaky.mp4", 8 * SLICE + 77)
+    job = env.job(path)
+    result = provider.upload(job.request, job.ctx)
+    assert job.actions("upload.retrying"), "the fault rate should have forced retries"
+    [entry] = env.entries()
+    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
+    assert_monotonic(job.progress)
+
+
+def test_media_status_reaches_ready(env: Env) -> None:
+    provider = env.provider()
+    job = env.job(env.file("status.mp4", MIB))
+    result = provider.upload(job.request, job.ctx)
+    first = provider.media_status(result.remote_id, "video")
+    assert first.state in ("pending", "ready")
+    deadline = time.monotonic() + 10
+    while provider.media_status(result.remote_id, "video").state != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with pytest.raises(PermanentError):
+        provider.media_status("XNOPE", "video")
+
+
+def test_file_changed_during_upload(env: Env) -> None:
+    path = env.file("changing.mp4", 6 * SLICE)
+
+    def modify(job: Job, n: int) -> None:
+        with open(path, "r+b") as f:
+            f.write(b"edited")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+    job = env.job(path, on_progress=modify)
+    with pytest.raises(FileChanged):
+        env.provider(slice_concurrency=2).upload(job.request, job.ctx)
+    assert env.entries() == []
+
+
+def test_changed_content_discards_old_checkpoint(env: Env) -> None:
+    path = env.file("swap.mp4", 2 * MIB)
+    job = env.job(path)
+    job.checkpoint.save(Checkpoint("stale", env.sb.upload_server, "f" * 32, 99, {}, 0.0).to_json())
+    result = env.provider().upload(job.request, job.ctx)
+    assert job.actions("upload.restarted")[0]["reason"] == "content changed"
+    assert [e["remote_id"] for e in env.entries()] == [result.remote_id]
+
+
+def test_errors_carry_no_secrets(make_env: Callable[..., Env], tmp_path: Path) -> None:
+    env = make_env()
+    creds = env.sb.credentials
+    errors: list[BaseException] = []
+    job = env.job(env.file("err.mp4", MIB))
+
+    bad = env.provider(access_token=Secret("bogus-access-token-123"), refresh_token=None)
+    env.secrets_seen.add("bogus-access-token-123")
+    with pytest.raises(PermanentError) as info:  # 1008 invalid token
+        bad.upload(job.request, job.ctx)
+    errors.append(info.value)
+
+    wrong_secret = env.provider(client_secret=Secret("wrong-client-secret"))
+    env.secrets_seen.add("wrong-client-secret")
+    with pytest.raises(PermanentError) as info:  # refresh refused
+        wrong_secret.tokens.refresh(wrong_secret.tokens.current()[0])
+    errors.append(info.value)
+
+    dead = env.provider(api_base="http://127.0.0.1:9", request_timeout=2.0)
+    with pytest.raises(TransientError) as refused:  # connection refused, after retries
+        dead.upload(job.request, job.ctx)
+    errors.append(refused.value)
+
+    for e in errors:
+        assert_no_secret(env, e)
+    assert creds["access_token"] not in repr(env.providers[0].tokens.__dict__)
+
+
+def _response(status: int, body: str, headers: dict[str, str] | None = None) -> requests.Response:
+    r = requests.Response()
+    r.status_code = status
+    r._content = body.encode()
+    r.headers.update(headers or {})
+    return r
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (400, '{"error": {"code": 120010223, "type": "UploadsException", "description": "Expired upload token"}}',
+     UploadTokenExpired),
+    (400, '{"error": {"code": 1009, "type": "SystemException", "description": "Expired token"}}', CredentialsExpired),
+    (401, "", CredentialsExpired),
+    (400, "code=1008&type=SystemException&description=Invalid+token", AccessTokenInvalid),
+    (400, '{"error": {"code": 1013, "description": "Invalid parameter: title"}}', PermanentError),
+    (404, "<html>not here</html>", PermanentError),
+    (503, "<html>busy</html>", TransientError),
+    (400, '{"error": {"code": 1002, "description": "Service exception"}}', TransientError),
+    (200, '{"error": {"code": 1013, "description": "bad"}}', PermanentError),
+])
+def test_error_translation(status: int, body: str, expected: type[Exception]) -> None:
+    error = _translate("step", _response(status, body), (_decode(body) or {}).get("error"), ())
+    assert type(error) is expected or (expected is PermanentError and isinstance(error, PermanentError)
+                                       and not isinstance(error, (UploadTokenExpired, AccessTokenInvalid)))
+
+
+def test_error_translation_scrubs_and_hints() -> None:
+    body = '{"error": {"code": 1013, "description": "token tok-SECRET-1 is bad"}}'
+    error = _translate("create", _response(400, body), json.loads(body)["error"], ("tok-SECRET-1",))
+    assert "tok-SECRET-1" not in str(error) and "1013" in str(error)
+    busy = _translate("check", _response(503, "", {"Retry-After": "7"}), None, ())
+    assert isinstance(busy, TransientError) and busy.retry_after == 7.0
+
+
+def assert_no_secret(env: Env, error: BaseException) -> None:
+    chain: list[BaseException] = []
+    e: BaseException | None = error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(f"{type(x).__name__}: {x} {x!r}" for x in chain)
+    for s in env.secrets_seen | set(env.sb.credentials.values()) - {env.sb.credentials["client_id"]}:
+        assert s not in text, f"secret in error: {type(error).__name__}"

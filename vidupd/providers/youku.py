@@ -1,0 +1,471 @@
+"""Youku provider: the six-step sliced upload, resumable across restarts.
+
+create -> (checkpoint) -> create_file -> parallel new_slice/upload_slice -> check until
+status 1 -> commit. The checkpoint (upload token, the upload server's resolved IP, the
+file's MD5 and size, and whether commit was attempted) is saved before the first byte is
+sent, so a restart resumes the same upload instead of creating a second one. The wire
+format lives in `youku_api`, the OAuth token bookkeeping in `youku_tokens`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
+from ..retry import RetryPolicy, call_with_retry
+from ..secrets import reveal
+from .base import REQUIRED, MediaStatus, Option, Provider, SourceFile, UploadContext, UploadRequest, UploadResult
+from .youku_api import CODE_UPLOAD_TOKEN_EXPIRED, CheckResult, SliceTask, TokenPair, UploadTokenExpired, YoukuApi
+from .youku_tokens import TokenKeeper
+
+T = TypeVar("T")
+
+CHECKPOINT_VERSION = 1
+TITLE_MAX = 60
+DESCRIPTION_MAX = 2000
+TAGS_MAX = 10
+TAG_LEN = (2, 20)
+FIRST_CONFIRM_WAIT = 0.5  # seconds before the first re-check while Youku confirms slices
+MAX_RESTARTS = 2  # new `create`s after expired upload tokens within one attempt
+_STATUS_RETRY = RetryPolicy(attempts=3, initial=1.0, maximum=10.0)
+_YOUKU_HOSTS = ("youku.com",)
+
+
+@dataclass(frozen=True)
+class YoukuSettings:
+    """The validated options, typed; secrets stay `Secret` (or str in tests) until used."""
+
+    client_id: str
+    client_secret: Any = field(repr=False)
+    access_token: Any = field(repr=False)
+    refresh_token: Any = field(repr=False)
+    api_base: str
+    tags: tuple[str, ...]
+    category: str | None
+    copyright_type: str
+    public_type: str
+    slice_concurrency: int
+    confirm_wait: float
+    confirm_timeout: float
+    request_timeout: float
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any], options: Mapping[str, Option]) -> "YoukuSettings":
+        def get(key: str) -> Any:
+            if key in settings:
+                return settings[key]
+            default = options[key].default
+            if default is REQUIRED:
+                raise PermanentError(f"youku: option {key!r} is required")
+            return default
+
+        return cls(
+            client_id=str(get("client_id")),
+            client_secret=get("client_secret") or "",
+            access_token=get("access_token"),
+            refresh_token=get("refresh_token") or "",
+            api_base=str(get("api_base")).rstrip("/"),
+            tags=tuple(str(t) for t in (get("tags") or ())),
+            category=get("category") or None,
+            copyright_type=str(get("copyright_type")),
+            public_type=str(get("public_type")),
+            slice_concurrency=max(1, int(get("slice_concurrency"))),
+            confirm_wait=max(0.01, float(get("confirm_wait"))),
+            confirm_timeout=max(0.0, float(get("confirm_timeout"))),
+            request_timeout=max(1.0, float(get("request_timeout"))),
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Resume state of one upload; JSON in the job's checkpoint store. Holds no OAuth token:
+    the upload token is scoped to this one upload and is what resuming needs."""
+
+    upload_token: str = field(repr=False)
+    server: str  # the upload server resolved once: "ip[:port]" ("[v6]:port" for IPv6)
+    md5: str
+    size: int
+    identity: Mapping[str, int]
+    created: float
+    file_created: bool = False
+    instant: bool = False
+    upload_server_ip: str = ""  # from the last `check`, needed by commit
+    committing: bool = False  # commit was sent at least once: never `create` again silently
+    video_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(dataclasses.asdict(self), version=CHECKPOINT_VERSION, provider="youku")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Checkpoint | None":
+        """None when the stored value is not a usable version-1 Youku checkpoint."""
+        if data.get("version") != CHECKPOINT_VERSION or data.get("provider") != "youku":
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            cp = cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError:
+            return None
+        if not cp.upload_token or not cp.server or not isinstance(cp.size, int):
+            return None
+        return cp
+
+
+def _clean_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
+    """Youku takes 1-10 comma-separated tags of 2-20 characters: split, trim, dedupe, cut."""
+    out: list[str] = []
+    for raw in tags:
+        for tag in str(raw).replace("，", ",").split(","):
+            tag = tag.strip()[: TAG_LEN[1]].strip()
+            if len(tag) >= TAG_LEN[0] and tag not in out:
+                out.append(tag)
+    return out[:TAGS_MAX]
+
+
+def _split_host_port(uri: str) -> tuple[str, int | None]:
+    """`upload_server_uri` is a host name, optionally with ":port" (or a URL, to be lenient)."""
+    parts = urlsplit(uri if "//" in uri else f"//{uri}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise PermanentError("youku create: upload_server_uri has an invalid port") from None
+    if not parts.hostname:
+        raise PermanentError("youku create: upload_server_uri has no host")
+    return parts.hostname, port
+
+
+def resolve_upload_server(uri: str) -> str:
+    """Resolve the upload server once to "ip[:port]"; the seed requires the same IP throughout."""
+    host, port = _split_host_port(uri)
+    try:
+        infos = socket.getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise TransientError(f"youku: cannot resolve the upload server ({e.strerror})") from None
+    if not infos:
+        raise TransientError("youku: the upload server resolved to no address")
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # prefer IPv4, as the stock client
+    ip = str(infos[0][4][0])
+    shown = f"[{ip}]" if ":" in ip else ip
+    return f"{shown}:{port}" if port else shown
+
+
+class YoukuProvider(Provider):
+    """Uploads videos through Youku's open platform (create/slices/check/commit)."""
+
+    name: ClassVar[str] = "youku"
+    kinds: ClassVar[frozenset[str]] = frozenset({"video"})
+    abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status"})
+    options: ClassVar[Mapping[str, Option]] = {
+        "client_id": Option(str, help="Youku app client_id"),
+        "client_secret": Option(str, "", secret=True, help="sent with token refreshes when set"),
+        "access_token": Option(str, secret=True, help="OAuth access token"),
+        "refresh_token": Option(str, None, secret=True, help="OAuth refresh token; without it an expired token fails"),
+        "api_base": Option(str, "https://api.youku.com", help="API host (the sandbox replaces it)"),
+        "tags": Option(list, ["vidupd"], help="tags when the sidecar has none: 1-10 of 2-20 characters"),
+        "category": Option(str, None, help="Youku category"),
+        "copyright_type": Option(str, "original", help="original | reproduced"),
+        "public_type": Option(str, "all", help="all | friend | password"),
+        "slice_concurrency": Option(int, 4, help="slices uploaded in parallel per file"),
+        "confirm_wait": Option((int, float), 60.0, help="longest wait (s) between checks while Youku confirms"),
+        "confirm_timeout": Option((int, float), 3600.0, help="give up waiting for confirmation after this (s)"),
+        "request_timeout": Option((int, float), 60.0, help="per-request timeout (s)"),
+    }
+
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
+        super().__init__(target, settings, state_dir)
+        self.config = YoukuSettings.from_mapping(settings, self.options)
+        cfg = self.config
+        self._api = YoukuApi(cfg.api_base, cfg.client_id, timeout=cfg.request_timeout,
+                             pool_size=max(16, 2 * cfg.slice_concurrency))
+        configured = TokenPair(reveal(cfg.access_token), reveal(cfg.refresh_token))
+        self.tokens = TokenKeeper(self._api, configured, reveal(cfg.client_secret), state_dir)
+        self._closed = threading.Event()
+
+    def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
+        """Resume the checkpointed upload if it is for this content, else start one."""
+        if request.kind != "video":
+            raise PermanentError(f"youku uploads videos only, not {request.kind!r}")
+        if request.size <= 0:
+            raise PermanentError("youku: empty files cannot be uploaded")
+        with ctx.open_source(request) as src:
+            for _ in range(MAX_RESTARTS + 1):
+                run = _UploadRun(self, request, ctx, src)
+                try:
+                    return run.execute()
+                except UploadTokenExpired:
+                    ctx.checkpoint.clear()
+                    if run.commit_ambiguous:
+                        raise PermanentError(
+                            "youku: the upload token expired after commit was attempted; the video may "
+                            "already exist on Youku, so vidupd will not upload it again by itself "
+                            "(retry the job to upload a new copy)") from None
+                    ctx.note("upload.restarted", "upload token expired; starting over",
+                             reason=str(CODE_UPLOAD_TOKEN_EXPIRED))
+        raise TransientError("youku: upload tokens kept expiring; will try again later")
+
+    def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
+        """Youku's `state` of a committed video: normal/limited ready, fail failed, else pending."""
+        if remote_kind != "video":
+            raise PermanentError(f"youku has no {remote_kind!r} objects")
+        body = call_with_retry(lambda: self._api.video_show(remote_id), _STATUS_RETRY, self._closed)
+        state = str(body.get("state") or "").lower()
+        if state == "normal":
+            return MediaStatus("ready")
+        if state == "limited":
+            return MediaStatus("ready", "limited: playable with restrictions")
+        if state == "fail":
+            return MediaStatus("failed", "transcoding failed")
+        return MediaStatus("pending", state or "unknown")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._api.close()
+
+    def link_for(self, video_id: str) -> str | None:
+        """The public page of a video, only when talking to the real Youku."""
+        host = urlsplit(self.config.api_base).hostname or ""
+        if any(host == h or host.endswith("." + h) for h in _YOUKU_HOSTS):
+            return f"https://v.youku.com/v_show/id_{video_id}.html"
+        return None
+
+    def create_params(self, request: UploadRequest) -> dict[str, Any]:
+        """The `create` parameters from the sidecar metadata, cut to Youku's limits."""
+        meta = request.metadata
+        title = (meta.title or request.path.stem).strip() or request.path.name
+        tags = _clean_tags(meta.tags) or _clean_tags(self.config.tags) or ["vidupd"]
+        params: dict[str, Any] = {
+            "title": title[:TITLE_MAX],
+            "tags": ",".join(tags),
+            "description": (meta.description or "")[:DESCRIPTION_MAX],
+            "copyright_type": self.config.copyright_type,
+            "public_type": self.config.public_type,
+            "file_name": request.path.name,
+            "file_size": request.size,
+            "file_md5": request.md5,
+        }
+        category = meta.category or self.config.category
+        if category:
+            params["category"] = category
+        return params
+
+    # used by _UploadRun
+    @property
+    def api(self) -> YoukuApi:
+        return self._api
+
+
+class _UploadRun:
+    """One pass over the protocol for one file; `state` mirrors the saved checkpoint."""
+
+    def __init__(self, provider: YoukuProvider, request: UploadRequest, ctx: UploadContext, src: SourceFile):
+        self.p = provider
+        self.api = provider.api
+        self.cfg = provider.config
+        self.request = request
+        self.ctx = ctx
+        self.src = src
+        self.state: Checkpoint | None = None
+        # True once a commit may have reached the server (an earlier run sent one, or a try
+        # failed without an answer): an expired token then must not lead to a new create.
+        self.commit_ambiguous = False
+        self._acked = 0
+        self._progress_lock = threading.Lock()
+
+    # ---- the flow -------------------------------------------------------------------
+
+    def execute(self) -> UploadResult:
+        self.state = self._load()
+        if self.state is not None and self.state.video_id:
+            return self._done(self.state.video_id)  # committed before a crash: report, never redo
+        if self.state is None:
+            self._create()
+        elif self.state.committing and self.state.upload_server_ip:
+            return self._commit()  # the daemon died during commit: commit again, same token
+        if not self._st.file_created and not self._st.instant:
+            self._create_file()
+        self._wait_until_complete()
+        return self._commit()
+
+    def _load(self) -> Checkpoint | None:
+        data = self.ctx.checkpoint.load()
+        if not data:
+            return None
+        cp = Checkpoint.from_json(data)
+        if cp is not None and cp.md5 == self.request.md5 and cp.size == self.request.size:
+            return cp
+        self.ctx.checkpoint.clear()
+        self.ctx.note("upload.restarted", "checkpoint is for other content; starting over", reason="content changed")
+        return None
+
+    def _save(self, **changes: Any) -> None:
+        assert self.state is not None
+        self.state = dataclasses.replace(self.state, **changes)
+        self.ctx.checkpoint.save(self.state.to_json())
+
+    def _create(self) -> None:
+        params = self.p.create_params(self.request)
+        created = self._with_token("create", lambda at: self.api.create(at, params))
+        server = self._retry("resolve", lambda: resolve_upload_server(created.upload_server_uri))
+        ident = self.request.identity
+        self.state = Checkpoint(
+            upload_token=created.upload_token, server=server, md5=self.request.md5, size=self.request.size,
+            identity={"dev": ident.dev, "inode": ident.inode, "size": ident.size, "mtime_ns": ident.mtime_ns},
+            created=time.time(), instant=created.instant_upload_ok)
+        self.ctx.checkpoint.save(self.state.to_json())  # before any byte goes out
+        if created.instant_upload_ok:
+            self.ctx.note("upload.instant", "Youku already holds this content; skipping the transfer")
+
+    def _create_file(self) -> None:
+        st = self._st
+        ext = self.request.path.suffix.lstrip(".").lower()
+        self._retry("create_file", lambda: self.api.create_file(st.server, st.upload_token, self.request.size, ext))
+        self._save(file_created=True)
+
+    def _wait_until_complete(self) -> CheckResult:
+        """check until status 1: send slices on 4, back off (bounded) on 2/3."""
+        st = self._st
+        deadline = time.monotonic() + self.cfg.confirm_timeout
+        delay = min(FIRST_CONFIRM_WAIT, self.cfg.confirm_wait)
+        while True:
+            result = self._retry("check", lambda: self.api.check(st.server, st.upload_token))
+            self._report(result.transferred_percent * self.request.size // 100)
+            if result.status == 1:
+                self._report(self.request.size)
+                if result.upload_server_ip and result.upload_server_ip != self._st.upload_server_ip:
+                    self._save(upload_server_ip=result.upload_server_ip)
+                return result
+            if result.status == 4:
+                if not self._st.file_created:  # an "instant" upload the server wants bytes for after all
+                    self._create_file()
+                if self._send_slices():
+                    delay = min(FIRST_CONFIRM_WAIT, self.cfg.confirm_wait)
+                    continue
+            self.ctx.note("upload.waiting", f"Youku has not confirmed the upload yet (status {result.status})",
+                          status=result.status, transferred_percent=result.transferred_percent,
+                          confirmed_percent=result.confirmed_percent, wait_seconds=round(delay, 3))
+            if time.monotonic() + delay > deadline:
+                raise TransientError(f"youku: upload not confirmed within {self.cfg.confirm_timeout:g}s "
+                                     f"(status {result.status})")
+            if self.ctx.cancel.wait(delay):
+                raise UploadCancelled("stopping while Youku confirms the upload")
+            delay = min(delay * 2, self.cfg.confirm_wait)
+
+    def _commit(self) -> UploadResult:
+        st = self._st
+        ip = st.upload_server_ip or _split_host_port(st.server)[0]
+        self.commit_ambiguous = st.committing
+        self._save(upload_server_ip=ip, committing=True)
+
+        def commit(access_token: str) -> str:
+            try:
+                return self.api.commit(access_token, st.upload_token, ip)
+            except CredentialsExpired:
+                raise  # rejected before anything happened
+            except TransientError:
+                self.commit_ambiguous = True
+                raise
+
+        return self._done(self._with_token("commit", commit))
+
+    def _done(self, video_id: str) -> UploadResult:
+        self.ctx.remote_id_known(video_id, "video")
+        if self._st.video_id != video_id:
+            self._save(video_id=video_id)
+        self._report(self.request.size)
+        link = self.p.link_for(video_id)
+        return UploadResult(video_id, "video", {"link": link} if link else {})
+
+    # ---- slices ---------------------------------------------------------------------
+
+    def _send_slices(self) -> int:
+        """Upload every slice the server hands out, `slice_concurrency` at a time.
+
+        Returns how many slices went out. Workers stop between slices when the daemon
+        stops or a sibling failed; the first meaningful error is raised.
+        """
+        stop = threading.Event()
+        sent = [0]
+        n = self.cfg.slice_concurrency
+        with ThreadPoolExecutor(n, thread_name_prefix=f"youku-{self.request.job_id}") as pool:
+            futures = [pool.submit(self._slice_worker, stop, sent) for _ in range(n)]
+            pending: set[Future[None]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                if self.ctx.cancel.is_set() or any(f.exception() is not None for f in done):
+                    stop.set()
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        if errors:
+            raise min(errors, key=_error_rank)
+        if self.ctx.cancel.is_set():
+            raise UploadCancelled("stopping between slices")
+        return sent[0]
+
+    def _slice_worker(self, stop: threading.Event, sent: list[int]) -> None:
+        st = self._st
+        size = self.request.size
+        task: SliceTask = self._retry("new_slice", lambda: self.api.new_slice(st.server, st.upload_token), stop)
+        while not task.none_left:
+            if stop.is_set():
+                return
+            if task.offset < 0 or task.length <= 0 or task.offset + task.length > size:
+                raise PermanentError(f"youku new_slice: slice {task.offset}+{task.length} lies outside the "
+                                     f"{size}-byte file")
+            data = self.src.read_at(task.offset, task.length)  # FileChanged / UploadCancelled escape here
+            digest = hashlib.md5(data).hexdigest()
+            current = task
+            task = self._retry("upload_slice",
+                               lambda: self.api.upload_slice(st.server, st.upload_token, current, data, digest), stop)
+            del data
+            with self._progress_lock:
+                sent[0] += 1
+            self._report(task.transferred)
+
+    # ---- helpers --------------------------------------------------------------------
+
+    @property
+    def _st(self) -> Checkpoint:
+        assert self.state is not None
+        return self.state
+
+    def _report(self, acknowledged: int) -> None:
+        """Progress only moves forward, whatever order parallel answers arrive in."""
+        with self._progress_lock:  # held while reporting, so the callback sees values in order
+            value = min(max(acknowledged, 0), self.request.size)
+            if value > self._acked:
+                self._acked = value
+                self.ctx.progress(value)
+
+    def _retry(self, step: str, fn: Callable[[], T], cancel: threading.Event | None = None) -> T:
+        def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
+            self.ctx.note("upload.retrying", f"youku {step} failed; retrying", step=step, attempt=attempt,
+                          wait_seconds=round(wait_s, 3), error=str(error))
+
+        return call_with_retry(fn, self.ctx.retry, cancel or self.ctx.cancel, on_retry=on_retry)
+
+    def _with_token(self, step: str, fn: Callable[[str], T]) -> T:
+        def refreshed() -> None:
+            self.ctx.note("auth.refreshed", "Youku access token refreshed")
+
+        return self._retry(step, lambda: self.p.tokens.call(fn, refreshed))
+
+
+def _error_rank(error: BaseException) -> int:
+    """Which of several slice-worker errors to raise: the one that explains the others."""
+    if isinstance(error, FileChanged):
+        return 0
+    if isinstance(error, UploadTokenExpired):
+        return 1
+    if isinstance(error, UploadCancelled):
+        return 4
+    if isinstance(error, TransientError):
+        return 3
+    return 2
