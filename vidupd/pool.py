@@ -82,6 +82,25 @@ class Pool:
     def wake(self) -> None:
         self._wake.set()
 
+    def reconfigure(self, settings: PoolSettings, targets: Mapping[str, TargetConfig],
+                    providers: Mapping[str, Provider]) -> None:
+        """Reload: settings, targets and providers for the jobs claimed from now on.
+
+        Running jobs keep the provider they started with. A removed target's config stays
+        known, so an upload in flight to it still completes and is recorded; jobs claimed
+        later for it fail as "not configured any more". More workers than the executor
+        holds: a larger executor takes new jobs, the old one finishes its running ones."""
+        with self._lock:
+            if settings.workers > self._executor._max_workers:
+                old = self._executor
+                self._executor = ThreadPoolExecutor(max_workers=settings.workers,
+                                                    thread_name_prefix="vidupd-worker")
+                old.shutdown(wait=False)
+            self.settings = settings
+            self.targets = {**self.targets, **targets}
+            self.providers = dict(providers)
+        self._wake.set()
+
     def stop(self, timeout: float = 60.0) -> None:
         """Take no more work; ask running uploads to checkpoint and stop; give leases back."""
         self._stopping.set()
@@ -122,6 +141,15 @@ class Pool:
 
     # -- dispatching ---------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._dispatch_loop()
+            except Exception as e:  # e.g. the ledger's disk is full: say so, wait, try again
+                events.emit("daemon.error", f"dispatcher: {_describe(e)}; retrying in 5 s", level="error",
+                            error=_describe(e), error_type=type(e).__name__)
+                self._stopping.wait(5.0)
+
+    def _dispatch_loop(self) -> None:
         last_renew = time.monotonic()
         while not self._stopping.is_set():
             self.last_beat = time.monotonic()
@@ -178,11 +206,20 @@ class Pool:
             events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
                         level="error", outcome="failure", **fields)
             return
-        if job.state == "committed":
-            self._poll_safely(job, provider, fields)
-            return
         try:
-            assert reporter is not None
+            if job.state == "committed":
+                self._poll_safely(job, provider, fields)
+            else:
+                assert reporter is not None
+                self._settle(job, provider, cancel, reporter, fields)
+        except Exception as e:  # the ledger itself failed (disk full): the lease runs out, the job comes back
+            events.emit("daemon.error", f"{job.path.name}: could not record the outcome: {_describe(e)}",
+                        level="error", error=_describe(e), error_type=type(e).__name__, **fields)
+
+    def _settle(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
+                fields: dict) -> None:
+        """Run the upload and turn its outcome (or error) into the job's next state."""
+        try:
             self._upload(job, provider, cancel, reporter, fields)
         except UploadCancelled:
             self.ledger.release(self.owner, [job.id])

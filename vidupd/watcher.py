@@ -26,6 +26,9 @@ from .config import WatchConfig
 from .filters import PathFilter
 
 
+_log = logging.getLogger("vidupd.watcher")
+
+
 @dataclass(frozen=True)
 class Refusal:
     path: Path
@@ -88,6 +91,7 @@ class Watcher:
         self._stop = threading.Event()
         self._rescan = threading.Event()
         self._observers: list = []
+        self._observed: dict[Path, object] = {}  # watch root -> its observer (for reload)
         self._thread: threading.Thread | None = None
         self._refused: set[tuple[Path, str]] = set()
         self._overflow_filter = _OverflowFilter(self)
@@ -98,14 +102,50 @@ class Watcher:
         """Start observers and the settle thread; the first full scan runs right away."""
         logging.getLogger("watchdog.observers.inotify_c").addFilter(self._overflow_filter)
         for w in self.watches:
-            observer = PollingObserver(timeout=w.poll_interval) if w.poll else Observer()
-            observer.schedule(_Handler(self, w), str(w.path), recursive=w.recursive)
-            observer.daemon = True
-            observer.start()
-            self._observers.append(observer)
+            self._observe(w)
         self.scan()
         self._thread = threading.Thread(target=self._run, name="vidupd-watcher", daemon=True)
         self._thread.start()
+
+    def _observe(self, w: WatchConfig) -> None:
+        observer = PollingObserver(timeout=w.poll_interval) if w.poll else Observer()
+        observer.schedule(_Handler(self, w), str(w.path), recursive=w.recursive)
+        observer.daemon = True
+        observer.start()
+        self._observers.append(observer)
+        self._observed[w.path] = observer
+
+    def set_watches(self, watches: tuple[WatchConfig, ...]) -> None:
+        """Reload: observe new and changed watches, stop observing removed ones, move pending
+        candidates to their current watch (or drop them), then rescan everything."""
+        old = {w.path: w for w in self.watches}
+        new = {w.path: w for w in watches}
+        self._filters = {**self._filters, **{w.path: PathFilter(w) for w in watches}}
+        self.watches = tuple(watches)
+        for path, w in old.items():
+            if new.get(path) != w:
+                observer = self._observed.pop(path, None)
+                if observer is not None:
+                    observer.stop()
+                    observer.join(timeout=5)
+                    self._observers.remove(observer)
+        for path, w in new.items():
+            if old.get(path) != w:
+                self._observe(w)
+        with self._lock:
+            for path, entry in list(self._pending.items()):
+                current = self._watch_for(path)
+                if current is None:
+                    del self._pending[path]
+                else:
+                    entry.watch = current
+        self._filters = {w.path: PathFilter(w) for w in watches}
+        self.request_rescan()
+
+    @property
+    def alive(self) -> bool:
+        """The settle thread runs (health check for the systemd watchdog)."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,7 +171,8 @@ class Watcher:
 
     def touch(self, path: Path, watch: WatchConfig | None = None) -> None:
         """Something happened to `path`: (re)start its settle clock if it is a candidate."""
-        watch = watch or self._watch_for(path)
+        if watch is None or watch not in self.watches:  # none given, or one a reload replaced
+            watch = self._watch_for(path)
         if watch is None:
             return
         if watch.ready_marker and path.name.endswith(watch.ready_marker):
@@ -140,7 +181,8 @@ class Watcher:
             rel = path.relative_to(watch.path)
         except ValueError:
             return
-        if not self._filters[watch.path].accepts(rel):
+        filt = self._filters.get(watch.path)
+        if filt is None or not filt.accepts(rel):
             return
         with self._lock:
             if path not in self._pending:  # a pending file keeps its clock: size/mtime decide
@@ -153,7 +195,9 @@ class Watcher:
         """Walk every watch once and touch every candidate; returns how many were seen."""
         seen = 0
         for w in self.watches:
-            filt = self._filters[w.path]
+            filt = self._filters.get(w.path)
+            if filt is None:  # removed by a reload during this scan
+                continue
             for dirpath, dirnames, filenames in os.walk(w.path, followlinks=False):
                 base = Path(dirpath)
                 if w.recursive:
@@ -170,11 +214,15 @@ class Watcher:
     def _run(self) -> None:
         last_scan = time.monotonic()
         while not self._stop.wait(self._tick):
-            if self._rescan.is_set() or time.monotonic() - last_scan >= self.rescan_interval:
-                self._rescan.clear()
-                last_scan = time.monotonic()
-                self.scan()
-            self.settle_once()
+            try:
+                if self._rescan.is_set() or time.monotonic() - last_scan >= self.rescan_interval:
+                    self._rescan.clear()
+                    last_scan = time.monotonic()
+                    self.scan()
+                self.settle_once()
+            except Exception:  # a folder vanished, the ledger's disk is full...: keep watching
+                _log.exception("watcher: a scan or settle step failed; trying again")
+                self._stop.wait(1.0)
 
     def settle_once(self, now: float | None = None) -> int:
         """Check every pending candidate once; report the stable ones. Returns how many."""
@@ -208,7 +256,13 @@ class Watcher:
                 continue
             ready.append((path, entry.watch, st))
         if ready:
-            self._on_ready(ready)  # as one batch: one ledger transaction for a burst of files
+            try:
+                self._on_ready(ready)  # as one batch: one ledger transaction for a burst of files
+            except Exception:
+                with self._lock:  # not recorded: look at them again next tick
+                    for path, watch, _ in ready:
+                        self._pending.setdefault(path, _Pending(watch))
+                raise
         return len(ready)
 
     def _drop(self, path: Path) -> None:
