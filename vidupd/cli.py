@@ -98,7 +98,58 @@ def cmd_upload(args: argparse.Namespace) -> int:
         print(f"{config.source}: targets.{args.target}: no such target (defined: {', '.join(config.targets)})",
               file=sys.stderr)
         return EXIT_USAGE
-    return upload_files(config, args.target, [Path(f) for f in args.files], progress=not args.no_progress)
+    return upload_files(config, args.target, [Path(f) for f in args.files], progress=not args.no_progress,
+                        wait_ready=args.wait)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """URL pull through the ledger: the URLs become a `.url` job under state_dir/pulls, so the
+    submission happens once and the status is polled like any other job."""
+    from .atomic import write_atomic
+    from .oneshot import upload_files
+
+    config = _load(args)
+    target = config.targets.get(args.target)
+    if target is None:
+        print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
+        return EXIT_USAGE
+    bad = [u for u in args.urls if not u.startswith(("http://", "https://"))]
+    if bad:
+        print(f"pull: not an http(s) URL: {bad[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    pulls = config.state_dir / "pulls"
+    name = f"pull-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    write_atomic(pulls / f"{name}.url", ("\n".join(args.urls) + "\n").encode())
+    if args.title:
+        write_atomic(pulls / f"{name}.json", json.dumps({"title": args.title}).encode())
+    return upload_files(config, args.target, [pulls / f"{name}.url"], progress=False, wait_ready=not args.no_wait)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """RegisterMedia for files already in the platform's storage; each MediaId is logged."""
+    from . import events
+    from .daemon import build_providers
+
+    config = _load(args)
+    if args.target not in config.targets:
+        print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
+        return EXIT_USAGE
+    provider = build_providers(config)[args.target]
+    if "register" not in provider.abilities:
+        print(f"register: provider {provider.name} cannot register media", file=sys.stderr)
+        return EXIT_USAGE
+    events.configure(config.log)
+    registered, failed = provider.register(list(args.file_urls), args.title)
+    for url, media_id in registered:
+        events.emit("media.registered", f"{url}: registered as {media_id}", outcome="success", remote_id=media_id,
+                    remote_kind="registered", target=args.target, provider=provider.name, url=url)
+        print(f"{url}\t{media_id}")
+    for url in failed:
+        events.emit("media.register_failed", f"{url}: registration failed", level="error", outcome="failure",
+                    target=args.target, provider=provider.name, url=url)
+        print(f"{url}\tFAILED", file=sys.stderr)
+    provider.close()
+    return EXIT_OK if not failed else EXIT_FAILURE
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -171,8 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     up = with_config(sub.add_parser("upload", help="upload files now, through the same ledger"))
     up.add_argument("--target", required=True)
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
+    up.add_argument("--wait", action="store_true", help="also wait until the platform has processed the media")
     up.add_argument("files", nargs="+")
     up.set_defaults(func=cmd_upload)
+    pl = with_config(sub.add_parser("pull", help="have the platform fetch media from URLs (UploadMediaByURL)"))
+    pl.add_argument("--target", required=True)
+    pl.add_argument("--title", help="title for the pulled media (default: from the URL)")
+    pl.add_argument("--no-wait", action="store_true", help="return once submitted; the daemon polls the status")
+    pl.add_argument("urls", nargs="+")
+    pl.set_defaults(func=cmd_pull)
+    rg = with_config(sub.add_parser("register", help="register files already in platform storage (RegisterMedia)"))
+    rg.add_argument("--target", required=True)
+    rg.add_argument("--title")
+    rg.add_argument("file_urls", nargs="+")
+    rg.set_defaults(func=cmd_register)
     rt = with_config(sub.add_parser("retry", help="queue failed jobs again"))
     rt.add_argument("jobs", nargs="*", type=int)
     rt.add_argument("--failed", action="store_true", help="every failed job")

@@ -22,13 +22,18 @@ from .sidecar import SidecarError, read_metadata
 from .throttle import Throttle
 
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
+FINAL = ("done", "skipped", "failed", "attention")
 
 
-def upload_files(config: Config, target: str, files: list[Path], progress: bool = True) -> int:
+def upload_files(config: Config, target: str, files: list[Path], progress: bool = True,
+                 wait_ready: bool = False) -> int:
+    """Upload `files` to `target`; return once each is committed (or, with `wait_ready`,
+    processed by the platform). Exit status 0 if all went through."""
     events.configure(config.log)
     ledger = Ledger(config.state_dir)
     ledger.recover()
     provider = build_providers(config)[target]
+    settled = FINAL if wait_ready else SETTLED
     ids: list[int] = []
     status = 0
     for f in files:
@@ -67,7 +72,7 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
             running = {jid: done for jid, done, _, _ in pool.snapshot()}
             done_bytes = sum(j.size if j.state in SETTLED else running.get(j.id, j.bytes_done) for j in jobs)
             bar.update(max(0, done_bytes - bar.n))
-            if all(j.state in SETTLED for j in jobs) and not pool.busy:
+            if all(j.state in settled for j in jobs) and not pool.busy:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:

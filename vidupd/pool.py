@@ -294,6 +294,11 @@ class Pool:
         def remote_id_known(remote_id: str, remote_kind: str) -> None:
             if known.get(remote_id) == remote_kind:
                 return
+            if job.kind == "video" and remote_kind == "image":  # the video's cover: logged, not the job's id
+                known[remote_id] = remote_kind
+                events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned cover image id {remote_id}",
+                            remote_id=remote_id, remote_kind=remote_kind, role="cover", **fields)
+                return
             current = self.ledger.get(job.id)
             if current is not None and current.remote_id == remote_id:  # recorded by an earlier attempt
                 known[remote_id] = remote_kind

@@ -1,0 +1,444 @@
+"""Alibaba Cloud ApsaraVideo VOD provider: videos (with a cover), images, attached media
+(subtitles) over OSS, URL pull and media registration (PROTOCOLS.md section 2).
+
+Upload: Create* -> checkpoint {media id, decoded UploadAddress} + remote_id_known -> OSS
+(PutObject below `multipart_threshold`, else parallel multipart, `aliyun_vod_oss`). The
+RPC wire and error translation live in `aliyun_vod_rpc`, parameter rules in
+`aliyun_vod_media`. The decoded UploadAuth is never persisted nor logged; its secret and
+token are registered for redaction as soon as they are decoded.
+
+Checkpoint (JSON, ctx.checkpoint; version 1):
+    {"provider": "aliyun-vod", "version": 1, "kind": KIND, "md5": HEX, "size": N,
+     "media": SLOT, "cover": SLOT | {"failed": TEXT} | null,      (video, image, attached)
+     "jobs": [[URL, JobId], ...], "pending_since": EPOCH | null}   (url_pull)
+    SLOT = {"id": MEDIA_ID, "kind": "video"|"image", "address": {"Endpoint", "Bucket", "FileName"},
+            "urls": {"ImageURL"|"MediaURL"|"FileURL": URL}, "uploaded": BOOL,
+            "oss": {"upload_id": ID, "part_size": N, "parts": [[NUMBER, ETAG, CRC64, SIZE], ...]} | null}
+
+Sidecar overrides (metadata.extra, VOD or snake_case spelling): CateId, TemplateGroupId,
+WorkflowId, StorageLocation, AppId, UserData; a numeric `category` is also taken as CateId.
+URL-pull titles: the sidecar's title (numbered " (n)" when the list has several URLs);
+without one (the title is the file's stem) each pull is named after its URL's file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+from urllib.parse import unquote, urlsplit
+
+import oss2
+from aliyunsdkvod.request.v20170321 import (
+    CreateUploadAttachedMediaRequest,
+    CreateUploadImageRequest,
+    CreateUploadVideoRequest,
+    GetURLUploadInfosRequest,
+    GetVideoInfoRequest,
+    RefreshUploadVideoRequest,
+    RegisterMediaRequest,
+)
+
+from ..errors import FileChanged, PermanentError, TransientError
+from ..retry import RetryPolicy, call_with_retry
+from ..secrets import reveal
+from .aliyun_vod_media import (
+    DESCRIPTION_MAX,
+    INFO_GROUP,
+    REGISTER_GROUP,
+    TITLE_MAX,
+    URL_LIST_MAX,
+    PullJob,
+    VodSettings,
+    cate_id,
+    check_url,
+    chunks,
+    clean_tags,
+    clean_text,
+    extension,
+    parse_url_list,
+    pull_status,
+    sidecar_overrides,
+)
+from .aliyun_vod_oss import MultipartState, OssUploader, TicketKeeper
+from .aliyun_vod_pull import PullSubmitter
+from .aliyun_vod_rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
+from .base import (
+    FileIdentity,
+    MediaStatus,
+    Option,
+    Provider,
+    SourceFile,
+    UploadContext,
+    UploadRequest,
+    UploadResult,
+)
+
+CHECKPOINT_VERSION = 1
+MIB = 1 << 20
+_CALL_RETRY = RetryPolicy(attempts=4, initial=1.0, maximum=10.0)  # status polls and CLI calls
+_VIDEO_FAILED = frozenset({"UploadFail", "TranscodeFail", "Blocked", "ProduceFail"})
+
+
+class _Job:
+    """One upload's checkpoint: a JSON dict saved whole on every change (thread-safe)."""
+
+    def __init__(self, request: UploadRequest, ctx: UploadContext):
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
+                 "md5": request.md5, "size": request.size}
+        saved = ctx.checkpoint.load()
+        if saved and all(saved.get(k) == v for k, v in fresh.items()):
+            self.state: dict[str, Any] = saved
+            self.resumed = True
+        else:
+            if saved:
+                ctx.checkpoint.clear()
+                ctx.note("upload.restarted", "checkpoint is for other content; starting over", reason="content changed")
+            self.state, self.resumed = fresh, False
+
+    def slot(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.state.get(name) or {})
+
+    def set(self, **changes: Any) -> None:
+        with self._lock:
+            self.state = {**self.state, **changes}
+            self.ctx.checkpoint.save(self.state)
+
+    def update_slot(self, name: str, **changes: Any) -> None:
+        with self._lock:
+            self.state = {**self.state, name: {**(self.state.get(name) or {}), **changes}}
+            self.ctx.checkpoint.save(self.state)
+
+
+class AliyunVodProvider(Provider):
+    """Uploads to ApsaraVideo VOD; see the module docstring for the flow and checkpoint."""
+
+    name: ClassVar[str] = "aliyun-vod"
+    kinds: ClassVar[frozenset[str]] = frozenset({"video", "image", "attached", "url_pull"})
+    abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status", "cover", "url_pull", "register"})
+    options: ClassVar[Mapping[str, Option]] = {
+        "access_key_id": Option(str, help="AccessKey ID of a RAM user allowed to use VOD"),
+        "access_key_secret": Option(str, secret=True, help="its AccessKey secret"),
+        "region": Option(str, "cn-shanghai", help="VOD region, e.g. cn-shanghai"),
+        "endpoint": Option(str, None, help="override 'host:port' (plain HTTP; the sandbox); default "
+                                          "HTTPS to vod.{region}.aliyuncs.com"),
+        "part_size": Option(int, 8 * MIB, help="multipart part size in bytes (at least 100 KiB)"),
+        "part_concurrency": Option(int, 4, help="parts uploaded in parallel per file"),
+        "multipart_threshold": Option(int, None, help="files from this size (bytes) go multipart; default part_size"),
+        "template_group_id": Option(str, None, help="transcoding template group"),
+        "workflow_id": Option(str, None, help="workflow run after upload"),
+        "cate_id": Option((int, str), None, help="category id"),
+        "storage_location": Option(str, None, help="storage address (bucket) inside VOD"),
+        "app_id": Option(str, None, help="VOD application id"),
+        "user_data": Option(str, None, help="UserData JSON text (callbacks, extensions)"),
+        "image_type": Option(str, "default", help="ImageType of images uploaded on their own: default | cover"),
+        "attached_business_type": Option(str, "subtitle", help="BusinessType of attached media: subtitle | "
+                                                               "watermark | material"),
+        "request_timeout": Option((int, float), 60.0, help="per-request timeout (s), RPC and OSS"),
+        "tags": Option(list, [], help="tags when the sidecar has none (at most 16 of 32 characters)"),
+    }
+
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
+        super().__init__(target, settings, state_dir)
+        self.config = cfg = VodSettings.from_mapping(settings, self.options)
+        self.rpc = VodRpc(cfg.access_key_id, reveal(cfg.access_key_secret), cfg.region, cfg.host, cfg.https,
+                          cfg.request_timeout, pool_size=max(16, cfg.part_concurrency))
+        self.call_retry = _CALL_RETRY  # for status polls and CLI calls (tests shorten it)
+        self._oss_session = oss2.Session(pool_size=max(16, 4 * cfg.part_concurrency))
+        self._oss_timeout = (min(10.0, cfg.request_timeout), cfg.request_timeout)
+        self._closed = threading.Event()
+        self._tickets: dict[str, UploadTicket] = {}  # in memory only: credentials never persist
+        self._tickets_lock = threading.Lock()
+
+    # ---- the Provider interface ----------------------------------------------------------
+
+    def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
+        """Resume the checkpointed upload if it is for this content, else start one."""
+        if request.kind not in self.kinds:
+            raise PermanentError(f"aliyun-vod does not take {request.kind!r} files")
+        if request.size <= 0:
+            raise PermanentError("aliyun-vod: empty files cannot be uploaded")
+        job = _Job(request, ctx)
+        if request.kind == "url_pull":
+            return self._pull(request, ctx, job)
+        cover = self._cover(request, ctx, job) if request.kind == "video" else None
+        with ctx.open_source(request) as src:
+            slot = self._transfer(ctx, job, "media", src, request.kind, lambda: self._create(request, ctx, cover),
+                                  expected_md5=request.md5)
+        ctx.progress(request.size)
+        urls = slot.get("urls") or {}
+        if request.kind == "image":
+            details = {k: urls[k] for k in ("ImageURL", "FileURL") if k in urls}
+        elif request.kind == "attached":
+            details = {k: urls[k] for k in ("MediaURL", "FileURL") if k in urls}
+        else:
+            details = {"CoverURL": cover["urls"]["ImageURL"], "CoverImageId": cover["id"]} if cover else {}
+        return UploadResult(str(slot["id"]), request.kind, details)
+
+    def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
+        """GetVideoInfo for videos, GetURLUploadInfos for URL pulls; images need no processing."""
+        if remote_kind in ("image", "attached"):
+            return MediaStatus("ready")
+        if remote_kind == "url_pull":
+            job_ids = [j for j in remote_id.split(",") if j]
+            jobs: dict[str, PullJob] = {}
+            for group in chunks(job_ids, INFO_GROUP):
+                answer = self._call(GetURLUploadInfosRequest.GetURLUploadInfosRequest, JobIds=",".join(group))
+                for info in answer.get("URLUploadInfoList") or ():
+                    job = PullJob.from_info(info)
+                    jobs[job.job_id] = job
+            return pull_status(job_ids, jobs)
+        if remote_kind not in ("video", "registered"):
+            raise PermanentError(f"aliyun-vod has no {remote_kind!r} objects")
+        video = self._call(GetVideoInfoRequest.GetVideoInfoRequest, VideoId=remote_id).get("Video") or {}
+        status = str(video.get("Status") or "unknown")
+        if status == "Normal":
+            return MediaStatus("ready")
+        if status in _VIDEO_FAILED:
+            return MediaStatus("failed", status)
+        return MediaStatus("pending", status)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._tickets_lock:
+            self._tickets.clear()
+        self.rpc.close()
+        self._oss_session.session.close()
+
+    # ---- public methods for the CLI ------------------------------------------------------
+
+    def submit_pull(self, urls: list[str], title: str | None) -> list[tuple[str, str]]:
+        """UploadMediaByURL for `urls` (groups of 20): the (url, JobId) pairs, in order."""
+        checked = [check_url(u.strip(), f"URL {i}") for i, u in enumerate(urls, 1)]
+        submitter = self._submitter(self.call_retry, self._closed, lambda *a, **k: None)
+        pairs: list[tuple[str, str]] = []
+        for group in submitter.groups(checked):
+            titles = [clean_text(title, TITLE_MAX) or _url_title(url) for url in group]
+            pairs += submitter.submit(group, titles, since=time.time(), look_first=False)
+        return pairs
+
+    def register(self, file_urls: list[str], title: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+        """RegisterMedia (groups of 10): (FileURL, MediaId) pairs and the URLs VOD refused."""
+        checked = [check_url(u.strip(), f"URL {i}") for i, u in enumerate(file_urls, 1)]
+        registered: list[tuple[str, str]] = []
+        failed: list[str] = []
+        for group in chunks(checked, REGISTER_GROUP):
+            metas = [{"FileURL": url, "Title": clean_text(title, TITLE_MAX) or _url_title(url)} for url in group]
+            answer = self._call(RegisterMediaRequest.RegisterMediaRequest,
+                                RegisterMetadatas=json.dumps(metas, ensure_ascii=False),
+                                TemplateGroupId=self.config.template_group_id, WorkflowId=self.config.workflow_id,
+                                UserData=self.config.user_data)
+            registered += [(str(m.get("FileURL")), str(m.get("MediaId"))) for m in answer.get("RegisteredMediaList")
+                           or () if m.get("MediaId")]
+            failed += [str(u) for u in answer.get("FailedFileURLs") or ()]
+        return registered, failed
+
+    # ---- media objects -------------------------------------------------------------------
+
+    def _transfer(self, ctx: UploadContext, job: _Job, name: str, src: SourceFile, kind: str,
+                  create: Callable[[], UploadTicket], expected_md5: str | None = None) -> dict[str, Any]:
+        """Create the media (once: id and address are saved before the first byte), then OSS."""
+        slot = job.slot(name)
+        if slot.get("uploaded"):
+            return slot
+        ticket = self._resume_ticket(ctx, job, name, slot) if slot.get("id") else None
+        if ticket is None:
+            ticket = create()
+            slot = {"id": ticket.media_id, "kind": kind, "address": ticket.address.to_json(),
+                    "urls": dict(ticket.urls), "uploaded": False, "oss": None}
+            job.set(**{name: slot})  # before the first byte: a retried Create would be a duplicate
+            ctx.remote_id_known(ticket.media_id, kind)
+        self._remember(ticket)
+        renew = (lambda: self._refresh(ctx, ticket.media_id)) if kind == "video" else None
+        keeper = TicketKeeper(ticket, renew, self._oss_session, self._oss_timeout, ctx.note)
+        progress = ctx.progress if name == "media" else (lambda n: None)
+        uploader = OssUploader(keeper, src, cancel=ctx.cancel, retry=ctx.retry, note=ctx.note, progress=progress,
+                               concurrency=self.config.part_concurrency)
+        if src.size < self.config.multipart_threshold:
+            uploader.put(expected_md5)
+        else:
+            def save(state: MultipartState | None) -> None:
+                job.update_slot(name, oss=state.to_json() if state else None)
+
+            uploader.multipart(MultipartState.from_json(slot.get("oss")), self.config.part_size, save)
+        job.update_slot(name, uploaded=True, oss=None)
+        self._forget(ticket.media_id)
+        return job.slot(name)
+
+    def _resume_ticket(self, ctx: UploadContext, job: _Job, name: str, slot: dict[str, Any]) -> UploadTicket | None:
+        """Credentials for the saved media: cached, or RefreshUploadVideo; None means create anew."""
+        media_id = str(slot["id"])
+        cached = self._cached(media_id)
+        if cached is not None:
+            return cached
+        if slot.get("kind") != "video":
+            ctx.note("upload.restarted", f"the upload credentials of {slot.get('kind')} {media_id} are gone (they "
+                     "cannot be refreshed); creating it again", reason="credentials lost", old_remote_id=media_id)
+            return None
+        try:
+            ticket = self._refresh(ctx, media_id)
+        except VodPermanentError as e:
+            if e.code != "InvalidVideo.NotFound":
+                raise
+            ctx.note("upload.restarted", f"video {media_id} no longer exists on VOD; creating a new one",
+                     level="warning", reason=e.code, old_remote_id=media_id)
+            job.set(**{name: None})
+            return None
+        if ticket.address.to_json() != slot.get("address"):
+            ctx.note("upload.restarted", "VOD moved the video's upload address; its parts are sent again",
+                     level="warning", reason="address changed")
+            job.update_slot(name, address=ticket.address.to_json(), oss=None)
+        return ticket
+
+    def _cover(self, request: UploadRequest, ctx: UploadContext, job: _Job) -> dict[str, Any] | None:
+        """Upload the companion cover image first (once); a refused cover does not stop the video."""
+        path = request.companions.get("cover")
+        saved = job.slot("cover")
+        if path is None or saved.get("failed"):
+            return None
+        if saved.get("uploaded"):
+            return saved  # an earlier attempt sent it: never twice
+        try:
+            with SourceFile(path, FileIdentity.of(os.stat(path)), ctx.throttle, ctx.cancel) as src:
+                params = dict(ImageType="cover", ImageExt=extension(path.name), OriginalFileName=path.name,
+                              Title=clean_text(f"{self._title(request)} cover", TITLE_MAX),
+                              StorageLocation=self._param(request, "StorageLocation", self.config.storage_location),
+                              AppId=self._param(request, "AppId", self.config.app_id))
+                slot = self._transfer(ctx, job, "cover", src, "image",
+                                      lambda: self._create_ticket(ctx, CreateUploadImageRequest.CreateUploadImageRequest,
+                                                                  "ImageId", params))
+        except FileNotFoundError:
+            ctx.note("upload.cover_failed", f"cover {path.name} disappeared; uploading the video without it",
+                     level="warning", cover=str(path))
+            return None
+        except FileChanged:  # the video itself did not change: just try again later
+            raise TransientError(f"cover {path.name} changed while it was read; trying again") from None
+        except PermanentError as e:
+            ctx.note("upload.cover_failed", f"cover {path.name} not uploaded: {e}; uploading the video without it",
+                     level="warning", cover=str(path), error=str(e))
+            job.set(cover={"failed": str(e)})
+            return None
+        return slot if slot.get("urls", {}).get("ImageURL") else None
+
+    def _create(self, request: UploadRequest, ctx: UploadContext, cover: dict[str, Any] | None) -> UploadTicket:
+        """The Create* call for the request's kind, parameters from metadata and options."""
+        cfg = self.config
+        meta = request.metadata
+        common = dict(Title=self._title(request), Description=clean_text(meta.description, DESCRIPTION_MAX),
+                      Tags=clean_tags(meta.tags) or clean_tags(cfg.tags),
+                      StorageLocation=self._param(request, "StorageLocation", cfg.storage_location),
+                      AppId=self._param(request, "AppId", cfg.app_id),
+                      UserData=self._param(request, "UserData", cfg.user_data))
+        category = sidecar_overrides(meta.extra).get("CateId") or cate_id(meta, cfg.cate_id)
+        ext = extension(request.path.name)
+        if request.kind == "image":
+            params = dict(common, ImageType=cfg.image_type, ImageExt=ext, OriginalFileName=request.path.name,
+                          CateId=category)
+            return self._create_ticket(ctx, CreateUploadImageRequest.CreateUploadImageRequest, "ImageId", params)
+        if request.kind == "attached":
+            params = dict(common, BusinessType=cfg.attached_business_type, MediaExt=ext, FileName=request.path.name,
+                          FileSize=str(request.size), CateIds=category)
+            return self._create_ticket(ctx, CreateUploadAttachedMediaRequest.CreateUploadAttachedMediaRequest,
+                                       "MediaId", params)
+        params = dict(common, FileName=request.path.name, FileSize=str(request.size), CateId=category,
+                      TemplateGroupId=self._param(request, "TemplateGroupId", cfg.template_group_id),
+                      WorkflowId=self._param(request, "WorkflowId", cfg.workflow_id),
+                      CoverURL=cover["urls"]["ImageURL"] if cover else None)
+        return self._create_ticket(ctx, CreateUploadVideoRequest.CreateUploadVideoRequest, "VideoId", params)
+
+    def _create_ticket(self, ctx: UploadContext, request_class: type, id_field: str,
+                       params: Mapping[str, Any]) -> UploadTicket:
+        answer = self._call(request_class, ctx=ctx, **params)
+        return decode_ticket(answer, id_field, force_https=self.rpc.https)
+
+    def _refresh(self, ctx: UploadContext, video_id: str) -> UploadTicket:
+        """RefreshUploadVideo: fresh credentials for the same object (kept in memory only)."""
+        answer = self._call(RefreshUploadVideoRequest.RefreshUploadVideoRequest, ctx=ctx, VideoId=video_id)
+        ticket = decode_ticket(answer, "VideoId", force_https=self.rpc.https)
+        self._remember(ticket)
+        return ticket
+
+    # ---- URL pull ------------------------------------------------------------------------
+
+    def _pull(self, request: UploadRequest, ctx: UploadContext, job: _Job) -> UploadResult:
+        """Submit the URLs of a .url file; JobIds are saved per group, so nothing is sent twice."""
+        if request.size > URL_LIST_MAX:
+            raise PermanentError(f"{request.path.name}: larger than {URL_LIST_MAX} bytes; not a URL list")
+        with ctx.open_source(request) as src:
+            text = src.read_at(0, request.size).decode("utf-8", "replace")
+        urls = parse_url_list(text, request.path.name)
+        submitter = self._submitter(ctx.retry, ctx.cancel, ctx.note)
+        # No title of its own (the default is the file's stem): each pull is named after its URL.
+        title = None if request.metadata.title == request.path.stem else self._title(request)
+        pairs = [(str(u), str(j)) for u, j in job.state.get("jobs") or ()]
+        for group in submitter.groups(urls[len(pairs):]):
+            since = job.state.get("pending_since")
+            look_first = since is not None  # an earlier attempt may have submitted this group
+            if since is None:
+                since = time.time()
+                job.set(pending_since=since)
+            titles = [_url_title(url) if title is None else title if len(urls) == 1
+                      else clean_text(f"{title} ({len(pairs) + i})", TITLE_MAX) for i, url in enumerate(group, 1)]
+            pairs += submitter.submit(group, titles, since=float(since), look_first=look_first)
+            job.set(jobs=[list(p) for p in pairs], pending_since=None)
+        job_ids = [j for _, j in pairs]
+        remote_id = ",".join(job_ids)
+        ctx.remote_id_known(remote_id, "url_pull")
+        ctx.progress(request.size)
+        return UploadResult(remote_id, "url_pull", {"job_ids": remote_id, "urls": str(len(pairs))})
+
+    def _submitter(self, retry: RetryPolicy, cancel: threading.Event, note: Callable[..., None]) -> PullSubmitter:
+        cfg = self.config
+        extra = dict(TemplateGroupId=cfg.template_group_id, WorkflowId=cfg.workflow_id,
+                     StorageLocation=cfg.storage_location, AppId=cfg.app_id, UserData=cfg.user_data)
+        return PullSubmitter(self.rpc, retry, cancel, note, extra)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _call(self, request_class: type, ctx: UploadContext | None = None, **params: Any) -> dict[str, Any]:
+        """One RPC with per-request retries: the job's policy and cancel, else the provider's."""
+        action = request_class.__name__.removesuffix("Request")
+
+        def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
+            if ctx is not None:
+                ctx.note("upload.retrying", f"VOD {action} failed; retrying", step=action, attempt=attempt,
+                         wait_seconds=round(wait_s, 3), error=str(error))
+
+        retry, cancel = (ctx.retry, ctx.cancel) if ctx is not None else (self.call_retry, self._closed)
+        return call_with_retry(lambda: self.rpc.call(request_class, **params), retry, cancel, on_retry=on_retry)
+
+    def _title(self, request: UploadRequest) -> str:
+        return (clean_text(request.metadata.title, TITLE_MAX) or clean_text(request.path.stem, TITLE_MAX)
+                or "untitled")
+
+    @staticmethod
+    def _param(request: UploadRequest, name: str, configured: str | None) -> str | None:
+        return sidecar_overrides(request.metadata.extra).get(name) or configured
+
+    def _remember(self, ticket: UploadTicket) -> None:
+        now = time.time()
+        with self._tickets_lock:
+            self._tickets = {k: t for k, t in self._tickets.items() if t.credentials.expires_at > now}
+            self._tickets[ticket.media_id] = ticket
+
+    def _cached(self, media_id: str) -> UploadTicket | None:
+        with self._tickets_lock:
+            ticket = self._tickets.get(media_id)
+        return ticket if ticket is not None and not TicketKeeper.due(ticket) else None
+
+    def _forget(self, media_id: str) -> None:
+        with self._tickets_lock:
+            self._tickets.pop(media_id, None)
+
+
+def _url_title(url: str) -> str:
+    """A title from a URL's last path segment (decoded), for media without one of their own."""
+    name = posixpath.basename(unquote(urlsplit(url).path))
+    return clean_text(name, TITLE_MAX) or "untitled"
