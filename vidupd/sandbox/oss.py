@@ -76,6 +76,14 @@ class OssSandbox:
         self._port = port
         self._hooks: list[CompletionHook] = []
         self._server: SandboxHTTPServer | None = None
+        self._stats_lock = threading.Lock()
+        self.parts_received = 0  # UploadPart bodies stored, repeats included (tests count re-sends)
+        self.part_bytes_received = 0
+
+    def count_part(self, size: int) -> None:
+        with self._stats_lock:
+            self.parts_received += 1
+            self.part_bytes_received += size
 
     # ----- lifecycle -----
     def start(self) -> None:
@@ -402,6 +410,7 @@ class _OssHandler(BaseHTTPRequestHandler):
         store, upload_id = self.sandbox.store, req.params["uploadId"]
         store.check_upload(upload_id, req.key)
         _, part = self._store_body(lambda staged, d: store.commit_part(upload_id, req.key, number, staged, d))
+        self.sandbox.count_part(part.size)
         self._send(200, headers={"ETag": f'"{part.etag}"', "x-oss-hash-crc64ecma": str(part.crc64)})
 
     def _list_parts(self, req: RequestTarget) -> None:

@@ -1,0 +1,204 @@
+"""Alibaba Cloud VOD end to end: the real daemon (subprocess) against the VOD and OSS
+sandboxes over HTTP on loopback: videos (multipart too), a cover, an image, a subtitle, a
+URL pull, registration, kill -9, STS expiry, faults, duplicate ids and a wrong secret."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from helpers import DaemonProcess, actions, read_events, vidupd, wait_for, write_config
+from vidupd.sandbox.common import SandboxOptions, UploadsJournal
+from vidupd.sandbox.oss import OssSandbox
+from vidupd.sandbox.vod import VodSandbox
+
+MiB = 1 << 20
+
+
+def md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while b := f.read(MiB):
+            h.update(b)
+    return h.hexdigest()
+
+
+def drop(path: Path, size: int) -> Path:
+    tmp = path.with_name("." + path.name + ".part")
+    with open(tmp, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 * MiB)
+            f.write(os.urandom(n))
+            left -= n
+    os.replace(tmp, path)
+    return path
+
+
+class Env:
+    def __init__(self, root: Path, secret: str | None = None, target: dict | None = None, **options):
+        self.root = root
+        self.outbox = root / "outbox"
+        self.outbox.mkdir(exist_ok=True)
+        self.state = root / "state"
+        self.events = root / "events.jsonl"
+        self.journal = UploadsJournal(root / "uploads.jsonl")
+        opts = SandboxOptions(**options)
+        self.oss = OssSandbox(root / "sandbox", opts, self.journal)
+        self.vod = VodSandbox(root / "sandbox", opts, self.journal, self.oss, status_delays=(0.2, 0.3))
+        self.oss.start()
+        self.vod.start()
+        creds = self.vod.credentials
+        self.secret = creds["access_key_secret"]
+        self.config = write_config(
+            root / "vidupd.toml", {"state_dir": str(self.state), "workers": 3},
+            {"vod": {"provider": "aliyun-vod", "endpoint": self.vod.endpoint, "region": self.vod.region,
+                     "access_key_id": creds["access_key_id"], "access_key_secret": secret or self.secret,
+                     "part_concurrency": 4, "ready_timeout": 60, **(target or {})}},
+            [{"path": str(self.outbox), "targets": ["vod"], "settle_seconds": 0.5}], {"events": str(self.events)})
+        with open(self.config, "a") as f:
+            f.write("[retry]\nattempts = 10\ninitial_backoff = 0.2\nmax_backoff = 2.0\n")
+
+    def daemon(self) -> DaemonProcess:
+        return DaemonProcess(self.config, self.events)
+
+    def completed(self) -> list[dict]:
+        return actions(self.events, "upload.completed")
+
+    def close(self) -> None:
+        self.vod.shutdown()
+        self.oss.shutdown()
+
+
+@pytest.fixture
+def make_env(tmp_path: Path):
+    made: list[Env] = []
+
+    def make(**kw) -> Env:
+        e = Env(tmp_path, **kw)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+@pytest.fixture
+def web(tmp_path: Path):
+    """A plain HTTP server on 127.0.0.1 that URL pulls fetch from."""
+    root = tmp_path / "web"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_one_drop_of_everything_and_registration(make_env, web):
+    env = make_env()
+    web_root, base = web
+    remote = drop(web_root / "remote.mp4", 3 * MiB)
+    big = drop(env.outbox / "big.mp4", 66 * MiB)
+    clip = drop(env.outbox / "clip.mp4", 2 * MiB)
+    cover = drop(env.outbox / "clip.jpg", 200_000)
+    poster = drop(env.outbox / "poster.png", 150_000)
+    subs = env.outbox / "clip.srt"
+    subs.write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+    (env.outbox / "feed.url").write_text(f"# pulled by VOD\n{base}/remote.mp4\n")
+    with env.daemon() as d:
+        wait_for(lambda: len(actions(env.events, "media.ready")) >= 5, 180, what="five ready media")
+        d.stop()
+    done = {Path(e["file.path"]).name: e for e in env.completed()}
+    assert set(done) == {"big.mp4", "clip.mp4", "poster.png", "clip.srt", "feed.url"}  # the cover rode along
+    kinds = {n: e["vidupd.remote_kind"] for n, e in done.items()}
+    assert kinds == {"big.mp4": "video", "clip.mp4": "video", "poster.png": "image", "clip.srt": "attached",
+                     "feed.url": "url_pull"}
+    journal = env.journal.entries()
+    by_id = {e["remote_id"]: e for e in journal}
+    for name, path in (("big.mp4", big), ("clip.mp4", clip), ("poster.png", poster), ("clip.srt", subs)):
+        entry = by_id[done[name]["vidupd.remote_id"]]
+        assert entry["md5"] == md5(path) and entry["size"] == path.stat().st_size
+    (cover_event,) = [e for e in actions(env.events, "upload.remote_id") if e.get("vidupd.role") == "cover"]
+    assert by_id[cover_event["vidupd.remote_id"]]["md5"] == md5(cover)
+    (ready_pull,) = [e for e in actions(env.events, "media.ready") if e["file.path"].endswith("feed.url")]
+    (media_id,) = ready_pull["vidupd.media_ids"]
+    assert by_id[media_id]["md5"] == md5(remote)
+    # registration of an object already in storage
+    key = by_id[done["poster.png"]["vidupd.remote_id"]]["object_key"]
+    out = vidupd("register", "-c", str(env.config), "--target", "vod", "--title", "Poster", env.oss.object_url(key))
+    assert out.returncode == 0, out.stderr
+    url, registered = out.stdout.strip().split("\t")
+    assert registered and actions(env.events, "media.registered")[0]["vidupd.remote_id"] == registered
+    assert env.secret not in env.events.read_text()
+
+
+def test_kill9_mid_multipart_resends_at_most_part_concurrency_parts(make_env):
+    env = make_env(max_rate=10_000_000, target={"part_size": 2 * MiB})
+    f = drop(env.outbox / "long.mp4", 40 * MiB)
+    d = env.daemon().start()
+    wait_for(lambda: env.oss.parts_received >= 6, 60, what="some parts stored")
+    d.kill9()
+    with env.daemon() as d:
+        wait_for(lambda: env.completed(), 120, what="the resumed upload")
+        d.stop()
+    resent = env.oss.parts_received - 20
+    assert 0 <= resent <= 4, f"{resent} parts sent twice"
+    videos = [e for e in env.journal.entries() if e["kind"] == "video"]
+    assert len(videos) == 1 and videos[0]["md5"] == md5(f)
+    assert len([e for e in actions(env.events, "upload.remote_id")]) == 1  # no second CreateUploadVideo
+
+
+def test_sts_expiry_mid_upload_continues_the_same_multipart_upload(make_env):
+    env = make_env(token_ttl=1.5, max_rate=8_000_000, target={"part_size": 2 * MiB})
+    f = drop(env.outbox / "sts.mp4", 24 * MiB)
+    with env.daemon() as d:
+        wait_for(lambda: env.completed(), 120, what="upload across credential expiry")
+        d.stop()
+    assert actions(env.events, "auth.refreshed")
+    assert env.oss.parts_received == 12  # no part sent twice, no restart from part 1
+    assert not actions(env.events, "upload.restarted")
+    (video,) = env.journal.entries()
+    assert video["md5"] == md5(f)
+
+
+def test_ten_percent_faults(make_env):
+    env = make_env(fail_rate=0.1, seed=5, target={"part_size": 1 * MiB})
+    files = [drop(env.outbox / "m.mp4", 12 * MiB), drop(env.outbox / "s.mov", 300_000),
+             drop(env.outbox / "i.jpg", 100_000)]
+    with env.daemon() as d:
+        wait_for(lambda: len(env.completed()) >= 3, 180, what="uploads despite faults")
+        d.stop()
+    assert {md5(p) for p in files} <= {e["md5"] for e in env.journal.entries()}
+    assert not actions(env.events, "upload.failed")
+
+
+def test_duplicate_ids_are_detected(make_env):
+    env = make_env(duplicate_ids=True)
+    drop(env.outbox / "one.mp4", 500_000)
+    with env.daemon() as d:
+        wait_for(lambda: env.completed(), 60, what="first upload")
+        drop(env.outbox / "two.mp4", 500_000)
+        wait_for(lambda: actions(env.events, "upload.duplicate_remote_id"), 60, what="duplicate id")
+        d.stop()
+    (dup,) = actions(env.events, "upload.duplicate_remote_id")
+    assert dup["vidupd.remote_id"] == env.completed()[0]["vidupd.remote_id"] and dup["log.level"] == "error"
+
+
+def test_wrong_secret_is_rejected_and_never_logged(make_env):
+    env = make_env(secret="not-the-right-secret-123")
+    drop(env.outbox / "x.mp4", 100_000)
+    with env.daemon() as d:
+        wait_for(lambda: actions(env.events, "upload.failed"), 60, what="rejection")
+        d.stop()
+    (failed,) = actions(env.events, "upload.failed")
+    assert "signature" in failed["message"].lower() or "secret" in failed["message"].lower()
+    text = env.events.read_text()
+    assert "not-the-right-secret-123" not in text and env.secret not in text
+    assert not env.completed()
