@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import requests
 
 from vidupd.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
 from vidupd.providers.base import FileIdentity, Metadata, UploadContext, UploadRequest
@@ -666,12 +665,8 @@ def test_errors_carry_no_secrets(make_env: Callable[..., Env], tmp_path: Path) -
     assert creds["access_token"] not in repr(env.providers[0].tokens.__dict__)
 
 
-def _response(status: int, body: str, headers: dict[str, str] | None = None) -> requests.Response:
-    r = requests.Response()
-    r.status_code = status
-    r._content = body.encode()
-    r.headers.update(headers or {})
-    return r
+def _response(status: int, body: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    return status, dict(headers or {})
 
 
 @pytest.mark.parametrize(("status", "body", "expected"), [
@@ -687,16 +682,16 @@ def _response(status: int, body: str, headers: dict[str, str] | None = None) -> 
     (200, '{"error": {"code": 1013, "description": "bad"}}', PermanentError),
 ])
 def test_error_translation(status: int, body: str, expected: type[Exception]) -> None:
-    error = _translate("step", _response(status, body), (_decode(body) or {}).get("error"), ())
+    error = _translate("step", *_response(status, body), (_decode(body) or {}).get("error"), ())
     assert type(error) is expected or (expected is PermanentError and isinstance(error, PermanentError)
                                        and not isinstance(error, (UploadTokenExpired, AccessTokenInvalid)))
 
 
 def test_error_translation_scrubs_and_hints() -> None:
     body = '{"error": {"code": 1013, "description": "token tok-SECRET-1 is bad"}}'
-    error = _translate("create", _response(400, body), json.loads(body)["error"], ("tok-SECRET-1",))
+    error = _translate("create", *_response(400, body), json.loads(body)["error"], ("tok-SECRET-1",))
     assert "tok-SECRET-1" not in str(error) and "1013" in str(error)
-    busy = _translate("check", _response(503, "", {"Retry-After": "7"}), None, ())
+    busy = _translate("check", *_response(503, "", {"Retry-After": "7"}), None, ())
     assert isinstance(busy, TransientError) and busy.retry_after == 7.0
 
 

@@ -10,10 +10,12 @@ are reported by type name only and never chained.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -112,9 +114,11 @@ class YoukuApi:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = "vidupd-youku"
+        self._slices = _SliceConnections(timeout)
 
     def close(self) -> None:
         self._session.close()
+        self._slices.close()
 
     # ---- API host -------------------------------------------------------------------
 
@@ -179,13 +183,16 @@ class YoukuApi:
                              params={"upload_token": upload_token}, secrets=(upload_token,))
         return self._slice_task("new_slice", body)
 
-    def upload_slice(self, server: str, upload_token: str, task: SliceTask, data: bytes, digest: str) -> SliceTask:
-        """Step 4: send one slice; the answer describes this caller's next task."""
-        query = {"upload_token": upload_token, "slice_task_id": task.slice_task_id,
-                 "offset": task.offset, "length": len(data), "hash": digest}
-        body = self._request("upload_slice", "POST", f"http://{server}/gupload/upload_slice", params=query,
-                             data=data, headers={"Content-Type": "application/octet-stream"},
-                             secrets=(upload_token,))
+    def upload_slice(self, server: str, upload_token: str, task: SliceTask, data: bytes | memoryview,
+                     digest: str) -> SliceTask:
+        """Step 4: send one slice; the answer describes this caller's next task.
+
+        The hot path: one keep-alive http.client connection per slice thread, the body sent
+        as is (no copy, no per-request session machinery: that cost ~1.2 CPU-s/GiB)."""
+        query = urlencode({"upload_token": upload_token, "slice_task_id": task.slice_task_id,
+                           "offset": task.offset, "length": len(data), "hash": digest})
+        status, headers, text = self._slices.post(server, f"/gupload/upload_slice?{query}", data)
+        body = _answer("upload_slice", status, headers, text, (upload_token,))
         return self._slice_task("upload_slice", body)
 
     def check(self, server: str, upload_token: str) -> CheckResult:
@@ -240,13 +247,68 @@ class YoukuApi:
                 failure = f"answer cut short ({type(e).__name__})"
             if failure:
                 raise TransientError(f"youku {call}: {failure}")
-            body = _decode(text)
-            error = body.get("error") if isinstance(body, dict) else None
-            if 200 <= resp.status_code < 300 and not error:
-                if not isinstance(body, dict):
-                    raise TransientError(f"youku {call}: HTTP {resp.status_code} with an unreadable body")
-                return body
-            raise _translate(call, resp, error, tuple(s for s in secrets if s))
+            return _answer(call, resp.status_code, resp.headers, text, tuple(secrets))
+
+
+def _answer(call: str, status: int, headers: Mapping[str, str], text: str, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """The decoded JSON body of a success, else the matching vidupd error."""
+    body = _decode(text)
+    error = body.get("error") if isinstance(body, dict) else None
+    if 200 <= status < 300 and not error:
+        if not isinstance(body, dict):
+            raise TransientError(f"youku {call}: HTTP {status} with an unreadable body")
+        return body
+    raise _translate(call, status, headers, error, tuple(s for s in secrets if s))
+
+
+class _SliceConnections:
+    """Keep-alive connections to upload servers, one per (thread, server)."""
+
+    def __init__(self, timeout: float):
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self, server: str) -> http.client.HTTPConnection:
+        conns = self._local.__dict__.setdefault("conns", {})
+        conn = conns.get(server)
+        if conn is None:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "80")
+            conn = http.client.HTTPConnection(host, int(port or 80), timeout=self._timeout)
+            conns[server] = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self, server: str) -> None:
+        conn = self._local.__dict__.get("conns", {}).pop(server, None)
+        if conn is not None:
+            conn.close()
+
+    def post(self, server: str, path: str, data: bytes | memoryview) -> tuple[int, Mapping[str, str], str]:
+        failure = ""
+        try:
+            conn = self._conn(server)
+            conn.request("POST", path, body=data, headers={"Content-Type": "application/octet-stream",
+                                                           "User-Agent": "vidupd-youku"})
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            if resp.will_close:
+                self._drop(server)
+            return resp.status, resp.headers, text
+        except TimeoutError:
+            failure = "timed out"
+        except (OSError, http.client.HTTPException) as e:
+            failure = f"connection failed ({type(e).__name__})"
+        self._drop(server)  # outside the except blocks: the error names no URL (token in the query)
+        raise TransientError(f"youku upload_slice: {failure}")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
 
 
 def _cause_name(error: BaseException) -> str:
@@ -274,9 +336,9 @@ def _decode(text: str) -> Any:
     return None
 
 
-def _retry_after(resp: requests.Response) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
-        value = float(resp.headers.get("Retry-After", ""))
+        value = float(headers.get("Retry-After") or "")
     except ValueError:
         return None
     return value if value >= 0 else None
@@ -288,9 +350,8 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return redact(text)[:300]
 
 
-def _translate(call: str, resp: requests.Response, error: Any, secrets: tuple[str, ...]) -> Exception:
+def _translate(call: str, status: int, headers: Mapping[str, str], error: Any, secrets: tuple[str, ...]) -> Exception:
     """Map an HTTP status and Youku error body to TransientError/CredentialsExpired/PermanentError."""
-    status = resp.status_code
     code: int | None = None
     desc = ""
     if isinstance(error, dict):
@@ -302,7 +363,7 @@ def _translate(call: str, resp: requests.Response, error: Any, secrets: tuple[st
     if code == CODE_ACCESS_TOKEN_EXPIRED or status == 401:
         return CredentialsExpired(what)
     if status >= 500 or status in (408, 429) or code == CODE_SERVICE_EXCEPTION:
-        return TransientError(what, retry_after=_retry_after(resp))
+        return TransientError(what, retry_after=_retry_after(headers))
     if 200 <= status < 500:  # 4xx, or an error body under a success status: trust the body
         kind = AccessTokenInvalid if code == CODE_ACCESS_TOKEN_INVALID else YoukuApiError
         return kind(what, code=code, http_status=status)
