@@ -134,7 +134,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if args.target not in config.targets:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
         return EXIT_USAGE
-    provider = build_providers(config)[args.target]
+    provider = build_providers(config, only=args.target)[args.target]
     if "register" not in provider.abilities:
         print(f"register: provider {provider.name} cannot register media", file=sys.stderr)
         return EXIT_USAGE

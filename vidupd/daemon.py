@@ -1,36 +1,50 @@
 """Wiring of the running daemon: config -> watcher -> ledger -> pool -> providers, signals,
-systemd notifications and the status line."""
+systemd notifications, reload and the status line.
+
+Signals: SIGTERM/SIGINT stop gracefully (no new uploads, running ones checkpoint, exit 0);
+SIGHUP reopens the event log and reloads the config (vidupd.reload says what can change).
+Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watches are up,
+STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
+RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
 import time
-from pathlib import Path
 
 from . import __version__, events, providers
+from . import config as config_mod
+from . import reload as reload_mod
 from .after_upload import AfterUpload
-from .config import Config
+from .config import Config, ConfigError
 from .intake import Intake
 from .ledger import Ledger, lease_owner_id
 from .notify import Notifier
 from .pool import Pool, settings_from
 from .providers.base import Provider
+from .secrets import redact
 from .throttle import Throttle
 from .watcher import Watcher
 
-STOP_TIMEOUT = 60.0  # seconds running uploads get to checkpoint on SIGTERM
-STUCK_AFTER = 120.0  # dispatcher silent this long -> stop feeding the systemd watchdog
+STOP_TIMEOUT = 60.0  # seconds running uploads get to checkpoint on SIGTERM (TimeoutStopSec=90s in the unit)
+STUCK_AFTER = 120.0  # dispatcher silent this long (= the lease time) -> stop feeding the systemd watchdog
+STATUS_EVERY = 1.0  # seconds between STATUS= checks (sent only when the line changed)
 
 
-def build_providers(config: Config) -> dict[str, Provider]:
-    out: dict[str, Provider] = {}
-    for name, target in config.targets.items():
-        cls = providers.provider_class(target.provider)
-        state = config.state_dir / "targets" / name
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out[name] = cls(name, target.settings, state)
-    return out
+def _build_provider(config: Config, name: str) -> Provider:
+    target = config.targets[name]
+    cls = providers.provider_class(target.provider)
+    state = config.state_dir / "targets" / name
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return cls(name, target.settings, state)
+
+
+def build_providers(config: Config, only: str | None = None) -> dict[str, Provider]:
+    """Providers for every target, or just `only` (a one-shot command needs one)."""
+    names = [only] if only is not None else list(config.targets)
+    return {name: _build_provider(config, name) for name in names}
 
 
 def human_rate(bps: float) -> str:
@@ -41,37 +55,64 @@ def human_rate(bps: float) -> str:
     return ""
 
 
+def healthy(pool: Pool, watcher: Watcher, now: float, stuck_after: float = STUCK_AFTER) -> str | None:
+    """None when healthy, else why not (the systemd watchdog is then left to expire)."""
+    silent = now - pool.last_beat
+    if silent >= stuck_after:
+        return f"dispatcher silent for {silent:.0f}s"
+    if not watcher.alive:
+        return "watcher thread stopped"
+    return None
+
+
 class Daemon:
     def __init__(self, config: Config):
         self.config = config
         self.notifier = Notifier()
+        self.providers: dict[str, Provider] = {}
+        self.watches: dict = {}
+        self._retired: list[Provider] = []  # replaced by a reload; closed when idle or at stop
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._wake = threading.Event()
+        self._unhealthy: str | None = None
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
+        self._wake.set()
 
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+        self._wake.set()
+
+    # -- life cycle ------------------------------------------------------------------------
     def run(self) -> int:
         config = self.config
         events.configure(config.log)
-        for w in config.warnings:
-            events.emit("config.warning", str(w), level="warning", key=w.key)
-        ledger = Ledger(config.state_dir)
-        recovered = ledger.recover()
-        provs = build_providers(config)
-        throttle = Throttle(config.max_rate)
-        owner = lease_owner_id()
-        watches = {str(w.path): w for w in config.watches}
-        after = AfterUpload(ledger, lambda: watches)
-        watcher: Watcher | None = None
-        pool = Pool(settings_from(config), ledger, config.targets, provs, throttle, owner, after,
-                    on_file_changed=lambda p: watcher.touch(p) if watcher else None)
-        intake = Intake(ledger, lambda: config.targets, lambda: provs, pool.wake)
-        watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
-                          lambda r: intake.refused(r.path, r.reason))
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        signal.signal(signal.SIGHUP, self.request_reload)
+        for w in config.warnings:
+            events.emit("config.warning", str(w), level="warning", key=w.key)
+        self.notifier.status("starting: opening the ledger")
+        try:
+            ledger = Ledger(config.state_dir)
+            recovered = ledger.recover()
+            self.providers = build_providers(config)
+        except Exception as e:  # systemctl status shows why it did not start (the CLI prints it too)
+            self.notifier.status(f"failed to start: {type(e).__name__}: {redact(str(e))}")
+            raise
+        self.throttle = Throttle(config.max_rate)
+        owner = lease_owner_id()
+        self.watches = {str(w.path): w for w in config.watches}
+        after = AfterUpload(ledger, lambda: self.watches)
+        watcher: Watcher | None = None
+        pool = Pool(settings_from(config), ledger, config.targets, self.providers, self.throttle, owner, after,
+                    on_file_changed=lambda p: watcher.touch(p) if watcher else None)
+        intake = Intake(ledger, lambda: self.config.targets, lambda: self.providers, pool.wake)
+        watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
+                          lambda r: intake.refused(r.path, r.reason))
+        self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
         pool.start()
         watcher.start()
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
@@ -79,36 +120,137 @@ class Daemon:
                     watches=[str(w.path) for w in config.watches], targets=sorted(config.targets),
                     recovered_leases=recovered)
         self.notifier.ready(self._status_line(ledger, pool, watcher))
-        last_status = 0.0
-        last_ping = 0.0
-        while not self._stop.wait(0.5):
-            now = time.monotonic()
-            if self._reload.is_set():
-                self._reload.clear()
-                events.reopen()
-                events.emit("daemon.reopened", "event log reopened")
-            if now - last_status >= 2.0:
-                self.notifier.status(self._status_line(ledger, pool, watcher))
-                last_status = now
-            interval = self.notifier.watchdog_interval
-            if interval and now - last_ping >= interval and now - pool.last_beat < STUCK_AFTER:
-                self.notifier.watchdog()
-                last_ping = now
+        self._loop(ledger, pool, watcher)
+
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
-        self.notifier.stopping("stopping: checkpointing uploads")
+        self.notifier.stopping(f"stopping: {pool.busy} upload(s) checkpointing")
         watcher.stop()
         pool.stop(timeout=STOP_TIMEOUT)
-        for p in provs.values():
-            p.close()
+        for p in [*self.providers.values(), *self._retired]:
+            try:
+                p.close()
+            except Exception:  # closing must not turn a clean stop into a failure
+                pass
         counts = ledger.counts()
         ledger.close()
         events.emit("daemon.stopped", "stopped", jobs=counts)
         return 0
 
+    def _loop(self, ledger: Ledger, pool: Pool, watcher: Watcher) -> None:
+        interval = self.notifier.watchdog_interval
+        now = time.monotonic()
+        next_status = now + STATUS_EVERY
+        next_ping = now
+        while not self._stop.is_set():
+            self._wake.clear()
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload(ledger, pool, watcher)
+            now = time.monotonic()
+            if interval and now >= next_ping:
+                self._watchdog(pool, watcher, now)
+                next_ping = now + interval
+            if now >= next_status:
+                self.notifier.status(self._status_line(ledger, pool, watcher))
+                next_status = now + STATUS_EVERY
+                if self._retired and pool.busy == 0:
+                    self._close_retired()
+            deadline = min(next_status, next_ping) if interval else next_status
+            self._wake.wait(max(0.01, deadline - time.monotonic()))
+
+    def _watchdog(self, pool: Pool, watcher: Watcher, now: float) -> None:
+        problem = healthy(pool, watcher, now)
+        if problem is None:
+            if self._unhealthy is not None:
+                events.emit("daemon.recovered", f"healthy again after: {self._unhealthy}")
+                self._unhealthy = None
+            self.notifier.watchdog()
+            return
+        if self._unhealthy is None:
+            events.emit("daemon.unhealthy", f"{problem}; no more watchdog pings, systemd will restart vidupd",
+                        level="error", outcome="failure", reason=problem)
+            self.notifier.status(f"unhealthy: {problem}", force=True)
+        self._unhealthy = problem
+
+    # -- reload ------------------------------------------------------------------------------
+    def _do_reload(self, ledger: Ledger, pool: Pool, watcher: Watcher) -> None:
+        """SIGHUP: reopen the event log, then apply the config file again if it is valid."""
+        self.notifier.reloading("reloading configuration")
+        events.reopen()
+        try:
+            self._apply(pool, watcher)
+        except Exception as e:  # a bug must not take the running daemon down with it
+            events.emit("daemon.reload_failed", f"reload failed: {type(e).__name__}: {redact(str(e))}",
+                        level="error", outcome="failure", config=str(self.config.source),
+                        error=redact(str(e)), error_type=type(e).__name__)
+        finally:
+            self.notifier.ready(self._status_line(ledger, pool, watcher))
+
+    def _refuse(self, problems: list[str]) -> None:
+        problems = [redact(p) for p in problems]
+        events.emit("daemon.reload_failed",
+                    f"reload refused, still running the previous configuration: {'; '.join(problems)}",
+                    level="error", outcome="failure", config=str(self.config.source), problems=problems)
+
+    def _apply(self, pool: Pool, watcher: Watcher) -> None:
+        old = self.config
+        try:
+            new = config_mod.load(old.source)
+        except ConfigError as e:
+            self._refuse([str(p) for p in e.problems if not p.warning] or [str(e)])
+            return
+        plan = reload_mod.plan(old, new)
+        if plan.problems:
+            self._refuse(list(plan.problems))
+            return
+        built: dict[str, Provider] = {}
+        try:
+            for name in new.targets:
+                if name not in plan.keep_providers:
+                    built[name] = _build_provider(new, name)
+        except Exception as e:
+            for p in built.values():
+                p.close()
+            self._refuse([f"{new.source}: targets.{name}: {type(e).__name__}: {e}"])
+            return
+        for name, p in self.providers.items():
+            if name not in plan.keep_providers:
+                self._retired.append(p)  # running jobs may still use it
+        self.providers = {name: built.get(name) or self.providers[name] for name in new.targets}
+        self.config = new
+        self.watches = {str(w.path): w for w in new.watches}
+        self.throttle.rate = new.max_rate or 0
+        pool.reconfigure(settings_from(new), new.targets, self.providers)
+        watcher.rescan_interval = new.rescan_interval
+        unwatched = watcher.set_watches(new.watches)
+        summary = "; ".join(plan.changes) or "no changes"
+        # logged before the new log settings apply: a reload to level "warning" still records itself
+        events.emit("daemon.reloaded", f"configuration reloaded: {summary}", config=str(new.source),
+                    changes=list(plan.changes), workers=new.workers, watches=[str(w.path) for w in new.watches],
+                    targets=sorted(new.targets))
+        if new.log != old.log:
+            events.configure(new.log)
+        for w in new.warnings:
+            events.emit("config.warning", str(w), level="warning", key=w.key)
+        for path, why in unwatched:
+            events.emit("watch.failed", f"{path}: cannot watch for changes ({why}); only the periodic rescan "
+                        f"(every {new.rescan_interval:.0f}s) finds files there", level="error", outcome="failure",
+                        path=str(path), error=why)
+
+    def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for p in retired:
+            try:
+                p.close()
+            except Exception:
+                pass
+
+    # -- status ------------------------------------------------------------------------------
     def _status_line(self, ledger: Ledger, pool: Pool, watcher: Watcher) -> str:
         counts = ledger.counts()
         snap = pool.snapshot()
-        parts = [f"watching {len(self.config.watches)} folder{'s' if len(self.config.watches) != 1 else ''}"]
+        n = len(self.config.watches)
+        parts = [f"watching {n} folder{'s' if n != 1 else ''}"]
         if snap:
             done = sum(s[1] for s in snap)
             size = sum(s[2] for s in snap) or 1
@@ -125,4 +267,6 @@ class Daemon:
             parts.append(f"{counts['failed']} failed")
         if counts.get("attention"):
             parts.append(f"{counts['attention']} need attention")
+        if self._unhealthy:
+            parts.append(f"unhealthy: {self._unhealthy}")
         return "; ".join(parts)

@@ -3,6 +3,8 @@
 structlog is configured once (`configure`). Code emits events with `emit(action, message,
 **fields)`; short field names are mapped to ECS names here and nowhere else. Library
 logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action "log".
+Under systemd, each event is also written to the journal as a readable line with its
+fields attached (vidupd.journal), when the JSON lines go to a file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import structlog
 
 from . import secrets
 from .config import LogConfig
+from .journal import JournalOutput
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -82,13 +85,17 @@ class EventSink:
 
     def write(self, line: str) -> None:
         with self._lock:
-            if self._rotated():
+            if self._stream is not None:
+                if self._rotated():
+                    self._stream.close()
+                    self._open()
                 assert self._stream is not None
-                self._stream.close()
-                self._open()
-            assert self._stream is not None
-            self._stream.write(line + "\n")
-            self._stream.flush()
+                self._stream.write(line + "\n")
+                self._stream.flush()
+                return
+        current = _sink  # closed by a reload while this line was on its way: the new sink takes it
+        if current is not None and current is not self:
+            current.write(line)
 
     def close(self) -> None:
         with self._lock:
@@ -98,13 +105,12 @@ class EventSink:
 
 
 class _SinkLogger:
-    """structlog logger whose every method writes one rendered line to the sink."""
-
-    def __init__(self, sink: EventSink):
-        self._sink = sink
+    """structlog logger whose every method writes one rendered line to the current sink."""
 
     def msg(self, message: str) -> None:
-        self._sink.write(message)
+        sink = _sink
+        if sink is not None:
+            sink.write(message)
 
     debug = info = warning = error = critical = log = msg
 
@@ -145,7 +151,18 @@ def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
 
 
 _sink: EventSink | None = None
+_journal: JournalOutput | None = None
 _config_lock = threading.Lock()
+
+
+def _to_journal(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    out = _journal
+    if out is not None:
+        try:
+            out.write(event)
+        except Exception:  # the journal is a convenience; the event log must not depend on it
+            pass
+    return event
 
 
 class _StdlibBridge(logging.Handler):
@@ -166,15 +183,20 @@ class _StdlibBridge(logging.Handler):
 
 def configure(log: LogConfig) -> EventSink:
     """Set up the pipeline once per process (again on reload, replacing the sink)."""
-    global _sink
+    global _sink, _journal
     with _config_lock:
         old = _sink
-        _sink = EventSink(log.events)
+        if old is not None and old.destination == log.events != "-":
+            old.reopen()  # same file (a reload): keep the sink, only pick up a rotated file
+            old = None
+        else:
+            _sink = EventSink(log.events)
+        _journal = JournalOutput.detect(log.events)
         level = _LEVELS[log.level]
         structlog.configure(
-            processors=[_to_ecs, _render],
+            processors=[_to_ecs, _to_journal, _render],
             wrapper_class=structlog.make_filtering_bound_logger(level),
-            logger_factory=lambda *args: _SinkLogger(_sink),  # type: ignore[arg-type]
+            logger_factory=lambda *args: _SinkLogger(),
             cache_logger_on_first_use=False,
         )
         root = logging.getLogger()

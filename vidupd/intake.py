@@ -37,11 +37,13 @@ class Intake:
         """Stable files from the watcher: one ledger transaction for the whole batch."""
         intents: list[Intent] = []
         kinds: dict[Path, tuple[str, str]] = {}
+        sizes: dict[Path, int] = {}
         for path, watch, st in batch:
             intent = self._intent(path, watch, st)
             if intent is not None:
                 intents.append(intent)
                 kinds[path] = (intent.targets[0][1], intent.metadata.title)
+                sizes[path] = intent.identity.size
         if not intents:
             return
         queued = False
@@ -51,7 +53,7 @@ class Intake:
             target = targets.get(offer.target)
             kind, title = kinds[offer.path]
             tf = dict(target=offer.target, provider=target.provider if target else None, job_id=offer.job_id,
-                      path=str(offer.path))
+                      path=str(offer.path), size=sizes.get(offer.path))
             if offer.outcome in ("queued", "requeued"):
                 queued = True
                 events.emit("upload.queued", f"{offer.path.name}: queued for {offer.target}", kind=kind,

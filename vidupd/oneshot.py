@@ -32,7 +32,7 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
     events.configure(config.log)
     ledger = Ledger(config.state_dir)
     ledger.recover()
-    provider = build_providers(config)[target]
+    provider = build_providers(config, only=target)[target]
     settled = FINAL if wait_ready else SETTLED
     ids: list[int] = []
     status = 0

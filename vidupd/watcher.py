@@ -115,9 +115,11 @@ class Watcher:
         self._observers.append(observer)
         self._observed[w.path] = observer
 
-    def set_watches(self, watches: tuple[WatchConfig, ...]) -> None:
+    def set_watches(self, watches: tuple[WatchConfig, ...]) -> list[tuple[Path, str]]:
         """Reload: observe new and changed watches, stop observing removed ones, move pending
-        candidates to their current watch (or drop them), then rescan everything."""
+        candidates to their current watch (or drop them), then rescan everything.
+        Returns the watches whose observer could not start (they are still scanned)."""
+        failed: list[tuple[Path, str]] = []
         old = {w.path: w for w in self.watches}
         new = {w.path: w for w in watches}
         self._filters = {**self._filters, **{w.path: PathFilter(w) for w in watches}}
@@ -131,7 +133,10 @@ class Watcher:
                     self._observers.remove(observer)
         for path, w in new.items():
             if old.get(path) != w:
-                self._observe(w)
+                try:
+                    self._observe(w)
+                except OSError as e:  # vanished folder, inotify watch limit: the rescan still sees it
+                    failed.append((path, e.strerror or str(e)))
         with self._lock:
             for path, entry in list(self._pending.items()):
                 current = self._watch_for(path)
@@ -141,6 +146,7 @@ class Watcher:
                     entry.watch = current
         self._filters = {w.path: PathFilter(w) for w in watches}
         self.request_rescan()
+        return failed
 
     @property
     def alive(self) -> bool:
