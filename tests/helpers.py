@@ -73,16 +73,17 @@ def vidupd(*args: str, env: dict | None = None, timeout: float = 60) -> subproce
 class DaemonProcess:
     """`vidupd run` as a real subprocess, with real signals."""
 
-    def __init__(self, config: Path, events: Path, env: dict | None = None):
+    def __init__(self, config: Path, events: Path, env: dict | None = None, stderr: Path | None = None):
         self.config = config
         self.events = events
+        self.stderr_path = stderr or events.with_suffix(".stderr")
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self._stderr = None
 
     def start(self, wait_started: bool = True) -> "DaemonProcess":
         n_started = len(actions(self.events, "daemon.started"))
-        self._stderr = open(self.events.with_suffix(".stderr"), "ab")
+        self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(self.config)],
                                      env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr)
         if wait_started:
@@ -92,7 +93,7 @@ class DaemonProcess:
         return self
 
     def stderr(self) -> str:
-        p = self.events.with_suffix(".stderr")
+        p = self.stderr_path
         return p.read_text(errors="replace") if p.exists() else ""
 
     def signal(self, sig: int) -> None:

@@ -39,7 +39,7 @@ def tmpfs(tmp_path: Path):
 def fill(folder: Path) -> Path:
     """Write until ENOSPC; returns the filler file."""
     filler = folder / ".filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
@@ -81,3 +81,25 @@ def test_full_state_dir_stalls_then_recovers_exactly_once(site, tmpfs):
     assert len([p for p in site.dest.iterdir() if p.suffix == ".mp4"]) == 3
     errors = [e for e in read_events(site.events) if e["log.level"] == "error"]
     assert any("full" in (e.get("message", "") + e.get("error.message", "")).lower() for e in errors)
+
+
+def test_full_log_disk_does_not_stop_uploads(site, tmpfs):
+    logs = tmpfs("log-fs", "1m")
+    events = logs / "events.jsonl"
+    site.write()
+
+    text = site.config.read_text().replace(f'events = "{site.events}"', f'events = "{events}"')
+    site.config.write_text(text)
+    d = DaemonProcess(site.config, events, stderr=site.root / "daemon.stderr").start()
+    try:
+        fill(logs)
+        for i in range(3):
+            (site.outbox / f"g{i}.mp4").write_bytes(os.urandom(40_000))
+        wait_for(lambda: len([p for p in site.dest.iterdir() if p.suffix == ".mp4"]) == 3, 30,
+                 what="uploads while the event log cannot be written")
+        assert d.proc.poll() is None
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+    assert "cannot write the event log" in d.stderr()

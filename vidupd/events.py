@@ -46,12 +46,21 @@ FIELD_NAMES = {
 }
 
 
+def _stderr_note(text: str) -> None:
+    try:
+        sys.stderr.write(secrets.redact(text) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 class EventSink:
     """Line-buffered output that survives logrotate: a file is reopened when it was moved
     away (checked at most once a second) or when `reopen()` is called (SIGHUP)."""
 
     def __init__(self, destination: str):
         self.destination = destination
+        self.lost = 0  # lines that could not be written since the last success
         self._lock = threading.Lock()
         self._stream: TextIO | None = None
         self._ino: int | None = None
@@ -84,14 +93,24 @@ class EventSink:
             return True
 
     def write(self, line: str) -> None:
+        """Never raises: a full or broken log disk must not stop uploads (the ledger keeps
+        the facts); lost lines are counted and reported on stderr (the journal)."""
         with self._lock:
             if self._stream is not None:
-                if self._rotated():
-                    self._stream.close()
-                    self._open()
-                assert self._stream is not None
-                self._stream.write(line + "\n")
-                self._stream.flush()
+                try:
+                    if self._rotated():
+                        self._stream.close()
+                        self._open()
+                    assert self._stream is not None
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
+                    if self.lost:
+                        _stderr_note(f"vidupd: event log writable again after losing {self.lost} line(s)")
+                        self.lost = 0
+                except (OSError, ValueError) as e:
+                    self.lost += 1
+                    if self.lost == 1:
+                        _stderr_note(f"vidupd: cannot write the event log {self.destination}: {e}")
                 return
         current = _sink  # closed by a reload while this line was on its way: the new sink takes it
         if current is not None and current is not self:
