@@ -7,7 +7,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import helpers  # noqa: E402
 from helpers import write_config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    """Whatever happens in a test, no daemon it started outlives it."""
+    yield
+    while helpers.RUNNING:
+        d = helpers.RUNNING.pop()
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -70,6 +70,9 @@ def vidupd(*args: str, env: dict | None = None, timeout: float = 60) -> subproce
                           env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT)
 
 
+RUNNING: list["DaemonProcess"] = []  # conftest kills what a failed test left running
+
+
 class DaemonProcess:
     """`vidupd run` as a real subprocess, with real signals."""
 
@@ -86,6 +89,7 @@ class DaemonProcess:
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(self.config)],
                                      env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        RUNNING.append(self)
         if wait_started:
             wait_for(lambda: len(actions(self.events, "daemon.started")) > n_started or self.proc.poll() is not None,
                      30, what="daemon.started")
@@ -117,6 +121,8 @@ class DaemonProcess:
             self._stderr.close()
 
     def __enter__(self) -> "DaemonProcess":
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # `with d.start():` must not start a second daemon
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
