@@ -46,10 +46,11 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a running process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def one_run(files: int, workers: int, size: int) -> dict:
@@ -95,11 +96,12 @@ settle_seconds = 1
             time.sleep(0.1)
         elapsed = time.monotonic() - t0
         rss = vm_hwm_kib(proc.pid)
-        cpu = cpu_seconds(proc.pid)
+        user, system = cpu_seconds(proc.pid)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
         return {"seconds": elapsed, "files_per_s": files / elapsed, "drop_seconds": dropped,
-                "peak_rss_mib": rss / 1024, "daemon_cpu_s": cpu, "exit": rc}
+                "peak_rss_mib": rss / 1024, "daemon_cpu_s": user + system, "user_s": user, "sys_s": system,
+                "exit": rc}
 
 
 def main() -> None:
@@ -115,7 +117,7 @@ def main() -> None:
         results.append(r)
         print(f"run {n + 1}: {r['seconds']:.1f} s for {args.files} files = {r['files_per_s']:.0f} files/s "
               f"(dropping took {r['drop_seconds']:.1f} s); peak RSS {r['peak_rss_mib']:.1f} MiB; "
-              f"daemon CPU {r['daemon_cpu_s']:.1f} s; exit {r['exit']}", flush=True)
+              f"daemon CPU {r['daemon_cpu_s']:.1f} s (user {r['user_s']:.1f}, sys {r['sys_s']:.1f}); exit {r['exit']}", flush=True)
     med = {k: statistics.median(r[k] for r in results) for k in ("seconds", "files_per_s", "peak_rss_mib", "daemon_cpu_s")}
     print(json.dumps({"files": args.files, "runs": args.runs, "workers": args.workers, "median": med}))
     print(f"median: {med['seconds']:.1f} s ({med['files_per_s']:.0f} files/s; target < 60 s -> "

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath
+import fnmatch
+import re
+from pathlib import Path
 
 from .config import WatchConfig
 
@@ -16,29 +17,38 @@ URL_EXTS = frozenset({"url"})
 class PathFilter:
     """include/exclude globs of one watch. A pattern matches a name, or (if it holds a
     '/') the path relative to the watch root. Excludes win; directories are skipped when
-    an exclude matches them."""
+    an exclude matches them. Patterns are compiled into one regex per kind, because every
+    file system event passes through here."""
 
     def __init__(self, watch: WatchConfig):
         self.watch = watch
-        self._include = watch.include
-        self._exclude = watch.excludes + ((f"*{watch.ready_marker}",) if watch.ready_marker else ())
-
-    @staticmethod
-    def _match(patterns: tuple[str, ...], rel: PurePosixPath) -> bool:
-        text = rel.as_posix()
-        return any(fnmatchcase(text if "/" in p else rel.name, p) for p in patterns)
+        self._include = _compile(watch.include)
+        self._exclude = _compile(watch.excludes + ((f"*{watch.ready_marker}",) if watch.ready_marker else ()))
 
     def accepts(self, rel: Path) -> bool:
         """Whether a file at `rel` (relative to the watch root) should be uploaded."""
-        rel = PurePosixPath(rel.as_posix())
-        if any(self._match(self._exclude, PurePosixPath(*rel.parts[: i + 1])) for i in range(len(rel.parts) - 1)):
+        parts = rel.parts
+        if len(parts) > 1 and not self.enters(Path(*parts[:-1])):
             return False
-        return not self._match(self._exclude, rel) and self._match(self._include, rel)
+        text = "/".join(parts)
+        return not _matches(self._exclude, parts[-1], text) and _matches(self._include, parts[-1], text)
 
     def enters(self, rel_dir: Path) -> bool:
         """Whether a scan descends into the directory at `rel_dir`."""
-        rel = PurePosixPath(rel_dir.as_posix())
-        return not any(self._match(self._exclude, PurePosixPath(*rel.parts[: i + 1])) for i in range(len(rel.parts)))
+        parts = rel_dir.parts
+        return not any(_matches(self._exclude, parts[i], "/".join(parts[: i + 1])) for i in range(len(parts)))
+
+
+def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """(regex for name patterns, regex for path patterns); None when there are none."""
+    names = [fnmatch.translate(p) for p in patterns if "/" not in p]
+    paths = [fnmatch.translate(p) for p in patterns if "/" in p]
+    return (re.compile("|".join(names)) if names else None, re.compile("|".join(paths)) if paths else None)
+
+
+def _matches(compiled: tuple[re.Pattern[str] | None, re.Pattern[str] | None], name: str, path: str) -> bool:
+    by_name, by_path = compiled
+    return bool((by_name is not None and by_name.match(name)) or (by_path is not None and by_path.match(path)))
 
 
 def kind_of(path: Path, watch_kind: str) -> str | None:

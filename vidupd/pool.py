@@ -9,6 +9,7 @@ the ledger (`not_before`), so a waiting retry holds no thread and survives a res
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -390,6 +391,5 @@ def _describe(e: BaseException) -> str:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():  # most providers never create their scratch folder
+        shutil.rmtree(path, ignore_errors=True)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent,
+                             FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -27,6 +28,11 @@ from .filters import PathFilter
 
 
 _log = logging.getLogger("vidupd.watcher")
+
+# Only what starts a settle clock: a new name (create, move in) and the end of a write.
+# Not IN_MODIFY (one per write call) nor open/close-nowrite (our own reads cause them):
+# the settle check compares size and mtime itself, so those events would only cost CPU.
+_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,17 @@ class Refusal:
 
 
 class _Pending:
-    __slots__ = ("watch", "size", "mtime_ns", "since")
+    """A candidate's last seen size/mtime, since when they held, and when to look next
+    (so a tick stats only what is due, not every pending file)."""
+
+    __slots__ = ("watch", "size", "mtime_ns", "since", "due")
 
     def __init__(self, watch: WatchConfig):
         self.watch = watch
         self.size = -1
         self.mtime_ns = -1
         self.since = 0.0
+        self.due = 0.0
 
 
 class _Handler(FileSystemEventHandler):
@@ -109,7 +119,7 @@ class Watcher:
 
     def _observe(self, w: WatchConfig) -> None:
         observer = PollingObserver(timeout=w.poll_interval) if w.poll else Observer()
-        observer.schedule(_Handler(self, w), str(w.path), recursive=w.recursive)
+        observer.schedule(_Handler(self, w), str(w.path), recursive=w.recursive, event_filter=_EVENTS)
         observer.daemon = True
         observer.start()
         self._observers.append(observer)
@@ -191,8 +201,11 @@ class Watcher:
         if filt is None or not filt.accepts(rel):
             return
         with self._lock:
-            if path not in self._pending:  # a pending file keeps its clock: size/mtime decide
+            entry = self._pending.get(path)
+            if entry is None:
                 self._pending[path] = _Pending(watch)
+            else:
+                entry.due = 0.0  # look again soon; its clock restarts only if size or mtime moved
 
     def request_rescan(self) -> None:
         self._rescan.set()
@@ -231,26 +244,31 @@ class Watcher:
                 self._stop.wait(1.0)
 
     def settle_once(self, now: float | None = None) -> int:
-        """Check every pending candidate once; report the stable ones. Returns how many."""
+        """Look at every candidate that is due; report the stable ones. Returns how many."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            items = list(self._pending.items())
+            items = [(p, e) for p, e in self._pending.items() if e.due <= now]
         ready: list[tuple[Path, WatchConfig, os.stat_result]] = []
         for path, entry in items:
+            settle = entry.watch.settle_seconds
             try:
                 st = os.stat(path)
             except FileNotFoundError:
                 self._drop(path)
                 continue
             except OSError:
+                entry.due = now + 1.0
                 continue
             if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or entry.since == 0.0:
                 entry.size, entry.mtime_ns, entry.since = st.st_size, st.st_mtime_ns, now
-                if entry.watch.settle_seconds > 0:
+                if settle > 0:
+                    entry.due = now + settle
                     continue
-            if now - entry.since < entry.watch.settle_seconds:
+            if now - entry.since < settle:
+                entry.due = entry.since + settle
                 continue
             if entry.watch.ready_marker and not path.with_name(path.name + entry.watch.ready_marker).exists():
+                entry.due = now + 1.0  # the marker's own event wakes it sooner
                 continue
             self._drop(path)
             reason = self._refusal(path, entry.watch, st)
@@ -279,6 +297,8 @@ class Watcher:
     def _refusal(path: Path, watch: WatchConfig, st: os.stat_result) -> str | None:
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file"
+        if not os.path.islink(path):  # scans and inotify never enter linked folders: only the file can lead out
+            return None
         real = Path(os.path.realpath(path))
         root = Path(os.path.realpath(watch.path))
         if real != root and root not in real.parents:
