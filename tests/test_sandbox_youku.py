@@ -163,7 +163,7 @@ def assert_error(r: requests.Response, code: int, status: int = 400) -> None:
 
 @pytest.fixture
 def make_yk(tmp_path: Path) -> Iterator[Any]:
-    started: list[YoukuSandbox] = []
+    started: list[Yk] = []
 
     def make(data_dir: Path | None = None, encode_seconds: float = 2.0, clock: Any = time.time, **options: Any) -> Yk:
         d = data_dir or tmp_path / "sandbox"
@@ -171,12 +171,13 @@ def make_yk(tmp_path: Path) -> Iterator[Any]:
         journal = UploadsJournal(d / "uploads.jsonl")
         sb = YoukuSandbox(d, SandboxOptions(**options), journal, encode_seconds=encode_seconds, clock=clock)
         sb.start()
-        started.append(sb)
-        return Yk(sb, requests.Session(), journal)
+        started.append(Yk(sb, requests.Session(), journal))
+        return started[-1]
 
     yield make
-    for sb in started:
-        sb.shutdown()
+    for yk in started:
+        yk.http.close()
+        yk.sb.shutdown()
 
 
 @pytest.fixture
@@ -622,10 +623,12 @@ def test_restart_keeps_tokens_sessions_and_videos(make_yk: Any, tmp_path: Path) 
     yk.create_file(token, len(content))
     first = yk.new_slice(token)
     held = yk.upload_slice(token, first, content).json()  # handed out, not yet uploaded
+    upload_server = yk.sb.upload_server
     yk.sb.shutdown()
 
     yk2 = make_yk(data_dir=d)
     assert yk2.creds == creds
+    assert yk2.sb.upload_server == upload_server  # where resuming clients will knock
     status = yk2.check(token)
     assert (status["status"], status["transferred_percent"]) == (4, 25)
     task = held

@@ -271,8 +271,10 @@ class Pool:
         if current != job.identity:
             raise FileChanged(f"{job.path} changed after it was queued")
         md5 = job.md5
+        digests = None
         if md5 is None:
-            md5 = md5_file(job.path, job.identity, cancel=cancel)
+            digests = md5_file(job.path, job.identity, cancel=cancel, piece_size=provider.piece_size)
+            md5 = digests.md5
             self.ledger.set_md5(job.id, md5)
         if self.settings.skip_duplicates:
             twin = self.ledger.find_content(job.target, md5, job.size, job.id)
@@ -324,7 +326,7 @@ class Pool:
             if cover is not None:
                 companions["cover"] = cover
         request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, md5=md5,
-                                metadata=job.metadata, companions=companions)
+                                metadata=job.metadata, companions=companions, digests=digests)
         started = time.monotonic()
         result = provider.upload(request, ctx)
         target = self.targets[job.target]

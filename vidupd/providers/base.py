@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Protocol
@@ -73,6 +74,9 @@ class UploadRequest:
     # Files that travel with this one, by role: {"cover": Path} for a same-stem image next to
     # a video, for providers with the "cover" ability (the image then has no job of its own).
     companions: Mapping[str, Path] = field(default_factory=dict)
+    # Piece MD5s from the pool's hashing pass (when the provider asked via `piece_size` and
+    # the pass ran in this process); None: hash pieces yourself.
+    digests: "Digests | None" = None
 
     @property
     def size(self) -> int:
@@ -196,6 +200,9 @@ class Provider(ABC):
     # Declared, not guessed: "resume", "status" (media_status works), "cover" (takes a
     # companion cover image with a video), "url_pull", "register".
     abilities: ClassVar[frozenset[str]] = frozenset()
+    # Size of the pieces whose MD5s the provider sends (Youku: its 2 MiB slices): the pool
+    # computes them in the same pass as the whole-file MD5. None: not needed.
+    piece_size: ClassVar[int | None] = None
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
         """`settings` holds this provider's validated options (secrets as `Secret`);
@@ -216,11 +223,52 @@ class Provider(ABC):
         """Release sessions and threads."""
 
 
+@dataclass(frozen=True)
+class Digests:
+    """One read pass: the whole file's MD5 and, if asked, the MD5 of each aligned piece."""
+
+    md5: str
+    piece_size: int | None = None
+    pieces: tuple[str, ...] = ()
+
+    def piece(self, offset: int, length: int, file_size: int) -> str | None:
+        """The precomputed MD5 of [offset, offset+length), if that is exactly one piece."""
+        if not self.piece_size or offset % self.piece_size:
+            return None
+        i = offset // self.piece_size
+        if i >= len(self.pieces) or length != min(self.piece_size, file_size - offset):
+            return None
+        return self.pieces[i]
+
+
 def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = None,
-             cancel: threading.Event | None = None, block: int = 4 << 20) -> str:
-    """Hex MD5 of a whole file in one pass (hashlib releases the GIL on large blocks)."""
-    h = hashlib.md5()
-    with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
-        for chunk in src.iter_blocks(0, identity.size, block):
-            h.update(chunk)
-    return h.hexdigest()
+             cancel: threading.Event | None = None, block: int = 4 << 20, piece_size: int | None = None) -> Digests:
+    """Hex MD5 of a whole file in one pass (hashlib releases the GIL on large blocks).
+
+    With `piece_size`, the MD5 of every aligned piece too (e.g. Youku's 2 MiB slices),
+    hashed on a second thread while this one hashes the whole: both cores work during
+    the pass, and the upload later sends those pieces without hashing them again."""
+    whole = hashlib.md5()
+    pieces: list[str] = []
+    if piece_size:
+        block = max(piece_size, block // piece_size * piece_size)
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="piece-md5") if piece_size else None
+    pending: list[Future[list[str]]] = []
+    try:
+        with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
+            for chunk in src.iter_blocks(0, identity.size, block):
+                if hasher is not None:
+                    assert piece_size
+                    pending.append(hasher.submit(_piece_md5s, chunk, piece_size))
+                whole.update(chunk)
+        for f in pending:
+            pieces += f.result()
+    finally:
+        if hasher is not None:
+            hasher.shutdown(wait=True, cancel_futures=True)
+    return Digests(whole.hexdigest(), piece_size, tuple(pieces))
+
+
+def _piece_md5s(chunk: bytes, piece_size: int) -> list[str]:
+    view = memoryview(chunk)
+    return [hashlib.md5(view[i:i + piece_size]).hexdigest() for i in range(0, len(view), piece_size)]

@@ -24,7 +24,8 @@ from ..errors import CredentialsExpired, FileChanged, PermanentError, TransientE
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
 from .base import REQUIRED, MediaStatus, Option, Provider, SourceFile, UploadContext, UploadRequest, UploadResult
-from .youku_api import CODE_UPLOAD_TOKEN_EXPIRED, CheckResult, SliceTask, TokenPair, UploadTokenExpired, YoukuApi
+from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
+                        UploadTokenExpired, YoukuApi)
 from .youku_tokens import TokenKeeper
 
 T = TypeVar("T")
@@ -164,6 +165,7 @@ class YoukuProvider(Provider):
     name: ClassVar[str] = "youku"
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
     abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status"})
+    piece_size: ClassVar[int | None] = SLICE_LENGTH_KB * 1024  # slice MD5s come from the pool's one pass
     options: ClassVar[Mapping[str, Option]] = {
         "client_id": Option(str, help="Youku app client_id"),
         "client_secret": Option(str, "", secret=True, help="sent with token refreshes when set"),
@@ -420,7 +422,8 @@ class _UploadRun:
                 raise PermanentError(f"youku new_slice: slice {task.offset}+{task.length} lies outside the "
                                      f"{size}-byte file")
             data = self.src.read_at(task.offset, task.length)  # FileChanged / UploadCancelled escape here
-            digest = hashlib.md5(data).hexdigest()
+            known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
+            digest = known or hashlib.md5(data).hexdigest()
             current = task
             task = self._retry("upload_slice",
                                lambda: self.api.upload_slice(st.server, st.upload_token, current, data, digest), stop)

@@ -466,6 +466,7 @@ class YoukuSandbox:
         tests pass a fake one to step through timeouts without sleeping."""
         root = Path(data_dir) / "youku"
         root.mkdir(parents=True, exist_ok=True)
+        self._ports_path = root / "ports.json"
         self.options = options
         self.encode_seconds = encode_seconds
         self.faults = Faults(options)
@@ -481,11 +482,22 @@ class YoukuSandbox:
         self.slice_bytes_received = 0  # complete slice bodies read, repeats included (tests count re-sends)
 
     def start(self) -> None:
-        """Bind both servers and serve them from background threads."""
-        for handler, port in zip((_ApiHandler, _UploadHandler), self._ports, strict=True):
-            server = _Server(handler, port)
+        """Bind both servers and serve them from background threads.
+
+        A port given as 0 means the one used last time if it is free: resuming clients
+        remember the upload server's address, so a restart should not move it."""
+        try:
+            previous = json.loads(self._ports_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            previous = [0, 0]
+        for handler, port, last in zip((_ApiHandler, _UploadHandler), self._ports, previous, strict=True):
+            try:
+                server = _Server(handler, port or last)
+            except OSError:
+                server = _Server(handler, port)
             server.app = self
             self._servers.append(server)
+        write_atomic(self._ports_path, json.dumps([s.server_address[1] for s in self._servers]).encode())
         self._threads = [  # a short poll interval makes shutdown quick (tests start many sandboxes)
             threading.Thread(target=s.serve_forever, args=(0.05,), name=f"youku-{s.address}", daemon=True)
             for s in self._servers
@@ -506,11 +518,18 @@ class YoukuSandbox:
 
     @property
     def api_base(self) -> str:
-        return f"http://{self._servers[0].address}"
+        """http://127.0.0.1:PORT of the API host (after start)."""
+        return f"http://{self._server(0).address}"
 
     @property
     def upload_server(self) -> str:
-        return self._servers[1].address
+        """127.0.0.1:PORT of the upload server, as create.json's upload_server_uri says."""
+        return self._server(1).address
+
+    def _server(self, i: int) -> _Server:
+        if not self._servers:
+            raise RuntimeError("YoukuSandbox.start() has not been called")
+        return self._servers[i]
 
     @property
     def credentials(self) -> dict[str, str]:

@@ -113,8 +113,9 @@ class RunningMd5:
     """MD5 of the longest received prefix of a file whose slices arrive in any order.
 
     MD5 cannot be combined from parts, so a slice that arrives ahead of the prefix waits
-    (its bytes in memory, or only its place in the .part file) until the gap fills. Whoever
-    finds the next piece hashes it; hashing runs outside the lock (hashlib frees the GIL).
+    (its bytes in memory, or only its place in the .part file) until the gap fills. A
+    short-lived background thread hashes what is contiguous, so no connection waits for it,
+    outside the lock (hashlib frees the GIL on large buffers).
     """
 
     def __init__(self, size: int, read_at: Callable[[int, int], Iterator[bytes]], on_consumed: Callable[[int], None]):
@@ -333,7 +334,9 @@ class UploadStore:
                 handed_out = f"slice task {task_id} is offset {task.offset} length {task.length}"
                 raise YoukuError(SLICE_TASK_MISMATCH, f"{handed_out}, not offset {offset} length {length}")
             if task_id in s.received or task_id in s.receiving:
-                sink = "discard"  # harmless repeat; never overwrite bytes already accepted
+                # A repeat (or a second holder while the first still streams): checked and
+                # answered, but never written over bytes already accepted or being written.
+                sink = "discard"
             elif not self._options.hash_only:
                 sink = "disk"
             elif self._buffered + length <= HASH_ONLY_BUFFER_CAP:
