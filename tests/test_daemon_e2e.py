@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from helpers import DaemonProcess, actions, read_events, vidupd, wait_for
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess, actions, read_events, vidupd, wait_for, write_config
+from helpers import DaemonProcess, actions, vidupd, wait_for, write_config
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.oss import OssSandbox
 from vidupd.sandbox.vod import VodSandbox

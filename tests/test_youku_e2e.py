@@ -9,12 +9,11 @@ import json
 import os
 import sqlite3
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess, actions, read_events, wait_for, write_config
+from helpers import DaemonProcess, actions, wait_for, write_config
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
 

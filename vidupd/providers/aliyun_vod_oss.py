@@ -28,7 +28,7 @@ from ..retry import RetryPolicy, call_with_retry
 from ..secrets import redact
 from .aliyun_vod_crc import crc64, crc64_of_parts
 from .aliyun_vod_rpc import UploadTicket
-from .base import SourceFile
+from .base import SourceFile, most_telling
 
 T = TypeVar("T")
 
@@ -349,7 +349,7 @@ class OssUploader:
         self._save(force=True)
         errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
-            raise min(errors, key=_rank)
+            raise most_telling(errors, restart=(NoSuchUpload,))
         if self._cancel.is_set():
             raise UploadCancelled("stopping between parts")
 
@@ -436,14 +436,3 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def _rank(error: BaseException) -> int:
-    """Which of several part-thread errors to raise: the one that explains the others."""
-    if isinstance(error, FileChanged):
-        return 0
-    if isinstance(error, UploadCancelled):
-        return 4
-    if isinstance(error, NoSuchUpload):
-        return 1
-    if isinstance(error, TransientError):
-        return 3
-    return 2

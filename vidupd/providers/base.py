@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Protocol
 
-from ..errors import FileChanged, UploadCancelled
+from ..errors import FileChanged, TransientError, UploadCancelled
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 
@@ -239,6 +239,25 @@ class Digests:
         if i >= len(self.pieces) or length != min(self.piece_size, file_size - offset):
             return None
         return self.pieces[i]
+
+
+def most_telling(errors: list[BaseException], restart: tuple[type[BaseException], ...] = ()) -> BaseException:
+    """Of the errors several part/slice threads raised, the one that explains the others:
+    a changed file, then the provider's "start over" errors, then permanent ones, then
+    transient ones; a cancellation only if nothing else went wrong."""
+
+    def rank(e: BaseException) -> int:
+        if isinstance(e, FileChanged):
+            return 0
+        if restart and isinstance(e, restart):
+            return 1
+        if isinstance(e, UploadCancelled):
+            return 4
+        if isinstance(e, TransientError):
+            return 3
+        return 2
+
+    return min(errors, key=rank)
 
 
 def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = None,

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
+from ..errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
-from .base import REQUIRED, MediaStatus, Option, Provider, SourceFile, UploadContext, UploadRequest, UploadResult
+from .base import (REQUIRED, MediaStatus, Option, Provider, SourceFile, UploadContext, UploadRequest, UploadResult,
+                   most_telling)
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
 from .youku_tokens import TokenKeeper
@@ -406,7 +407,7 @@ class _UploadRun:
                     stop.set()
         errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
-            raise min(errors, key=_error_rank)
+            raise most_telling(errors, restart=(UploadTokenExpired,))
         if self.ctx.cancel.is_set():
             raise UploadCancelled("stopping between slices")
         return sent[0]
@@ -461,14 +462,3 @@ class _UploadRun:
         return self._retry(step, lambda: self.p.tokens.call(fn, refreshed))
 
 
-def _error_rank(error: BaseException) -> int:
-    """Which of several slice-worker errors to raise: the one that explains the others."""
-    if isinstance(error, FileChanged):
-        return 0
-    if isinstance(error, UploadTokenExpired):
-        return 1
-    if isinstance(error, UploadCancelled):
-        return 4
-    if isinstance(error, TransientError):
-        return 3
-    return 2

@@ -54,6 +54,19 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         return t
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Base of every emulated endpoint: HTTP/1.1 keep-alive, no Nagle delay between header
+    and body, a bounded wait for silent clients, and no access log on the hot path."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 120
+    disable_nagle_algorithm = True
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
 class Faults:
     """Decides, per request, whether to inject a failure (reproducible with a seed)."""
 

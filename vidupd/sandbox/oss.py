@@ -17,12 +17,12 @@ import random
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import BinaryIO, Callable, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from .common import (
+    QuietHandler,
     BLOCK,
     Faults,
     RateLimiter,
@@ -171,15 +171,8 @@ class OssSandbox:
             hook(info)
 
 
-class _OssHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    timeout = 120  # a silent client frees its thread eventually
-    disable_nagle_algorithm = True
+class _OssHandler(QuietHandler):
     server_version = "AliyunOSS"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the sandbox is silent
-        pass
 
     @property
     def sandbox(self) -> OssSandbox:

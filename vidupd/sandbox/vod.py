@@ -15,12 +15,11 @@ import secrets
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .common import Faults, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
+from .common import Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
 from .oss import DEFAULT_STS_TTL, OssSandbox
 from .oss_store import ObjectInfo
 from .vod_pull import UrlPuller
@@ -354,15 +353,8 @@ _ACTIONS: dict[str, Callable[[VodSandbox, dict[str, str]], dict[str, Any]]] = {
 }
 
 
-class _VodHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    timeout = 120  # a silent client frees its thread eventually
-    disable_nagle_algorithm = True
+class _VodHandler(QuietHandler):
     server_version = "Tengine"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the sandbox is silent
-        pass
 
     @property
     def sandbox(self) -> VodSandbox:

@@ -19,12 +19,12 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .common import (
+    QuietHandler,
     Faults,
     RateLimiter,
     SandboxHTTPServer,
@@ -197,16 +197,11 @@ class _Server(SandboxHTTPServer):
     app: YoukuSandbox
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Shared plumbing: routing, parameters, faults, error bodies. Silent and keep-alive."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # header and body go out in separate writes
     server: _Server
     routes: dict[tuple[str, str], str] = {}  # (method or "*", path) -> handler method name
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")
