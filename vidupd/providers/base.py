@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,16 +273,18 @@ def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = Non
     if piece_size:
         block = max(piece_size, block // piece_size * piece_size)
     hasher = ThreadPoolExecutor(1, thread_name_prefix="piece-md5") if piece_size else None
-    pending: list[Future[list[str]]] = []
+    pending: deque[Future[list[str]]] = deque()
     try:
         with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
             for chunk in src.iter_blocks(0, identity.size, block):
                 if hasher is not None:
                     assert piece_size
+                    if len(pending) >= 2:  # bounded: at most a few blocks in memory, however big the file
+                        pieces += pending.popleft().result()
                     pending.append(hasher.submit(_piece_md5s, chunk, piece_size))
                 whole.update(chunk)
-        for f in pending:
-            pieces += f.result()
+        while pending:
+            pieces += pending.popleft().result()
     finally:
         if hasher is not None:
             hasher.shutdown(wait=True, cancel_futures=True)
