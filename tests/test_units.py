@@ -117,3 +117,20 @@ def test_polling_mode_for_network_shares(site):
         (site.outbox / "nfs.mp4").write_bytes(b"data from another host" * 100)
         wait_for(lambda: actions(site.events, "upload.completed"), 30, what="upload seen by polling")
         d.stop()
+
+
+def test_one_pass_gives_whole_and_piece_md5s(tmp_path: Path):
+    import hashlib
+
+    from vidupd.providers.base import FileIdentity, md5_file
+
+    p = tmp_path / "v.mp4"
+    data = os.urandom((9 << 20) + 77)  # 4.x pieces of 2 MiB, several 4 MiB blocks
+    p.write_bytes(data)
+    d = md5_file(p, FileIdentity.of(p.stat()), piece_size=2 << 20)
+    assert d.md5 == hashlib.md5(data).hexdigest()
+    assert list(d.pieces) == [hashlib.md5(data[i:i + (2 << 20)]).hexdigest() for i in range(0, len(data), 2 << 20)]
+    assert d.piece(2 << 20, 2 << 20, len(data)) == d.pieces[1]
+    assert d.piece(8 << 20, (1 << 20) + 77, len(data)) == d.pieces[4]  # the short last piece
+    assert d.piece(1 << 20, 2 << 20, len(data)) is None and d.piece(0, 1 << 20, len(data)) is None
+    assert md5_file(p, FileIdentity.of(p.stat())).pieces == ()
