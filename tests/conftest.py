@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers  # noqa: E402
-from helpers import write_config  # noqa: E402
+from helpers import SandboxSite, write_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +50,36 @@ def site(tmp_path: Path):
     s.outbox.mkdir()
     s.dest.mkdir()
     return s
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A plain, quiet HTTP server on 127.0.0.1 serving the folder tmp_path/www (for URL pulls):
+    yields (that folder, its base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def make_site(tmp_path: Path) -> Iterator[Callable[..., SandboxSite]]:
+    """make_site(SiteClass, **kw) builds SiteClass(tmp_path, **kw); each one made is closed on teardown."""
+    made: list[SandboxSite] = []
+
+    def make(cls: type[SandboxSite], **kw: Any) -> SandboxSite:
+        s = cls(tmp_path, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from vidupd.sandbox.common import UploadsJournal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,3 +132,65 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+FAST_RETRY = "[retry]\nattempts = 10\ninitial_backoff = 0.2\nmax_backoff = 2.0\n"
+
+
+def append_fast_retry(config: Path) -> Path:
+    """Append a [retry] table with short backoffs (for sandboxes that inject faults)."""
+    with open(config, "a") as f:
+        f.write(FAST_RETRY)
+    return config
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def drop_random(path: Path, size: int) -> Path:
+    """`size` random bytes written beside `path` under a name the watcher ignores, then renamed."""
+    tmp = path.with_name("." + path.name + ".part")
+    with open(tmp, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            f.write(os.urandom(n))
+            left -= n
+    os.replace(tmp, path)
+    return path
+
+
+class SandboxSite:
+    """The real daemon's folders under `root` (a watched outbox, state dir, event log) and the
+    uploads journal of the sandboxes a subclass starts; the subclass writes the config with
+    `write_config` and stops its sandboxes in `close`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.outbox = root / "outbox"
+        self.outbox.mkdir(exist_ok=True)
+        self.state = root / "state"
+        self.events = root / "events.jsonl"
+        self.journal = UploadsJournal(root / "uploads.jsonl")
+        self.config = root / "vidupd.toml"
+
+    def write_config(self, workers: int, targets: dict[str, dict]) -> Path:
+        """One watch of the outbox to every target, settling after 0.5 s, fast retries."""
+        write_config(self.config, {"state_dir": str(self.state), "workers": workers}, targets,
+                     [{"path": str(self.outbox), "targets": list(targets), "settle_seconds": 0.5}],
+                     {"events": str(self.events)})
+        return append_fast_retry(self.config)
+
+    def daemon(self) -> DaemonProcess:
+        return DaemonProcess(self.config, self.events)
+
+    def completed(self) -> list[dict]:
+        return actions(self.events, "upload.completed")
+
+    def close(self) -> None:
+        raise NotImplementedError

@@ -185,3 +185,17 @@ def test_newer_schema_is_refused(tmp_path: Path):
     l.close()
     with pytest.raises(LedgerError, match="newer"):
         Ledger(tmp_path)
+
+
+def test_identical_content_hashed_at_once_goes_exactly_once(ledger: Ledger, tmp_path: Path):
+    (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
+    (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
+    ledger.claim("A", 2, 60)  # both uploading (hashing)
+    # b finishes hashing first: it goes; a, later, waits for b instead of sending a copy
+    assert ledger.record_content(b.job_id, "same", True) == ("go", None)
+    verdict, twin = ledger.record_content(a.job_id, "same", True)
+    assert verdict == "wait" and twin.id == b.job_id
+    ledger.committed(b.job_id, "R1", "video", {}, final=True)
+    verdict, twin = ledger.record_content(a.job_id, "same", True)
+    assert verdict == "skip" and twin.remote_id == "R1"
+    assert ledger.record_content(a.job_id, "same", False) == ("go", None)

@@ -10,19 +10,18 @@ STS secret and token the sandbox issued.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+
+import helpers
+from provider_harness import POLICY, FileCheckpoint, Job, make_job, md5_of, write_file
 
 from vidupd.errors import FileChanged, PermanentError, TransientError, UploadCancelled
 from vidupd.providers.aliyun_vod import AliyunVodProvider
@@ -37,8 +36,7 @@ from vidupd.providers.aliyun_vod_media import (
 )
 from vidupd.providers.aliyun_vod_oss import MAX_PARTS, TicketKeeper, plan_part_size
 from vidupd.providers.aliyun_vod_rpc import endpoint_setting, oss_endpoint, translate
-from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, UploadContext, UploadRequest, UploadResult
-from vidupd.retry import RetryPolicy
+from vidupd.providers.base import MediaStatus, Metadata, UploadResult
 from vidupd.secrets import redact
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.oss import OssSandbox
@@ -47,55 +45,11 @@ from vidupd.sandbox.vod_rpc import VodError
 from vidupd.throttle import Throttle
 
 KIB, MIB = 1 << 10, 1 << 20
-POLICY = RetryPolicy(attempts=5, initial=0.05, maximum=0.5)
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # ---- harness ------------------------------------------------------------------------
-
-
-class FileCheckpoint:
-    """A CheckpointStore in one JSON file (every saved value must be JSON); `frozen` drops saves,
-    as a process killed right after the server's answer would."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.saves: list[dict[str, Any]] = []
-        self.frozen = False
-        self._lock = threading.Lock()
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-
-    def save(self, state: dict[str, Any]) -> None:
-        text = json.dumps(state)
-        with self._lock:
-            self.saves.append(json.loads(text))
-            if not self.frozen:
-                self.path.write_text(text)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-@dataclass
-class Job:
-    """One upload's request and context, and everything the provider told it."""
-
-    request: UploadRequest
-    ctx: UploadContext
-    checkpoint: FileCheckpoint
-    cancel: threading.Event
-    progress: list[int] = field(default_factory=list)
-    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    remote_ids: list[tuple[str, str]] = field(default_factory=list)
-
-    def actions(self, action: str) -> list[dict[str, Any]]:
-        return [f for a, _, f in self.notes if a == action]
 
 
 class Env:
@@ -172,42 +126,18 @@ class Env:
         return p
 
     def file(self, name: str, size: int, seed: int = 1) -> Path:
-        path = self.root / name
-        block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
-        with open(path, "wb") as f:
-            for i in range(0, size, MIB):  # vary each MiB so parts differ
-                f.write((i.to_bytes(8, "big") + block)[: min(MIB, size - i)])
-        return path
+        return write_file(self.root / name, size, seed)
 
     def job(self, path: Path, kind: str = "video", job_id: int = 1, checkpoint: FileCheckpoint | None = None,
             on_progress: Callable[[Job, int], None] | None = None, metadata: Metadata | None = None,
             companions: dict[str, Path] | None = None, throttle: Throttle | None = None) -> Job:
-        digest = hashlib.md5(path.read_bytes()).hexdigest()
-        request = UploadRequest(job_id, path, kind, FileIdentity.of(os.stat(path)), digest,
-                                metadata or Metadata(title="a clip", description="vidupd test upload"),
-                                companions=companions or {})
-        cp = checkpoint or FileCheckpoint(self.root / f"checkpoint-{job_id}.json")
-        cancel = threading.Event()
-        holder: list[Job] = []
-
-        def progress(n: int) -> None:
-            holder[0].progress.append(n)
-            if on_progress is not None:
-                on_progress(holder[0], n)
-
-        def note(action: str, message: str, **fields: Any) -> None:
-            holder[0].notes.append((action, message, fields))
-
-        def remote_id_known(remote_id: str, kind: str) -> None:
-            holder[0].remote_ids.append((remote_id, kind))
+        def remote_id_known(remote_id: str, remote_kind: str) -> None:  # after the Job recorded it
             with self._lock:
                 self.timeline.append(("remote-id", remote_id))
 
-        ctx = UploadContext(checkpoint=cp, progress=progress, remote_id_known=remote_id_known, note=note,
-                            cancel=cancel, throttle=throttle or Throttle(None), retry=POLICY,
-                            work_dir=self.root / f"work-{job_id}")
-        job = Job(request, ctx, cp, cancel)
-        holder.append(job)
+        job = make_job(path, self.root, metadata or Metadata(title="a clip", description="vidupd test upload"),
+                       kind=kind, job_id=job_id, checkpoint=checkpoint, on_progress=on_progress,
+                       on_remote_id=remote_id_known, companions=companions, throttle=throttle)
         self.jobs.append(job)
         return job
 
@@ -262,18 +192,8 @@ def env(make_env: Callable[..., Env]) -> Env:
     return make_env()
 
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def wait_for(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+    return helpers.wait_for(fn, timeout, 0.05)
 
 
 def first_index(timeline: list[tuple[str, Any]], kind: str) -> int:
@@ -573,22 +493,6 @@ def test_interrupted_image_reuses_its_credentials_or_starts_over_after_a_restart
 
 
 # ---- URL pull and registration -------------------------------------------------------
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_url_pull_until_ready(env: Env, file_server: tuple[Path, str]) -> None:

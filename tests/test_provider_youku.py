@@ -7,7 +7,6 @@ event, no bandwidth cap and a fast retry policy, then checks what the sandbox ac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -19,8 +18,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
+
 from vidupd.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
-from vidupd.providers.base import FileIdentity, Metadata, UploadContext, UploadRequest
+from vidupd.providers.base import Metadata
 from vidupd.providers.youku import Checkpoint, YoukuProvider, _clean_tags, resolve_upload_server
 from vidupd.providers.youku_api import (
     CODE_UPLOAD_TOKEN_EXPIRED,
@@ -31,58 +32,16 @@ from vidupd.providers.youku_api import (
     _translate,
 )
 from vidupd.providers.youku_tokens import TokenKeeper
-from vidupd.retry import RetryPolicy
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
 from vidupd.secrets import Secret
-from vidupd.throttle import Throttle
 
-MIB = 1 << 20
 SLICE = 2 * MIB  # the provider asks for 2048 KB slices, the sandbox grants them
-POLICY = RetryPolicy(attempts=5, initial=0.05, maximum=0.5)
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # ---- harness ------------------------------------------------------------------------
-
-
-class FileCheckpoint:
-    """A CheckpointStore in one JSON file, so every saved value must be JSON-serialisable."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.saves: list[dict[str, Any]] = []
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-
-    def save(self, state: dict[str, Any]) -> None:
-        text = json.dumps(state)
-        self.saves.append(json.loads(text))
-        self.path.write_text(text)
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-@dataclass
-class Job:
-    """One upload's context and everything the provider told it."""
-
-    request: UploadRequest
-    ctx: UploadContext
-    checkpoint: FileCheckpoint
-    cancel: threading.Event
-    progress: list[int] = field(default_factory=list)
-    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    remote_ids: list[tuple[str, str]] = field(default_factory=list)
-
-    def actions(self, action: str) -> list[dict[str, Any]]:
-        return [f for a, _, f in self.notes if a == action]
 
 
 @dataclass
@@ -119,43 +78,13 @@ class Env:
         return p
 
     def file(self, name: str, size: int, seed: int = 1) -> Path:
-        path = self.tmp / name
-        block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
-        with open(path, "wb") as f:
-            left = size
-            i = 0
-            while left > 0:  # vary each MiB so slices differ
-                chunk = (i.to_bytes(8, "big") + block)[: min(MIB, left)]
-                f.write(chunk)
-                left -= len(chunk)
-                i += 1
-        return path
+        return write_file(self.tmp / name, size, seed)
 
     def job(self, path: Path, job_id: int = 1, checkpoint: FileCheckpoint | None = None,
             on_progress: Callable[[Job, int], None] | None = None, title: str = "a clip",
             tags: tuple[str, ...] = ()) -> Job:
-        st = os.stat(path)
-        digest = hashlib.md5(path.read_bytes()).hexdigest()
-        request = UploadRequest(job_id, path, "video", FileIdentity.of(st), digest,
-                                Metadata(title=title, description="vidupd test upload", tags=tags))
-        cp = checkpoint or FileCheckpoint(self.tmp / f"checkpoint-{job_id}.json")
-        cancel = threading.Event()
-        holder: list[Job] = []
-
-        def progress(n: int) -> None:
-            holder[0].progress.append(n)
-            if on_progress is not None:
-                on_progress(holder[0], n)
-
-        def note(action: str, message: str, **fields: Any) -> None:
-            holder[0].notes.append((action, message, fields))
-
-        ctx = UploadContext(
-            checkpoint=cp, progress=progress, remote_id_known=lambda rid, kind: holder[0].remote_ids.append((rid, kind)),
-            note=note, cancel=cancel, throttle=Throttle(None), retry=POLICY, work_dir=self.tmp / f"work-{job_id}",
-        )
-        job = Job(request, ctx, cp, cancel)
-        holder.append(job)
+        job = make_job(path, self.tmp, Metadata(title=title, description="vidupd test upload", tags=tags),
+                       job_id=job_id, checkpoint=checkpoint, on_progress=on_progress)
         self.jobs.append(job)
         return job
 

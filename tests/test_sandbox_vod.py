@@ -8,11 +8,9 @@ import hmac
 import inspect
 import json
 import os
-import threading
 import time
 import uuid
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -242,22 +240,6 @@ def test_image_and_attached_media(sb: Sandboxes, tmp_path: Path) -> None:
     err = server_error(lambda: call(client, CreateUploadImageRequest.CreateUploadImageRequest, ImageType="default",
                                     ImageExt="bmp"))
     assert err.get_error_code() == "InvalidParameter"
-
-
-@pytest.fixture
-def file_server(tmp_path: Path):
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_upload_media_by_url(sb: Sandboxes, file_server: tuple[Path, str]) -> None:

@@ -4,51 +4,24 @@ URL pull, registration, kill -9, STS expiry, faults, duplicate ids and a wrong s
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess, actions, vidupd, wait_for, write_config
-from vidupd.sandbox.common import SandboxOptions, UploadsJournal
+from helpers import SandboxSite, actions, drop_random as drop, md5_file as md5, vidupd, wait_for
+from vidupd.sandbox.common import SandboxOptions
 from vidupd.sandbox.oss import OssSandbox
 from vidupd.sandbox.vod import VodSandbox
 
 MiB = 1 << 20
 
 
-def md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while b := f.read(MiB):
-            h.update(b)
-    return h.hexdigest()
+class Env(SandboxSite):
+    """The daemon against OSS + VOD sandboxes sharing one journal."""
 
-
-def drop(path: Path, size: int) -> Path:
-    tmp = path.with_name("." + path.name + ".part")
-    with open(tmp, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 * MiB)
-            f.write(os.urandom(n))
-            left -= n
-    os.replace(tmp, path)
-    return path
-
-
-class Env:
     def __init__(self, root: Path, secret: str | None = None, target: dict | None = None, **options):
-        self.root = root
-        self.outbox = root / "outbox"
-        self.outbox.mkdir(exist_ok=True)
-        self.state = root / "state"
-        self.events = root / "events.jsonl"
-        self.journal = UploadsJournal(root / "uploads.jsonl")
+        super().__init__(root)
         opts = SandboxOptions(**options)
         self.oss = OssSandbox(root / "sandbox", opts, self.journal)
         self.vod = VodSandbox(root / "sandbox", opts, self.journal, self.oss, status_delays=(0.2, 0.3))
@@ -56,20 +29,10 @@ class Env:
         self.vod.start()
         creds = self.vod.credentials
         self.secret = creds["access_key_secret"]
-        self.config = write_config(
-            root / "vidupd.toml", {"state_dir": str(self.state), "workers": 3},
-            {"vod": {"provider": "aliyun-vod", "endpoint": self.vod.endpoint, "region": self.vod.region,
-                     "access_key_id": creds["access_key_id"], "access_key_secret": secret or self.secret,
-                     "part_concurrency": 4, "ready_timeout": 60, **(target or {})}},
-            [{"path": str(self.outbox), "targets": ["vod"], "settle_seconds": 0.5}], {"events": str(self.events)})
-        with open(self.config, "a") as f:
-            f.write("[retry]\nattempts = 10\ninitial_backoff = 0.2\nmax_backoff = 2.0\n")
-
-    def daemon(self) -> DaemonProcess:
-        return DaemonProcess(self.config, self.events)
-
-    def completed(self) -> list[dict]:
-        return actions(self.events, "upload.completed")
+        self.write_config(3, {"vod": {
+            "provider": "aliyun-vod", "endpoint": self.vod.endpoint, "region": self.vod.region,
+            "access_key_id": creds["access_key_id"], "access_key_secret": secret or self.secret,
+            "part_concurrency": 4, "ready_timeout": 60, **(target or {})}})
 
     def close(self) -> None:
         self.vod.shutdown()
@@ -77,33 +40,13 @@ class Env:
 
 
 @pytest.fixture
-def make_env(tmp_path: Path):
-    made: list[Env] = []
-
-    def make(**kw) -> Env:
-        e = Env(tmp_path, **kw)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
+def make_env(make_site):
+    return partial(make_site, Env)
 
 
-@pytest.fixture
-def web(tmp_path: Path):
-    """A plain HTTP server on 127.0.0.1 that URL pulls fetch from."""
-    root = tmp_path / "web"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_one_drop_of_everything_and_registration(make_env, web):
+def test_one_drop_of_everything_and_registration(make_env, file_server):
     env = make_env()
-    web_root, base = web
+    web_root, base = file_server
     remote = drop(web_root / "remote.mp4", 3 * MiB)
     big = drop(env.outbox / "big.mp4", 66 * MiB)
     clip = drop(env.outbox / "clip.mp4", 2 * MiB)

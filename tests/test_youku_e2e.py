@@ -4,88 +4,43 @@ duplicate-id bug of the seed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sqlite3
 import stat
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from helpers import DaemonProcess, actions, wait_for, write_config
-from vidupd.sandbox.common import SandboxOptions, UploadsJournal
+from helpers import SandboxSite, actions, drop_random as drop, md5_file as md5, wait_for
+from vidupd.sandbox.common import SandboxOptions
 from vidupd.sandbox.youku import YoukuSandbox
 
 SLICE = 2 << 20  # the sandbox's slice length (slice_length 2048 KB)
 
 
-def md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
+class Env(SandboxSite):
+    """The daemon against the Youku sandbox."""
 
-
-def drop(path: Path, size: int) -> Path:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 << 20)
-            f.write(os.urandom(n))
-            left -= n
-    os.replace(tmp, path)
-    return path
-
-
-class Env:
     def __init__(self, root: Path, **options):
-        self.root = root
-        self.outbox = root / "outbox"
-        self.outbox.mkdir()
-        self.state = root / "state"
-        self.events = root / "events.jsonl"
-        self.journal = UploadsJournal(root / "uploads.jsonl")
+        super().__init__(root)
         self.box = YoukuSandbox(root / "sandbox", SandboxOptions(slice_task_timeout=2, **options), self.journal,
                                 encode_seconds=0.5)
         self.box.start()
         self.creds = dict(self.box.credentials)
-        self.config = write_config(
-            root / "vidupd.toml",
-            {"state_dir": str(self.state), "workers": 2},
-            {"youku": {"provider": "youku", "api_base": self.box.api_base, "client_id": self.creds["client_id"],
-                       "client_secret": self.creds["client_secret"], "access_token": self.creds["access_token"],
-                       "refresh_token": self.creds["refresh_token"], "confirm_wait": 1, "slice_concurrency": 4,
-                       "ready_timeout": 60}},
-            [{"path": str(self.outbox), "targets": ["youku"], "settle_seconds": 0.5}],
-            {"events": str(self.events)})
-        with open(self.config, "a") as f:
-            f.write("[retry]\nattempts = 10\ninitial_backoff = 0.2\nmax_backoff = 2.0\n")
-
-    def daemon(self) -> DaemonProcess:
-        return DaemonProcess(self.config, self.events)
-
-    def completed(self) -> list[dict]:
-        return actions(self.events, "upload.completed")
+        self.write_config(2, {"youku": {
+            "provider": "youku", "api_base": self.box.api_base, "client_id": self.creds["client_id"],
+            "client_secret": self.creds["client_secret"], "access_token": self.creds["access_token"],
+            "refresh_token": self.creds["refresh_token"], "confirm_wait": 1, "slice_concurrency": 4,
+            "ready_timeout": 60}})
 
     def close(self) -> None:
         self.box.shutdown()
 
 
 @pytest.fixture
-def env_factory(tmp_path: Path):
-    made: list[Env] = []
-
-    def make(**options) -> Env:
-        e = Env(tmp_path, **options)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
+def env_factory(make_site):
+    return partial(make_site, Env)
 
 
 def upload_token(env: Env) -> str:

@@ -520,17 +520,23 @@ class Ledger:
         r = self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(r) if r else None
 
-    def find_content(self, target: str, md5: str, size: int, exclude_id: int) -> Job | None:
-        """A job that already put this exact content on `target` (for duplicate skipping)."""
-        r = self._one("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND remote_id IS NOT NULL "
-                      "AND state IN ('done','committed') ORDER BY id LIMIT 1", (target, md5, size, exclude_id))
-        return Job.from_row(r) if r else None
-
-    def twin_in_flight(self, target: str, md5: str, size: int, job_id: int) -> int | None:
-        """An older job uploading the same content right now (wait for it rather than send twice)."""
-        r = self._one("SELECT id FROM jobs WHERE target=? AND md5=? AND size=? AND id<? AND state='uploading' "
-                      "ORDER BY id LIMIT 1", (target, md5, size, job_id))
-        return int(r[0]) if r else None
+    def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool) -> tuple[str, Job | None]:
+        """Store a job's content fingerprint and, atomically, decide what to do with it:
+        ("go", None); ("skip", job that already put this content on the target); or
+        ("wait", job uploading the same content right now)."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
+            if not skip_duplicates:
+                return "go", None
+            me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+            done = db.execute("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND remote_id IS NOT "
+                              "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
+                              (me["target"], fingerprint, me["size"], job_id)).fetchone()
+            if done is not None:
+                return "skip", Job.from_row(done)
+            busy = db.execute("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND state='uploading' "
+                              "ORDER BY id LIMIT 1", (me["target"], fingerprint, me["size"], job_id)).fetchone()
+            return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
 
     def file_jobs(self, path: Path, identity: FileIdentity) -> list[Job]:
         """Every job of one file version (one per target)."""

@@ -24,7 +24,8 @@ from .config import Config, TargetConfig
 from .errors import DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
-from .providers.base import FileIdentity, Provider, UploadContext, UploadRequest, md5_file
+from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_fingerprint,
+                             md5_file)
 from .retry import RetryPolicy
 from .throttle import Throttle
 
@@ -270,26 +271,31 @@ class Pool:
             return
         if current != job.identity:
             raise FileChanged(f"{job.path} changed after it was queued")
-        md5 = job.md5
+        fingerprint = job.md5  # the ledger's content column: an MD5, or "crc64:..." (see Provider.needs_md5)
         digests = None
-        if md5 is None:
-            digests = md5_file(job.path, job.identity, cancel=cancel, piece_size=provider.piece_size)
-            md5 = digests.md5
-            self.ledger.set_md5(job.id, md5)
-        if self.settings.skip_duplicates:
-            twin = self.ledger.find_content(job.target, md5, job.size, job.id)
-            if twin is not None:
-                self.ledger.skipped(job.id, f"same content as {twin.path} (job {twin.id})", twin.remote_id,
-                                    twin.remote_kind)
-                events.emit("upload.skipped", f"{job.path.name}: identical content already on {job.target} "
-                            f"as {twin.remote_id}", reason="duplicate content", remote_id=twin.remote_id,
-                            remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
-                self.after.maybe_run(job)
-                return
-            older = self.ledger.twin_in_flight(job.target, md5, job.size, job.id)
-            if older is not None:
-                self.ledger.retry_later(job.id, f"waiting for job {older} with identical content", 2.0, job.attempts)
-                return
+        if fingerprint is None:
+            if provider.needs_md5:
+                digests = md5_file(job.path, job.identity, cancel=cancel, piece_size=provider.piece_size)
+                fingerprint = digests.md5
+            else:
+                fingerprint = crc64_fingerprint(job.path, job.identity, cancel=cancel)
+        md5 = None if fingerprint.startswith("crc64:") else fingerprint
+        # One transaction records the fingerprint and looks for twins, so of two identical
+        # files hashed at the same time exactly one is sent and the other waits for it.
+        verdict, twin = self.ledger.record_content(job.id, fingerprint, self.settings.skip_duplicates)
+        if verdict == "skip":
+            assert twin is not None
+            self.ledger.skipped(job.id, f"same content as {twin.path} (job {twin.id})", twin.remote_id,
+                                twin.remote_kind)
+            events.emit("upload.skipped", f"{job.path.name}: identical content already on {job.target} "
+                        f"as {twin.remote_id}", reason="duplicate content", remote_id=twin.remote_id,
+                        remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
+            self.after.maybe_run(job)
+            return
+        if verdict == "wait":
+            assert twin is not None
+            self.ledger.retry_later(job.id, f"waiting for job {twin.id} with identical content", 2.0, job.attempts)
+            return
         events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
                     **fields)
         known: dict[str, str] = {}
@@ -326,7 +332,8 @@ class Pool:
             if cover is not None:
                 companions["cover"] = cover
         request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, md5=md5,
-                                metadata=job.metadata, companions=companions, digests=digests)
+                                metadata=job.metadata, companions=companions, digests=digests,
+                                fingerprint=fingerprint)
         started = time.monotonic()
         result = provider.upload(request, ctx)
         target = self.targets[job.target]
@@ -338,7 +345,8 @@ class Pool:
         events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {result.remote_id}",
                     outcome="success", remote_id=result.remote_id, remote_kind=result.remote_kind,
                     duration_seconds=round(elapsed, 3), bytes_per_second=round(job.size / elapsed) if elapsed else None,
-                    md5=md5, details=dict(result.details) or None, **fields)
+                    md5=md5, crc64=None if md5 else fingerprint.partition(":")[2],
+                    details=dict(result.details) or None, **fields)
         _remove_tree(work_dir)
         if final:
             self.after.maybe_run(job)

@@ -91,7 +91,7 @@ class _Job:
         self.ctx = ctx
         self._lock = threading.Lock()
         fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
-                 "md5": request.md5, "size": request.size}
+                 "content": request.fingerprint, "size": request.size}
         saved = ctx.checkpoint.load()
         if saved and all(saved.get(k) == v for k, v in fresh.items()):
             self.state: dict[str, Any] = saved
@@ -123,6 +123,7 @@ class AliyunVodProvider(Provider):
     name: ClassVar[str] = "aliyun-vod"
     kinds: ClassVar[frozenset[str]] = frozenset({"video", "image", "attached", "url_pull"})
     abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status", "cover", "url_pull", "register"})
+    needs_md5: ClassVar[bool] = False  # OSS checks CRC-64 per part; no whole-file MD5 pass needed
     options: ClassVar[Mapping[str, Option]] = {
         "access_key_id": Option(str, help="AccessKey ID of a RAM user allowed to use VOD"),
         "access_key_secret": Option(str, secret=True, help="its AccessKey secret"),

@@ -23,4 +23,5 @@ class NullProvider(Provider):
                     ctx.progress(done)
         else:
             ctx.progress(request.size)
-        return UploadResult(f"null-{request.job_id}-{request.md5[:12]}", "video" if request.kind == "video" else request.kind)
+        tag = request.fingerprint.rpartition(":")[2][:12]
+        return UploadResult(f"null-{request.job_id}-{tag}", "video" if request.kind == "video" else request.kind)
