@@ -7,12 +7,14 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 
-from helpers import DaemonProcess, actions, read_events, vidupd, wait_for
+from helpers import ROOT, DaemonProcess, actions, read_events, vidupd, wait_for
 
 
 def md5(path: Path) -> str:
@@ -316,3 +318,19 @@ def test_sigint_also_stops_cleanly(site):
         assert d.proc.wait(timeout=20) == 0
     assert actions(site.events, "daemon.stopping")
     assert all(e["@timestamp"].endswith("Z") for e in read_events(site.events))
+
+
+def test_one_shot_upload_survives_the_file_changing(site):
+    site.write(top={"max_rate": 1_000_000})
+    f = drop(site.root / "edited.mp4", 3_000_000)
+    proc = subprocess.Popen([sys.executable, "-m", "vidupd", "upload", "-c", str(site.config), "--target", "arch",
+                             "--no-progress", str(f)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for(lambda: actions(site.events, "upload.progress"), 30, what="upload under way")
+    with open(f, "ab") as fh:
+        fh.write(b"appended while uploading")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert actions(site.events, "upload.restarted")
+    (only,) = delivered(site.dest)
+    assert md5(only) == md5(f)

@@ -15,13 +15,14 @@ from .after_upload import AfterUpload
 from .config import Config
 from .daemon import build_providers
 from .filters import kind_of
-from .ledger import Ledger, lease_owner_id
+from .ledger import HELD, Job, Ledger, lease_owner_id
 from .pool import Pool, settings_from
 from .providers.base import FileIdentity
 from .sidecar import SidecarError, read_metadata
 from .throttle import Throttle
 
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
+RESETTLE_SECONDS = 2.0
 FINAL = ("done", "skipped", "failed", "attention")
 
 
@@ -66,9 +67,11 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()), desc=f"to {target}")
     pool.start()
+    changed = _Resettle(ledger, target)
     try:
         while True:
             jobs = [j for j in map(ledger.get, ids) if j]
+            changed.check([j for j in jobs if j.not_before >= HELD])  # no watcher here: settle them ourselves
             running = {jid: done for jid, done, _, _ in pool.snapshot()}
             done_bytes = sum(j.size if j.state in SETTLED else running.get(j.id, j.bytes_done) for j in jobs)
             bar.update(max(0, done_bytes - bar.n))
@@ -89,3 +92,27 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
     provider.close()
     ledger.close()
     return status
+
+
+class _Resettle:
+    """A file that changed during a one-shot upload is held by the ledger until it is stable
+    again; the daemon's watcher would notice that, here we look ourselves and offer it anew."""
+
+    def __init__(self, ledger: Ledger, target: str):
+        self._ledger = ledger
+        self._target = target
+        self._seen: dict[int, tuple[FileIdentity, float]] = {}
+
+    def check(self, held: list[Job]) -> None:
+        now = time.monotonic()
+        for job in held:
+            try:
+                identity = FileIdentity.of(os.stat(job.path))
+            except OSError:
+                continue
+            last = self._seen.get(job.id)
+            if last is None or last[0] != identity:
+                self._seen[job.id] = (identity, now)
+            elif now - last[1] >= RESETTLE_SECONDS:
+                self._ledger.offer(job.path, job.watch, [(self._target, job.kind)], identity, job.metadata)
+                del self._seen[job.id]
