@@ -354,9 +354,12 @@ class Ledger:
         with self._tx() as db:
             chosen: list[int] = []
             for sql, params in (
-                ("SELECT id FROM jobs WHERE state='uploading' AND lease_until<?", (now,)),
-                ("SELECT id FROM jobs WHERE state='committed' AND not_before<=? AND lease_owner IS NULL", (now,)),
-                ("SELECT id FROM jobs WHERE state='queued' AND not_before<=?", (now,)),
+                # INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would
+                # otherwise range-scan (state, not_before) and sort every waiting job per claim.
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND lease_until<?", (now,)),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
+                 "AND lease_owner IS NULL", (now,)),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,)),
             ):
                 if len(chosen) >= limit:
                     break
