@@ -19,6 +19,14 @@ from .config import Config, ConfigError, default_path, load
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _complain(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _load(args: argparse.Namespace) -> Config:
     config = load(args.config)
     for w in config.warnings:
@@ -98,8 +106,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
         print(f"{config.source}: targets.{args.target}: no such target (defined: {', '.join(config.targets)})",
               file=sys.stderr)
         return EXIT_USAGE
-    return upload_files(config, args.target, [Path(f) for f in args.files], progress=not args.no_progress,
-                        wait_ready=args.wait)
+    return upload_files(config, args.target, [Path(f) for f in args.files], _say, _complain,
+                        progress=not args.no_progress, wait_ready=args.wait)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -122,7 +130,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     write_atomic(pulls / f"{name}.url", ("\n".join(args.urls) + "\n").encode())
     if args.title:
         write_atomic(pulls / f"{name}.json", json.dumps({"title": args.title}).encode())
-    return upload_files(config, args.target, [pulls / f"{name}.url"], progress=False, wait_ready=not args.no_wait)
+    return upload_files(config, args.target, [pulls / f"{name}.url"], _say, _complain, progress=False,
+                        wait_ready=not args.no_wait)
 
 
 def cmd_register(args: argparse.Namespace) -> int:

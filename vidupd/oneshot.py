@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -26,10 +27,11 @@ RESETTLE_SECONDS = 2.0
 FINAL = ("done", "skipped", "failed", "attention")
 
 
-def upload_files(config: Config, target: str, files: list[Path], progress: bool = True,
-                 wait_ready: bool = False) -> int:
+def upload_files(config: Config, target: str, files: list[Path], say: Callable[[str], None],
+                 complain: Callable[[str], None], progress: bool = True, wait_ready: bool = False) -> int:
     """Upload `files` to `target`; return once each is committed (or, with `wait_ready`,
-    processed by the platform). Exit status 0 if all went through."""
+    processed by the platform). One result line per file goes to `say`, problems to
+    `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
     events.configure(config.log)
     ledger = Ledger(config.state_dir)
     ledger.recover()
@@ -42,18 +44,18 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
         try:
             st = os.stat(path)
         except OSError as e:
-            print(f"{f}: {e.strerror}", file=sys.stderr)
+            complain(f"{f}: {e.strerror}")
             status = 1
             continue
         kind = kind_of(path, "auto")
         if kind is None or kind not in provider.kinds:
-            print(f"{f}: {provider.name} does not take this kind of file", file=sys.stderr)
+            complain(f"{f}: {provider.name} does not take this kind of file")
             status = 1
             continue
         try:
             metadata = read_metadata(path)
         except SidecarError as e:
-            print(str(e), file=sys.stderr)
+            complain(str(e))
             status = 1
             continue
         (offer,) = ledger.offer(path, None, [(target, kind)], FileIdentity.of(st), metadata)
@@ -88,7 +90,7 @@ def upload_files(config: Config, target: str, files: list[Path], progress: bool 
             continue
         ok = j.state in ("committed", "done", "skipped")
         status = status if ok else 1
-        print(f"{j.path}\t{j.target}\t{j.state}\t{j.remote_id or ''}\t{'' if ok else j.last_error or ''}")
+        say(f"{j.path}\t{j.target}\t{j.state}\t{j.remote_id or ''}\t{'' if ok else j.last_error or ''}")
     provider.close()
     ledger.close()
     return status
