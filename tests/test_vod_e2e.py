@@ -145,3 +145,21 @@ def test_wrong_secret_is_rejected_and_never_logged(make_env):
     text = env.events.read_text()
     assert "not-the-right-secret-123" not in text and env.secret not in text
     assert not env.completed()
+
+
+def test_pull_command_waits_for_the_media_ids(make_env, file_server):
+    env = make_env()
+    web_root, base = file_server
+    a = drop(web_root / "a.mp4", 1 * MiB)
+    b = drop(web_root / "b.mp4", 2 * MiB)
+    out = vidupd("pull", "-c", str(env.config), "--target", "vod", "--title", "Pulled", f"{base}/a.mp4",
+                 f"{base}/b.mp4", timeout=120)
+    assert out.returncode == 0, out.stderr
+    path, target, state, job_ids, _ = out.stdout.rstrip("\n").split("\t")
+    assert state == "done" and len(job_ids.split(",")) == 2
+    (ready,) = actions(env.events, "media.ready")
+    by_id = {e["remote_id"]: e for e in env.journal.entries()}
+    assert sorted(by_id[m]["md5"] for m in ready["vidupd.media_ids"]) == sorted([md5(a), md5(b)])
+    assert Path(path).parent == env.state / "pulls"  # the URL list lives in state_dir, never in a watch
+    bad = vidupd("pull", "-c", str(env.config), "--target", "vod", "ftp://example/x.mp4")
+    assert bad.returncode == 2 and "not an http(s) URL" in bad.stderr
