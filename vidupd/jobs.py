@@ -1,0 +1,133 @@
+"""Ledger values: job states, the schema's migrations, and the frozen rows the ledger hands out."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from .providers.base import FileIdentity, Metadata
+
+STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
+ACTIVE = ("queued", "uploading", "committed")
+FINISHED = ("done", "skipped")  # the file needs nothing more for this target
+HELD = 1e18  # not_before for a job waiting for its changed file to settle again
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE jobs(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        watch TEXT,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        md5 TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        remote_id TEXT, remote_kind TEXT, details TEXT,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        rate REAL NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        lease_owner TEXT, lease_until REAL,
+        after_done INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL, updated REAL NOT NULL
+    );
+    CREATE INDEX jobs_ready ON jobs(state, not_before);
+    CREATE INDEX jobs_path ON jobs(path, target);
+    CREATE INDEX jobs_identity ON jobs(dev, inode, size, mtime_ns);
+    CREATE INDEX jobs_content ON jobs(target, md5, size);
+    CREATE INDEX jobs_remote ON jobs(target, remote_id);
+    CREATE TABLE checkpoints(
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
+    # 2: when the platform acknowledged the upload (bounds the wait for "ready"); claim order
+    """
+    ALTER TABLE jobs ADD COLUMN committed_at REAL;
+    CREATE INDEX jobs_claim ON jobs(state, id)
+    """,
+)
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or is damaged; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    path: Path
+    watch: str | None
+    target: str
+    kind: str
+    identity: FileIdentity
+    md5: str | None
+    metadata: Metadata
+    state: str
+    attempts: int
+    last_error: str | None
+    remote_id: str | None
+    remote_kind: str | None
+    bytes_done: int
+    rate: float
+    not_before: float
+    lease_owner: str | None
+    updated: float
+    committed_at: float | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> "Job":
+        meta = json.loads(r["metadata"] or "{}")
+        return cls(
+            id=r["id"], path=Path(r["path"]), watch=r["watch"], target=r["target"], kind=r["kind"],
+            identity=FileIdentity(r["dev"], r["inode"], r["size"], r["mtime_ns"]), md5=r["md5"],
+            metadata=Metadata(title=meta.get("title", Path(r["path"]).stem), description=meta.get("description", ""),
+                              tags=tuple(meta.get("tags", ())), category=meta.get("category"),
+                              extra=meta.get("extra", {})),
+            state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
+            remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
+            lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
+        )
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def percent(self) -> float:
+        if self.state in FINISHED or self.state == "committed":
+            return 100.0
+        return round(100.0 * self.bytes_done / self.size, 1) if self.size else 0.0
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A stable file version and the (target, kind) pairs it should go to."""
+
+    path: Path
+    watch: str | None
+    targets: tuple[tuple[str, str], ...]
+    identity: FileIdentity
+    metadata: Metadata
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What `offer` did for one target: 'queued', 'known', 'renamed', 'requeued'."""
+
+    target: str
+    outcome: str
+    job_id: int
+    path: Path | None = None
+
+
+def metadata_json(m: Metadata) -> str:
+    return json.dumps({"title": m.title, "description": m.description, "tags": list(m.tags),
+                       "category": m.category, "extra": dict(m.extra)}, ensure_ascii=False, sort_keys=True)
