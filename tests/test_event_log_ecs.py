@@ -99,6 +99,7 @@ def test_every_line_of_a_full_run_uses_the_contract_names(site, tmp_path):
     site.write(top={"max_rate": 5_000_000}, targets=targets, watches=watches)
     a = drop(site.outbox / "a.mp4", 3_000_000, seed=1)  # progress events too
     with DaemonProcess(site.config, site.events) as d:
+        wait_for(lambda: actions(site.events, "upload.completed"), 30, what="a.mp4 uploaded")
         (site.outbox / "copy-of-a.mp4").write_bytes(a.read_bytes())  # duplicate content: upload.skipped
         drop(site.outbox / "notes.xyz", 100, seed=2)  # unknown kind: upload.skipped
         drop(site.outbox / "bad.mp4", 100, seed=3)
