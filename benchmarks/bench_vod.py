@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -66,13 +65,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: vidupd depends on tomli there
-    import tomli as tomllib  # type: ignore[no-redef]
+from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds,  # noqa: E402
+                      require_success, run_child, vidupd_video_id, warm, write_file)
 
-ROOT = Path(__file__).resolve().parent.parent
-MIB = 1 << 20
 GIB = 1 << 30
 PATTERN_BYTES = 16 * MIB + 4093  # random filler, repeated; its length is not a multiple of a part
 CLIENTS = ("vidupd", "oss2", "sdk")
@@ -133,98 +128,14 @@ print("BENCH-RESULT " + json.dumps({
 """
 
 
-class BenchError(RuntimeError):
-    """Something that makes the figures meaningless: printed, exit 1."""
 
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process (all its threads), or None when unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have used (user, nice, system, irq, softirq, steal)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields)) / os.sysconf("SC_CLK_TCK")
-
-
-def write_file(path: Path, size: int, pattern: bytes) -> tuple[str, int]:
-    """A file that starts with fresh random bytes, then the pattern; returns (MD5, CRC-64/XZ)."""
-    import fastcrc  # the same values as crcmod's crc-64-xz (OSS x-oss-hash-crc64ecma)
-
-    md5, crc = hashlib.md5(), 0
-    prefix = os.urandom(4096)
-    with open(path, "wb") as f:
-        left = size
-        for block in (prefix, *([pattern] * (size // len(pattern) + 1))):
-            if left <= 0:
-                break
-            piece = block[:left]
-            f.write(piece)
-            md5.update(piece)
-            crc = fastcrc.crc64.xz(piece, crc)
-            left -= len(piece)
-        f.flush()
-        os.fsync(f.fileno())  # no writeback of this file while a client is being timed
-    return md5.hexdigest(), crc
-
-
-def warm(path: Path) -> float:
-    """Read the file once so every client starts from the page cache; returns seconds."""
-    t0 = time.monotonic()
-    buf = bytearray(8 * MIB)
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buf):
-            pass
-    return time.monotonic() - t0
-
-
-class Sandbox:
-    """`python -m vidupd sandbox --dir D --hash-only` in its own process."""
+class Sandbox(SandboxProcess):
+    """The sandbox process, its `vod` target, and a look at stored objects."""
 
     def __init__(self, directory: Path, start_timeout: float):
-        self.dir = directory
-        self.config_path = directory / "vidupd.toml"
-        self.log_path = directory.parent / "sandbox.log"
-        self.log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=client_env())
-        deadline = time.monotonic() + start_timeout
-        while not self.config_path.exists():  # written (atomically) once all servers listen
-            if self.proc.poll() is not None:
-                raise BenchError(f"sandbox exited with {self.proc.returncode}: {self.log_text()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"sandbox wrote no {self.config_path} within {start_timeout:g}s")
-            time.sleep(0.05)
-        self.config_text = self.config_path.read_text()
-        self.config = tomllib.loads(self.config_text)
-        if "vod" not in self.config.get("targets", {}):
-            raise BenchError(f"{self.config_path} has no [targets.vod]")
-        self.vod = self.config["targets"]["vod"]
-        if not self.vod["endpoint"].startswith("127.0.0.1:"):
-            raise BenchError(f"the generated vod target does not point at loopback: {self.vod['endpoint']}")
-        self.journal = directory / "uploads.jsonl"
+        super().__init__(directory, start_timeout, "vod", env=client_env())
+        self.vod = self.target
         self._client: Any = None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def cpu(self) -> float | None:
-        return proc_cpu_seconds(self.proc.pid)
-
-    def entries(self) -> list[dict[str, Any]]:
-        try:
-            return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
-        except FileNotFoundError:
-            return []
 
     def head(self, video_id: str) -> tuple[str, int, int | None]:
         """(object key, size, CRC-64) of a video's object: RefreshUploadVideo, then HeadObject."""
@@ -246,16 +157,6 @@ class Sandbox:
         head = bucket.head_object(address["FileName"])
         crc = head.headers.get("x-oss-hash-crc64ecma")
         return address["FileName"], int(head.content_length), int(crc) if crc is not None else None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self.log.close()
 
 
 def client_env(**extra: str) -> dict[str, str]:
@@ -327,44 +228,6 @@ class CpuSampler:
         (t0, c0), (t1, c1) = before[-1], after[0]
         return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
 
-
-def run_child(argv: list[str], env: dict[str, str], out_dir: Path, name: str, limit: float,
-              children: list[subprocess.Popen]) -> dict[str, Any]:
-    """Run one client to completion; wall time, CPU and peak RSS are the child's own (wait4)."""
-    stdout_path, stderr_path = out_dir / f"{name}.out", out_dir / f"{name}.err"
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        children.append(proc)
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            proc.kill()
-
-        timer = threading.Timer(limit, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.monotonic() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        children.remove(proc)
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime, "sys": usage.ru_stime,
-            "rss_mib": usage.ru_maxrss / 1024, "exit": proc.returncode, "timed_out": timed_out.is_set(),
-            "stdout": stdout_path.read_text(errors="replace"), "stderr": stderr_path.read_text(errors="replace")}
-
-
-def vidupd_video_id(stdout: str, path: Path) -> str:
-    """`vidupd upload` prints: path, target, state, remote id, error (tab-separated)."""
-    for line in stdout.splitlines():
-        cols = line.split("\t")
-        if len(cols) >= 4 and Path(cols[0]).resolve() == path.resolve():
-            if cols[2] not in ("committed", "done"):
-                raise BenchError(f"vidupd: job ended in state {cols[2]!r}: {line}")
-            return cols[3]
-    raise BenchError(f"vidupd printed no result line for {path}: {stdout[-2000:]!r}")
 
 
 def driver_result(client: str, r: dict[str, Any]) -> dict[str, Any]:
@@ -460,8 +323,7 @@ def one_upload(client: str, box: Sandbox, path: Path, size: int, md5: str, crc: 
         r["extra"] = f"TIMEOUT: killed after {limit:g} s; its figures are lower bounds"
         r["video_id"] = None
         return r
-    if r["exit"] != 0:
-        raise BenchError(f"{client}: exit {r['exit']}\nstdout: {r['stdout'][-2000:]}\nstderr: {r['stderr'][-2000:]}")
+    require_success(r, client, limit)
     key = None
     if client == "vidupd":
         video_id = vidupd_video_id(r["stdout"], path)

@@ -32,7 +32,6 @@ peak RSS < 120 MiB. They are printed as PASS/MISS, not asserted.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -41,19 +40,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: vidupd depends on tomli there
-    import tomli as tomllib  # type: ignore[no-redef]
+from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success,  # noqa: E402
+                      run_child, vidupd_video_id, warm, write_file)
 
-ROOT = Path(__file__).resolve().parent.parent
-MIB = 1 << 20
+
+class Sandbox(SandboxProcess):
+    """The sandbox process and its `youku` target."""
+
+    def __init__(self, directory: Path, start_timeout: float):
+        super().__init__(directory, start_timeout, "youku")
+        self.youku = self.target
+
 GIB = 1 << 30
 PATTERN_BYTES = 16 * MIB + 4093  # random filler, repeated; its length is not a multiple of a slice
 
@@ -95,144 +97,6 @@ video_id = client.upload({"title": os.path.basename(sys.argv[1]), "tags": "bench
 print(json.dumps({"video_id": video_id, "slept_seconds": slept[0], "sleeps": slept[1]}), flush=True)
 """
 
-
-class BenchError(RuntimeError):
-    """Something that makes the figures meaningless: printed, exit 1."""
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process (all its threads), or None when unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have used (user, nice, system, irq, softirq, steal)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields)) / os.sysconf("SC_CLK_TCK")
-
-
-def write_file(path: Path, size: int, pattern: bytes) -> str:
-    """A file that starts with fresh random bytes (distinct MD5), then the pattern; returns its MD5."""
-    md5 = hashlib.md5()
-    prefix = os.urandom(4096)
-    with open(path, "wb") as f:
-        left = size
-        for block in (prefix, *([pattern] * (size // len(pattern) + 1))):
-            if left <= 0:
-                break
-            piece = block[:left]
-            f.write(piece)
-            md5.update(piece)
-            left -= len(piece)
-        f.flush()
-        os.fsync(f.fileno())  # no writeback of this file while a client is being timed
-    return md5.hexdigest()
-
-
-def warm(path: Path) -> float:
-    """Read the file once so both clients start from the page cache; returns seconds."""
-    t0 = time.monotonic()
-    buf = bytearray(8 * MIB)
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(buf):
-            pass
-    return time.monotonic() - t0
-
-
-class Sandbox:
-    """`python -m vidupd sandbox --dir D --hash-only` in its own process."""
-
-    def __init__(self, directory: Path, start_timeout: float):
-        self.dir = directory
-        self.config_path = directory / "vidupd.toml"
-        self.log = open(directory.parent / "sandbox.log", "wb")
-        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only"]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + start_timeout
-        while not self.config_path.exists():  # written (atomically) once both servers listen
-            if self.proc.poll() is not None:
-                raise BenchError(f"sandbox exited with {self.proc.returncode}: {self.log_text()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"sandbox wrote no {self.config_path} within {start_timeout:g}s")
-            time.sleep(0.05)
-        self.config = tomllib.loads(self.config_path.read_text())
-        self.youku = self.config["targets"]["youku"]
-        if not self.youku["api_base"].startswith("http://127.0.0.1:"):
-            raise BenchError(f"the generated youku target does not point at loopback: {self.youku['api_base']}")
-        self.journal = directory / "uploads.jsonl"
-
-    def log_text(self) -> str:
-        try:
-            return (self.dir.parent / "sandbox.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def cpu(self) -> float | None:
-        return proc_cpu_seconds(self.proc.pid)
-
-    def entries(self) -> list[dict[str, Any]]:
-        try:
-            return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
-        except FileNotFoundError:
-            return []
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self.log.close()
-
-
-def run_child(argv: list[str], env: dict[str, str], out_dir: Path, name: str, limit: float,
-              children: list[subprocess.Popen]) -> dict[str, Any]:
-    """Run one client to completion; wall time, CPU and peak RSS are the child's own (wait4)."""
-    stdout_path, stderr_path = out_dir / f"{name}.out", out_dir / f"{name}.err"
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        children.append(proc)
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            proc.kill()
-
-        timer = threading.Timer(limit, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.monotonic() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        children.remove(proc)
-    stdout, stderr = stdout_path.read_text(errors="replace"), stderr_path.read_text(errors="replace")
-    if timed_out.is_set():
-        raise BenchError(f"{name}: no result within {limit:g}s; killed. stderr: {stderr[-2000:]}")
-    if proc.returncode != 0:
-        raise BenchError(f"{name}: exit {proc.returncode}\nstdout: {stdout[-2000:]}\nstderr: {stderr[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "user": usage.ru_utime, "sys": usage.ru_stime,
-            "rss_mib": usage.ru_maxrss / 1024, "stdout": stdout, "stderr": stderr}
-
-
-def vidupd_video_id(stdout: str, path: Path) -> str:
-    """`vidupd upload` prints: path, target, state, remote id, error (tab-separated)."""
-    for line in stdout.splitlines():
-        cols = line.split("\t")
-        if len(cols) >= 4 and cols[0] == str(path):
-            if cols[2] not in ("committed", "done"):
-                raise BenchError(f"vidupd: job ended in state {cols[2]!r}: {line}")
-            return cols[3]
-    raise BenchError(f"vidupd printed no result line for {path}: {stdout!r}")
 
 
 def count_events(events: Path, start: int) -> tuple[dict[str, int], dict[str, float], int]:
@@ -287,6 +151,7 @@ def one_upload(client: str, box: Sandbox, path: Path, md5: str, size: int, work:
                    BENCH_YOUKU_ACCESS_TOKEN=box.youku["access_token"])
     sb0, busy0, launched = box.cpu(), machine_busy_seconds(), time.time()
     r = run_child(argv, env, work, f"run{run}-{client}", limit, children)
+    require_success(r, f"run{run}-{client}", limit)
     sb1, busy1 = box.cpu(), machine_busy_seconds()
     r["sandbox_cpu"] = None if sb0 is None or sb1 is None else sb1 - sb0
     # whatever else ran on the machine meanwhile (other users' jobs, kernel threads), in CPU seconds
@@ -350,7 +215,7 @@ def main() -> int:
         results: dict[str, list[dict[str, Any]]] = {"vidupd": [], "public": []}
         for run in range(1, args.runs + 1):
             files = {c: work / f"run{run}-{c}.mp4" for c in ("vidupd", "public")}
-            md5s = {c: write_file(p, size, pattern) for c, p in files.items()}
+            md5s = {c: write_file(p, size, pattern)[0] for c, p in files.items()}
             warmed = {c: warm(p) for c, p in files.items()}
             order = ["vidupd", "public"] if run % 2 else ["public", "vidupd"]
             load = os.getloadavg()[0]

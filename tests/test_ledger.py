@@ -105,8 +105,8 @@ def test_changed_file_is_held_until_stable_again(ledger: Ledger, tmp_path: Path)
 def test_duplicate_remote_id_for_different_content_needs_attention(ledger: Ledger, tmp_path: Path):
     (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
     (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
-    ledger.set_md5(a.job_id, "aaa")
-    ledger.set_md5(b.job_id, "bbb")
+    ledger.record_content(a.job_id, "aaa", False)
+    ledger.record_content(b.job_id, "bbb", False)
     assert ledger.record_remote_id(a.job_id, "SAME", "video") is None
     assert ledger.record_remote_id(b.job_id, "SAME", "video") == a.job_id
     assert ledger.get(b.job_id).state == "attention"

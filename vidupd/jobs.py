@@ -10,7 +10,6 @@ from pathlib import Path
 from .providers.base import FileIdentity, Metadata
 
 STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
-ACTIVE = ("queued", "uploading", "committed")
 FINISHED = ("done", "skipped")  # the file needs nothing more for this target
 HELD = 1e18  # not_before for a job waiting for its changed file to settle again
 

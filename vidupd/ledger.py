@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .jobs import ACTIVE, FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
+from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata
 
-__all__ = ["ACTIVE", "FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
+__all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
            "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
 
 
@@ -292,9 +292,6 @@ class Ledger:
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
 
-    def set_md5(self, job_id: int, md5: str) -> None:
-        self._update(job_id, md5=md5)
-
     def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float) -> None:
         """Progress for `status`, and a lease renewal while we are at it."""
         with self._tx() as db:
@@ -420,12 +417,6 @@ class Ledger:
             busy = db.execute("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND state='uploading' "
                               "ORDER BY id LIMIT 1", (me["target"], fingerprint, me["size"], job_id)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
-
-    def file_jobs(self, path: Path, identity: FileIdentity) -> list[Job]:
-        """Every job of one file version (one per target)."""
-        rows = self._all("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
-                         (str(path), identity.dev, identity.inode, identity.size, identity.mtime_ns))
-        return [Job.from_row(r) for r in rows]
 
     def uploads_of_path(self, path: Path) -> int:
         """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""

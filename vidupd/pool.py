@@ -24,7 +24,7 @@ from .config import Config, TargetConfig
 from .errors import DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
-from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_fingerprint,
+from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_content_id,
                              md5_file)
 from .retry import RetryPolicy
 from .throttle import Throttle
@@ -131,15 +131,6 @@ class Pool:
         """(job id, bytes done, size, bytes/s) of running uploads, for status lines."""
         with self._lock:
             return [(jid, p.done, p.size, p.rate) for jid, (_, _, p) in self._running.items() if p is not None]
-
-    def idle(self) -> bool:
-        """Nothing running and nothing runnable now (one-shot mode uses this to finish)."""
-        return self.busy == 0 and not self._runnable_soon()
-
-    def _runnable_soon(self) -> bool:
-        if self._only_ids is None:
-            return bool(self.ledger.counts().get("queued") or self.ledger.counts().get("committed"))
-        return any(j.state in ("queued", "uploading", "committed") for j in map(self.ledger.get, self._only_ids) if j)
 
     # -- dispatching ---------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -278,7 +269,7 @@ class Pool:
                 digests = md5_file(job.path, job.identity, cancel=cancel, piece_size=provider.piece_size)
                 fingerprint = digests.md5
             else:
-                fingerprint = crc64_fingerprint(job.path, job.identity, cancel=cancel)
+                fingerprint = crc64_content_id(job.path, job.identity, cancel=cancel)
         md5 = None if fingerprint.startswith("crc64:") else fingerprint
         # One transaction records the fingerprint and looks for twins, so of two identical
         # files hashed at the same time exactly one is sent and the other waits for it.

@@ -303,7 +303,7 @@ def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = Non
     return Digests(whole.hexdigest(), piece_size, tuple(pieces))
 
 
-def crc64_fingerprint(path: Path, identity: FileIdentity, cancel: threading.Event | None = None,
+def crc64_content_id(path: Path, identity: FileIdentity, cancel: threading.Event | None = None,
                       block: int = 8 << 20) -> str:
     """"crc64:HEX" of a whole file: a content fingerprint at SIMD speed (fastcrc)."""
     value = 0

@@ -27,7 +27,7 @@ T = TypeVar("T")
 TOKENS_FILE = "tokens.json"
 
 
-def _fingerprint(pair: TokenPair) -> str:
+def _pair_id(pair: TokenPair) -> str:
     """Identifies the configured pair without storing it twice (the file holds secrets anyway)."""
     h = hashlib.sha256()
     h.update(pair.access_token.encode())
@@ -43,7 +43,7 @@ class TokenKeeper:
         self._api = api
         self._client_secret = client_secret
         self._path = state_dir / TOKENS_FILE
-        self._configured_fp = _fingerprint(configured)
+        self._configured_fp = _pair_id(configured)
         self._lock = threading.Lock()
         self._generation = 0
         self._refreshes = 0
