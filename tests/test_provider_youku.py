@@ -31,6 +31,8 @@ from vidupd.providers.youku_api import (
     _decode,
     _translate,
 )
+from vidupd.ledger import Ledger
+from vidupd.ledger_shared import LedgerShared
 from vidupd.providers.youku_tokens import TokenKeeper
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
@@ -52,6 +54,7 @@ class Env:
     state_dir: Path
     providers: list[YoukuProvider] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    ledgers: list[Ledger] = field(default_factory=list)
     secrets_seen: set[str] = field(default_factory=set)
 
     def provider(self, **overrides: Any) -> YoukuProvider:
@@ -73,7 +76,9 @@ class Env:
             "request_timeout": 10.0,
         }
         settings.update(overrides)
-        p = YoukuProvider("yk", settings, self.state_dir)
+        if not self.ledgers:  # the rotating token pair lives in the ledger, as in the daemon
+            self.ledgers.append(Ledger(self.state_dir))
+        p = YoukuProvider("yk", settings, self.state_dir, LedgerShared(self.ledgers[0]))
         self.providers.append(p)
         return p
 
@@ -112,6 +117,8 @@ def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
     for env in envs:
         for p in env.providers:
             p.close()
+        for ledger in env.ledgers:
+            ledger.close()
         env.sb.shutdown()
         secrets = env.secrets_seen | {env.sb.credentials[k] for k in ("access_token", "refresh_token")}
         for job in env.jobs:
@@ -190,7 +197,9 @@ def test_token_keeper_refreshes_once_for_many_workers(tmp_path: Path) -> None:
             return TokenPair(f"access-{self.calls}", f"refresh-{self.calls}")
 
     api = FakeApi()
-    keeper = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", tmp_path)  # type: ignore[arg-type]
+    ledger = Ledger(tmp_path / "state")
+    store = LedgerShared(ledger)
+    keeper = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", store, "cid")  # type: ignore[arg-type]
     barrier = threading.Barrier(8)
     seen: list[str] = []
 
@@ -215,15 +224,69 @@ def test_token_keeper_refreshes_once_for_many_workers(tmp_path: Path) -> None:
     def invalid(token: str) -> str:
         raise AccessTokenInvalid("1008", code=1008, http_status=400)
 
-    with pytest.raises(AccessTokenInvalid):  # the current token itself is bad: no retry loop
+    with pytest.raises(AccessTokenInvalid):  # refused again right after our own refresh: no retry loop
         keeper.call(invalid)
+    assert api.calls == 2
 
-    saved = tmp_path / "tokens.json"
-    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    again = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", tmp_path)  # type: ignore[arg-type]
-    assert again.current()[1] == "access-1"
-    reauthorised = TokenKeeper(api, TokenPair("access-new", "refresh-new"), "", tmp_path)  # type: ignore[arg-type]
-    assert reauthorised.current()[1] == "access-new"  # a changed configured pair wins
+    # The pair lives in the ledger, not in a file: another keeper (another process) takes it up,
+    assert not list(tmp_path.rglob("tokens.json"))
+    again = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", LedgerShared(ledger), "cid")  # type: ignore[arg-type]
+    assert again.current()[1] == "access-2"
+    # and a changed configured pair (the app authorised again) wins over it.
+    reauthorised = TokenKeeper(api, TokenPair("access-new", "refresh-new"), "", store, "cid")  # type: ignore[arg-type]
+    assert reauthorised.current()[1] == "access-new"
+    ledger.close()
+
+
+def test_token_keeper_follows_a_refresh_made_by_another_process(tmp_path: Path) -> None:
+    """Two keepers on one ledger (two processes): when one refreshes, the other's next refused
+    call re-reads the pair and uses it, without refreshing with its own, now void, token."""
+
+    class RotatingApi:  # the server: the refresh token rotates, an old one is refused
+        def __init__(self) -> None:
+            self.valid = ("access-0", "refresh-0")
+            self.refreshes = 0
+
+        def refresh(self, refresh_token: str, client_secret: str) -> TokenPair:
+            if refresh_token != self.valid[1]:
+                raise PermanentError("youku oauth2/token: the refresh token was rejected")
+            self.refreshes += 1
+            self.valid = (f"access-{self.refreshes}", f"refresh-{self.refreshes}")
+            return TokenPair(*self.valid)
+
+    api = RotatingApi()
+
+    def fn(token: str) -> str:
+        if token != api.valid[0]:
+            raise AccessTokenInvalid("1008", code=1008, http_status=400)
+        return token
+
+    ledger_a, ledger_b = Ledger(tmp_path / "state"), Ledger(tmp_path / "state")  # two connections
+    a = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", LedgerShared(ledger_a), "cid")  # type: ignore[arg-type]
+    b = TokenKeeper(api, TokenPair("access-0", "refresh-0"), "", LedgerShared(ledger_b), "cid")  # type: ignore[arg-type]
+    assert a.call(fn) == b.call(fn) == "access-0"
+    api.valid = ("expired", "refresh-0")  # the access token expires on the server
+    assert a.call(fn) == "access-1" and api.refreshes == 1
+    assert b.call(fn) == "access-1" and api.refreshes == 1  # b re-read; it did not refresh
+    api.valid = ("expired", "refresh-1")
+    assert b.call(fn) == "access-2" and a.call(fn) == "access-2" and api.refreshes == 2
+    ledger_a.close()
+    ledger_b.close()
+
+
+def test_token_keeper_takes_over_an_old_tokens_file(tmp_path: Path) -> None:
+    """An older vidupd kept the rotated pair in tokens.json: it is moved into the ledger once."""
+    configured = TokenPair("access-0", "refresh-0")
+    from vidupd.providers.youku_tokens import _pair_id
+    legacy = tmp_path / "target"
+    legacy.mkdir()
+    (legacy / "tokens.json").write_text(json.dumps({"access_token": "access-7", "refresh_token": "refresh-7",
+                                                    "configured": _pair_id(configured)}))
+    ledger = Ledger(tmp_path / "state")
+    keeper = TokenKeeper(None, configured, "", LedgerShared(ledger), "cid", legacy_dir=legacy)  # type: ignore[arg-type]
+    assert keeper.current()[1] == "access-7"
+    assert not (legacy / "tokens.json").exists()
+    ledger.close()
 
 
 # ---- uploads against the sandbox ----------------------------------------------------
@@ -478,21 +541,21 @@ def test_concurrent_uploads_share_one_refresh(make_env: Callable[..., Env]) -> N
     assert sorted(e["remote_id"] for e in env.entries()) == sorted(r.remote_id for r in results.values())
 
 
-def test_tokens_file_is_private_and_reused(make_env: Callable[..., Env]) -> None:
+def test_refreshed_pair_is_kept_in_the_ledger_and_reused(make_env: Callable[..., Env]) -> None:
     env = make_env(token_ttl=1.0)
     time.sleep(1.05)  # the configured access token is already dead
     provider = env.provider()
     job = env.job(env.file("tok.mp4", MIB))
     provider.upload(job.request, job.ctx)
-    tokens = env.state_dir / "tokens.json"
-    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-    saved = json.loads(tokens.read_text())
-    assert saved["access_token"] == env.sb.credentials["access_token"]
-    assert saved["refresh_token"] == env.sb.credentials["refresh_token"]
-    env.secrets_seen.update((saved["access_token"], saved["refresh_token"]))
+    assert not list(env.tmp.rglob("tokens.json"))
+    saved = env.ledgers[0].shared_get(provider.tokens.key)
+    assert saved is not None and saved.generation == 1  # refreshed once (the configured pair is not copied)
+    assert saved.data["access_token"] == env.sb.credentials["access_token"]
+    assert saved.data["refresh_token"] == env.sb.credentials["refresh_token"]
+    env.secrets_seen.update((saved.data["access_token"], saved.data["refresh_token"]))
 
-    # A restart with the same (now stale) configured pair uses the persisted one: the
-    # configured refresh token was rotated away, so only tokens.json can still refresh.
+    # A restart with the same (now stale) configured pair uses the stored one: the
+    # configured refresh token was rotated away, so only the ledger's can still refresh.
     time.sleep(1.05)
     provider2 = env.provider(**{k: Secret(v) for k, v in _configured(env.providers[0]).items()})
     refreshes = count_calls(provider2.api, "refresh")

@@ -102,8 +102,11 @@ def test_access_token_expiring_mid_upload_is_refreshed(env_factory):
         wait_for(lambda: env.completed(), 120, what="upload across a token expiry")
         d.stop()
     assert actions(env.events, "auth.refreshed")
-    tokens = next(env.state.rglob("tokens.json"))
-    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert not list(env.state.rglob("tokens.json"))  # the rotated pair lives in the ledger
+    db = sqlite3.connect(f"file:{env.state / 'ledger.sqlite3'}?mode=ro", uri=True)
+    ((generation,),) = db.execute("SELECT generation FROM shared WHERE key LIKE 'youku-oauth:%'").fetchall()
+    db.close()
+    assert generation >= 1  # refreshed at least once
     assert env.journal.entries()[0]["md5"] == md5(f)
 
 

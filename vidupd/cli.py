@@ -15,6 +15,7 @@ from typing import Sequence
 
 from . import __version__
 from .config import Config, ConfigError, default_path, load
+from .state_lock import AlreadyRunning
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -138,14 +139,22 @@ def cmd_register(args: argparse.Namespace) -> int:
     """RegisterMedia for files already in the platform's storage; each MediaId is logged."""
     from . import events
     from .daemon import build_providers
+    from .ledger import Ledger
 
     config = _load(args)
     if args.target not in config.targets:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
         return EXIT_USAGE
-    provider = build_providers(config, only=args.target)[args.target]
+    ledger = Ledger(config.state_dir)
+    try:
+        provider = build_providers(config, ledger, only=args.target)[args.target]
+    except BaseException:
+        ledger.close()
+        raise
     if "register" not in provider.abilities:
         print(f"register: provider {provider.name} cannot register media", file=sys.stderr)
+        provider.close()
+        ledger.close()
         return EXIT_USAGE
     events.configure(config.log)
     registered, failed = provider.register(list(args.file_urls), args.title)
@@ -158,6 +167,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                     target=args.target, provider=provider.name, url=url)
         print(f"{url}\tFAILED", file=sys.stderr)
     provider.close()
+    ledger.close()
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
@@ -275,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         for problem in e.problems:
             print(("warning: " if problem.warning else "") + str(problem), file=sys.stderr)
+        return EXIT_USAGE
+    except AlreadyRunning as e:  # a second daemon on one state_dir: a usage error, say who runs
+        print(f"vidupd: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE

@@ -21,10 +21,12 @@ from .after_upload import AfterUpload
 from .config import Config, ConfigError
 from .intake import Intake
 from .ledger import Ledger, lease_owner_id
+from .ledger_shared import LedgerShared
 from .notify import Notifier
 from .pool import Pool, settings_from
 from .providers.base import Provider
 from .secrets import redact
+from .state_lock import AlreadyRunning, DaemonLock
 from .throttle import Throttle
 from .watcher import Watcher
 
@@ -33,18 +35,19 @@ STUCK_AFTER = 120.0  # dispatcher silent this long (= the lease time) -> stop fe
 STATUS_EVERY = 1.0  # seconds between STATUS= checks (sent only when the line changed)
 
 
-def _build_provider(config: Config, name: str) -> Provider:
+def _build_provider(config: Config, name: str, ledger: Ledger) -> Provider:
     target = config.targets[name]
     cls = providers.provider_class(target.provider)
     state = config.state_dir / "targets" / name
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return cls(name, target.settings, state)
+    return cls(name, target.settings, state, LedgerShared(ledger))
 
 
-def build_providers(config: Config, only: str | None = None) -> dict[str, Provider]:
-    """Providers for every target, or just `only` (a one-shot command needs one)."""
+def build_providers(config: Config, ledger: Ledger, only: str | None = None) -> dict[str, Provider]:
+    """Providers for every target, or just `only` (a one-shot command needs one); what they
+    share between processes (rotating tokens) lives in `ledger`."""
     names = [only] if only is not None else list(config.targets)
-    return {name: _build_provider(config, name) for name in names}
+    return {name: _build_provider(config, name, ledger) for name in names}
 
 
 def human_rate(bps: float) -> str:
@@ -87,6 +90,19 @@ class Daemon:
 
     # -- life cycle ------------------------------------------------------------------------
     def run(self) -> int:
+        """The daemon's life; AlreadyRunning (the CLI exits 2) when another one holds state_dir.
+        The lock comes first, so a refused second daemon writes nothing, not even events."""
+        try:
+            lock = DaemonLock(self.config.state_dir).acquire()
+        except AlreadyRunning as e:
+            self.notifier.status(f"failed to start: {e}")
+            raise
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> int:
         config = self.config
         events.configure(config.log)
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -98,7 +114,7 @@ class Daemon:
         try:
             ledger = Ledger(config.state_dir)
             recovered = ledger.recover()
-            self.providers = build_providers(config)
+            self.providers = build_providers(config, ledger)
         except Exception as e:  # systemctl status shows why it did not start (the CLI prints it too)
             self.notifier.status(f"failed to start: {type(e).__name__}: {redact(str(e))}")
             raise
@@ -207,7 +223,7 @@ class Daemon:
         try:
             for name in new.targets:
                 if name not in plan.keep_providers:
-                    built[name] = _build_provider(new, name)
+                    built[name] = _build_provider(new, name, pool.ledger)
         except Exception as e:
             for p in built.values():
                 p.close()

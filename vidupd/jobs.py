@@ -52,6 +52,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN committed_at REAL;
     CREATE INDEX jobs_claim ON jobs(state, id)
     """,
+    # 3: values every process of this ledger shares (rotating OAuth tokens), apart from jobs
+    """
+    CREATE TABLE shared(
+        key TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        updated REAL NOT NULL
+    )
+    """,
 )
 
 

@@ -18,10 +18,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
-from .providers.base import FileIdentity, Metadata
+from .providers.base import FileIdentity, Metadata, SharedValue
 
 __all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
            "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
@@ -445,6 +445,23 @@ class Ledger:
                                           "AND not_before<?", (state, now, HELD))
                                 for state in ("queued", "committed")) if r and r[0] is not None]
         return min(times) if times else None
+
+    # -- shared values (vidupd.ledger_shared) ---------------------------------------------------
+    def shared_get(self, key: str) -> SharedValue | None:
+        r = self._one("SELECT generation, data FROM shared WHERE key=?", (key,))
+        return SharedValue(int(r[0]), json.loads(r[1])) if r else None
+
+    def shared_put(self, key: str, expected: int, data: Mapping[str, Any]) -> SharedValue:
+        """Compare and set: store `data` as generation `expected + 1` only if the stored
+        generation is still `expected` (0: no value yet); LedgerError otherwise."""
+        with self._tx() as db:
+            row = db.execute("SELECT generation FROM shared WHERE key=?", (key,)).fetchone()
+            if (int(row[0]) if row else 0) != expected:
+                raise LedgerError(f"shared value {key!r} changed meanwhile (lost update refused)")
+            db.execute("INSERT INTO shared(key, generation, data, updated) VALUES(?,?,?,?) ON CONFLICT(key) "
+                       "DO UPDATE SET generation=excluded.generation, data=excluded.data, updated=excluded.updated",
+                       (key, expected + 1, json.dumps(dict(data), sort_keys=True), time.time()))
+        return SharedValue(expected + 1, dict(data))
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, job_id: int) -> "LedgerCheckpoint":

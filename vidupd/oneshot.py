@@ -35,7 +35,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     events.configure(config.log)
     ledger = Ledger(config.state_dir)
     ledger.recover()
-    provider = build_providers(config, only=target)[target]
+    provider = build_providers(config, ledger, only=target)[target]
     settled = FINAL if wait_ready else SETTLED
     ids: list[int] = []
     status = 0

@@ -121,6 +121,31 @@ class CheckpointStore(Protocol):
     def clear(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SharedValue:
+    """A value every process using the same ledger sees; `generation` grows by one per write."""
+
+    generation: int
+    data: Mapping[str, Any] = field(repr=False)
+
+
+class SharedStore(Protocol):
+    """Small values shared by every process (and, on a shared ledger, every host) that uses
+    the same ledger: OAuth tokens that rotate on refresh, so one process's refresh does not
+    leave the others holding a dead token. Values may be secrets: they are kept apart from
+    jobs and never shown. Keys are chosen by the provider."""
+
+    def load(self, key: str) -> SharedValue | None: ...
+
+    def update(self, key: str,
+               change: Callable[[SharedValue | None], Mapping[str, Any] | None]) -> SharedValue | None:
+        """Call `change` with the newest value while holding the key's lock, which excludes
+        every other process; store what it returns (generation + 1), or nothing if it
+        returns None. Returns the value stored afterwards. Exceptions from `change` pass
+        through and nothing is written."""
+        ...
+
+
 class SourceFile:
     """Reads the file being uploaded through the shared throttle, checking on every read
     that it has not changed since the job was queued and that the daemon is not stopping."""
@@ -217,12 +242,16 @@ class Provider(ABC):
     # fingerprints content with CRC-64 instead: ~20x cheaper than an MD5 pass.
     needs_md5: ClassVar[bool] = True
 
-    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
+                 shared: SharedStore | None = None):
         """`settings` holds this provider's validated options (secrets as `Secret`);
-        `state_dir` is a private directory for this target (token files and the like)."""
+        `state_dir` is a private directory for this target (scratch files and the like);
+        `shared` keeps what every process must see alike (rotating tokens): the ledger's.
+        A provider that needs it refuses to start without it."""
         self.target = target
         self.settings = settings
         self.state_dir = state_dir
+        self.shared = shared
 
     @abstractmethod
     def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 from ..errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
-from .base import (REQUIRED, MediaStatus, Option, Provider, SourceFile, UploadContext, UploadRequest, UploadResult,
-                   most_telling)
+from .base import (REQUIRED, MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
+                   UploadResult, most_telling)
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
 from .youku_tokens import TokenKeeper
@@ -183,14 +183,18 @@ class YoukuProvider(Provider):
         "request_timeout": Option((int, float), 60.0, help="per-request timeout (s)"),
     }
 
-    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
-        super().__init__(target, settings, state_dir)
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
+                 shared: SharedStore | None = None):
+        super().__init__(target, settings, state_dir, shared)
+        if shared is None:
+            raise TypeError("YoukuProvider needs the ledger's shared store: its refresh token rotates")
         self.config = YoukuSettings.from_mapping(settings, self.options)
         cfg = self.config
         self._api = YoukuApi(cfg.api_base, cfg.client_id, timeout=cfg.request_timeout,
                              pool_size=max(16, 2 * cfg.slice_concurrency))
         configured = TokenPair(reveal(cfg.access_token), reveal(cfg.refresh_token))
-        self.tokens = TokenKeeper(self._api, configured, reveal(cfg.client_secret), state_dir)
+        self.tokens = TokenKeeper(self._api, configured, reveal(cfg.client_secret), shared, cfg.client_id,
+                                  legacy_dir=state_dir)
         self._closed = threading.Event()
 
     def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
