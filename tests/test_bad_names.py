@@ -239,3 +239,40 @@ def test_intake_ledger_trouble_fails_the_whole_batch(tmp_path, monkeypatch):
     with pytest.raises(sqlite3.OperationalError):
         intake.files_ready([(it.path, None, None)])
     assert emitted == []
+
+
+def test_watcher_a_file_it_cannot_examine_is_refused_once_and_the_rest_goes_on(tmp_path, monkeypatch):
+    """An error stat-ing one file (EIO on a flaky mount) is reported once; the file is looked
+    at again (it may recover) and the other files are handed on meanwhile."""
+    import errno
+
+    from vidupd import watcher as watcher_mod
+    from vidupd.config import WatchConfig
+
+    flaky, good = tmp_path / "flaky.mp4", tmp_path / "good.mp4"
+    for p in (flaky, good):
+        p.write_bytes(b"x" * 100)
+    real_stat = os.stat
+    broken = [True]
+
+    def stat(path, *a, **kw):
+        if Path(path) == flaky and broken[0]:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_stat(path, *a, **kw)
+
+    monkeypatch.setattr(watcher_mod.os, "stat", stat)
+    ready: list[Path] = []
+    refused: list[str] = []
+    w = WatchConfig(path=tmp_path, targets=("t",), settle_seconds=0)
+    watcher = watcher_mod.Watcher((w,), 3600, lambda batch: ready.extend(p for p, _, _ in batch),
+                                  lambda r: refused.append(f"{r.path.name}: {r.reason}"))
+    watcher.scan()
+    now = time.monotonic()
+    for i in range(4):
+        watcher.settle_once(now + i * 10)  # past every re-look delay
+        watcher.scan()
+    assert set(ready) == {good}  # (each rescan hands it on again; the ledger knows it)
+    assert refused == ["flaky.mp4: cannot be examined: Input/output error"]
+    broken[0] = False  # the mount recovered
+    watcher.settle_once(now + 100)
+    assert flaky in ready

@@ -37,6 +37,9 @@ _log = logging.getLogger("vidupd.watcher")
 _EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
 
 
+_RELOOK = 5.0  # seconds between looks at a file that could not be examined (it may recover)
+
+
 class _HandOnFailed(Exception):
     """Stable files could not be handed on (the ledger refused the batch); names them."""
 
@@ -295,11 +298,9 @@ class Watcher:
                 self._drop(path)  # gone (or never there): nothing to say
                 return None
             if broken is None or not stat.S_ISLNK(st.st_mode):
-                if isinstance(e, FileNotFoundError):  # replaced between the two looks: look again
-                    entry.due = now
-                    return None
-                self._drop(path)
-                self._refuse(path, entry.watch, f"cannot be examined: {e.strerror or e}")
+                if not isinstance(e, FileNotFoundError):  # EIO, EACCES...: say so once, keep looking
+                    self._refuse(path, entry.watch, f"cannot be examined: {e.strerror or e}")
+                entry.due = now + (0.0 if isinstance(e, FileNotFoundError) else _RELOOK)
                 return None
         if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or entry.since == 0.0:
             entry.size, entry.mtime_ns, entry.since = st.st_size, st.st_mtime_ns, now
