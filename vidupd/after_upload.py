@@ -12,7 +12,7 @@ from . import events
 from .companions import cover_for
 from .config import WatchConfig
 from .ledger import Job, Ledger
-from .sidecar import sidecar_paths
+from .sidecar import present_sidecars
 
 
 class AfterUpload:
@@ -27,7 +27,7 @@ class AfterUpload:
         jobs = self._ledger.take_after_upload(job.path, job.identity)
         if jobs is None:
             return
-        companions = [p for p in sidecar_paths(job.path) if p.is_file()]
+        companions = present_sidecars(job.path)
         cover = cover_for(job.path) if job.kind == "video" else None
         if cover is not None and self._ledger.uploads_of_path(cover) == 0:
             companions.append(cover)  # it went as this video's cover, it has no job of its own

@@ -15,17 +15,18 @@ from typing import Sequence
 
 from . import __version__
 from .config import Config, ConfigError, default_path, load
+from .fsnames import safe_text
 from .state_lock import AlreadyRunning
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(safe_text(line), flush=True)  # a non-UTF-8 file name in it shows as \xff, never crashes
 
 
 def _complain(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(safe_text(line), file=sys.stderr, flush=True)
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -49,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _job_dict(job) -> dict:
     return {
-        "id": job.id, "file": str(job.path), "target": job.target, "kind": job.kind, "state": job.state,
+        "id": job.id, "file": safe_text(job.path), "target": job.target, "kind": job.kind, "state": job.state,
         "size": job.size, "bytes_done": job.bytes_done, "percent": job.percent,
         "bytes_per_second": round(job.rate) if job.state == "uploading" else 0,
         "remote_id": job.remote_id, "remote_kind": job.remote_kind, "attempts": job.attempts,
@@ -81,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         extra = j.remote_id or ""
         if j.last_error and j.state not in ("done",):
             extra = f"{extra} ({j.last_error})".strip()
-        print(f"{j.id:>6} {j.state:<10} {j.percent:>5.1f}% {rate:>11} {j.target:<12} {j.path}  {extra}")
+        print(safe_text(f"{j.id:>6} {j.state:<10} {j.percent:>5.1f}% {rate:>11} {j.target:<12} {j.path}  {extra}"))
     return EXIT_OK
 
 

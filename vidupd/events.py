@@ -25,6 +25,7 @@ import structlog
 
 from . import secrets
 from .config import LogConfig
+from .fsnames import safe_text
 from .journal import JournalOutput
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -148,7 +149,7 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "@timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "log.level": "warn" if method == "warning" else method,
-        "message": str(event.pop("event", "")),
+        "message": safe_text(str(event.pop("event", ""))),
         "event.id": _next_event_id(),
         "event.dataset": "vidupd.events",
         "service.name": "vidupd",
@@ -161,12 +162,24 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, os.PathLike):
             value = os.fspath(value)
         name = FIELD_NAMES.get(key) or (key if "." in key or key.startswith("@") else f"vidupd.{key}")
-        out[name] = value
+        out[name] = _valid_text(value)
     return out
 
 
+def _valid_text(value: Any) -> Any:
+    """Strings made valid UTF-8 (a non-UTF-8 file name shows as `\\xff`), nested ones too:
+    a lone surrogate would make the line unwritable, and the event would be lost."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, (list, tuple)):
+        return [_valid_text(v) for v in value]
+    if isinstance(value, dict):
+        return {safe_text(str(k)): _valid_text(v) for k, v in value.items()}
+    return value
+
+
 def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
-    return secrets.redact(json.dumps(event, ensure_ascii=False, default=str))
+    return secrets.redact(json.dumps(event, ensure_ascii=False, default=lambda o: safe_text(str(o))))
 
 
 _sink: EventSink | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Callable, Mapping
@@ -11,7 +12,7 @@ from . import events
 from .config import TargetConfig, WatchConfig
 from .companions import video_for
 from .filters import kind_of
-from .ledger import Intent, Ledger
+from .ledger import Intent, Ledger, Offer
 from .providers.base import FileIdentity, Provider
 from .sidecar import SidecarError, read_metadata, sidecar_paths
 
@@ -34,35 +35,60 @@ class Intake:
             return True
 
     def files_ready(self, batch: list[tuple[Path, WatchConfig, os.stat_result]]) -> None:
-        """Stable files from the watcher: one ledger transaction for the whole batch."""
+        """Stable files from the watcher: one ledger transaction for the whole batch.
+        One file's problem stays that file's: it is rejected (once) and the rest is queued."""
         intents: list[Intent] = []
-        kinds: dict[Path, tuple[str, str]] = {}
-        sizes: dict[Path, int] = {}
         for path, watch, st in batch:
-            intent = self._intent(path, watch, st)
+            try:
+                intent = self._intent(path, watch, st)
+            except Exception as e:  # unforeseen (a name the file system or the ledger cannot take...)
+                self._reject_once(path, FileIdentity.of(st), e)
+                continue
             if intent is not None:
                 intents.append(intent)
-                kinds[path] = (intent.targets[0][1], intent.metadata.title)
-                sizes[path] = intent.identity.size
         if not intents:
             return
+        try:
+            offers = self._ledger.offer_many(intents)
+        except Exception as e:
+            if _ledger_trouble(e):
+                raise  # the ledger itself (disk full, locked): the watcher offers the whole batch again
+            offers = []  # one file's values broke the batch: offer each alone, so the others go in
+            for intent in intents:
+                try:
+                    offers += self._ledger.offer_many([intent])
+                except Exception as e:
+                    if _ledger_trouble(e):
+                        raise
+                    self._reject_once(intent.path, intent.identity, e)
+        self._announce(offers, {it.path: it for it in intents})
+
+    def _announce(self, offers: list[Offer], intents: Mapping[Path, Intent]) -> None:
         queued = False
         targets = self._targets()
-        for offer in self._ledger.offer_many(intents):
+        for offer in offers:
             assert offer.path is not None
             target = targets.get(offer.target)
-            kind, title = kinds[offer.path]
+            intent = intents[offer.path]
+            kind = intent.targets[0][1]
             tf = dict(target=offer.target, provider=target.provider if target else None, job_id=offer.job_id,
-                      path=str(offer.path), size=sizes.get(offer.path))
+                      path=str(offer.path), size=intent.identity.size)
             if offer.outcome in ("queued", "requeued"):
                 queued = True
                 events.emit("upload.queued", f"{offer.path.name}: queued for {offer.target}", kind=kind,
-                            title=title, **tf)
+                            title=intent.metadata.title, **tf)
             elif offer.outcome == "renamed":
                 events.emit("file.renamed", f"{offer.path.name}: renamed within the watched folder; already "
                             f"handled for {offer.target}", **tf)
         if queued:
             self._wake()
+
+    def _reject_once(self, path: Path, identity: FileIdentity, error: Exception) -> None:
+        """`file.rejected` for a file whose intake failed unexpectedly, once per file version."""
+        if self._once((path, identity, "intake")):
+            message = f"{type(error).__name__}: {error}"
+            events.emit("file.rejected", f"{path.name}: refused: {message}", level="error", outcome="failure",
+                        error=message, reason="intake failed", path=str(path), size=identity.size)
 
     def _intent(self, path: Path, watch: WatchConfig, st: os.stat_result) -> Intent | None:
         identity = FileIdentity.of(st)
@@ -104,6 +130,11 @@ class Intake:
     def refused(self, path: Path, reason: str) -> None:
         events.emit("file.rejected", f"{path.name}: refused: {reason}", level="error", outcome="failure",
                     path=str(path), reason=reason)
+
+
+def _ledger_trouble(e: Exception) -> bool:
+    """An error of the ledger itself (full disk, lock timeout, damage), not of one file's values."""
+    return isinstance(e, sqlite3.OperationalError) or type(e) is sqlite3.DatabaseError
 
 
 def _mtime(p: Path) -> int:

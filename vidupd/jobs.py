@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fsnames import path_from_db, safe_text
 from .providers.base import FileIdentity, Metadata
 
 STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
@@ -93,10 +94,11 @@ class Job:
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
         meta = json.loads(r["metadata"] or "{}")
+        path = path_from_db(r["path"])
         return cls(
-            id=r["id"], path=Path(r["path"]), watch=r["watch"], target=r["target"], kind=r["kind"],
+            id=r["id"], path=path, watch=r["watch"], target=r["target"], kind=r["kind"],
             identity=FileIdentity(r["dev"], r["inode"], r["size"], r["mtime_ns"]), md5=r["md5"],
-            metadata=Metadata(title=meta.get("title", Path(r["path"]).stem), description=meta.get("description", ""),
+            metadata=Metadata(title=meta.get("title", safe_text(path.stem)), description=meta.get("description", ""),
                               tags=tuple(meta.get("tags", ())), category=meta.get("category"),
                               extra=meta.get("extra", {})),
             state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
@@ -137,5 +139,13 @@ class Offer:
 
 
 def metadata_json(m: Metadata) -> str:
-    return json.dumps({"title": m.title, "description": m.description, "tags": list(m.tags),
-                       "category": m.category, "extra": dict(m.extra)}, ensure_ascii=False, sort_keys=True)
+    """Readable JSON; escaped (`\\udcff`, still exact) when a value holds a lone surrogate,
+    which SQLite's UTF-8 TEXT cannot take."""
+    value = {"title": m.title, "description": m.description, "tags": list(m.tags), "category": m.category,
+             "extra": dict(m.extra)}
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, ensure_ascii=True, sort_keys=True)
+    return text

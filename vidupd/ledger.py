@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .fsnames import path_from_db, path_to_db, safe_text
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata, SharedValue
 
@@ -163,7 +164,7 @@ class Ledger:
         ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         for target, kind in it.targets:
             rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
-                              (str(path), target)).fetchall()
+                              (path_to_db(path), target)).fetchall()
             same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
             if same is not None:
                 if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
@@ -174,10 +175,10 @@ class Ledger:
                 continue
             moved = db.execute(
                 "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
-                "ORDER BY id DESC LIMIT 1", (target, *ident, str(path))).fetchone()
-            if moved is not None and not os.path.exists(moved["path"]):
+                "ORDER BY id DESC LIMIT 1", (target, *ident, path_to_db(path))).fetchone()
+            if moved is not None and not os.path.exists(path_from_db(moved["path"])):
                 db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
-                           (str(path), watch, now, moved["id"]))
+                           (path_to_db(path), watch, now, moved["id"]))
                 out.append(Offer(target, "renamed", moved["id"], path))
                 continue
             reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
@@ -197,7 +198,7 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
                 "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?)",
-                (str(path), watch, target, kind, *ident, meta, now, now))
+                (path_to_db(path), watch, target, kind, *ident, meta, now, now))
             out.append(Offer(target, "queued", int(cur.lastrowid), path))
         return out
 
@@ -209,12 +210,12 @@ class Ledger:
         ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
             if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND dev=? AND inode=? AND size=? "
-                          "AND mtime_ns=?", (str(path), target, *ident)).fetchone():
+                          "AND mtime_ns=?", (path_to_db(path), target, *ident)).fetchone():
                 return None
             cur = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, last_error, "
                 "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?)",
-                (str(path), watch, target, kind, *ident, reason, now, now))
+                (path_to_db(path), watch, target, kind, *ident, reason, now, now))
             return int(cur.lastrowid)
 
     # -- claiming --------------------------------------------------------------------------
@@ -287,6 +288,8 @@ class Ledger:
 
     # -- transitions -----------------------------------------------------------------------
     def _update(self, job_id: int, **fields: Any) -> None:
+        if isinstance(fields.get("last_error"), str):  # messages may quote a non-UTF-8 file name
+            fields["last_error"] = safe_text(fields["last_error"])
         fields["updated"] = time.time()
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
@@ -360,7 +363,8 @@ class Ledger:
         """The file changed under the upload: forget progress; wait for the watcher to see it settle."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET state='queued', last_error=?, bytes_done=0, rate=0, md5=NULL, not_before=?, "
-                       "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?", (error, HELD, time.time(), job_id))
+                       "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
+                       (safe_text(error), HELD, time.time(), job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
 
     def failed(self, job_id: int, error: str, state: str = "failed") -> None:
@@ -385,7 +389,7 @@ class Ledger:
     def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
         """If every job of this file version is finished and its after-upload action has not
         run, mark it as run (once, even with targets finishing together) and return the jobs."""
-        key = (str(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        key = (path_to_db(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
             rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
                               key).fetchall()
@@ -420,7 +424,7 @@ class Ledger:
 
     def uploads_of_path(self, path: Path) -> int:
         """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
-        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (str(path),))[0])
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
 
     def jobs(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
         sql = "SELECT * FROM jobs"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
+from .fsnames import safe_text
 from .providers.base import Metadata
 
 MAX_SIDECAR_BYTES = 1 << 20
@@ -21,12 +23,26 @@ def sidecar_paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".json"), path.with_suffix(".json")
 
 
+def present_sidecars(path: Path) -> list[Path]:
+    """The sidecars of `path` that exist, most specific first. A name too long for a
+    sidecar (`NAME.ext.json` over the file system's limit) has none: it cannot exist."""
+    return [c for c in sidecar_paths(path) if c != path and _is_file(c)]
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return False
+        raise
+
+
 def read_metadata(path: Path) -> Metadata:
-    """Metadata for `path`: its sidecar if present, else the file's stem as title."""
-    for candidate in sidecar_paths(path):
-        if candidate != path and candidate.is_file():
-            return _parse(candidate, path)
-    return Metadata(title=path.stem)
+    """Metadata for `path`: its sidecar if present, else the file's stem as title (made
+    valid UTF-8: a non-UTF-8 name's bytes show as `\\xff`)."""
+    found = present_sidecars(path)
+    return _parse(found[0], path) if found else Metadata(title=safe_text(path.stem))
 
 
 def _parse(sidecar: Path, media: Path) -> Metadata:
@@ -42,7 +58,7 @@ def _parse(sidecar: Path, media: Path) -> Metadata:
         raise SidecarError(f"{sidecar}: cannot read: {e.strerror}") from None
     if not isinstance(raw, dict):
         raise SidecarError(f"{sidecar}: must hold a JSON object, not {type(raw).__name__}")
-    title = raw.get("title", media.stem)
+    title = raw.get("title", safe_text(media.stem))
     if not isinstance(title, str) or not title.strip():
         raise SidecarError(f"{sidecar}: title: must be a non-empty string")
     description = raw.get("description", "")

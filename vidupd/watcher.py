@@ -9,6 +9,7 @@ The watcher writes nothing anywhere; it only reads the tree.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -25,6 +26,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .config import WatchConfig
 from .filters import PathFilter
+from .fsnames import safe_text
 
 
 _log = logging.getLogger("vidupd.watcher")
@@ -33,6 +35,13 @@ _log = logging.getLogger("vidupd.watcher")
 # Not IN_MODIFY (one per write call) nor open/close-nowrite (our own reads cause them):
 # the settle check compares size and mtime itself, so those events would only cost CPU.
 _EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
+
+
+_RELOOK = 5.0  # seconds between looks at a file that could not be examined (it may recover)
+
+
+class _HandOnFailed(Exception):
+    """Stable files could not be handed on (the ledger refused the batch); names them."""
 
 
 @dataclass(frozen=True)
@@ -239,55 +248,94 @@ class Watcher:
                     last_scan = time.monotonic()
                     self.scan()
                 self.settle_once()
-            except Exception:  # a folder vanished, the ledger's disk is full...: keep watching
+            except _HandOnFailed as e:  # the ledger's disk is full...: keep watching
+                _log.error("watcher: %s; trying again", e, exc_info=e.__cause__)
+                self._stop.wait(1.0)
+            except Exception:  # a folder vanished...: keep watching
                 _log.exception("watcher: a scan or settle step failed; trying again")
                 self._stop.wait(1.0)
 
     def settle_once(self, now: float | None = None) -> int:
-        """Look at every candidate that is due; report the stable ones. Returns how many."""
+        """Look at every candidate that is due; report the stable ones. Returns how many.
+        A problem with one file (its name, a link loop, an error while looking at it) is
+        that file's alone: it is refused or looked at again later, and the others go on."""
         now = time.monotonic() if now is None else now
         with self._lock:
             items = [(p, e) for p, e in self._pending.items() if e.due <= now]
         ready: list[tuple[Path, WatchConfig, os.stat_result]] = []
         for path, entry in items:
-            settle = entry.watch.settle_seconds
             try:
-                st = os.stat(path)
-            except FileNotFoundError:
+                st = self._settled(path, entry, now)
+            except Exception as e:  # unforeseen, and this file's problem only: refuse it (once)
                 self._drop(path)
+                self._refuse(path, entry.watch, f"cannot be examined: {_describe(e)}")
                 continue
-            except OSError:
-                entry.due = now + 1.0
-                continue
-            if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or entry.since == 0.0:
-                entry.size, entry.mtime_ns, entry.since = st.st_size, st.st_mtime_ns, now
-                if settle > 0:
-                    entry.due = now + settle
-                    continue
-            if now - entry.since < settle:
-                entry.due = entry.since + settle
-                continue
-            if entry.watch.ready_marker and not path.with_name(path.name + entry.watch.ready_marker).exists():
-                entry.due = now + 1.0  # the marker's own event wakes it sooner
-                continue
-            self._drop(path)
-            reason = self._refusal(path, entry.watch, st)
-            if reason:
-                key = (path, reason)
-                if key not in self._refused:
-                    self._refused.add(key)
-                    self._on_refused(Refusal(path, entry.watch, reason))
-                continue
-            ready.append((path, entry.watch, st))
+            if st is not None:
+                ready.append((path, entry.watch, st))
         if ready:
             try:
                 self._on_ready(ready)  # as one batch: one ledger transaction for a burst of files
-            except Exception:
+            except Exception as e:
                 with self._lock:  # not recorded: look at them again next tick
                     for path, watch, _ in ready:
                         self._pending.setdefault(path, _Pending(watch))
-                raise
+                names = ", ".join(safe_text(p) for p, _, _ in ready[:5]) + (", ..." if len(ready) > 5 else "")
+                raise _HandOnFailed(f"could not hand on {len(ready)} stable file(s) ({names})") from e
         return len(ready)
+
+    def _settled(self, path: Path, entry: _Pending, now: float) -> os.stat_result | None:
+        """The file's stat if it is stable and acceptable now; None if not (yet), after
+        scheduling the next look, dropping it (gone) or refusing it (once)."""
+        settle = entry.watch.settle_seconds
+        broken = None  # a symbolic link that cannot be followed: settles as a link, then is refused
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            broken = _broken_link(e)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                self._drop(path)  # gone (or never there): nothing to say
+                return None
+            if broken is None or not stat.S_ISLNK(st.st_mode):
+                if not isinstance(e, FileNotFoundError):  # EIO, EACCES...: say so once, keep looking
+                    self._refuse(path, entry.watch, f"cannot be examined: {e.strerror or e}")
+                entry.due = now + (0.0 if isinstance(e, FileNotFoundError) else _RELOOK)
+                return None
+        if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or entry.since == 0.0:
+            entry.size, entry.mtime_ns, entry.since = st.st_size, st.st_mtime_ns, now
+            if settle > 0:
+                entry.due = now + settle
+                return None
+        if now - entry.since < settle:
+            entry.due = entry.since + settle
+            return None
+        if broken is None and entry.watch.ready_marker:
+            marker = path.with_name(path.name + entry.watch.ready_marker)
+            try:
+                present = marker.exists()
+            except OSError as e:
+                if e.errno != errno.ENAMETOOLONG:
+                    raise
+                self._drop(path)
+                self._refuse(path, entry.watch, f"name too long to have a ready marker ({entry.watch.ready_marker})")
+                return None
+            if not present:
+                entry.due = now + 1.0  # the marker's own event wakes it sooner
+                return None
+        self._drop(path)
+        reason = broken or self._refusal(path, entry.watch, st)
+        if reason:
+            self._refuse(path, entry.watch, reason)
+            return None
+        return st
+
+    def _refuse(self, path: Path, watch: WatchConfig, reason: str) -> None:
+        """Report a refused file once per reason (rescans find it again and stay quiet)."""
+        key = (path, reason)
+        if key not in self._refused:
+            self._refused.add(key)
+            self._on_refused(Refusal(path, watch, reason))
 
     def _drop(self, path: Path) -> None:
         with self._lock:
@@ -304,3 +352,17 @@ class Watcher:
         if real != root and root not in real.parents:
             return f"symbolic link leads out of the watched folder (to {real})"
         return None
+
+
+def _broken_link(e: OSError) -> str | None:
+    """Why a path cannot be followed, if that is a symbolic link's fault (checked by the
+    caller with lstat): a loop, or a target that does not exist (yet)."""
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if e.errno == errno.ENOENT:
+        return "symbolic link to a file that does not exist"
+    return None
+
+
+def _describe(e: BaseException) -> str:
+    return safe_text(f"{type(e).__name__}: {e}")

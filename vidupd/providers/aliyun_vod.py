@@ -44,6 +44,7 @@ from aliyunsdkvod.request.v20170321 import (
 )
 
 from ..errors import FileChanged, PermanentError, TransientError
+from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
 from .aliyun_vod_media import (
@@ -308,7 +309,8 @@ class AliyunVodProvider(Provider):
             return saved  # an earlier attempt sent it: never twice
         try:
             with SourceFile(path, FileIdentity.of(os.stat(path)), ctx.throttle, ctx.cancel) as src:
-                params = dict(ImageType="cover", ImageExt=extension(path.name), OriginalFileName=path.name,
+                params = dict(ImageType="cover", ImageExt=extension(path.name),
+                              OriginalFileName=safe_text(path.name),
                               Title=clean_text(f"{self._title(request)} cover", TITLE_MAX),
                               StorageLocation=self._param(request, "StorageLocation", self.config.storage_location),
                               AppId=self._param(request, "AppId", self.config.app_id))
@@ -340,15 +342,16 @@ class AliyunVodProvider(Provider):
         category = sidecar_overrides(meta.extra).get("CateId") or cate_id(meta, cfg.cate_id)
         ext = extension(request.path.name)
         if request.kind == "image":
-            params = dict(common, ImageType=cfg.image_type, ImageExt=ext, OriginalFileName=request.path.name,
-                          CateId=category)
+            params = dict(common, ImageType=cfg.image_type, ImageExt=ext,
+                          OriginalFileName=safe_text(request.path.name), CateId=category)
             return self._create_ticket(ctx, CreateUploadImageRequest.CreateUploadImageRequest, "ImageId", params)
         if request.kind == "attached":
-            params = dict(common, BusinessType=cfg.attached_business_type, MediaExt=ext, FileName=request.path.name,
+            params = dict(common, BusinessType=cfg.attached_business_type, MediaExt=ext,
+                          FileName=safe_text(request.path.name),
                           FileSize=str(request.size), CateIds=category)
             return self._create_ticket(ctx, CreateUploadAttachedMediaRequest.CreateUploadAttachedMediaRequest,
                                        "MediaId", params)
-        params = dict(common, FileName=request.path.name, FileSize=str(request.size), CateId=category,
+        params = dict(common, FileName=safe_text(request.path.name), FileSize=str(request.size), CateId=category,
                       TemplateGroupId=self._param(request, "TemplateGroupId", cfg.template_group_id),
                       WorkflowId=self._param(request, "WorkflowId", cfg.workflow_id),
                       CoverURL=cover["urls"]["ImageURL"] if cover else None)

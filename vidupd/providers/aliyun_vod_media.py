@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import PermanentError
+from ..fsnames import safe_text
 from ..secrets import reveal
 from .aliyun_vod_oss import MIN_PART_SIZE
 from .aliyun_vod_rpc import endpoint_setting
@@ -47,9 +48,10 @@ SIDECAR_KEYS: Mapping[str, tuple[str, ...]] = {
 
 
 def clean_text(value: str | None, limit: int) -> str:
-    """Trimmed and cut to `limit` characters, without emoji and other 4-byte characters
-    (the service refuses them with IllegalCharacters)."""
-    text = "".join(c for c in str(value or "") if ord(c) <= 0xFFFF).strip()
+    """Trimmed and cut to `limit` characters, valid UTF-8 (a non-UTF-8 file name's bytes as
+    `\\xff`), without emoji and other 4-byte characters (the service refuses them with
+    IllegalCharacters)."""
+    text = "".join(c for c in safe_text(str(value or "")) if ord(c) <= 0xFFFF).strip()
     return text[:limit].strip()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..errors import PermanentError, TransientError
+from ..fsnames import safe_text
 from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 
 CHECKPOINT_EVERY = 8 << 20
@@ -78,7 +79,7 @@ class DirectoryProvider(Provider):
             raise TransientError(f"{final.name}: delivered bytes do not match the source's MD5; sending again")
         manifest = {"remote_id": remote_id, "title": request.metadata.title, "description": request.metadata.description,
                     "tags": list(request.metadata.tags), "md5": request.md5, "size": request.size,
-                    "source": request.path.name}
+                    "source": safe_text(request.path.name)}
         write_atomic(dest / f"{remote_id}.json", json.dumps(manifest, ensure_ascii=False).encode(), mode=0o644)
         os.replace(part, final)
         return self._result(remote_id, request, final)

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
 from .base import (REQUIRED, MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
@@ -247,7 +248,8 @@ class YoukuProvider(Provider):
     def create_params(self, request: UploadRequest) -> dict[str, Any]:
         """The `create` parameters from the sidecar metadata, cut to Youku's limits."""
         meta = request.metadata
-        title = (meta.title or request.path.stem).strip() or request.path.name
+        name = safe_text(request.path.name)  # valid UTF-8 on the wire, whatever the file's name
+        title = (meta.title or safe_text(request.path.stem)).strip() or name
         tags = _clean_tags(meta.tags) or _clean_tags(self.config.tags) or ["vidupd"]
         params: dict[str, Any] = {
             "title": title[:TITLE_MAX],
@@ -255,7 +257,7 @@ class YoukuProvider(Provider):
             "description": (meta.description or "")[:DESCRIPTION_MAX],
             "copyright_type": self.config.copyright_type,
             "public_type": self.config.public_type,
-            "file_name": request.path.name,
+            "file_name": name,
             "file_size": request.size,
             "file_md5": request.md5,
         }
