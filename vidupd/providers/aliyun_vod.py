@@ -73,6 +73,7 @@ from .base import (
     MediaStatus,
     Option,
     Provider,
+    SharedStore,
     SourceFile,
     UploadContext,
     UploadRequest,
@@ -147,8 +148,9 @@ class AliyunVodProvider(Provider):
         "tags": Option(list, [], help="tags when the sidecar has none (at most 16 of 32 characters)"),
     }
 
-    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path):
-        super().__init__(target, settings, state_dir)
+    def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
+                 shared: SharedStore | None = None):
+        super().__init__(target, settings, state_dir, shared)
         self.config = cfg = VodSettings.from_mapping(settings, self.options)
         self.rpc = VodRpc(cfg.access_key_id, reveal(cfg.access_key_secret), cfg.region, cfg.host, cfg.https,
                           cfg.request_timeout, pool_size=max(16, cfg.part_concurrency))
