@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata
+from .statedir import LEDGER_FILES, create_private, make_dirs
 
 __all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
            "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
@@ -56,8 +57,14 @@ class Ledger:
         self._lock = threading.RLock()
         if readonly and not self.path.exists():
             raise LedgerError(f"{self.path}: no ledger yet (the daemon has not run with this state_dir)")
-        if not readonly:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not readonly:  # private: checkpoints hold upload tokens (-wal/-shm take the file's mode)
+            try:
+                make_dirs(state_dir)
+                for name in LEDGER_FILES:
+                    if name == self.path.name or (state_dir / name).exists():
+                        create_private(state_dir / name)
+            except OSError as e:
+                raise LedgerError(f"{self.path}: cannot create the ledger ({e.strerror})") from None
         try:
             target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
             self._db = sqlite3.connect(target, uri=readonly, isolation_level=None, check_same_thread=False,
