@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata
-from .statedir import LEDGER_FILES, create_private, make_dirs
+from .statedir import prepare_ledger_files
 
 __all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
            "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
@@ -57,12 +57,9 @@ class Ledger:
         self._lock = threading.RLock()
         if readonly and not self.path.exists():
             raise LedgerError(f"{self.path}: no ledger yet (the daemon has not run with this state_dir)")
-        if not readonly:  # private: checkpoints hold upload tokens (-wal/-shm take the file's mode)
+        if not readonly:  # private: checkpoints hold upload tokens
             try:
-                make_dirs(state_dir)
-                for name in LEDGER_FILES:
-                    if name == self.path.name or (state_dir / name).exists():
-                        create_private(state_dir / name)
+                prepare_ledger_files(state_dir)
             except OSError as e:
                 raise LedgerError(f"{self.path}: cannot create the ledger ({e.strerror})") from None
         try:

@@ -39,8 +39,7 @@ def make_dirs(path: Path) -> None:
 
 
 def create_private(path: Path) -> None:
-    """Create `path` 0600 if missing, and take group/other access from it if present
-    (SQLite gives the -wal and -shm files the mode of the database file)."""
+    """Create `path` 0600 if missing, and take group/other access from it if present."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     try:
         old = stat.S_IMODE(os.fstat(fd).st_mode)
@@ -48,6 +47,16 @@ def create_private(path: Path) -> None:
             os.fchmod(fd, old & FILE_MODE)
     finally:
         os.close(fd)
+
+
+def prepare_ledger_files(state_dir: Path) -> None:
+    """Before SQLite opens the ledger: the state dir and the database file exist, private.
+    SQLite creates the -wal and -shm files with the database file's mode; ones left by an
+    older vidupd are tightened too."""
+    make_dirs(state_dir)
+    for i, name in enumerate(LEDGER_FILES):
+        if i == 0 or (state_dir / name).exists():
+            create_private(state_dir / name)
 
 
 def _loose(path: Path, allowed: int) -> int | None:
