@@ -69,13 +69,11 @@ def _loose(path: Path, allowed: int) -> int | None:
 
 
 def secure(config: Config, change: bool = True) -> tuple[Problem, ...]:
-    """Make `config.state_dir` private: created 0700 when missing; an existing one and its
-    ledger files lose group/other access. Returns a warning for each thing that was (or,
-    with `change=False`, would be) tightened, as config warnings (`FILE: state_dir: ...`)."""
+    """Take group/other access from an existing `config.state_dir` and its ledger files (a
+    missing one is made 0700 by whoever creates it first: `make_dirs`). Returns a warning
+    for each thing that was (or, with `change=False`, would be) tightened, as config
+    warnings (`FILE: state_dir: ...`)."""
     state = config.state_dir
-    if change and not os.path.lexists(state):
-        make_dirs(state)
-        return ()
     found = [(state, DIR_MODE)] + [(state / name, FILE_MODE) for name in LEDGER_FILES]
     out: list[Problem] = []
     for path, allowed in found:
