@@ -29,15 +29,25 @@ def _complain(line: str) -> None:
     print(safe_text(line), file=sys.stderr, flush=True)
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, writes: bool = False) -> Config:
+    """The config, its warnings on stderr. A command that `writes` state first makes the
+    state dir private (vidupd.statedir), warning about what it tightened."""
+    from .statedir import secured
+
     config = load(args.config)
+    if writes:
+        config = secured(config)
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return config
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args)
+    from .statedir import secured
+
+    config = load(args.config)
+    for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{config.source}: ok ({len(config.watches)} watch(es), targets: {', '.join(config.targets)})")
     return EXIT_OK
 
@@ -45,7 +55,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
 
-    return Daemon(_load(args)).run()
+    return Daemon(_load(args, writes=True)).run()
 
 
 def _job_dict(job) -> dict:
@@ -92,7 +102,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
         return EXIT_USAGE
-    config = _load(args)
+    config = _load(args, writes=True)
     ledger = Ledger(config.state_dir)
     n = ledger.retry(args.jobs, failed=args.failed)
     ledger.close()
@@ -103,7 +113,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_upload(args: argparse.Namespace) -> int:
     from .oneshot import upload_files
 
-    config = _load(args)
+    config = _load(args, writes=True)
     if args.target not in config.targets:
         print(f"{config.source}: targets.{args.target}: no such target (defined: {', '.join(config.targets)})",
               file=sys.stderr)
@@ -117,8 +127,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     submission happens once and the status is polled like any other job."""
     from .atomic import write_atomic
     from .oneshot import upload_files
+    from .statedir import make_dirs
 
-    config = _load(args)
+    config = _load(args, writes=True)
     target = config.targets.get(args.target)
     if target is None:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
@@ -128,6 +139,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(f"pull: not an http(s) URL: {bad[0]}", file=sys.stderr)
         return EXIT_USAGE
     pulls = config.state_dir / "pulls"
+    make_dirs(pulls)  # 0700, as everything under state_dir
     name = f"pull-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     write_atomic(pulls / f"{name}.url", ("\n".join(args.urls) + "\n").encode())
     if args.title:
@@ -142,7 +154,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     from .daemon import build_providers
     from .ledger import Ledger
 
-    config = _load(args)
+    config = _load(args, writes=True)
     if args.target not in config.targets:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
         return EXIT_USAGE
@@ -188,9 +200,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .ledger import Ledger
     from .sandbox.app import start_sandbox
     from .sandbox.common import SandboxOptions
+    from .statedir import secured
 
     box = start_sandbox(args.dir, SandboxOptions())
-    config = dataclasses.replace(load(box.config), log=LogConfig(events="-", level="info"))
+    config = dataclasses.replace(secured(load(box.config)), log=LogConfig(events="-", level="info"))
     outbox = config.watches[0].path
     print(f"# vidupd demo: platforms emulated on 127.0.0.1; config {box.config}", file=sys.stderr)
     print(f"# copy video files into {outbox}/ and watch their ids appear below; "

@@ -130,7 +130,10 @@ class _Loader:
         self.problems.append(Problem(self.file, key, message, warning=True))
 
     # -- typed getters ---------------------------------------------------------------
-    def _take(self, table: dict, key: str, where: str, kind: type | tuple, default: Any = REQUIRED) -> Any:
+    def _take(self, table: dict, key: str, where: str, kind: type | tuple, default: Any = REQUIRED,
+              secret: bool = False) -> Any:
+        """table[key] if it has the type `kind` (an int is taken as a float); a secret's
+        value is never quoted, whatever was given instead."""
         full = f"{where}.{key}" if where else key
         if key not in table:
             if default is REQUIRED:
@@ -143,8 +146,21 @@ class _Loader:
             ok, value = True, float(value)
         if not ok:
             names = " or ".join(_type_name(k) for k in kinds)
-            self.error(full, f"must be {names}, not {_type_name(type(value))} ({value!r})")
+            shown = " (the value of a secret is not shown)" if secret else f" ({value!r})"
+            self.error(full, f"must be {names}, not {_type_name(type(value))}{shown}")
             return None if default is REQUIRED else default
+        return value
+
+    def _checked(self, table: dict, key: str, where: str, spec: Option) -> Any:
+        """The value of `key` as `spec` declares it (type, then choices and range); on a
+        problem it is reported and the default (None if required) comes back."""
+        value = self._take(table, key, where, spec.type, spec.default, secret=spec.secret)
+        if key not in table or value is None:
+            return value
+        value, problem = spec.check(value)
+        if problem:
+            self.error(f"{where}.{key}" if where else key, problem)
+            return None if spec.default is REQUIRED else spec.default
         return value
 
     def _strings(self, table: dict, key: str, where: str, default: Any = REQUIRED) -> tuple[str, ...] | None:
@@ -183,13 +199,9 @@ class _Loader:
                             "retry", "log", "targets", "watch"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
-        workers = self._take(raw, "workers", "", int, 2)
-        if workers is not None and not 1 <= workers <= 64:
-            self.error("workers", f"must be between 1 and 64, not {workers}")
+        workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
         max_rate = self._rate(raw)
-        rescan = self._take(raw, "rescan_interval", "", float, 300.0)
-        if rescan is not None and rescan < 1:
-            self.error("rescan_interval", "must be at least 1 second")
+        rescan = self._checked(raw, "rescan_interval", "", Option(float, 300.0, minimum=1))
         skip_dup = self._take(raw, "skip_duplicates", "", bool, True)
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
@@ -228,14 +240,14 @@ class _Loader:
             self.error("retry", "must be a table")
             return RetryPolicy()
         self._unknown(table, {"attempts", "initial_backoff", "max_backoff"}, "retry")
-        attempts = self._take(table, "attempts", "retry", int, 8)
-        initial = self._take(table, "initial_backoff", "retry", float, 2.0)
-        maximum = self._take(table, "max_backoff", "retry", float, 300.0)
-        if attempts is not None and attempts < 1:
-            self.error("retry.attempts", "must be at least 1")
-        if initial is not None and initial <= 0:
-            self.error("retry.initial_backoff", "must be positive")
-        return RetryPolicy(attempts=attempts or 1, initial=initial or 1.0, maximum=max(maximum or 1.0, initial or 1.0))
+        attempts = self._checked(table, "attempts", "retry", Option(int, 8, minimum=1))
+        initial = self._checked(table, "initial_backoff", "retry", Option(float, 2.0, positive=True))
+        maximum = self._checked(table, "max_backoff", "retry", Option(float, 300.0, positive=True))
+        if "max_backoff" not in table:
+            maximum = max(maximum, initial)  # the default cap follows a long initial_backoff
+        elif maximum < initial:
+            self.error("retry.max_backoff", f"must not be less than initial_backoff ({initial:g})")
+        return RetryPolicy(attempts=attempts, initial=initial, maximum=maximum)
 
     def _log(self, table: Any, base: Path) -> LogConfig:
         if not isinstance(table, dict):
@@ -243,12 +255,10 @@ class _Loader:
             return LogConfig()
         self._unknown(table, {"events", "level"}, "log")
         events = self._take(table, "events", "log", str, "-")
-        level = self._take(table, "level", "log", str, "info")
-        if level is not None and level.lower() not in LEVELS:
-            self.error("log.level", f"must be one of {', '.join(LEVELS)}, not {level!r}")
+        level = self._checked(table, "level", "log", Option(str, "info", choices=LEVELS))
         if events and events != "-":
             events = str(_abs(base, events))
-        return LogConfig(events=events or "-", level=(level or "info").lower())
+        return LogConfig(events=events or "-", level=level)
 
     def _targets(self, table: Any, state_dir: Path) -> dict[str, TargetConfig]:
         if table is None:
@@ -277,10 +287,10 @@ class _Loader:
             common = {"provider", "wait_ready", "ready_timeout"}
             self._unknown(body, common | set(cls.options), where)
             wait_ready = self._take(body, "wait_ready", where, bool, True)
-            ready_timeout = self._take(body, "ready_timeout", where, float, 7200.0)
+            ready_timeout = self._checked(body, "ready_timeout", where, Option(float, 7200.0, positive=True))
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
-                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout or 7200.0)
+                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout)
         if not out and not any(p.key.startswith("targets") for p in self.problems):
             self.error("targets", "at least one [targets.NAME] table is required")
         return out
@@ -289,7 +299,7 @@ class _Loader:
         full = f"{where}.{key}"
         if spec.secret and isinstance(table.get(key), dict):
             return self._secret(table[key], full)
-        value = self._take(table, key, where, spec.type, spec.default)
+        value = self._checked(table, key, where, spec)
         if spec.type is list or (isinstance(spec.type, tuple) and list in spec.type):
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 self.error(full, "must be a list of strings")
@@ -300,7 +310,14 @@ class _Loader:
         return value
 
     def _secret(self, ref: dict, key: str) -> Secret | None:
-        self._unknown(ref, {"env", "file", "credential"}, key)
+        """A secret given by reference. Nothing of the table is quoted (not even an unknown
+        key: a pasted secret may be one), only which references exist."""
+        unknown = [k for k in ref if k not in ("env", "file", "credential")]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], ["env", "file", "credential"], n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.error(key, f"a secret's table takes one of env, file or credential; it has another key{hint}")
+            return None
         if len(ref) != 1:
             self.error(key, "give exactly one of env, file or credential")
             return None
@@ -363,21 +380,13 @@ class _Loader:
                 include=self._strings(body, "include", where, ("*",)) or ("*",),
                 exclude=self._strings(body, "exclude", where, ()) or (),
                 recursive=self._take(body, "recursive", where, bool, False),
-                settle_seconds=self._take(body, "settle_seconds", where, float, 10.0),
-                after_upload=self._take(body, "after_upload", where, str, "keep"),
+                settle_seconds=self._checked(body, "settle_seconds", where, Option(float, 10.0, minimum=0)),
+                after_upload=self._checked(body, "after_upload", where, Option(str, "keep", choices=AFTER_UPLOAD)),
                 poll=self._take(body, "poll", where, bool, False),
-                poll_interval=self._take(body, "poll_interval", where, float, 5.0),
+                poll_interval=self._checked(body, "poll_interval", where, Option(float, 5.0, positive=True)),
                 ready_marker=self._take(body, "ready_marker", where, str, None),
-                kind=self._take(body, "kind", where, str, "auto"),
+                kind=self._checked(body, "kind", where, Option(str, "auto", choices=WATCH_KINDS)),
             )
-            if w["settle_seconds"] < 0:
-                self.error(f"{where}.settle_seconds", "must not be negative")
-            if w["poll_interval"] <= 0:
-                self.error(f"{where}.poll_interval", "must be positive")
-            if w["after_upload"] not in AFTER_UPLOAD:
-                self.error(f"{where}.after_upload", f"must be one of {', '.join(AFTER_UPLOAD)}, not {w['after_upload']!r}")
-            if w["kind"] not in WATCH_KINDS:
-                self.error(f"{where}.kind", f"must be one of {', '.join(WATCH_KINDS)}, not {w['kind']!r}")
             if w["ready_marker"] is not None and not w["ready_marker"].startswith("."):
                 self.error(f"{where}.ready_marker", "must be a suffix starting with '.', e.g. \".done\"")
             move_raw = self._take(body, "move_to", where, str, None)

@@ -27,6 +27,7 @@ from .pool import Pool, settings_from
 from .providers.base import Provider
 from .secrets import redact
 from .state_lock import AlreadyRunning, DaemonLock
+from .statedir import make_dirs
 from .throttle import Throttle
 from .watcher import Watcher
 
@@ -39,7 +40,7 @@ def _build_provider(config: Config, name: str, ledger: Ledger) -> Provider:
     target = config.targets[name]
     cls = providers.provider_class(target.provider)
     state = config.state_dir / "targets" / name
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(state)
     return cls(name, target.settings, state, LedgerShared(ledger))
 
 

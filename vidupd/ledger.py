@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 from .fsnames import path_from_db, path_to_db, safe_text
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata, SharedValue
+from .statedir import prepare_ledger_files
 
 __all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
            "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
@@ -57,8 +58,11 @@ class Ledger:
         self._lock = threading.RLock()
         if readonly and not self.path.exists():
             raise LedgerError(f"{self.path}: no ledger yet (the daemon has not run with this state_dir)")
-        if not readonly:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not readonly:  # private: checkpoints hold upload tokens
+            try:
+                prepare_ledger_files(state_dir)
+            except OSError as e:
+                raise LedgerError(f"{self.path}: cannot create the ledger ({e.strerror})") from None
         try:
             target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
             self._db = sqlite3.connect(target, uri=readonly, isolation_level=None, check_same_thread=False,

@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from .statedir import make_dirs
+
 DAEMON_LOCK = "daemon.lock"
 
 
@@ -28,7 +30,7 @@ class AlreadyRunning(RuntimeError):
 
 
 def _open(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(path.parent)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
 
 

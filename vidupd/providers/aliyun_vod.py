@@ -48,8 +48,12 @@ from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
 from .aliyun_vod_media import (
+    BUSINESS_TYPES,
     DESCRIPTION_MAX,
+    IMAGE_TYPES,
     INFO_GROUP,
+    MAX_CONCURRENCY,
+    MAX_PART_SIZE,
     REGISTER_GROUP,
     TITLE_MAX,
     URL_LIST_MAX,
@@ -65,7 +69,7 @@ from .aliyun_vod_media import (
     pull_status,
     sidecar_overrides,
 )
-from .aliyun_vod_oss import MultipartState, OssUploader, TicketKeeper
+from .aliyun_vod_oss import MIN_PART_SIZE, MultipartState, OssUploader, TicketKeeper
 from .aliyun_vod_pull import PullSubmitter
 from .aliyun_vod_rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
 from .base import (
@@ -132,19 +136,22 @@ class AliyunVodProvider(Provider):
         "region": Option(str, "cn-shanghai", help="VOD region, e.g. cn-shanghai"),
         "endpoint": Option(str, None, help="override 'host:port' (plain HTTP; the sandbox); default "
                                           "HTTPS to vod.{region}.aliyuncs.com"),
-        "part_size": Option(int, 8 * MIB, help="multipart part size in bytes (at least 100 KiB)"),
-        "part_concurrency": Option(int, 4, help="parts uploaded in parallel per file"),
-        "multipart_threshold": Option(int, None, help="files from this size (bytes) go multipart; default part_size"),
+        "part_size": Option(int, 8 * MIB, minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE,
+                            help="multipart part size in bytes (at least 100 KiB)"),
+        "part_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY, help="parts uploaded in parallel per file"),
+        "multipart_threshold": Option(int, None, minimum=1,
+                                      help="files from this size (bytes) go multipart; default part_size"),
         "template_group_id": Option(str, None, help="transcoding template group"),
         "workflow_id": Option(str, None, help="workflow run after upload"),
-        "cate_id": Option((int, str), None, help="category id"),
+        "cate_id": Option((int, str), None, minimum=1, help="category id"),
         "storage_location": Option(str, None, help="storage address (bucket) inside VOD"),
         "app_id": Option(str, None, help="VOD application id"),
         "user_data": Option(str, None, help="UserData JSON text (callbacks, extensions)"),
-        "image_type": Option(str, "default", help="ImageType of images uploaded on their own: default | cover"),
-        "attached_business_type": Option(str, "subtitle", help="BusinessType of attached media: subtitle | "
-                                                               "watermark | material"),
-        "request_timeout": Option((int, float), 60.0, help="per-request timeout (s), RPC and OSS"),
+        "image_type": Option(str, "default", choices=IMAGE_TYPES,
+                             help="ImageType of images uploaded on their own: default | cover"),
+        "attached_business_type": Option(str, "subtitle", choices=BUSINESS_TYPES,
+                                         help="BusinessType of attached media: subtitle | watermark | material"),
+        "request_timeout": Option((int, float), 60.0, positive=True, help="per-request timeout (s), RPC and OSS"),
         "tags": Option(list, [], help="tags when the sidecar has none (at most 16 of 32 characters)"),
     }
 

@@ -14,9 +14,8 @@ from urllib.parse import quote, unquote, urlsplit
 from ..errors import PermanentError
 from ..fsnames import safe_text
 from ..secrets import reveal
-from .aliyun_vod_oss import MIN_PART_SIZE
 from .aliyun_vod_rpc import endpoint_setting
-from .base import REQUIRED, MediaStatus, Metadata, Option
+from .base import MediaStatus, Metadata, Option, option_value
 
 T = TypeVar("T")
 
@@ -29,6 +28,7 @@ INFO_GROUP = 10  # GetURLUploadInfos takes at most 10 JobIds
 REGISTER_GROUP = 10  # RegisterMedia takes at most 10 entries
 URL_LIST_MAX = 1 << 20  # a .url file is a short text file
 MAX_PART_SIZE = 5 << 30
+MAX_CONCURRENCY = 64  # parts in flight per file
 IMAGE_TYPES = ("default", "cover")
 BUSINESS_TYPES = ("watermark", "subtitle", "material")
 
@@ -205,37 +205,24 @@ class VodSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], options: Mapping[str, Option]) -> "VodSettings":
         def get(key: str) -> Any:
-            if key in settings and settings[key] is not None:
-                return settings[key]
-            default = options[key].default
-            if default is REQUIRED:
-                raise PermanentError(f"aliyun-vod: option {key!r} is required")
-            return default
-
-        def choice(key: str, allowed: tuple[str, ...]) -> str:
-            value = str(get(key)).lower()
-            if value not in allowed:
-                raise PermanentError(f"aliyun-vod: {key} must be one of {', '.join(allowed)}, not {value!r}")
-            return value
+            return option_value("aliyun-vod", options, settings, key)
 
         region = str(get("region"))
         host, https = endpoint_setting(get("endpoint"), region)
         part_size = int(get("part_size"))
-        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
-            raise PermanentError(f"aliyun-vod: part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
         if not str(get("access_key_id")) or not reveal(get("access_key_secret")):
             raise PermanentError("aliyun-vod: access_key_id and access_key_secret must not be empty")
         user_data = get("user_data")
         return cls(
             access_key_id=str(get("access_key_id")), access_key_secret=get("access_key_secret"), region=region,
             host=host, https=https, part_size=part_size,
-            part_concurrency=min(64, max(1, int(get("part_concurrency")))),
-            multipart_threshold=max(1, int(get("multipart_threshold") or part_size)),
+            part_concurrency=int(get("part_concurrency")),
+            multipart_threshold=int(get("multipart_threshold") or part_size),
             template_group_id=get("template_group_id") or None, workflow_id=get("workflow_id") or None,
             cate_id=get("cate_id"), storage_location=get("storage_location") or None, app_id=get("app_id") or None,
             user_data=json_text(user_data, "aliyun-vod") if user_data else None,
-            image_type=choice("image_type", IMAGE_TYPES),
-            attached_business_type=choice("attached_business_type", BUSINESS_TYPES),
-            request_timeout=max(1.0, float(get("request_timeout"))),
+            image_type=str(get("image_type")),
+            attached_business_type=str(get("attached_business_type")),
+            request_timeout=float(get("request_timeout")),
             tags=tuple(str(t) for t in (get("tags") or ())),
         )

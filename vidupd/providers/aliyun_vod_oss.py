@@ -209,7 +209,7 @@ class OssUploader:
         self._retry = retry
         self._note = note
         self._progress = progress
-        self._concurrency = max(1, concurrency)
+        self._concurrency = concurrency  # at least 1: the part_concurrency option says so
         self._lock = threading.Lock()
         self._state: MultipartState | None = None
         self._done: dict[int, PartRecord] = {}

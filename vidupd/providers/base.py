@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import fastcrc
 
-from ..errors import FileChanged, TransientError, UploadCancelled
+from ..errors import FileChanged, PermanentError, TransientError, UploadCancelled
 from ..retry import RetryPolicy
 from ..throttle import Throttle
 
@@ -33,12 +33,60 @@ REQUIRED: Any = object()  # marker: an Option without a default must be given
 
 @dataclass(frozen=True)
 class Option:
-    """One provider config key: its type, default, and whether it is a secret."""
+    """One config key: its type, default, whether it is a secret, and the values it may
+    take. The constraints are declared here so the config loader refuses a value the
+    platform would refuse at every upload (or that a provider would have to bend)."""
 
     type: type | tuple[type, ...]
     default: Any = REQUIRED
     secret: bool = False
     help: str = ""
+    choices: tuple[str, ...] = ()  # the only values allowed (case-insensitive; the declared spelling is kept)
+    minimum: float | None = None  # numbers: the smallest value allowed
+    maximum: float | None = None  # numbers: the largest value allowed
+    positive: bool = False  # numbers: must be > 0 (a timeout of 0 means no time at all)
+
+    def check(self, value: Any) -> tuple[Any, str | None]:
+        """(the value to use, what is wrong with it or None), for a value of the right type.
+        A secret's value is never quoted in the message."""
+        shown = "" if self.secret else f", not {value!r}"
+        if self.choices and isinstance(value, str):
+            for choice in self.choices:
+                if value.lower() == choice.lower():
+                    return choice, None
+            return value, f"must be one of {', '.join(self.choices)}{shown}"
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return value, None
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None and not low <= value <= high:
+            return value, f"must be between {_number(low)} and {_number(high)}{shown}"
+        if low is not None and value < low:
+            return value, f"must be at least {_number(low)}{shown}"
+        if high is not None and value > high:
+            return value, f"must be at most {_number(high)}{shown}"
+        if self.positive and value <= 0:
+            return value, f"must be greater than 0{shown}"
+        return value, None
+
+
+def option_value(provider: str, options: Mapping[str, "Option"], settings: Mapping[str, Any], key: str) -> Any:
+    """settings[key] (None or absent: the default), held to its Option as the config loader
+    holds it: a provider built from settings that did not come through it (a test, a tool)
+    refuses the same values, rather than bending them."""
+    spec = options[key]
+    value = settings.get(key)
+    if value is None:
+        if spec.default is REQUIRED:
+            raise PermanentError(f"{provider}: option {key!r} is required")
+        return spec.default
+    value, problem = spec.check(value)
+    if problem:
+        raise PermanentError(f"{provider}: {key} {problem}")
+    return value
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from ..errors import CredentialsExpired, PermanentError, TransientError, UploadC
 from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
-from .base import (REQUIRED, MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
-                   UploadResult, most_telling)
+from .base import (MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
+                   UploadResult, most_telling, option_value)
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
 from .youku_tokens import TokenKeeper
@@ -41,6 +41,9 @@ FIRST_CONFIRM_WAIT = 0.5  # seconds before the first re-check while Youku confir
 MAX_RESTARTS = 2  # new `create`s after expired upload tokens within one attempt
 _STATUS_RETRY = RetryPolicy(attempts=3, initial=1.0, maximum=10.0)
 _YOUKU_HOSTS = ("youku.com",)
+COPYRIGHT_TYPES = ("original", "reproduced")  # what `create` accepts (else error 1013)
+PUBLIC_TYPES = ("all", "friend", "password")
+MAX_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,7 @@ class YoukuSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], options: Mapping[str, Option]) -> "YoukuSettings":
         def get(key: str) -> Any:
-            if key in settings:
-                return settings[key]
-            default = options[key].default
-            if default is REQUIRED:
-                raise PermanentError(f"youku: option {key!r} is required")
-            return default
+            return option_value("youku", options, settings, key)
 
         return cls(
             client_id=str(get("client_id")),
@@ -81,10 +79,10 @@ class YoukuSettings:
             category=get("category") or None,
             copyright_type=str(get("copyright_type")),
             public_type=str(get("public_type")),
-            slice_concurrency=max(1, int(get("slice_concurrency"))),
-            confirm_wait=max(0.01, float(get("confirm_wait"))),
-            confirm_timeout=max(0.0, float(get("confirm_timeout"))),
-            request_timeout=max(1.0, float(get("request_timeout"))),
+            slice_concurrency=int(get("slice_concurrency")),
+            confirm_wait=float(get("confirm_wait")),
+            confirm_timeout=float(get("confirm_timeout")),
+            request_timeout=float(get("request_timeout")),
         )
 
 
@@ -176,12 +174,15 @@ class YoukuProvider(Provider):
         "api_base": Option(str, "https://api.youku.com", help="API host (the sandbox replaces it)"),
         "tags": Option(list, ["vidupd"], help="tags when the sidecar has none: 1-10 of 2-20 characters"),
         "category": Option(str, None, help="Youku category"),
-        "copyright_type": Option(str, "original", help="original | reproduced"),
-        "public_type": Option(str, "all", help="all | friend | password"),
-        "slice_concurrency": Option(int, 4, help="slices uploaded in parallel per file"),
-        "confirm_wait": Option((int, float), 60.0, help="longest wait (s) between checks while Youku confirms"),
-        "confirm_timeout": Option((int, float), 3600.0, help="give up waiting for confirmation after this (s)"),
-        "request_timeout": Option((int, float), 60.0, help="per-request timeout (s)"),
+        "copyright_type": Option(str, "original", choices=COPYRIGHT_TYPES, help="original | reproduced"),
+        "public_type": Option(str, "all", choices=PUBLIC_TYPES, help="all | friend | password"),
+        "slice_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY,
+                                    help="slices uploaded in parallel per file"),
+        "confirm_wait": Option((int, float), 60.0, positive=True,
+                               help="longest wait (s) between checks while Youku confirms"),
+        "confirm_timeout": Option((int, float), 3600.0, positive=True,
+                                  help="give up waiting for confirmation after this (s)"),
+        "request_timeout": Option((int, float), 60.0, positive=True, help="per-request timeout (s)"),
     }
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,

@@ -62,8 +62,8 @@ def _start_all(data: Path, options: SandboxOptions, journal: UploadsJournal, por
 
 def start_sandbox(directory: Path, options: SandboxOptions, settle_seconds: float = 1.0) -> Sandbox:
     data = directory.resolve()
-    for sub in ("outbox", "state"):
-        (data / sub).mkdir(parents=True, exist_ok=True)
+    (data / "outbox").mkdir(parents=True, exist_ok=True)
+    (data / "state").mkdir(exist_ok=True, mode=0o700)  # the client's state dir: private (its ledger holds tokens)
     journal = UploadsJournal(data / "uploads.jsonl")
     ports_file = data / "ports.json"
     saved = json.loads(ports_file.read_text()) if ports_file.exists() else {}
