@@ -188,9 +188,9 @@ class YoukuProvider(Provider):
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
                  shared: SharedStore | None = None):
         super().__init__(target, settings, state_dir, shared)
+        self.config = YoukuSettings.from_mapping(settings, self.options)
         if shared is None:
             raise TypeError("YoukuProvider needs the ledger's shared store: its refresh token rotates")
-        self.config = YoukuSettings.from_mapping(settings, self.options)
         cfg = self.config
         self._api = YoukuApi(cfg.api_base, cfg.client_id, timeout=cfg.request_timeout,
                              pool_size=max(16, 2 * cfg.slice_concurrency))
