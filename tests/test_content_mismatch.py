@@ -10,6 +10,7 @@ way must do the same instead of failing again forever. Real daemon, real Youku s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from functools import partial
 from pathlib import Path
@@ -61,11 +62,15 @@ def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
     assert entry["md5"] == now
     (done,) = env.completed()
     assert done["vidupd.md5"] == now and done["vidupd.remote_id"] == entry["remote_id"]
-    restarted = [e for e in actions(env.events, "upload.restarted") if e.get("reason") == REASON]
-    assert len(restarted) == 1 and restarted[0]["log.level"] == "warning"
+    restarted = [e for e in actions(env.events, "upload.restarted") if e.get("vidupd.reason") == REASON]
+    assert len(restarted) == 1 and restarted[0]["log.level"] == "warn"
     assert "hash" in restarted[0]["message"]
     started = actions(env.events, "upload.started")
-    assert len(started) == 2 and started[1]["attempt"] == 2  # the re-send counted as an attempt
+    assert len(started) == 2 and started[1]["vidupd.attempt"] == 2  # the re-send counted as an attempt
+    # the refused upload was cancelled on the platform, not left holding slices until it expires
+    assert not actions(env.events, "upload.cancel_failed")
+    sessions = json.loads((env.root / "sandbox" / "youku" / "uploads.json").read_text())["sessions"]
+    assert list(sessions) == [entry["upload_token"]]
 
 
 def test_retry_of_a_job_failed_for_content_hashes_again(env_factory):

@@ -28,6 +28,15 @@ class PermanentError(ProviderError):
     """Retrying cannot help: rejected input, unknown account, file format refused."""
 
 
+class ContentMismatch(PermanentError):
+    """The platform says the bytes it received differ from the digest vidupd declared for
+    them (Youku: slice or whole-file MD5; OSS: the object's CRC-64), i.e. the file changed
+    after it was hashed without its size or mtime showing it (rewritten, mtime forged).
+
+    Permanent for this upload (sending the same bytes under the same digest fails again);
+    the pool then forgets the job's fingerprint and checkpoint and starts over."""
+
+
 class UploadCancelled(VidupdError):
     """The daemon is stopping (or the job was withdrawn); the checkpoint is saved."""
 
