@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers import actions, drop_random as drop, md5_file as md5, vidupd, wait_for
+from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import SLICE, Env
 from vidupd.ledger import Ledger
 from vidupd.providers.base import FileIdentity, Metadata
@@ -71,6 +72,29 @@ def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
     assert not actions(env.events, "upload.cancel_failed")
     sessions = json.loads((env.root / "sandbox" / "youku" / "uploads.json").read_text())["sessions"]
     assert list(sessions) == [entry["upload_token"]]
+
+
+def test_vod_rewritten_mid_upload_is_not_completed_mixed(make_site):
+    """OSS checks each part against its own CRC, so only the fingerprint can tell that the
+    parts read after the rewrite belong to other content than those read before."""
+    part = 1 << 20
+    env = make_site(VodEnv, max_rate=4_000_000, target={"part_size": part})  # 24 parts, 4 at a time
+    f = drop(env.outbox / "forged.mp4", 24 * part)
+    first = md5(f)
+    with env.daemon() as d:
+        wait_for(lambda: actions(env.events, "upload.progress"), 60, what="the upload under way")
+        rewrite_in_place(f, 0, 24 * part)  # the parts sent are old content, the last ones will be new
+        wait_for(lambda: settled(env), 120, what="the upload to finish or fail")
+        d.stop()
+    now = md5(f)
+    assert now != first
+    assert not actions(env.events, "upload.failed"), actions(env.events, "upload.failed")
+    (entry,) = env.journal.entries()  # one completed object, all of it the new content, not a mix
+    assert entry["md5"] == now
+    (done,) = env.completed()
+    assert done["vidupd.remote_id"] == entry["remote_id"]
+    restarted = [e for e in actions(env.events, "upload.restarted") if e.get("vidupd.reason") == REASON]
+    assert len(restarted) == 1
 
 
 def test_retry_of_a_job_failed_for_content_hashes_again(env_factory):

@@ -3,13 +3,16 @@ fingerprints, and the Youku answers that mean "these bytes are not what you decl
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from provider_harness import MIB
+from test_provider_aliyun_vod import Env as VodEnv
 from vidupd.errors import ContentMismatch, PermanentError
 from vidupd.ledger import Ledger
-from vidupd.providers.base import FileIdentity, Metadata
+from vidupd.providers.base import FileIdentity, Metadata, crc64_content_id
 from vidupd.providers.youku_api import _decode, _translate
 
 META = Metadata(title="t")
@@ -84,3 +87,25 @@ def test_youku_content_answers_are_content_mismatch(body: str, content: bool):
     error = _translate("upload_slice", 400, {}, (_decode(body) or {}).get("error"), ())
     assert isinstance(error, PermanentError)  # never retried as the same bytes under the same digest
     assert isinstance(error, ContentMismatch) is content
+
+
+def test_vod_stores_nothing_but_the_fingerprinted_content(tmp_path: Path):
+    """OSS checks parts only against their own digests: the fingerprint is checked before
+    PutObject (small file) and before CompleteMultipartUpload (4 parts)."""
+    env = VodEnv(tmp_path)
+    try:
+        provider = env.provider()
+        for name, size in (("small.mp4", MIB // 2), ("big.mp4", 4 * MIB)):
+            path = env.file(name, size)
+            job = env.job(path, job_id=size)
+            stale = dataclasses.replace(job.request, md5=None, fingerprint="crc64:0123456789abcdef")
+            before = len(env.journal.entries())
+            error = env.fails(ContentMismatch, lambda: provider.upload(stale, job.ctx))
+            assert "crc64:0123456789abcdef" in str(error)
+            assert len(env.journal.entries()) == before  # nothing completed: no video of the wrong content
+            right = dataclasses.replace(stale, fingerprint=crc64_content_id(path, stale.identity))
+            job.checkpoint.clear()  # as forget_content does
+            provider.upload(right, job.ctx)
+        assert len(env.journal.entries()) == 2
+    finally:
+        env.shutdown()
