@@ -119,3 +119,6 @@ def test_retry_of_a_job_failed_for_content_hashes_again(env_factory):
     (entry,) = env.journal.entries()
     assert entry["md5"] == md5(f)
     assert env.completed()[0]["vidupd.job_id"] == offer.job_id
+    # `retry` dropped the stale MD5, so the file was hashed before the first byte went out
+    # (not sent under the old MD5 and refused at commit first)
+    assert len(actions(env.events, "upload.started")) == 1 and not actions(env.events, "upload.restarted")
