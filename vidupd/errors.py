@@ -29,9 +29,10 @@ class PermanentError(ProviderError):
 
 
 class ContentMismatch(PermanentError):
-    """The platform says the bytes it received differ from the digest vidupd declared for
-    them (Youku: slice or whole-file MD5; OSS: the object's CRC-64), i.e. the file changed
-    after it was hashed without its size or mtime showing it (rewritten, mtime forged).
+    """The bytes sent differ from the job's fingerprint: the file changed after it was hashed
+    without its size or mtime showing it (rewritten, mtime forged). Youku says so (a slice's
+    or the assembled file's MD5 differs); OSS checks parts only against digests made from
+    the same bytes, so for VOD the parts' combined CRC-64 is checked before completing.
 
     Permanent for this upload (sending the same bytes under the same digest fails again);
     the pool then forgets the job's fingerprint and checkpoint and starts over."""
