@@ -48,12 +48,14 @@ def settled(env: Env) -> bool:
 
 
 def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
-    env = env_factory(max_rate=4_000_000)  # 24 MiB: ~6 s, so the last slice is read well after the rewrite
+    # 12 slices, 4 at a time, ~8 s at 3 MB/s: the first progress event comes after about 2 s;
+    # the last four slices are read from about 5 s on, so some are read after the rewrite.
+    env = env_factory(max_rate=3_000_000)
     f = drop(env.outbox / "forged.mp4", 12 * SLICE)
     first = md5(f)
     with env.daemon() as d:
         wait_for(lambda: actions(env.events, "upload.progress"), 60, what="the upload under way")
-        rewrite_in_place(f, 11 * SLICE, SLICE)  # the last slice: not read yet
+        rewrite_in_place(f, 0, 12 * SLICE)  # slices sent: old content; slices to come: new
         wait_for(lambda: settled(env), 120, what="the upload to finish or fail")
         d.stop()
     now = md5(f)
