@@ -28,6 +28,16 @@ class PermanentError(ProviderError):
     """Retrying cannot help: rejected input, unknown account, file format refused."""
 
 
+class ContentMismatch(PermanentError):
+    """The bytes sent differ from the job's fingerprint: the file changed after it was hashed
+    without its size or mtime showing it (rewritten, mtime forged). Youku says so (a slice's
+    or the assembled file's MD5 differs); OSS checks parts only against digests made from
+    the same bytes, so for VOD the parts' combined CRC-64 is checked before completing.
+
+    Permanent for this upload (sending the same bytes under the same digest fails again);
+    the pool then forgets the job's fingerprint and checkpoint and starts over."""
+
+
 class UploadCancelled(VidupdError):
     """The daemon is stopping (or the job was withdrawn); the checkpoint is saved."""
 

@@ -371,6 +371,26 @@ class Ledger:
                        (safe_text(error), HELD, time.time(), job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
 
+    def forget_content(self, job_id: int, owner: str, error: str, max_attempts: int) -> tuple[str, int] | None:
+        """The platform says the bytes differ from the fingerprint (a file rewritten, size and
+        mtime kept): drop it and its checkpoint; queue the job at once to be hashed again, as an
+        attempt, so a file that keeps changing ends up failed. (state, attempts), or None if
+        `owner` no longer holds the lease."""
+        with self._tx() as db:
+            row = db.execute("SELECT attempts FROM jobs WHERE id=? AND state='uploading' AND lease_owner=?",
+                             (job_id, owner)).fetchone()
+            if row is None:
+                return None
+            attempts = int(row[0]) + 1
+            state = "failed" if attempts >= max_attempts else "queued"
+            if state == "failed":
+                error = f"gave up after {attempts} attempts: {error}"
+            db.execute("UPDATE jobs SET state=?, attempts=?, last_error=?, md5=NULL, bytes_done=0, rate=0, "
+                       "not_before=0, lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
+                       (state, attempts, error, time.time(), job_id))
+            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+        return state, attempts
+
     def failed(self, job_id: int, error: str, state: str = "failed") -> None:
         self._update(job_id, state=state, last_error=error, rate=0, lease_owner=None, lease_until=None)
 
@@ -379,14 +399,16 @@ class Ledger:
                      rate=0, lease_owner=None, lease_until=None)
 
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
-        """Put failed / attention jobs (or the given ones) back in the queue."""
+        """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:
+        a stale fingerprint (file rewritten, mtime forged) fails forever and a hash costs one
+        read. Checkpoints stay: a provider resumes one only if made for the content now found."""
         with self._tx() as db:
             n = 0
             if failed:
-                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, updated=? "
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
                                 "WHERE state='failed'", (time.time(),)).rowcount
             for jid in job_ids:
-                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, updated=? "
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
                                 "WHERE id=? AND state IN ('failed','attention','skipped')", (time.time(), jid)).rowcount
             return n
 

@@ -21,7 +21,7 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
+from .errors import ContentMismatch, DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
 from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_content_id,
@@ -228,6 +228,18 @@ class Pool:
                         f"{job.path.name}: platform returned remote id {e.remote_id}, which job {e.other_job} "
                         "already holds for different content; needs attention", level="error", outcome="failure",
                         remote_id=e.remote_id, other_job_id=e.other_job, **fields)
+        except ContentMismatch as e:  # rewritten with size and mtime kept: hash it again, send it again
+            outcome = self.ledger.forget_content(job.id, self.owner, str(e), self.settings.retry.attempts)
+            if outcome is None:
+                return  # the lease was lost meanwhile: the job is someone else's now
+            state, attempts = outcome
+            if state == "failed":
+                events.emit("upload.failed", f"{job.path.name}: gave up after {attempts} attempts: {e}",
+                            level="error", outcome="failure", error=str(e), error_type=type(e).__name__, **fields)
+                return
+            events.emit("upload.restarted", f"{job.path.name}: {job.target} says the content differs from its "
+                        "fingerprint; hashing the file again and starting over", level="warning",
+                        reason="content differs from its fingerprint", attempt=attempts, error=str(e), **fields)
         except PermanentError as e:
             self._fail(job, str(e), fields, type(e).__name__)
         except Exception as e:  # TransientError, OSError, or a bug: retry within limits, then fail

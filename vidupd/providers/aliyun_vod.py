@@ -182,7 +182,7 @@ class AliyunVodProvider(Provider):
         cover = self._cover(request, ctx, job) if request.kind == "video" else None
         with ctx.open_source(request) as src:
             slot = self._transfer(ctx, job, "media", src, request.kind, lambda: self._create(request, ctx, cover),
-                                  expected_md5=request.md5)
+                                  fingerprint=request.fingerprint)
         ctx.progress(request.size)
         urls = slot.get("urls") or {}
         if request.kind == "image":
@@ -254,7 +254,7 @@ class AliyunVodProvider(Provider):
     # ---- media objects -------------------------------------------------------------------
 
     def _transfer(self, ctx: UploadContext, job: _Job, name: str, src: SourceFile, kind: str,
-                  create: Callable[[], UploadTicket], expected_md5: str | None = None) -> dict[str, Any]:
+                  create: Callable[[], UploadTicket], fingerprint: str = "") -> dict[str, Any]:
         """Create the media (once: id and address are saved before the first byte), then OSS."""
         slot = job.slot(name)
         if slot.get("uploaded"):
@@ -271,9 +271,9 @@ class AliyunVodProvider(Provider):
         keeper = TicketKeeper(ticket, renew, self._oss_session, self._oss_timeout, ctx.note)
         progress = ctx.progress if name == "media" else (lambda n: None)
         uploader = OssUploader(keeper, src, cancel=ctx.cancel, retry=ctx.retry, note=ctx.note, progress=progress,
-                               concurrency=self.config.part_concurrency)
+                               concurrency=self.config.part_concurrency, fingerprint=fingerprint)
         if src.size < self.config.multipart_threshold:
-            uploader.put(expected_md5)
+            uploader.put()
         else:
             def save(state: MultipartState | None) -> None:
                 job.update_slot(name, oss=state.to_json() if state else None)

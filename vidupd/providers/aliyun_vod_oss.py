@@ -8,6 +8,10 @@ they expire, and on SecurityTokenExpired / InvalidAccessKeyId) and the SAME mult
 upload continues. A resumed upload reconciles its checkpoint with ListParts: parts the
 server holds that the checkpoint missed (the process died between the server's answer
 and the save) are adopted when their ETag equals the MD5 of our bytes, not sent again.
+OSS checks each part only against the digest sent with it, so before PutObject and
+Complete the content is checked against the job's fingerprint (the CRC-64 taken when it
+was hashed): a file rewritten with its size and mtime kept would otherwise be completed
+as a mix of old and new parts.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import oss2
 import requests
 
-from ..errors import CredentialsExpired, FileChanged, PermanentError, ProviderError, TransientError, UploadCancelled
+from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError, UploadCancelled
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import redact
 from .aliyun_vod_crc import crc64, crc64_of_parts
@@ -201,8 +205,9 @@ class OssUploader:
     """Sends one file to the address of `keeper`'s ticket; see the module docstring."""
 
     def __init__(self, keeper: TicketKeeper, src: SourceFile, *, cancel: threading.Event, retry: RetryPolicy,
-                 note: Note, progress: Callable[[int], None], concurrency: int):
+                 note: Note, progress: Callable[[int], None], concurrency: int, fingerprint: str = ""):
         self._keeper = keeper
+        self._fingerprint = fingerprint  # "crc64:HEX" or an MD5 the object must match; "" if none
         self._src = src
         self._size = src.size
         self._cancel = cancel
@@ -248,13 +253,12 @@ class OssUploader:
 
     # ---- PutObject ---------------------------------------------------------------------------
 
-    def put(self, expected_md5: str | None) -> None:
+    def put(self) -> None:
         """The whole file in one PutObject, with Content-MD5 and the CRC-64 checked."""
         data = self._src.read_at(0, self._size)
         digest = hashlib.md5(data)
-        if expected_md5 and digest.hexdigest() != expected_md5:
-            raise FileChanged(f"{self._src.path}: content differs from the MD5 taken when it was queued")
         crc = crc64(data)
+        self._check_fingerprint(crc, digest.hexdigest(), "PutObject")
         headers = {"Content-MD5": base64.b64encode(digest.digest()).decode("ascii")}
 
         def send(bucket: oss2.Bucket) -> None:
@@ -402,6 +406,7 @@ class OssUploader:
         state = self._state
         parts = sorted(self._done.values())
         expected = crc64_of_parts((p.crc, p.size) for p in parts)
+        self._check_fingerprint(expected, None, "CompleteMultipartUpload")
         infos = [oss2.models.PartInfo(p.number, p.etag) for p in parts]
         try:
             result = self._call("CompleteMultipartUpload",
@@ -420,6 +425,19 @@ class OssUploader:
             raise TransientError(f"OSS CompleteMultipartUpload: object CRC-64 {stored} differs from the parts' "
                                  f"{expected}; uploading again")
         self._report(self._size)
+
+    def _check_fingerprint(self, crc: int, md5: str | None, op: str) -> None:
+        """ContentMismatch (before `op`) if what is about to be stored is not the fingerprinted content."""
+        kind, _, value = self._fingerprint.partition(":")
+        if kind == "crc64" and value:
+            differs, now = int(value, 16) != crc, f"crc64:{crc:016x}"
+        elif self._fingerprint and not value and md5 is not None:
+            differs, now = md5 != self._fingerprint, md5
+        else:
+            return
+        if differs:
+            raise ContentMismatch(f"OSS {op}: the content sent ({now}) differs from the fingerprint taken when the "
+                                  f"file was hashed ({self._fingerprint}); not storing it")
 
     def _report(self, acked: int) -> None:
         """Progress only moves forward, whichever part finishes first."""

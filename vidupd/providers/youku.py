@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError, UploadCancelled
 from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
@@ -219,7 +219,22 @@ class YoukuProvider(Provider):
                             "(retry the job to upload a new copy)") from None
                     ctx.note("upload.restarted", "upload token expired; starting over",
                              reason=str(CODE_UPLOAD_TOKEN_EXPIRED))
+                except ContentMismatch:
+                    self._abandon(run, ctx)
+                    raise  # the pool forgets the fingerprint and checkpoint, and starts over
         raise TransientError("youku: upload tokens kept expiring; will try again later")
+
+    def _abandon(self, run: "_UploadRun", ctx: UploadContext) -> None:
+        """Cancel an upload Youku refused for its content (one try, best effort), so the server
+        drops its slices now instead of when the upload token expires."""
+        if run.state is None or run.state.video_id:
+            return
+        token = run.state.upload_token
+        try:
+            self.tokens.call(lambda access_token: self._api.cancel(access_token, token))
+        except ProviderError as e:
+            ctx.note("upload.cancel_failed", f"could not cancel the refused upload ({e}); Youku drops it when "
+                     "its upload token expires", error=str(e))
 
     def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
         """Youku's `state` of a committed video: normal/limited ready, fail failed, else pending."""

@@ -20,13 +20,19 @@ from urllib.parse import parse_qs, urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import CredentialsExpired, PermanentError, TransientError
+from ..errors import ContentMismatch, CredentialsExpired, PermanentError, TransientError
 from ..secrets import redact
 
 CODE_UPLOAD_TOKEN_EXPIRED = 120010223
 CODE_ACCESS_TOKEN_EXPIRED = 1009
 CODE_ACCESS_TOKEN_INVALID = 1008
 CODE_SERVICE_EXCEPTION = 1002  # Youku's generic "service exception": worth another try
+# "The bytes differ from the MD5 you declared": a slice against its `hash`, the assembled file
+# against create's `file_md5`. Youku does not publish its 1200102xx meanings (PROTOCOLS.md
+# section 1); these are the codes the sandbox assigns, the only answers seen for it so far.
+CODE_SLICE_HASH_MISMATCH = 120010226
+CODE_FILE_MD5_MISMATCH = 120010228
+CONTENT_MISMATCH_CODES = frozenset({CODE_SLICE_HASH_MISMATCH, CODE_FILE_MD5_MISMATCH})
 SLICE_LENGTH_KB = 2048  # what every known client asks for; the server may hand out other lengths
 
 
@@ -143,6 +149,12 @@ class YoukuApi:
         if not video_id:
             raise TransientError("youku commit: answer lacks video_id")
         return video_id
+
+    def cancel(self, access_token: str, upload_token: str) -> None:
+        """Abandon an upload that will not be committed, so the server can drop its slices."""
+        query = {"client_id": self.client_id, "access_token": access_token, "upload_token": upload_token}
+        self._request("cancel", "GET", f"{self.api_base}/uploads/cancel.json", params=query,
+                      secrets=(access_token, upload_token))
 
     def refresh(self, refresh_token: str, client_secret: str = "") -> TokenPair:
         """OAuth refresh; the pair rotates, so the caller must persist the answer."""
@@ -360,6 +372,8 @@ def _translate(call: str, status: int, headers: Mapping[str, str], error: Any, s
     what = f"youku {call}: HTTP {status}" + (f", error {code}" if code else "") + (f" ({desc})" if desc else "")
     if code == CODE_UPLOAD_TOKEN_EXPIRED:
         return UploadTokenExpired(what)
+    if code in CONTENT_MISMATCH_CODES:
+        return ContentMismatch(what)
     if code == CODE_ACCESS_TOKEN_EXPIRED or status == 401:
         return CredentialsExpired(what)
     if status >= 500 or status in (408, 429) or code == CODE_SERVICE_EXCEPTION:
