@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..errors import PermanentError, TransientError
+from ..safe_open import open_regular
 from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 
 CHECKPOINT_EVERY = 8 << 20
@@ -94,7 +95,7 @@ def _remote_kind(kind: str) -> str:
 
 def _md5(path: Path) -> str:
     h = hashlib.md5()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while block := f.read(4 << 20):
             h.update(block)
     return h.hexdigest()
