@@ -29,7 +29,7 @@ from .throttle import Throttle
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
 RESETTLE_SECONDS = 2.0
 FINAL = ("done", "skipped", "failed", "attention")
-STOP_TIMEOUT = 10.0  # after Ctrl-C/SIGTERM: how long running uploads get to checkpoint; then we leave
+STOP_TIMEOUT = 10.0  # at most this (or the config's stop_timeout) for uploads to checkpoint after Ctrl-C/SIGTERM
 
 
 def upload_files(config: Config, target: str, files: list[Path], say: Callable[[str], None],
@@ -82,6 +82,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     changed = _Resettle(ledger, target)
     handlers = _interrupt_on_sigterm()
     interrupted = False
+    budget = min(config.stop_timeout, STOP_TIMEOUT)  # someone waits at a terminal
     try:
         while True:
             jobs = [j for j in map(ledger.get, ids) if j]
@@ -94,13 +95,13 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
             time.sleep(0.2)
     except KeyboardInterrupt:
         status, interrupted = 1, True
-        complain(f"stopping: running uploads get up to {STOP_TIMEOUT:g}s to checkpoint (again to quit at once)")
+        complain(f"stopping: running uploads get up to {budget:g}s to checkpoint (again to quit at once)")
     finally:
         _restore(handlers, force=interrupted)
-        left = pool.stop(timeout=STOP_TIMEOUT)
+        left = pool.stop(timeout=budget)
         bar.close()
     for jid in left:
-        complain(f"job {jid}: still running after {STOP_TIMEOUT:g}s; leaving it to resume next time")
+        complain(f"job {jid}: still running after {budget:g}s; left to resume next time")
     for j in map(ledger.get, ids):
         if j is None:
             continue
