@@ -23,10 +23,29 @@ from vidupd.ledger import Ledger
 from vidupd.providers.base import FileIdentity, Metadata, UploadResult, crc64_content_id, md5_file
 
 
+def unblock_fifo(path: Path) -> None:
+    """Free a reader that old code left blocked in open() on the FIFO `path` (so a failing
+    test fails instead of hanging pytest at exit): a writer lets that open return, and the
+    name becomes an empty regular file, so opening it again cannot block either."""
+    try:
+        writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno not in (errno.ENXIO, errno.ENOENT):  # ENXIO: nobody is reading (the fix worked)
+            raise
+        writer = None
+    try:
+        if path.exists():
+            spare = path.with_name(path.name + ".regular")
+            spare.write_bytes(b"")
+            os.replace(spare, path)
+    finally:
+        if writer is not None:
+            os.close(writer)
+
+
 @pytest.fixture
 def fifos(tmp_path: Path):
-    """mkfifo for a test; at teardown a writer opens each one, so a reader that old code left
-    blocked in open() gets EOF and its thread ends (the test fails, pytest does not hang)."""
+    """mkfifo for a test, each one unblocked at teardown (see unblock_fifo)."""
     made: list[Path] = []
 
     def make(name: str, where: Path | None = None) -> Path:
@@ -37,11 +56,7 @@ def fifos(tmp_path: Path):
 
     yield make
     for p in made:
-        try:
-            os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError as e:
-            if e.errno not in (errno.ENXIO, errno.ENOENT):  # ENXIO: nobody is reading (the fix worked)
-                raise
+        unblock_fifo(p)
 
 
 def returns_promptly(fn: Callable[[], Any], timeout: float = 10.0) -> Any:

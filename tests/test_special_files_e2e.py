@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, DaemonProcess, actions, drop_random, md5_file, read_events, vidupd, wait_for, write_config
+from test_special_files import unblock_fifo
 from vidupd.ledger import Ledger
 from vidupd.providers.base import FileIdentity, Metadata
 
@@ -28,7 +29,7 @@ STOP_BUDGET = 2  # the daemon's stop_timeout in these tests
 class Site:
     """The sandbox as a process, and a daemon config with its VOD target only."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, stop_timeout: float | None = None):
         self.root = root
         self.outbox = root / "outbox"
         self.outbox.mkdir()
@@ -40,9 +41,11 @@ class Site:
         self.frozen = False
         vod = {k: self.sandbox.target[k] for k in ("provider", "endpoint", "region", "access_key_id",
                                                     "access_key_secret")}
+        top = {"state_dir": str(self.state), "workers": 2, "rescan_interval": 1}
+        if stop_timeout is not None:
+            top["stop_timeout"] = stop_timeout
         self.config = write_config(
-            root / "vidupd.toml",
-            {"state_dir": str(self.state), "workers": 2, "stop_timeout": STOP_BUDGET, "rescan_interval": 1},
+            root / "vidupd.toml", top,
             {"vod": {**vod, "request_timeout": 600, "ready_timeout": 60}},
             [{"path": str(self.outbox), "targets": ["vod"], "settle_seconds": 0.5}],
             {"events": str(self.events), "level": "info"})
@@ -71,6 +74,14 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path):
     s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def budget_site(tmp_path: Path):
+    """With a short stop budget (stop_timeout), for the tests that stop with a blocked upload."""
+    s = Site(tmp_path, stop_timeout=STOP_BUDGET)
     yield s
     s.close()
 
@@ -118,11 +129,8 @@ def test_daemon_fails_a_queued_fifo_once_and_keeps_uploading_the_rest(site):
             time.sleep(3)  # three rescans see f2.mp4 again: still one rejection
             assert d.stop(timeout=30) == 0
     finally:
-        for fifo in (old, site.outbox / "f2.mp4"):  # unblock a reader the old code left in open()
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
+        for fifo in (old, site.outbox / "f2.mp4"):
+            unblock_fifo(fifo)
     (failed,) = actions(site.events, "upload.failed")
     assert failed["vidupd.job_id"] == offer.job_id and failed["error.message"] == "is a FIFO, not a regular file"
     assert not [e for e in actions(site.events, "upload.retrying") if e.get("vidupd.job_id") == offer.job_id]
@@ -132,7 +140,8 @@ def test_daemon_fails_a_queued_fifo_once_and_keeps_uploading_the_rest(site):
     assert sorted(e["md5"] for e in site.sandbox.entries()) == sorted(md5_file(f) for f in files)
 
 
-def test_daemon_stops_within_its_budget_with_a_blocked_upload_and_a_restart_resumes_it(site):
+def test_daemon_stops_within_its_budget_with_a_blocked_upload_and_a_restart_resumes_it(budget_site):
+    site = budget_site
     with DaemonProcess(site.config, site.events) as d:
         site.freeze()  # every request from now on waits in a socket read (request_timeout 600 s)
         big = drop_random(site.outbox / "big.mp4", 1 << 20)
@@ -160,7 +169,8 @@ def test_daemon_stops_within_its_budget_with_a_blocked_upload_and_a_restart_resu
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_one_shot_interrupted_with_a_blocked_upload_exits_and_leaves_it_queued(site, sig):
+def test_one_shot_interrupted_with_a_blocked_upload_exits_and_leaves_it_queued(budget_site, sig):
+    site = budget_site
     big = drop_random(site.given / "big.mp4", 1 << 20)
     site.freeze()
     stderr = site.root / "oneshot.err"
