@@ -293,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    rc = _main(argv)
+    _exit_if_workers_stuck(rc)
+    return rc
+
+
+def _exit_if_workers_stuck(rc: int) -> None:
+    """End the process now if a stop gave up on a worker stuck in a system call (Pool.stop):
+    a normal exit would join that thread forever (concurrent.futures' atexit hook). The
+    command has finished its work (ledger closed, events written); only the flush is left."""
+    pool = sys.modules.get("vidupd.pool")  # never imported (status, check-config): no workers
+    if pool is not None and pool.workers_left_behind():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -29,6 +29,7 @@ else:  # pragma: no cover
 DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
 AFTER_UPLOAD = ("keep", "delete", "move")
 LEVELS = ("debug", "info", "warning", "error")
+STOP_TIMEOUT = 60.0  # seconds a stop waits for running uploads before the daemon exits without them
 WATCH_KINDS = ("auto",) + KINDS
 
 # Names a writer uses while a file is incomplete, and names that are never media.
@@ -102,6 +103,7 @@ class Config:
     max_rate: int | None = None
     rescan_interval: float = 300.0
     skip_duplicates: bool = True
+    stop_timeout: float = STOP_TIMEOUT
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
     log: LogConfig = field(default_factory=LogConfig)
     warnings: tuple[Problem, ...] = ()
@@ -196,13 +198,16 @@ class _Loader:
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "retry", "log", "targets", "watch"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
         max_rate = self._rate(raw)
         rescan = self._checked(raw, "rescan_interval", "", Option(float, 300.0, minimum=1))
         skip_dup = self._take(raw, "skip_duplicates", "", bool, True)
+        stop_timeout = self._take(raw, "stop_timeout", "", float, STOP_TIMEOUT)
+        if stop_timeout is not None and not 0 < stop_timeout <= 3600:
+            self.error("stop_timeout", f"must be more than 0 and at most 3600 seconds, not {stop_timeout}")
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
         targets = self._targets(raw.get("targets"), state_dir)
@@ -214,6 +219,7 @@ class _Loader:
         return Config(
             source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
+            stop_timeout=float(stop_timeout),
             retry=retry, log=log, warnings=tuple(self.problems),
         )
 

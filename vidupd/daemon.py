@@ -31,7 +31,8 @@ from .statedir import make_dirs
 from .throttle import Throttle
 from .watcher import Watcher
 
-STOP_TIMEOUT = 60.0  # seconds running uploads get to checkpoint on SIGTERM (TimeoutStopSec=90s in the unit)
+STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
+# on SIGTERM (TimeoutStopSec=90s in the unit); after it the daemon exits without them
 STUCK_AFTER = 120.0  # dispatcher silent this long (= the lease time) -> stop feeding the systemd watchdog
 STATUS_EVERY = 1.0  # seconds between STATUS= checks (sent only when the line changed)
 
@@ -142,7 +143,10 @@ class Daemon:
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
         self.notifier.stopping(f"stopping: {pool.busy} upload(s) checkpointing")
         watcher.stop()
-        pool.stop(timeout=STOP_TIMEOUT)
+        budget = self.config.stop_timeout
+        left = pool.stop(timeout=budget)
+        if left:
+            self._left_behind(ledger, left, budget)
         for p in [*self.providers.values(), *self._retired]:
             try:
                 p.close()
@@ -150,8 +154,19 @@ class Daemon:
                 pass
         counts = ledger.counts()
         ledger.close()
-        events.emit("daemon.stopped", "stopped", jobs=counts)
+        events.emit("daemon.stopped", "stopped", jobs=counts, left_running=len(left) or None)
         return 0
+
+    @staticmethod
+    def _left_behind(ledger: Ledger, left: list[int], budget: float) -> None:
+        """The stop budget ran out with uploads still running (a worker stuck in a system call,
+        a platform that stopped answering): say which; the daemon exits without them. Their
+        leases are already given back (Pool.stop), so the next start resumes them at once."""
+        jobs = [dict(job_id=j.id, path=str(j.path), target=j.target) for j in map(ledger.get, left) if j]
+        names = ", ".join(f"job {j['job_id']} ({j['path']} to {j['target']})" for j in jobs)
+        events.emit("daemon.stop_timeout", f"stop budget of {budget:g}s spent; exiting without {len(jobs)} "
+                    f"upload(s) still running: {names}; the next start resumes them", level="warning",
+                    outcome="failure", stop_timeout=budget, left=jobs)
 
     def _loop(self, ledger: Ledger, pool: Pool, watcher: Watcher) -> None:
         interval = self.notifier.watchdog_interval

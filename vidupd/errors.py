@@ -38,6 +38,19 @@ class ContentMismatch(PermanentError):
     the pool then forgets the job's fingerprint and checkpoint and starts over."""
 
 
+class NotRegularFile(PermanentError):
+    """A file vidupd was to read is a FIFO, directory, socket or device: opening a FIFO would
+    block forever and a directory is never media, so the job fails at once (no retries).
+    A PermanentError, so every layer that already stops on one (the pool, a provider's
+    optional cover) treats it the same way."""
+
+    def __init__(self, path: object, what: str):
+        self.path = str(path)
+        self.what = what  # "a FIFO", "a directory", "a socket", ...
+        self.reason = f"is {what}, not a regular file"
+        super().__init__(f"{self.path}: {self.reason}")
+
+
 class UploadCancelled(VidupdError):
     """The daemon is stopping (or the job was withdrawn); the checkpoint is saved."""
 

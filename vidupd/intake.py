@@ -14,6 +14,7 @@ from .companions import video_for
 from .filters import kind_of
 from .ledger import Intent, Ledger, Offer
 from .providers.base import FileIdentity, Provider
+from .safe_open import file_type
 from .sidecar import SidecarError, read_metadata, sidecar_paths
 
 
@@ -93,6 +94,11 @@ class Intake:
     def _intent(self, path: Path, watch: WatchConfig, st: os.stat_result) -> Intent | None:
         identity = FileIdentity.of(st)
         fields = dict(path=str(path), size=identity.size)
+        what = file_type(st.st_mode)
+        if what is not None:  # the ledger's door: a FIFO queued would block a worker in open()
+            if self._once((path, identity, what)):
+                self.refused(path, f"is {what}, not a regular file")
+            return None
         kind = kind_of(path, watch.kind)
         providers = self._providers()
         wanted: list[tuple[str, str]] = []

@@ -4,7 +4,9 @@ the daemon (so a file the daemon already sent is not sent again), with a progres
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,16 +17,19 @@ from . import events
 from .after_upload import AfterUpload
 from .config import Config
 from .daemon import build_providers
+from .errors import NotRegularFile
 from .filters import kind_of
 from .ledger import HELD, Job, Ledger, lease_owner_id
 from .pool import Pool, settings_from
 from .providers.base import FileIdentity
+from .safe_open import check_regular
 from .sidecar import SidecarError, read_metadata
 from .throttle import Throttle
 
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
 RESETTLE_SECONDS = 2.0
 FINAL = ("done", "skipped", "failed", "attention")
+STOP_TIMEOUT = 10.0  # at most this (or the config's stop_timeout) for uploads to checkpoint after Ctrl-C/SIGTERM
 
 
 def upload_files(config: Config, target: str, files: list[Path], say: Callable[[str], None],
@@ -43,6 +48,11 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
         path = f.expanduser().resolve()
         try:
             st = os.stat(path)
+            check_regular(f, st)  # a FIFO would block the upload in open(); no job for it
+        except NotRegularFile as e:
+            complain(f"{f}: refused: {e.reason}")
+            status = 1
+            continue
         except OSError as e:
             complain(f"{f}: {e.strerror}")
             status = 1
@@ -70,6 +80,9 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
                disable=not (progress and sys.stderr.isatty()), desc=f"to {target}")
     pool.start()
     changed = _Resettle(ledger, target)
+    handlers = _interrupt_on_sigterm()
+    interrupted = False
+    budget = min(config.stop_timeout, STOP_TIMEOUT)  # someone waits at a terminal
     try:
         while True:
             jobs = [j for j in map(ledger.get, ids) if j]
@@ -81,10 +94,14 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        status = 1
+        status, interrupted = 1, True
+        complain(f"stopping: running uploads get up to {budget:g}s to checkpoint (again to quit at once)")
     finally:
-        pool.stop()
+        _restore(handlers, force=interrupted)
+        left = pool.stop(timeout=budget)
         bar.close()
+    for jid in left:
+        complain(f"job {jid}: still running after {budget:g}s; left to resume next time")
     for j in map(ledger.get, ids):
         if j is None:
             continue
@@ -94,6 +111,26 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     provider.close()
     ledger.close()
     return status
+
+
+def _interrupt_on_sigterm() -> dict[int, object] | None:
+    """SIGTERM takes the Ctrl-C path (uploads checkpoint, leases are given back)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+
+
+def _restore(handlers: dict[int, object] | None, force: bool) -> None:
+    """Put the signal handlers back; after an interrupt, a second Ctrl-C or SIGTERM ends the
+    process at once (the next start frees the leases of a process that is gone)."""
+    if handlers is None:
+        return
+    for sig, previous in handlers.items():
+        signal.signal(sig, signal.SIG_DFL if force else previous)  # type: ignore[arg-type]
 
 
 class _Resettle:

@@ -21,17 +21,29 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import ContentMismatch, DuplicateRemoteId, FileChanged, PermanentError, ProviderError, UploadCancelled
+from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, NotRegularFile, PermanentError, ProviderError,
+                     UploadCancelled)
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
 from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_content_id,
                              md5_file)
 from .retry import RetryPolicy
+from .safe_open import check_regular
 from .throttle import Throttle
 
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
 POLL_FIRST, POLL_MAX = 5.0, 120.0
+
+# Worker threads a stop gave up on (see Pool.stop), in this process.
+_left_behind: list[threading.Thread] = []
+
+
+def workers_left_behind() -> int:
+    """How many workers a stop gave up on are still running. Interpreter exit joins every
+    ThreadPoolExecutor thread (concurrent.futures' atexit hook), so while one is stuck in a
+    system call a normal exit never ends: the CLI then leaves with os._exit."""
+    return sum(t.is_alive() for t in _left_behind)
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class Pool:
         self._only_ids = only_ids
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vidupd-worker")
         self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
+        self._threads: dict[int, threading.Thread] = {}  # job id -> the worker running it
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -103,16 +116,21 @@ class Pool:
             self.providers = dict(providers)
         self._wake.set()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Take no more work; ask running uploads to checkpoint and stop; give leases back."""
+    def stop(self, timeout: float = 60.0) -> list[int]:
+        """Take no more work; ask running uploads to checkpoint and stop; give leases back.
+
+        Waits at most `timeout` for running jobs. Returns the ids of those still running then
+        (a worker blocked in a system call, a platform that stopped answering): their leases
+        are given back with the others, so the next start takes them up at once instead of
+        after the lease time; the process is about to end, and their threads with it."""
         self._stopping.set()
         self._wake.set()
         with self._lock:
-            running = list(self._running.values())
-        for _, cancel, _ in running:
+            running = list(self._running.items())
+        for _, (_, cancel, _) in running:
             cancel.set()
         deadline = time.monotonic() + timeout
-        for fut, _, _ in running:
+        for _, (fut, _, _) in running:
             try:
                 fut.result(timeout=max(0.1, deadline - time.monotonic()))
             except Exception:
@@ -120,7 +138,11 @@ class Pool:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        left = [jid for jid, (fut, _, _) in running if not fut.done()]
+        with self._lock:
+            _left_behind.extend(t for jid, t in self._threads.items() if jid in left)
         self.ledger.release(self.owner)
+        return left
 
     @property
     def busy(self) -> int:
@@ -184,6 +206,7 @@ class Pool:
     def _finished(self, job_id: int) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+            self._threads.pop(job_id, None)
         self._wake.set()
 
     def _provider_name(self, job: Job) -> str | None:
@@ -192,6 +215,8 @@ class Pool:
 
     # -- one job ----------------------------------------------------------------------------------
     def _run(self, job: Job, cancel: threading.Event, reporter: ProgressReporter | None) -> None:
+        with self._lock:
+            self._threads[job.id] = threading.current_thread()
         fields = job_fields(job, self._provider_name(job))
         provider = self.providers.get(job.target)
         if provider is None:
@@ -268,10 +293,15 @@ class Pool:
     def _upload(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
                 fields: dict) -> None:
         try:
-            current = FileIdentity.of(os.stat(job.path))
+            st = os.stat(job.path)
+            check_regular(job.path, st)  # a FIFO would block the worker in open(); a directory is no media
         except FileNotFoundError:
             self._fail(job, "file disappeared before it was uploaded", fields, "FileNotFoundError")
             return
+        except NotRegularFile as e:  # permanent: no retries (queued by a one-shot of an older version)
+            self._fail(job, e.reason, fields, type(e).__name__)
+            return
+        current = FileIdentity.of(st)
         if current != job.identity:
             raise FileChanged(f"{job.path} changed after it was queued")
         fingerprint = job.md5  # the ledger's content column: an MD5, or "crc64:..." (see Provider.needs_md5)

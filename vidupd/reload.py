@@ -29,7 +29,7 @@ def plan(old: Config, new: Config) -> Plan:
         problems.append(f"{new.source}: state_dir: cannot change from {old.state_dir} to {new.state_dir} "
                         "while running; restart the service to move the ledger")
     changes: list[str] = []
-    for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "retry"):
+    for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "stop_timeout", "retry"):
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             changes.append(f"{name} {a} -> {b}")

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .errors import NotRegularFile
 from .fsnames import safe_text
 from .providers.base import Metadata
+from .safe_open import read_regular
 
 MAX_SIDECAR_BYTES = 1 << 20
 _KNOWN = ("title", "description", "tags", "category")
@@ -47,9 +49,12 @@ def read_metadata(path: Path) -> Metadata:
 
 def _parse(sidecar: Path, media: Path) -> Metadata:
     try:
-        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+        data = read_regular(sidecar, MAX_SIDECAR_BYTES)  # a FIFO put there must not block intake
+        if len(data) > MAX_SIDECAR_BYTES:
             raise SidecarError(f"{sidecar}: larger than {MAX_SIDECAR_BYTES} bytes")
-        raw: Any = json.loads(sidecar.read_text(encoding="utf-8"))
+        raw: Any = json.loads(data.decode("utf-8"))
+    except NotRegularFile as e:
+        raise SidecarError(f"{sidecar}: {e.reason}") from None
     except UnicodeDecodeError:
         raise SidecarError(f"{sidecar}: not UTF-8 text") from None
     except json.JSONDecodeError as e:

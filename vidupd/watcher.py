@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from watchdog.observers.polling import PollingObserver
 from .config import WatchConfig
 from .filters import PathFilter
 from .fsnames import safe_text
+from .safe_open import file_type
 
 
 _log = logging.getLogger("vidupd.watcher")
@@ -343,8 +343,9 @@ class Watcher:
 
     @staticmethod
     def _refusal(path: Path, watch: WatchConfig, st: os.stat_result) -> str | None:
-        if not stat.S_ISREG(st.st_mode):
-            return "not a regular file"
+        what = file_type(st.st_mode)
+        if what is not None:
+            return f"is {what}, not a regular file"
         if not os.path.islink(path):  # scans and inotify never enter linked folders: only the file can lead out
             return None
         real = Path(os.path.realpath(path))

@@ -23,6 +23,7 @@ import fastcrc
 
 from ..errors import FileChanged, PermanentError, TransientError, UploadCancelled
 from ..retry import RetryPolicy
+from ..safe_open import open_regular
 from ..throttle import Throttle
 
 KINDS = ("video", "image", "attached", "url_pull")
@@ -203,7 +204,7 @@ class SourceFile:
         self.identity = identity
         self._throttle = throttle
         self._cancel = cancel
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._fd = open_regular(path)  # NotRegularFile for a FIFO (would block) or a directory
         try:
             self._check()
         except BaseException:

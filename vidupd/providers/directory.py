@@ -17,6 +17,7 @@ from pathlib import Path
 from ..atomic import write_atomic
 from ..errors import PermanentError, TransientError
 from ..fsnames import safe_text
+from ..safe_open import open_regular
 from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 
 CHECKPOINT_EVERY = 8 << 20
@@ -95,7 +96,7 @@ def _remote_kind(kind: str) -> str:
 
 def _md5(path: Path) -> str:
     h = hashlib.md5()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while block := f.read(4 << 20):
             h.update(block)
     return h.hexdigest()
