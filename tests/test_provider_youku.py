@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass, field

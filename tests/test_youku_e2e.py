@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import stat
 from functools import partial
 from pathlib import Path
 
