@@ -163,3 +163,23 @@ def test_the_sandbox_config_still_loads(tmp_path: Path):
     finally:
         box.shutdown()
 
+
+
+def test_password_videos_send_the_watch_password_and_never_show_it(tmp_path: Path):
+    """public_type = "password" goes with a watch_password (a secret): it reaches Youku's
+    create call, and nothing else."""
+    from vidupd.ledger import Ledger
+    from vidupd.ledger_shared import LedgerShared
+    from vidupd.providers.base import FileIdentity, Metadata, UploadRequest
+    from vidupd.secrets import Secret
+
+    ledger = Ledger(tmp_path / "state")
+    p = YoukuProvider("yk", {"client_id": "c", "access_token": "t", "public_type": "password",
+                             "watch_password": Secret("s3cret-watch-pw")}, tmp_path, LedgerShared(ledger))
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x" * 10)
+    request = UploadRequest(1, clip, "video", FileIdentity.of(clip.stat()), "0" * 32, Metadata(title="t"))
+    assert p.create_params(request)["watch_password"] == "s3cret-watch-pw"
+    assert "s3cret-watch-pw" not in repr(p.config)
+    p.close()
+    ledger.close()

@@ -295,6 +295,8 @@ class _Loader:
             wait_ready = self._take(body, "wait_ready", where, bool, True)
             ready_timeout = self._checked(body, "ready_timeout", where, Option(float, 7200.0, positive=True))
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
+            for key, message in cls.settings_problems(settings):
+                self.error(f"{where}.{key}", message)
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
                                      wait_ready=bool(wait_ready), ready_timeout=ready_timeout)
         if not out and not any(p.key.startswith("targets") for p in self.problems):

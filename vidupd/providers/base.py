@@ -306,6 +306,12 @@ class Provider(ABC):
     def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
         """Send the file, resuming from `ctx.checkpoint` if it holds state."""
 
+    @classmethod
+    def settings_problems(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(key, message) for options that are each valid but cannot work together; the
+        config loader reports them as FILE: targets.NAME.KEY, so check-config refuses them."""
+        return []
+
     def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
         """Processing state after upload; only for providers with the "status" ability."""
         raise NotImplementedError

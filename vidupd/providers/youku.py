@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError, UploadCancelled
 from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
-from ..secrets import reveal
+from ..secrets import register, reveal
 from .base import (MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
                    UploadResult, most_telling, option_value)
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
@@ -59,6 +59,7 @@ class YoukuSettings:
     category: str | None
     copyright_type: str
     public_type: str
+    watch_password: Any = field(repr=False)
     slice_concurrency: int
     confirm_wait: float
     confirm_timeout: float
@@ -79,6 +80,7 @@ class YoukuSettings:
             category=get("category") or None,
             copyright_type=str(get("copyright_type")),
             public_type=str(get("public_type")),
+            watch_password=get("watch_password") or "",
             slice_concurrency=int(get("slice_concurrency")),
             confirm_wait=float(get("confirm_wait")),
             confirm_timeout=float(get("confirm_timeout")),
@@ -176,6 +178,8 @@ class YoukuProvider(Provider):
         "category": Option(str, None, help="Youku category"),
         "copyright_type": Option(str, "original", choices=COPYRIGHT_TYPES, help="original | reproduced"),
         "public_type": Option(str, "all", choices=PUBLIC_TYPES, help="all | friend | password"),
+        "watch_password": Option(str, None, secret=True, help="the viewers' password; required with public_type "
+                                 "= \"password\""),
         "slice_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY,
                                     help="slices uploaded in parallel per file"),
         "confirm_wait": Option((int, float), 60.0, positive=True,
@@ -194,6 +198,8 @@ class YoukuProvider(Provider):
         cfg = self.config
         self._api = YoukuApi(cfg.api_base, cfg.client_id, timeout=cfg.request_timeout,
                              pool_size=max(16, 2 * cfg.slice_concurrency))
+        if cfg.watch_password:
+            register(reveal(cfg.watch_password))  # rides in create's query string: scrub it from errors
         configured = TokenPair(reveal(cfg.access_token), reveal(cfg.refresh_token))
         self.tokens = TokenKeeper(self._api, configured, reveal(cfg.client_secret), shared, cfg.client_id,
                                   legacy_dir=state_dir)
@@ -280,7 +286,16 @@ class YoukuProvider(Provider):
         category = meta.category or self.config.category
         if category:
             params["category"] = category
+        if self.config.public_type == "password":
+            params["watch_password"] = reveal(self.config.watch_password)
         return params
+
+    @classmethod
+    def settings_problems(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if settings.get("public_type") == "password" and not settings.get("watch_password"):
+            return [("watch_password", 'is required with public_type = "password" (Youku refuses the upload '
+                                       "without it)")]
+        return []
 
     # used by _UploadRun
     @property
