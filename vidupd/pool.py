@@ -1,7 +1,9 @@
 """The worker pool: claims jobs from the ledger a bounded window at a time and runs them.
 
-`workers` threads at most; each claimed job holds a lease renewed while it runs. A job is
-either an upload (queued -> committed/done) or one status poll of a committed upload. The
+`workers` uploads at a time; each claimed job holds a lease renewed while it runs. A job is
+either an upload (queued -> committed/done) or one status poll of a committed upload. Status
+polls (one short request each) run on their own `POLL_WORKERS` threads, so a burst of
+finished uploads waiting for "ready" never holds back the uploads still queued. The
 pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
 the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
 """
@@ -32,6 +34,7 @@ from .throttle import Throttle
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
 POLL_FIRST, POLL_MAX = 5.0, 120.0
+POLL_WORKERS = 2  # threads for status polls, besides the `workers` upload threads
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class Pool:
         self._on_file_changed = on_file_changed
         self._only_ids = only_ids
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vidupd-worker")
+        self._poller = ThreadPoolExecutor(max_workers=POLL_WORKERS, thread_name_prefix="vidupd-poll")
         self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
+        self._polling: set[int] = set()  # the ids in _running that are status polls
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -120,6 +125,7 @@ class Pool:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._poller.shutdown(wait=False, cancel_futures=True)
         self.ledger.release(self.owner)
 
     @property
@@ -146,26 +152,38 @@ class Pool:
         last_renew = time.monotonic()
         while not self._stopping.is_set():
             self.last_beat = time.monotonic()
-            free = self.settings.workers - self.busy
+            # Cleared before looking for work, not after the wait: a job that finishes (or a
+            # file queued) while we claim sets it again and the wait below returns at once,
+            # instead of leaving a worker idle for up to a second.
+            self._wake.clear()
+            with self._lock:
+                polls = len(self._polling)
+                uploads = len(self._running) - polls
+            free_uploads = self.settings.workers - uploads
+            free_polls = POLL_WORKERS - polls
+            free = max(0, free_uploads) + max(0, free_polls)
             claimed = 0
-            if free > 0:
-                for job in self.ledger.claim(self.owner, free, LEASE_SECONDS, self._only_ids):
-                    self._submit(job)
-                    claimed += 1
+            full = False  # a lane took all it asked for: there may be more runnable work right now
+            for limit, lane in ((free_uploads, dict(polls=False)), (free_polls, dict(uploads=False))):
+                if limit > 0:
+                    jobs = self.ledger.claim(self.owner, limit, LEASE_SECONDS, self._only_ids, **lane)
+                    for job in jobs:
+                        self._submit(job)
+                    claimed += len(jobs)
+                    full = full or len(jobs) == limit
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
                 self.ledger.renew(self.owner, ids, LEASE_SECONDS)
                 last_renew = time.monotonic()
-            if 0 < free == claimed:
-                continue  # there may be more runnable work right now
+            if full:
+                continue
             delay = 1.0
             if free > claimed:  # idle workers: sleep until the next retry/poll is due, or a wake-up
                 nxt = self.ledger.next_wakeup()
                 if nxt is not None:
                     delay = min(1.0, max(0.01, nxt - time.time()))
             self._wake.wait(delay)
-            self._wake.clear()
 
     def _submit(self, job: Job) -> None:
         cancel = threading.Event()
@@ -177,13 +195,17 @@ class Pool:
                 bytes_done=done, percent=round(100 * done / max(1, j.size), 1), bytes_per_second=round(rate),
                 **job_fields(j, self._provider_name(j))))
         with self._lock:
-            fut = self._executor.submit(self._run, job, cancel, reporter)
+            poll = job.state == "committed"
+            fut = (self._poller if poll else self._executor).submit(self._run, job, cancel, reporter)
             self._running[job.id] = (fut, cancel, reporter)
+            if poll:
+                self._polling.add(job.id)
         fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: int) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+            self._polling.discard(job_id)
         self._wake.set()
 
     def _provider_name(self, job: Job) -> str | None:
@@ -329,7 +351,9 @@ class Pool:
         result = provider.upload(request, ctx)
         target = self.targets[job.target]
         final = not (target.wait_ready and "status" in provider.abilities)
-        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final)
+        # the first status poll is scheduled in the same transaction (one fsync, not two)
+        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final,
+                                      poll_in=self.settings.poll_first, note="waiting for the platform to process it")
         if other is not None:
             raise DuplicateRemoteId(result.remote_id, other)
         elapsed = time.monotonic() - started
@@ -341,8 +365,6 @@ class Pool:
         _remove_tree(work_dir)
         if final:
             self.after.maybe_run(job)
-        else:
-            self.ledger.poll_later(job.id, self.settings.poll_first, 0, "waiting for the platform to process it")
 
     def _poll_safely(self, job: Job, provider: Provider, fields: dict) -> None:
         """A status poll never sends the file again: errors only move the next poll or fail it."""
