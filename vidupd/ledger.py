@@ -219,11 +219,12 @@ class Ledger:
 
     # -- claiming --------------------------------------------------------------------------
     def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
-              uploads: bool = True, polls: bool = True) -> list[Job]:
+              poll_limit: int | None = None) -> list[Job]:
         """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
         (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
-        lease (its process died). `ids` restricts the choice (one-shot uploads); `uploads` /
-        `polls` pick which kinds of work (the pool runs status polls on their own threads).
+        lease (its process died). `ids` restricts the choice (one-shot uploads). With
+        `poll_limit`, `limit` counts uploads only and up to `poll_limit` status polls are
+        claimed besides, in the same transaction (the pool runs polls on their own threads).
 
         Each candidate query walks an index in id order, so a claim costs O(limit), not
         O(queue length): 100,000 waiting jobs do not slow the pool down."""
@@ -235,21 +236,23 @@ class Ledger:
         args = tuple(only or ())
         with self._tx() as db:
             chosen: list[int] = []
-            for sql, params, wanted in (
+            polls: list[int] = []
+            for sql, params, is_poll in (
                 # INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would
                 # otherwise range-scan (state, not_before) and sort every waiting job per claim.
                 ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND lease_until<?", (now,),
-                 uploads),
+                 False),
                 ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
-                 "AND lease_owner IS NULL", (now,), polls),
-                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,), uploads),
+                 "AND lease_owner IS NULL", (now,), True),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,), False),
             ):
-                if not wanted:
+                into, room = ((polls, poll_limit - len(polls)) if is_poll and poll_limit is not None
+                              else (chosen, limit - len(chosen)))
+                if room <= 0:
                     continue
-                if len(chosen) >= limit:
-                    break
-                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, limit - len(chosen)))
-                chosen += [r[0] for r in rows]
+                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, room))
+                into += [r[0] for r in rows]
+            chosen += polls
             if not chosen:
                 return []
             rows = db.execute(

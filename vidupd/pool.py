@@ -159,25 +159,23 @@ class Pool:
             with self._lock:
                 polls = len(self._polling)
                 uploads = len(self._running) - polls
-            free_uploads = self.settings.workers - uploads
-            free_polls = POLL_WORKERS - polls
-            free = max(0, free_uploads) + max(0, free_polls)
+            free_uploads = max(0, self.settings.workers - uploads)
+            free_polls = max(0, POLL_WORKERS - polls)
+            free = free_uploads + free_polls
             claimed = 0
-            full = False  # a lane took all it asked for: there may be more runnable work right now
-            for limit, lane in ((free_uploads, dict(polls=False)), (free_polls, dict(uploads=False))):
-                if limit > 0:
-                    jobs = self.ledger.claim(self.owner, limit, LEASE_SECONDS, self._only_ids, **lane)
-                    for job in jobs:
-                        self._submit(job)
-                    claimed += len(jobs)
-                    full = full or len(jobs) == limit
+            if free > 0:  # both lanes in one transaction
+                jobs = self.ledger.claim(self.owner, free_uploads, LEASE_SECONDS, self._only_ids,
+                                         poll_limit=free_polls)
+                for job in jobs:
+                    self._submit(job)
+                claimed = len(jobs)
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
                 self.ledger.renew(self.owner, ids, LEASE_SECONDS)
                 last_renew = time.monotonic()
-            if full:
-                continue
+            # No second look when every free thread got a job: they are busy now, and each
+            # one that finishes sets the wake-up event (cleared above, so none is missed).
             delay = 1.0
             if free > claimed:  # idle workers: sleep until the next retry/poll is due, or a wake-up
                 nxt = self.ledger.next_wakeup()
@@ -321,8 +319,7 @@ class Pool:
                 events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned cover image id {remote_id}",
                             remote_id=remote_id, remote_kind=remote_kind, role="cover", **fields)
                 return
-            current = self.ledger.get(job.id)
-            if current is not None and current.remote_id == remote_id:  # recorded by an earlier attempt
+            if job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
                 known[remote_id] = remote_kind
                 return
             other = self.ledger.record_remote_id(job.id, remote_id, remote_kind)

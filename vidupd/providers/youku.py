@@ -350,7 +350,9 @@ class _UploadRun:
             if result.status == 1:
                 self._report(self.request.size)
                 if result.upload_server_ip and result.upload_server_ip != self._st.upload_server_ip:
-                    self._save(upload_server_ip=result.upload_server_ip)
+                    # kept in memory only: _commit saves it (with committing=True) before
+                    # anything else happens; a restart in between checks again and learns it anew
+                    self.state = dataclasses.replace(self._st, upload_server_ip=result.upload_server_ip)
                 return result
             if result.status == 4:
                 if not self._st.file_created:  # an "instant" upload the server wants bytes for after all
