@@ -235,3 +235,25 @@ def test_youku_sandbox_reads_the_older_state_layout(make_yk, tmp_path: Path) -> 
     yk3: Yk = make_yk(data_dir=tmp_path / "old")  # migrated: known after the old file was rewritten too
     assert yk3.api("GET", "videos/show.json", video_id=vid).json()["id"] == vid
     assert "videos" not in json.loads(store._state_path.read_text())
+
+
+# ---- the event log: scrubbing secrets does not cost O(secrets registered) per line -----------
+
+class _CountingText(str):
+    checks = 0
+
+    def __contains__(self, other: object) -> bool:
+        type(self).checks += 1
+        return super().__contains__(other)  # type: ignore[operator]
+
+
+def test_redact_tries_only_the_secrets_that_can_occur() -> None:
+    from vidupd import secrets
+
+    many = [os.urandom(16).hex() for _ in range(1000)]  # e.g. the STS pairs of 500 VOD uploads
+    for value in many:
+        secrets.register(value)
+    line = _CountingText(f'{{"message": "clip.mp4: uploaded", "vidupd.url": "http://x/?t={many[123]}"}}')
+    assert secrets.redact(line) == '{"message": "clip.mp4: uploaded", "vidupd.url": "http://x/?t=***"}'
+    assert _CountingText.checks < 50  # was one check per registered value
+    assert secrets.redact("nothing here") == "nothing here"
