@@ -46,57 +46,47 @@ class Secret:
 
 
 _SCAN_FROM = 16  # registered values from which redact() looks up prefixes instead of trying each
-
-
-class _Index:
-    """The registered values sorted longest first, and by their first _MIN_REDACT_LEN
-    characters; rebuilt only when a value is added (every VOD upload adds its STS pair, so
-    the registry grows with the files sent and redact() must not cost O(registry) per line)."""
-
-    def __init__(self, values: set[str]):
-        self.values = tuple(sorted(values, key=len, reverse=True))
-        self.rank = {v: i for i, v in enumerate(self.values)}
-        self.by_prefix: dict[str, list[str]] = {}
-        for v in self.values:
-            self.by_prefix.setdefault(v[:_MIN_REDACT_LEN], []).append(v)
-        # a replacement can only create a new occurrence of a value that contains '*'
-        self.starred = [v for v in self.values if "*" in v]
-
-
-_index: _Index | None = None
+# Every VOD upload registers its STS pair, so the registry grows with the files sent: redact(),
+# run on every event line, must not cost O(registry) per line. Values are also indexed by their
+# first _MIN_REDACT_LEN characters (updated as they are added), and the sorted tuple is cached.
+_by_prefix: dict[str, list[str]] = {}
+_starred: list[str] = []  # values with a '*': the only kind a replacement ("***") could create
+_sorted: tuple[str, ...] | None = None
 
 
 def register(value: str) -> None:
     """Add a value (e.g. a refreshed access token) to the set scrubbed from all output."""
-    global _index
+    global _sorted
     if value and len(value) >= _MIN_REDACT_LEN:
         with _registry_lock:
-            if value not in _registry:
-                _registry.add(value)
-                _index = None
-
-
-def _current() -> _Index:
-    global _index
-    with _registry_lock:
-        if _index is None:
-            _index = _Index(_registry)
-        return _index
+            if value in _registry:
+                return
+            _registry.add(value)
+            _by_prefix.setdefault(value[:_MIN_REDACT_LEN], []).append(value)
+            if "*" in value:
+                _starred.append(value)
+            _sorted = None
 
 
 def known() -> tuple[str, ...]:
     """Registered values, longest first (so a secret containing another is scrubbed whole)."""
-    return _current().values
+    global _sorted
+    with _registry_lock:
+        if _sorted is None:
+            _sorted = tuple(sorted(_registry, key=len, reverse=True))
+        return _sorted
 
 
 def redact(text: str) -> str:
-    index = _current()
-    values: Iterable[str] = index.values
-    if len(index.values) > _SCAN_FROM:  # only the values whose first characters occur in the text
+    if len(_registry) <= _SCAN_FROM:
+        values: Iterable[str] = known()
+    else:  # only the values whose first characters occur in the text, longest first as above
         n = _MIN_REDACT_LEN
         grams = {text[i:i + n] for i in range(len(text) - n + 1)}
-        found = {v for g in grams & index.by_prefix.keys() for v in index.by_prefix[g]}
-        values = sorted(found.union(index.starred), key=index.rank.__getitem__)
+        with _registry_lock:
+            found = {v for g in grams if g in _by_prefix for v in _by_prefix[g]}
+            found.update(_starred)
+        values = sorted(found, key=len, reverse=True)
     for value in values:
         if value in text:
             text = text.replace(value, "***")
