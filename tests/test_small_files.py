@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from helpers import DaemonProcess, actions, wait_for, write_config
-from test_sandbox_youku import SLICE, Yk, make_yk  # noqa: F401  (make_yk is a fixture)
+import test_sandbox_youku
+from test_sandbox_youku import SLICE, Yk
 from vidupd.after_upload import AfterUpload
 from vidupd.companions import cover_for
 from vidupd.config import TargetConfig
@@ -204,21 +205,27 @@ def test_cover_lookup_keeps_its_rule(tmp_path: Path) -> None:
 
 # ---- the Youku sandbox: a commit costs the same with 1 or 1,000 videos stored --------------------
 
-def test_youku_sandbox_state_file_does_not_grow_with_committed_videos(make_yk, tmp_path: Path) -> None:  # noqa: F811
-    yk: Yk = make_yk(data_dir=tmp_path / "box")
+@pytest.fixture
+def make_youku(tmp_path: Path):
+    """The factory of the Youku sandbox tests (tests/test_sandbox_youku.py: make_yk), reused."""
+    yield from test_sandbox_youku.make_yk.__wrapped__(tmp_path)
+
+
+def test_youku_sandbox_state_file_does_not_grow_with_committed_videos(make_youku, tmp_path: Path) -> None:
+    yk: Yk = make_youku(data_dir=tmp_path / "box")
     videos = [yk.full_upload(os.urandom(SLICE))[1] for _ in range(6)]
     yk.sb.store.save()  # what every create and create_file rewrites: live sessions only, no videos
     state = json.loads(yk.sb.store._state_path.read_text())
     assert state.get("videos", {}) == {} and state["sessions"] == {}, state
     yk.sb.shutdown()
-    yk2: Yk = make_yk(data_dir=tmp_path / "box")  # everything is still known after a restart
+    yk2: Yk = make_youku(data_dir=tmp_path / "box")  # everything is still known after a restart
     for vid in videos:
         r = yk2.api("GET", "videos/show.json", video_id=vid)
         assert r.status_code == 200 and r.json()["id"] == vid, r.text
 
 
-def test_youku_sandbox_reads_the_older_state_layout(make_yk, tmp_path: Path) -> None:  # noqa: F811
-    yk: Yk = make_yk(data_dir=tmp_path / "old")
+def test_youku_sandbox_reads_the_older_state_layout(make_youku, tmp_path: Path) -> None:
+    yk: Yk = make_youku(data_dir=tmp_path / "old")
     token, vid = yk.full_upload(os.urandom(SLICE))
     store = yk.sb.store
     meta = next(iter(store._videos.values())).meta
@@ -228,10 +235,10 @@ def test_youku_sandbox_reads_the_older_state_layout(make_yk, tmp_path: Path) -> 
     old = {"version": 1, "videos": {vid: {"meta": asdict(meta), "upload_token": token, "committed_at": 1.0}},
            "sessions": {token: {"meta": asdict(meta), "created_at": 1.0, "instant": False, "video_id": vid}}}
     store._state_path.write_text(json.dumps(old))
-    yk2: Yk = make_yk(data_dir=tmp_path / "old")
+    yk2: Yk = make_youku(data_dir=tmp_path / "old")
     assert yk2.commit(token).json()["video_id"] == vid  # the same token still commits to the same video
     yk2.sb.shutdown()
-    yk3: Yk = make_yk(data_dir=tmp_path / "old")  # migrated: known after the old file was rewritten too
+    yk3: Yk = make_youku(data_dir=tmp_path / "old")  # migrated: known after the old file was rewritten too
     assert yk3.api("GET", "videos/show.json", video_id=vid).json()["id"] == vid
     assert "videos" not in json.loads(store._state_path.read_text())
 
