@@ -3,17 +3,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .filters import IMAGE_EXTS, VIDEO_EXTS
 
 
 def _siblings(path: Path, exts: frozenset[str]) -> list[Path]:
+    """Same-stem files with one of `exts` (any case) next to `path`. Names are compared as
+    strings while scanning: this runs once per upload, in folders of thousands of files."""
+    prefix = path.stem + "."
+    found: list[Path] = []
     try:
-        return sorted(p for p in path.parent.iterdir()
-                      if p.stem == path.stem and p != path and p.suffix.lower().lstrip(".") in exts and p.is_file())
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(prefix) or name == path.name:
+                    continue
+                ext = name[len(prefix):]
+                if ext and "." not in ext and ext.lower() in exts and entry.is_file():
+                    found.append(path.parent / name)
     except OSError:
         return []
+    return sorted(found)
 
 
 def cover_for(video: Path) -> Path | None:

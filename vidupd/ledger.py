@@ -223,10 +223,13 @@ class Ledger:
             return int(cur.lastrowid)
 
     # -- claiming --------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None) -> list[Job]:
+    def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
+              poll_limit: int | None = None) -> list[Job]:
         """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
         (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
-        lease (its process died). `ids` restricts the choice (one-shot uploads).
+        lease (its process died). `ids` restricts the choice (one-shot uploads). With
+        `poll_limit`, `limit` counts uploads only and up to `poll_limit` status polls are
+        claimed besides, in the same transaction (the pool runs polls on their own threads).
 
         Each candidate query walks an index in id order, so a claim costs O(limit), not
         O(queue length): 100,000 waiting jobs do not slow the pool down."""
@@ -238,18 +241,23 @@ class Ledger:
         args = tuple(only or ())
         with self._tx() as db:
             chosen: list[int] = []
-            for sql, params in (
+            polls: list[int] = []
+            for sql, params, is_poll in (
                 # INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would
                 # otherwise range-scan (state, not_before) and sort every waiting job per claim.
-                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND lease_until<?", (now,)),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND lease_until<?", (now,),
+                 False),
                 ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
-                 "AND lease_owner IS NULL", (now,)),
-                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,)),
+                 "AND lease_owner IS NULL", (now,), True),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,), False),
             ):
-                if len(chosen) >= limit:
-                    break
-                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, limit - len(chosen)))
-                chosen += [r[0] for r in rows]
+                into, room = ((polls, poll_limit - len(polls)) if is_poll and poll_limit is not None
+                              else (chosen, limit - len(chosen)))
+                if room <= 0:
+                    continue
+                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, room))
+                into += [r[0] for r in rows]
+            chosen += polls
             if not chosen:
                 return []
             rows = db.execute(
@@ -330,8 +338,10 @@ class Ledger:
             return None
 
     def committed(self, job_id: int, remote_id: str, remote_kind: str, details: dict[str, str],
-                  final: bool) -> int | None:
-        """The platform acknowledged the upload. `final`: nothing left to wait for -> done.
+                  final: bool, poll_in: float = 0.0, note: str | None = None) -> int | None:
+        """The platform acknowledged the upload. `final`: nothing left to wait for -> done;
+        else the first status poll is due in `poll_in` seconds (`note` says why it waits),
+        set in this same transaction.
 
         In the same transaction, the duplicate-id check of `record_remote_id`: returns the
         other job's id (and marks this one for attention) if the id is already taken."""
@@ -339,10 +349,12 @@ class Ledger:
             other = self._conflict(db, job_id, remote_id)
             if other is not None:
                 return other
+            now = time.time()
             db.execute("UPDATE jobs SET state=?, remote_id=?, remote_kind=?, details=?, bytes_done=size, rate=0, "
-                       "attempts=0, last_error=NULL, not_before=0, lease_owner=NULL, lease_until=NULL, updated=?, "
-                       "committed_at=? WHERE id=?", ("done" if final else "committed", remote_id, remote_kind,
-                                                     json.dumps(details), time.time(), time.time(), job_id))
+                       "attempts=0, last_error=?, not_before=?, lease_owner=NULL, lease_until=NULL, updated=?, "
+                       "committed_at=? WHERE id=?",
+                       ("done" if final else "committed", remote_id, remote_kind, json.dumps(details),
+                        None if final else note, 0 if final else now + poll_in, now, now, job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
         return None
 

@@ -1,7 +1,9 @@
 """The worker pool: claims jobs from the ledger a bounded window at a time and runs them.
 
-`workers` threads at most; each claimed job holds a lease renewed while it runs. A job is
-either an upload (queued -> committed/done) or one status poll of a committed upload. The
+`workers` uploads at a time; each claimed job holds a lease renewed while it runs. A job is
+either an upload (queued -> committed/done) or one status poll of a committed upload. Status
+polls (one short request each) run on their own `POLL_WORKERS` threads, so a burst of
+finished uploads waiting for "ready" never holds back the uploads still queued. The
 pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
 the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
 """
@@ -34,6 +36,7 @@ from .throttle import Throttle
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
 POLL_FIRST, POLL_MAX = 5.0, 120.0
+POLL_WORKERS = 2  # threads for status polls, besides the `workers` upload threads
 
 # Worker threads a stop gave up on (see Pool.stop), in this process.
 _left_behind: list[threading.Thread] = []
@@ -81,8 +84,10 @@ class Pool:
         self._on_file_changed = on_file_changed
         self._only_ids = only_ids
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vidupd-worker")
+        self._poller = ThreadPoolExecutor(max_workers=POLL_WORKERS, thread_name_prefix="vidupd-poll")
         self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
         self._threads: dict[int, threading.Thread] = {}  # job id -> the worker running it
+        self._polling: set[int] = set()  # the ids in _running that are status polls
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -138,6 +143,7 @@ class Pool:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._poller.shutdown(wait=False, cancel_futures=True)
         left = [jid for jid, (fut, _, _) in running if not fut.done()]
         with self._lock:
             _left_behind.extend(t for jid, t in self._threads.items() if jid in left)
@@ -168,26 +174,36 @@ class Pool:
         last_renew = time.monotonic()
         while not self._stopping.is_set():
             self.last_beat = time.monotonic()
-            free = self.settings.workers - self.busy
+            # Cleared before looking for work, not after the wait: a job that finishes (or a
+            # file queued) while we claim sets it again and the wait below returns at once,
+            # instead of leaving a worker idle for up to a second.
+            self._wake.clear()
+            with self._lock:
+                polls = len(self._polling)
+                uploads = len(self._running) - polls
+            free_uploads = max(0, self.settings.workers - uploads)
+            free_polls = max(0, POLL_WORKERS - polls)
+            free = free_uploads + free_polls
             claimed = 0
-            if free > 0:
-                for job in self.ledger.claim(self.owner, free, LEASE_SECONDS, self._only_ids):
+            if free > 0:  # both lanes in one transaction
+                jobs = self.ledger.claim(self.owner, free_uploads, LEASE_SECONDS, self._only_ids,
+                                         poll_limit=free_polls)
+                for job in jobs:
                     self._submit(job)
-                    claimed += 1
+                claimed = len(jobs)
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
                 self.ledger.renew(self.owner, ids, LEASE_SECONDS)
                 last_renew = time.monotonic()
-            if 0 < free == claimed:
-                continue  # there may be more runnable work right now
+            # No second look when every free thread got a job: they are busy now, and each
+            # one that finishes sets the wake-up event (cleared above, so none is missed).
             delay = 1.0
             if free > claimed:  # idle workers: sleep until the next retry/poll is due, or a wake-up
                 nxt = self.ledger.next_wakeup()
                 if nxt is not None:
                     delay = min(1.0, max(0.01, nxt - time.time()))
             self._wake.wait(delay)
-            self._wake.clear()
 
     def _submit(self, job: Job) -> None:
         cancel = threading.Event()
@@ -199,14 +215,18 @@ class Pool:
                 bytes_done=done, percent=round(100 * done / max(1, j.size), 1), bytes_per_second=round(rate),
                 **job_fields(j, self._provider_name(j))))
         with self._lock:
-            fut = self._executor.submit(self._run, job, cancel, reporter)
+            poll = job.state == "committed"
+            fut = (self._poller if poll else self._executor).submit(self._run, job, cancel, reporter)
             self._running[job.id] = (fut, cancel, reporter)
+            if poll:
+                self._polling.add(job.id)
         fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: int) -> None:
         with self._lock:
             self._running.pop(job_id, None)
             self._threads.pop(job_id, None)
+            self._polling.discard(job_id)
         self._wake.set()
 
     def _provider_name(self, job: Job) -> str | None:
@@ -341,8 +361,7 @@ class Pool:
                 events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned cover image id {remote_id}",
                             remote_id=remote_id, remote_kind=remote_kind, role="cover", **fields)
                 return
-            current = self.ledger.get(job.id)
-            if current is not None and current.remote_id == remote_id:  # recorded by an earlier attempt
+            if job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
                 known[remote_id] = remote_kind
                 return
             other = self.ledger.record_remote_id(job.id, remote_id, remote_kind)
@@ -371,7 +390,9 @@ class Pool:
         result = provider.upload(request, ctx)
         target = self.targets[job.target]
         final = not (target.wait_ready and "status" in provider.abilities)
-        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final)
+        # the first status poll is scheduled in the same transaction (one fsync, not two)
+        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final,
+                                      poll_in=self.settings.poll_first, note="waiting for the platform to process it")
         if other is not None:
             raise DuplicateRemoteId(result.remote_id, other)
         elapsed = time.monotonic() - started
@@ -383,8 +404,6 @@ class Pool:
         _remove_tree(work_dir)
         if final:
             self.after.maybe_run(job)
-        else:
-            self.ledger.poll_later(job.id, self.settings.poll_first, 0, "waiting for the platform to process it")
 
     def _poll_safely(self, job: Job, provider: Provider, fields: dict) -> None:
         """A status poll never sends the file again: errors only move the next poll or fail it."""

@@ -9,6 +9,7 @@ quoting a URL, a library's debug log of a request).
 from __future__ import annotations
 
 import threading
+from typing import Iterable
 
 _registry_lock = threading.Lock()
 _registry: set[str] = set()
@@ -44,21 +45,49 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
+_SCAN_FROM = 16  # registered values from which redact() looks up prefixes instead of trying each
+# Every VOD upload registers its STS pair, so the registry grows with the files sent: redact(),
+# run on every event line, must not cost O(registry) per line. Values are also indexed by their
+# first _MIN_REDACT_LEN characters (updated as they are added), and the sorted tuple is cached.
+_by_prefix: dict[str, list[str]] = {}
+_starred: list[str] = []  # values with a '*': the only kind a replacement ("***") could create
+_sorted: tuple[str, ...] | None = None
+
+
 def register(value: str) -> None:
     """Add a value (e.g. a refreshed access token) to the set scrubbed from all output."""
+    global _sorted
     if value and len(value) >= _MIN_REDACT_LEN:
         with _registry_lock:
+            if value in _registry:
+                return
             _registry.add(value)
+            _by_prefix.setdefault(value[:_MIN_REDACT_LEN], []).append(value)
+            if "*" in value:
+                _starred.append(value)
+            _sorted = None
 
 
 def known() -> tuple[str, ...]:
     """Registered values, longest first (so a secret containing another is scrubbed whole)."""
+    global _sorted
     with _registry_lock:
-        return tuple(sorted(_registry, key=len, reverse=True))
+        if _sorted is None:
+            _sorted = tuple(sorted(_registry, key=len, reverse=True))
+        return _sorted
 
 
 def redact(text: str) -> str:
-    for value in known():
+    if len(_registry) <= _SCAN_FROM:
+        values: Iterable[str] = known()
+    else:  # only the values whose first characters occur in the text, longest first as above
+        n = _MIN_REDACT_LEN
+        grams = {text[i:i + n] for i in range(len(text) - n + 1)}
+        with _registry_lock:
+            found = {v for g in grams if g in _by_prefix for v in _by_prefix[g]}
+            found.update(_starred)
+        values = sorted(found, key=len, reverse=True)
+    for value in values:
         if value in text:
             text = text.replace(value, "***")
     return text

@@ -368,12 +368,16 @@ def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = Non
     pieces: list[str] = []
     if piece_size:
         block = max(piece_size, block // piece_size * piece_size)
-    hasher = ThreadPoolExecutor(1, thread_name_prefix="piece-md5") if piece_size else None
+    # A file of one block has nothing to overlap: its pieces are hashed inline, without
+    # starting (and joining) a thread for every small file.
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="piece-md5") if piece_size and identity.size > block else None
     pending: deque[Future[list[str]]] = deque()
     try:
         with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
             for chunk in src.iter_blocks(0, identity.size, block):
-                if hasher is not None:
+                if piece_size and hasher is None:
+                    pieces += _piece_md5s(chunk, piece_size)
+                elif hasher is not None:
                     assert piece_size
                     if len(pending) >= 2:  # bounded: at most a few blocks in memory, however big the file
                         pieces += pending.popleft().result()

@@ -330,9 +330,10 @@ class _UploadRun:
             self._create()
         elif self.state.committing and self.state.upload_server_ip:
             return self._commit()  # the daemon died during commit: commit again, same token
-        if not self._st.file_created and not self._st.instant:
+        fresh = not self._st.file_created and not self._st.instant
+        if fresh:
             self._create_file()
-        self._wait_until_complete()
+        self._wait_until_complete(send_first=fresh)
         return self._commit()
 
     def _load(self) -> Checkpoint | None:
@@ -370,18 +371,25 @@ class _UploadRun:
         self._retry("create_file", lambda: self.api.create_file(st.server, st.upload_token, self.request.size, ext))
         self._save(file_created=True)
 
-    def _wait_until_complete(self) -> CheckResult:
-        """check until status 1: send slices on 4, back off (bounded) on 2/3."""
+    def _wait_until_complete(self, send_first: bool = False) -> CheckResult:
+        """check until status 1: send slices on 4, back off (bounded) on 2/3.
+
+        `send_first`: the file was just created, so nothing can have been sent yet and the
+        first check could only say 4; the slices go out at once (one round trip less)."""
         st = self._st
         deadline = time.monotonic() + self.cfg.confirm_timeout
         delay = min(FIRST_CONFIRM_WAIT, self.cfg.confirm_wait)
+        if send_first:
+            self._send_slices()
         while True:
             result = self._retry("check", lambda: self.api.check(st.server, st.upload_token))
             self._report(result.transferred_percent * self.request.size // 100)
             if result.status == 1:
                 self._report(self.request.size)
                 if result.upload_server_ip and result.upload_server_ip != self._st.upload_server_ip:
-                    self._save(upload_server_ip=result.upload_server_ip)
+                    # kept in memory only: _commit saves it (with committing=True) before
+                    # anything else happens; a restart in between checks again and learns it anew
+                    self.state = dataclasses.replace(self._st, upload_server_ip=result.upload_server_ip)
                 return result
             if result.status == 4:
                 if not self._st.file_created:  # an "instant" upload the server wants bytes for after all
@@ -434,7 +442,14 @@ class _UploadRun:
         """
         stop = threading.Event()
         sent = [0]
-        n = self.cfg.slice_concurrency
+        # No more threads than the file has slices: each one asks new_slice first, so idle
+        # extra threads only cost round trips (a small file has one slice: no thread at all).
+        n = max(1, min(self.cfg.slice_concurrency, -(-self.request.size // (SLICE_LENGTH_KB * 1024))))
+        if n == 1:
+            self._slice_worker(self.ctx.cancel, sent)  # errors propagate as they are
+            if self.ctx.cancel.is_set():
+                raise UploadCancelled("stopping between slices")
+            return sent[0]
         with ThreadPoolExecutor(n, thread_name_prefix=f"youku-{self.request.job_id}") as pool:
             futures = [pool.submit(self._slice_worker, stop, sent) for _ in range(n)]
             pending: set[Future[None]] = set(futures)

@@ -246,7 +246,8 @@ class UploadStore:
         self._clock = clock
         self.files = root / "files"
         self.files.mkdir(parents=True, exist_ok=True)
-        self._state_path = root / "uploads.json"
+        self._state_path = root / "uploads.json"  # live sessions (rewritten whole, so kept small)
+        self._commits_path = root / "commits.jsonl"  # committed sessions, one appended line each
         self._options = options
         self._journal = journal
         self._token_ttl = upload_token_ttl
@@ -441,19 +442,21 @@ class UploadStore:
                     FILE_MD5_MISMATCH,
                     f"assembled file MD5 {digest.hexdigest()} differs from file_md5 {s.meta.file_md5}",
                 )
-        with self._lock:
-            if s.video_id:
-                return s.video_id
-            duplicate = self._options.duplicate_ids and bool(self._videos)
-            video_id = next(reversed(self._videos)) if duplicate else self._unused_video_id()
-            s.video_id = video_id
-            if not duplicate:
-                self._videos[video_id] = Video(video_id, s.meta, token, self._clock())
-        if s.instant or self._options.hash_only:
-            self._forget_part(token)  # hash-only mode may have spilled slices there
-        else:
-            os.replace(self._part(token), self.files / f"{token}.{s.ext}")
-        self.save()
+        with self._save_lock:  # commits.jsonl lines are appended in commit order
+            with self._lock:
+                if s.video_id:
+                    return s.video_id
+                duplicate = self._options.duplicate_ids and bool(self._videos)
+                video_id = next(reversed(self._videos)) if duplicate else self._unused_video_id()
+                s.video_id = video_id
+                if not duplicate:
+                    self._videos[video_id] = Video(video_id, s.meta, token, self._clock())
+                line = self._commit_line(s, None if duplicate else self._videos[video_id])
+            if s.instant or self._options.hash_only:
+                self._forget_part(token)  # hash-only mode may have spilled slices there
+            else:
+                os.replace(self._part(token), self.files / f"{token}.{s.ext}")
+            self._append_commits([line])  # durable before the id is answered
         self._journal.record(
             provider="youku",
             remote_id=video_id,
@@ -561,11 +564,31 @@ class UploadStore:
         self._dirty.set()
         self.save()
 
+    @staticmethod
+    def _commit_line(s: Session, video: Video | None) -> bytes:
+        """One committed session (and the video it created, unless it reused an id)."""
+        rec: dict[str, Any] = {"token": s.token, "meta": asdict(s.meta), "created_at": s.created_at,
+                               "instant": s.instant, "video_id": s.video_id}
+        if video is not None:
+            rec["committed_at"] = video.committed_at
+        return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+    def _append_commits(self, lines: list[bytes]) -> None:
+        """Append and fsync: O(1) per commit, however many videos the sandbox holds (the
+        whole-state snapshot used to carry every video, which made each commit O(n))."""
+        fd = os.open(self._commits_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"".join(lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def _snapshot(self) -> dict[str, Any]:
+        """Live sessions only: committed ones are in commits.jsonl."""
         keep_slices = not self._options.hash_only  # hash-only slices have no bytes to resume from
         sessions = {}
         for token, s in self._sessions.items():
-            if s.dead:
+            if s.dead or s.video_id:
                 continue
             rec: dict[str, Any] = {
                 "meta": asdict(s.meta),
@@ -584,19 +607,16 @@ class UploadStore:
                     received={str(t): [r.md5, r.at] for t, r in s.received.items()} if keep_slices else {},
                 )
             sessions[token] = rec
-        videos = {
-            vid: {"meta": asdict(v.meta), "upload_token": v.upload_token, "committed_at": v.committed_at}
-            for vid, v in self._videos.items()
-        }
-        return {"version": _STATE_VERSION, "sessions": sessions, "videos": videos}
+        return {"version": _STATE_VERSION, "sessions": sessions}
 
     def _load(self) -> None:
         try:
             state = json.loads(self._state_path.read_bytes())
         except FileNotFoundError:
-            return
-        for vid, v in state.get("videos", {}).items():
-            self._videos[vid] = Video(vid, UploadMeta(**v["meta"]), v["upload_token"], v["committed_at"])
+            state = {}
+        # A data dir written before commits.jsonl existed keeps videos in uploads.json: move them over.
+        old = [(vid, Video(vid, UploadMeta(**v["meta"]), v["upload_token"], v["committed_at"]))
+               for vid, v in state.get("videos", {}).items()]
         now = self._clock()
         for token, rec in state.get("sessions", {}).items():
             s = Session(
@@ -616,6 +636,36 @@ class UploadStore:
             assert s.digest is not None
             for t in s.received:
                 s.digest.add(s.tasks[t].offset, s.tasks[t].length, None, advance=False)
+        self._load_commits(old)
+
+    def _load_commits(self, old: list[tuple[str, Video]]) -> None:
+        """Replay commits.jsonl over the loaded sessions; a torn last line (a crash while
+        appending, so never answered) is ignored."""
+        try:
+            lines = self._commits_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            lines = []
+        seen: set[str] = set()
+        for raw in lines:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            meta = UploadMeta(**rec["meta"])
+            seen.add(rec["token"])
+            self._sessions[rec["token"]] = Session(rec["token"], meta, rec["created_at"], instant=rec["instant"],
+                                                   video_id=rec["video_id"])
+            if "committed_at" in rec:
+                self._videos[rec["video_id"]] = Video(rec["video_id"], meta, rec["token"], rec["committed_at"])
+        for vid, v in old:
+            self._videos.setdefault(vid, v)
+            if v.upload_token not in self._sessions:
+                self._sessions[v.upload_token] = Session(v.upload_token, v.meta, v.committed_at, video_id=vid)
+        fresh = [self._commit_line(s, v if v is not None and v.upload_token == s.token else None)
+                 for s in self._sessions.values() if s.video_id and s.token not in seen
+                 for v in (self._videos.get(s.video_id),)]
+        if fresh:
+            self._append_commits(fresh)
 
     def resume_digests(self) -> None:
         """Re-hash what a previous run stored, so commits after a restart are checked too."""

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Small files through the real daemon to both sandbox platforms (issue 8, point 10).
+
+    .venv/bin/python benchmarks/bench_small.py [--files 1000] [--size 65536] [--runs 3] \
+        [--targets youku,vod] [--timeout 900] [--tmp DIR]
+
+Per run: a fresh sandbox in its own process (`python -m vidupd sandbox --dir D --hash-only`,
+benchmarks/_harness.py) and a fresh `python -m vidupd run -c CFG` as a subprocess. CFG holds
+only what is not a default: state_dir, the event log, the sandbox's targets (endpoints and
+credentials as the sandbox wrote them; its non-default `ready_timeout` is dropped) and one
+watch on a fresh outbox sending every file to every chosen target. So the daemon runs with its
+default workers (2), settle_seconds (10), wait_ready (true) and poll timings.
+
+--files files of --size bytes (each starts with 4 KiB of fresh random bytes, so every one is
+new content; written and fsynced in a staging folder before the clock starts) are renamed into
+the outbox in one burst. The event log is followed: per target, uploads/s is counted from the
+first `upload.queued` to the last `upload.completed` of that target (event timestamps, so the
+settle wait before queueing is not counted). The daemon's and the sandbox's CPU seconds
+(/proc/PID/stat) are sampled when the first file is queued and when the last upload completed,
+and divided by the uploads completed in between. The run then waits for every `media.ready`
+(the daemon polls each committed upload once), checks the sandbox's uploads.jsonl (exactly one
+accepted object per file and target) and stops the daemon with SIGTERM. An `upload.failed` or
+`media.failed`, a duplicate, or no result within --timeout stops the benchmark with exit 1.
+
+Prints per run and medians of --runs; asserts nothing. Target (issue 8): at least 25 uploads/s
+per platform on the 2-core CI machine with the default workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from _harness import ROOT, BenchError, SandboxProcess, machine_busy_seconds, proc_cpu_seconds, write_file
+
+TARGET_RATE = 25.0  # uploads/s per platform (issue 8)
+PROVIDERS = {"youku": "youku", "vod": "aliyun-vod"}
+DROPPED = {"ready_timeout"}  # sandbox-written target settings that are not the daemon's defaults
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value)  # strings, numbers, booleans and lists of them are valid TOML this way
+
+
+def daemon_config(box: SandboxProcess, root: Path, targets: list[str]) -> Path:
+    """The daemon's config: paths, endpoints and credentials; everything else default."""
+    lines = [f"state_dir = {toml_value(str(root / 'state'))}", "", "[log]",
+             f"events = {toml_value(str(root / 'events.jsonl'))}", ""]
+    for name in targets:
+        section = box.config["targets"].get(name)
+        if section is None:
+            raise BenchError(f"{box.config_path} has no [targets.{name}]")
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in section.items() if k not in DROPPED]
+        lines.append("")
+    lines += ["[[watch]]", f"path = {toml_value(str(root / 'outbox'))}", f"targets = {toml_value(targets)}", ""]
+    path = root / "vidupd.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+class EventFollower:
+    """Reads the daemon's event log as it grows (whole lines only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._pos = 0
+
+    def new(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        cut = data.rfind(b"\n") + 1
+        self._pos += cut
+        return [json.loads(line) for line in data[:cut].splitlines() if line.strip()]
+
+
+def stamp(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["@timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict[str, Any]:
+    box = SandboxProcess(run_dir / "sandbox", start_timeout=30, target=targets[0])
+    daemon: subprocess.Popen | None = None
+    try:
+        outbox, staging = run_dir / "outbox", run_dir / "staging"
+        outbox.mkdir()
+        staging.mkdir()
+        cfg = daemon_config(box, run_dir, targets)
+        names = [f"clip{i:05d}.mp4" for i in range(args.files)]
+        pattern = os.urandom(64 * 1024 + 7)
+        for name in names:
+            write_file(staging / name, args.size, pattern)
+        follower = EventFollower(run_dir / "events.jsonl")
+        err = open(run_dir / "daemon.err", "wb")
+        daemon = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(cfg)], cwd=ROOT,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        seen: list[dict[str, Any]] = []
+        while not any(e.get("event.action") == "daemon.started" for e in seen):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the daemon did not start: {(run_dir / 'daemon.err').read_text()[-2000:]}")
+            time.sleep(0.05)
+            seen += follower.new()
+        for name in names:  # one burst, the way careful writers deliver: rename into place
+            os.rename(staging / name, outbox / name)
+        queued: dict[str, float] = {}
+        completed: dict[str, list[float]] = {t: [] for t in targets}
+        ready = Counter()
+        cpu_at_first = box_cpu_at_first = busy_at_first = None
+        cpu_at_last = box_cpu_at_last = busy_at_last = None
+        want = args.files * len(targets)
+        deadline = time.monotonic() + args.timeout
+        while sum(ready.values()) < want:
+            if daemon.poll() is not None:
+                raise BenchError(f"the daemon exited with {daemon.returncode}: "
+                                 f"{(run_dir / 'daemon.err').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                done = {t: len(v) for t, v in completed.items()}
+                raise BenchError(f"not finished within {args.timeout:g}s: completed {done}, ready {dict(ready)}")
+            batch = follower.new()
+            for e in batch:
+                action, target = e.get("event.action"), e.get("vidupd.target")
+                if action in ("upload.failed", "media.failed", "upload.duplicate_remote_id", "upload.skipped"):
+                    raise BenchError(f"{action}: {e.get('message')}")
+                if action == "upload.queued" and target not in queued:
+                    queued[target] = stamp(e)
+                    if cpu_at_first is None:
+                        cpu_at_first, box_cpu_at_first = proc_cpu_seconds(daemon.pid), box.cpu()
+                        busy_at_first = machine_busy_seconds()
+                elif action == "upload.completed":
+                    completed[target].append(stamp(e))
+                    if sum(map(len, completed.values())) == want:
+                        cpu_at_last, box_cpu_at_last = proc_cpu_seconds(daemon.pid), box.cpu()
+                        busy_at_last = machine_busy_seconds()
+                elif action == "media.ready":
+                    ready[target] += 1
+            if not batch:
+                time.sleep(0.02)
+        entries = [e for e in box.entries() if e.get("kind") == "video"]
+        for t in targets:  # exactly once: one accepted object per file, no more, no fewer
+            titles = Counter(e.get("title") for e in entries if e.get("provider") == PROVIDERS[t])
+            if sorted(titles) != sorted(Path(n).stem for n in names) or set(titles.values()) != {1}:
+                raise BenchError(f"{t}: the sandbox accepted {sum(titles.values())} videos for "
+                                 f"{len(titles)} titles; expected exactly one for each of {args.files} files")
+        daemon.send_signal(signal.SIGTERM)
+        rc = daemon.wait(timeout=90)
+        daemon = None
+        if rc != 0:
+            raise BenchError(f"the daemon exited with {rc} on SIGTERM")
+        assert cpu_at_first is not None and cpu_at_last is not None
+        window = max(max(v) for v in completed.values()) - min(queued.values())
+        rates = {t: args.files / (max(completed[t]) - queued[t]) for t in targets}
+        box_cpu = (box_cpu_at_last - box_cpu_at_first) if box_cpu_at_first is not None and box_cpu_at_last else None
+        daemon_cpu = cpu_at_last - cpu_at_first
+        other = (busy_at_last - busy_at_first) - daemon_cpu - (box_cpu or 0.0)
+        return {"rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
+                "box_cpu_per_upload": None if box_cpu is None else box_cpu / want,
+                "other_cpu_share": max(0.0, other) / window / (os.cpu_count() or 1)}
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=15)
+        box.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=1000, help="files per run (each goes to every target)")
+    ap.add_argument("--size", type=int, default=64 * 1024, help="bytes per file")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--targets", default="youku,vod", help="comma-separated sandbox targets")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds a run may take after the drop")
+    ap.add_argument("--tmp", type=Path, default=None, help="where run folders go (default: the system's)")
+    args = ap.parse_args()
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if not 1 <= args.files <= 100_000 or not 4096 <= args.size <= 64 << 20 or not 1 <= args.runs <= 20:
+        ap.error("--files 1..100000, --size 4096..64 MiB, --runs 1..20")
+    unknown = [t for t in targets if t not in PROVIDERS]
+    if unknown or not targets:
+        ap.error(f"--targets: choose from {', '.join(PROVIDERS)}")
+    print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
+          f"{os.cpu_count()} CPUs; {args.files} files x {args.size} B to {', '.join(targets)}", flush=True)
+    results = []
+    try:
+        for n in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="vidupd-small-", dir=args.tmp) as tmp:
+                r = one_run(args, targets, Path(tmp))
+            results.append(r)
+            rates = ", ".join(f"{t} {v:.1f}/s" for t, v in r["rates"].items())
+            box = f"{1000 * r['box_cpu_per_upload']:.1f}" if r["box_cpu_per_upload"] is not None else "n/a"
+            print(f"run {n + 1}: {rates}; all {len(targets) * args.files} uploads in {r['window']:.1f} s; "
+                  f"daemon CPU {1000 * r['cpu_per_upload']:.1f} ms/upload; sandbox CPU {box} ms/upload; "
+                  f"other processes {100 * r['other_cpu_share']:.0f}% of the machine", flush=True)
+    except BenchError as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 1
+    med = {t: statistics.median(r["rates"][t] for r in results) for t in targets}
+    cpu = statistics.median(r["cpu_per_upload"] for r in results)
+    boxes = [r["box_cpu_per_upload"] for r in results if r["box_cpu_per_upload"] is not None]
+    print(json.dumps({"files": args.files, "size": args.size, "runs": args.runs, "median_rates": med,
+                      "median_cpu_s_per_upload": cpu,
+                      "median_sandbox_cpu_s_per_upload": statistics.median(boxes) if boxes else None,
+                      "load_after": os.getloadavg()}))
+    for t in targets:
+        verdict = "PASS" if med[t] >= TARGET_RATE else "MISS"
+        print(f"median {t}: {med[t]:.1f} uploads/s (target {TARGET_RATE:g}: {verdict})")
+    print(f"median daemon CPU: {1000 * cpu:.1f} ms per upload")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
