@@ -51,6 +51,7 @@ class Backend:
 
     provider: str  # the provider's registered name
     chunk: int = MIB  # the unit it acknowledges and checkpoints by (a slice, a part, a block)
+    in_flight: int = 1  # chunks it may have read but not had acknowledged when cancelled
     faults: bool = False  # the sandbox was started with injected faults
     file_names = {"video": "clip.mp4", "image": "poster.png", "attached": "subs.vtt"}
 
@@ -331,6 +332,8 @@ class ProviderContract:
         second = h.job(again, path, h.reopened(cp))
         result = h.upload(again, second)
         assert h.read(second) <= size - 2 * chunk, "the resumed upload sent what was acknowledged again"
+        assert h.read(first) + h.read(second) <= size + h.backend.in_flight * chunk, \
+            "more than the chunks in flight at the cancel went twice"
         assert second.progress[0] >= 2 * chunk, "progress did not start where the platform stands"
         assert_progress(second, size)
         announced = {rid for rid, _ in first.remote_ids + second.remote_ids}
@@ -345,13 +348,14 @@ class ProviderContract:
         provider = h.build()
         path = h.file(6 * h.backend.chunk)
 
-        def append(job: Job, done: int) -> None:
-            if done and path.stat().st_size == job.request.size:
-                with open(path, "ab") as f:
-                    f.write(b"more")
+        def edit(job: Job, done: int) -> None:  # in place: the size stays, the content and mtime change
+            if done and os.stat(path).st_mtime_ns == job.request.identity.mtime_ns:
+                with open(path, "r+b") as f:
+                    f.write(b"edited")
+                os.utime(path, ns=(time.time_ns(), job.request.identity.mtime_ns + 10**9))
 
         cp = h.checkpoint()
-        job = h.job(provider, path, cp, on_progress=append)
+        job = h.job(provider, path, cp, on_progress=edit)
         h.fails(FileChanged, lambda: h.upload(provider, job))
         if h.backend.stored() is not None:
             assert h.stored() == []

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 class VodBackend(Backend):
     provider = "aliyun-vod"
     chunk = MIB  # part_size below
+    in_flight = 4  # part_concurrency below
     file_names = {"video": "clip.mp4", "image": "poster.png", "attached": "subs.vtt"}
 
     def __init__(self, root: Path, faults: bool):

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 class YoukuBackend(Backend):
     provider = "youku"
     chunk = 2 * MIB  # the slice the provider asks for and the sandbox grants
+    in_flight = 2  # slice_concurrency below
 
     def __init__(self, root: Path, faults: bool):
         self.faults = faults
