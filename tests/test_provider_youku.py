@@ -1,4 +1,6 @@
-"""YoukuProvider against the Youku sandbox over real HTTP on 127.0.0.1.
+"""YoukuProvider against the Youku sandbox over real HTTP on 127.0.0.1: what is specific to
+Youku's protocol. What every provider must do (resume, changed files, faults, secrets, status)
+is the shared contract, tests/provider_contract.py, run for Youku by test_contract_youku.py.
 
 Each test calls `provider.upload()` directly with a JSON-file checkpoint store, a cancel
 event, no bandwidth cap and a fast retry policy, then checks what the sandbox accepted
@@ -8,7 +10,6 @@ event, no bandwidth cap and a fast retry policy, then checks what the sandbox ac
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pytest
 
 from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
 
-from vidupd.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
+from vidupd.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
 from vidupd.providers.base import Metadata
 from vidupd.providers.youku import Checkpoint, YoukuProvider, _clean_tags, resolve_upload_server
 from vidupd.providers.youku_api import (
@@ -352,40 +353,6 @@ def test_instant_upload_of_known_content(env: Env) -> None:
     assert [e["md5"] for e in env.entries()] == [job.request.md5] * 2
 
 
-def test_resume_after_cancel(make_env: Callable[..., Env]) -> None:
-    env = make_env(slice_task_timeout=0.5)
-    path = env.file("resume.mp4", 10 * SLICE)
-    size = path.stat().st_size
-
-    def stop_early(job: Job, n: int) -> None:
-        if n >= 3 * SLICE:
-            job.cancel.set()
-
-    provider = env.provider(slice_concurrency=2)
-    sent = count_calls(provider.api, "upload_slice")
-    job = env.job(path, on_progress=stop_early)
-    with pytest.raises(UploadCancelled):
-        provider.upload(job.request, job.ctx)
-    first_bytes = sum(len(c[3]) for c in sent)
-    assert first_bytes < size
-    saved = job.checkpoint.load()
-    assert saved and saved["file_created"] and not saved["video_id"]
-    assert env.entries() == []
-
-    provider2 = env.provider(slice_concurrency=2)  # as after a restart: a new instance
-    creates = count_calls(provider2.api, "create")
-    sent2 = count_calls(provider2.api, "upload_slice")
-    job2 = env.job(path, checkpoint=job.checkpoint)
-    result = provider2.upload(job2.request, job2.ctx)
-    resent = sum(len(c[3]) for c in sent2)
-    assert creates == []  # resumed, not created again
-    assert first_bytes + resent <= size + 2 * SLICE  # at most the slices in flight at cancel go twice
-    assert resent <= size - 2 * SLICE
-    assert job2.progress[0] >= 2 * SLICE  # progress starts where the server stands
-    [entry] = env.entries()
-    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
-
-
 def test_waits_with_bounded_backoff_while_youku_confirms(make_env: Callable[..., Env]) -> None:
     env = make_env(confirm_delay=1.0)
     job = env.job(env.file("confirm.mp4", 2 * SLICE))
@@ -577,46 +544,6 @@ def test_no_refresh_token_is_permanent_and_quiet(make_env: Callable[..., Env]) -
         provider.upload(job.request, job.ctx)
     assert "no refresh_token configured" in str(info.value)
     assert_no_secret(env, info.value)
-
-
-def test_flaky_service_still_completes(make_env: Callable[..., Env]) -> None:
-    env = make_env(fail_rate=0.1, seed=7)
-    provider = env.provider(slice_concurrency=4)
-    path = env.file("flaky.mp4", 8 * SLICE + 77)
-    job = env.job(path)
-    result = provider.upload(job.request, job.ctx)
-    assert job.actions("upload.retrying"), "the fault rate should have forced retries"
-    [entry] = env.entries()
-    assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
-    assert_monotonic(job.progress)
-
-
-def test_media_status_reaches_ready(env: Env) -> None:
-    provider = env.provider()
-    job = env.job(env.file("status.mp4", MIB))
-    result = provider.upload(job.request, job.ctx)
-    first = provider.media_status(result.remote_id, "video")
-    assert first.state in ("pending", "ready")
-    deadline = time.monotonic() + 10
-    while provider.media_status(result.remote_id, "video").state != "ready":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    with pytest.raises(PermanentError):
-        provider.media_status("XNOPE", "video")
-
-
-def test_file_changed_during_upload(env: Env) -> None:
-    path = env.file("changing.mp4", 6 * SLICE)
-
-    def modify(job: Job, n: int) -> None:
-        with open(path, "r+b") as f:
-            f.write(b"edited")
-        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-
-    job = env.job(path, on_progress=modify)
-    with pytest.raises(FileChanged):
-        env.provider(slice_concurrency=2).upload(job.request, job.ctx)
-    assert env.entries() == []
 
 
 def test_changed_content_discards_old_checkpoint(env: Env) -> None:
