@@ -20,19 +20,19 @@ import base64
 import hashlib
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 import oss2
 import requests
 
-from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError, UploadCancelled
+from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import redact
 from .aliyun_vod_crc import crc64, crc64_of_parts
 from .aliyun_vod_rpc import UploadTicket
-from .base import SourceFile, most_telling
+from .base import SourceFile
+from .transfer import ForwardProgress, run_fixed
 
 T = TypeVar("T")
 
@@ -213,13 +213,12 @@ class OssUploader:
         self._cancel = cancel
         self._retry = retry
         self._note = note
-        self._progress = progress
         self._concurrency = concurrency  # at least 1: the part_concurrency option says so
         self._lock = threading.Lock()
         self._state: MultipartState | None = None
         self._done: dict[int, PartRecord] = {}
         self._done_bytes = 0
-        self._acked = 0
+        self._report = ForwardProgress(progress, self._size)  # whichever part finishes first
         self._save_fn: Callable[[MultipartState | None], None] = lambda state: None
         self._last_save = 0.0
 
@@ -339,46 +338,31 @@ class OssUploader:
             marker = page.next_marker
 
     def _send_parts(self, numbers: list[int]) -> None:
-        """`concurrency` threads take the next missing part until none is left or one fails."""
-        queue = list(reversed(numbers))
-        stop = threading.Event()
-        workers = min(self._concurrency, len(numbers))
-        with ThreadPoolExecutor(workers, thread_name_prefix="vod-oss-part") as pool:
-            futures = [pool.submit(self._part_worker, queue, stop) for _ in range(workers)]
-            pending: set[Future[None]] = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
-                if self._cancel.is_set() or any(f.exception() is not None for f in done):
-                    stop.set()
-        self._save(force=True)
-        errors = [e for f in futures if (e := f.exception()) is not None]
-        if errors:
-            raise most_telling(errors, restart=(NoSuchUpload,))
-        if self._cancel.is_set():
-            raise UploadCancelled("stopping between parts")
+        """`concurrency` workers (the transfer engine's) take the next missing part until none
+        is left or one fails; the done parts are checkpointed at the end either way."""
+        try:
+            run_fixed(numbers, self._send_part, concurrency=self._concurrency, cancel=self._cancel,
+                      name="vod-oss-part", unit="parts", restart=(NoSuchUpload,))
+        finally:
+            self._save(force=True)
 
-    def _part_worker(self, queue: list[int], stop: threading.Event) -> None:
+    def _send_part(self, number: int, stop: threading.Event) -> None:
         assert self._state is not None
         upload_id, part_size = self._state.upload_id, self._state.part_size
-        while not stop.is_set():
-            with self._lock:
-                if not queue:
-                    return
-                number = queue.pop()
-            offset, length = self._span(number, part_size)
-            data = self._src.read_at(offset, length)  # UploadCancelled / FileChanged escape here
-            crc = crc64(data)
+        offset, length = self._span(number, part_size)
+        data = self._src.read_at(offset, length)  # UploadCancelled / FileChanged escape here
+        crc = crc64(data)
 
-            def send(bucket: oss2.Bucket, number: int = number, data: bytes = data, crc: int = crc) -> str:
-                result = bucket.upload_part(self._key, upload_id, number, data)
-                if result.crc is not None and result.crc != crc:
-                    raise TransientError(f"OSS UploadPart {number}: CRC-64 mismatch (sent {crc}, "
-                                         f"stored {result.crc}); sending it again")
-                return str(result.etag)
+        def send(bucket: oss2.Bucket, data: bytes = data) -> str:
+            result = bucket.upload_part(self._key, upload_id, number, data)
+            if result.crc is not None and result.crc != crc:
+                raise TransientError(f"OSS UploadPart {number}: CRC-64 mismatch (sent {crc}, "
+                                     f"stored {result.crc}); sending it again")
+            return str(result.etag)
 
-            etag = self._call(f"UploadPart {number}", send, stop)
-            del data, send  # the closure holds the part too: free it before reading the next one
-            self._part_done(PartRecord(number, etag, crc, length))
+        etag = self._call(f"UploadPart {number}", send, stop)
+        del data, send  # the closure holds the part too: free it before reading the next one
+        self._part_done(PartRecord(number, etag, crc, length))
 
     def _part_done(self, part: PartRecord) -> None:
         with self._lock:
@@ -438,13 +422,6 @@ class OssUploader:
         if differs:
             raise ContentMismatch(f"OSS {op}: the content sent ({now}) differs from the fingerprint taken when the "
                                   f"file was hashed ({self._fingerprint}); not storing it")
-
-    def _report(self, acked: int) -> None:
-        """Progress only moves forward, whichever part finishes first."""
-        with self._lock:
-            if acked > self._acked:
-                self._acked = acked
-                self._progress(acked)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -14,7 +14,6 @@ import hashlib
 import socket
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
@@ -25,7 +24,8 @@ from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import register, reveal
 from .base import (MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
-                   UploadResult, most_telling, option_value)
+                   UploadResult, option_value)
+from .transfer import ForwardProgress, run_chunks
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
 from .youku_tokens import TokenKeeper
@@ -159,6 +159,11 @@ def resolve_upload_server(uri: str) -> str:
     ip = str(infos[0][4][0])
     shown = f"[{ip}]" if ":" in ip else ip
     return f"{shown}:{port}" if port else shown
+
+
+def _unless_none_left(task: SliceTask) -> SliceTask | None:
+    """The task, or None when the server says no slice is left."""
+    return None if task.none_left else task
 
 
 class YoukuProvider(Provider):
@@ -317,8 +322,7 @@ class _UploadRun:
         # True once a commit may have reached the server (an earlier run sent one, or a try
         # failed without an answer): an expired token then must not lead to a new create.
         self.commit_ambiguous = False
-        self._acked = 0
-        self._progress_lock = threading.Lock()
+        self._report = ForwardProgress(ctx.progress, request.size)  # parallel answers arrive in any order
 
     # ---- the flow -------------------------------------------------------------------
 
@@ -435,55 +439,36 @@ class _UploadRun:
     # ---- slices ---------------------------------------------------------------------
 
     def _send_slices(self) -> int:
-        """Upload every slice the server hands out, `slice_concurrency` at a time.
+        """Upload every slice the server hands out, `slice_concurrency` at a time (the
+        transfer engine runs the workers); returns how many slices went out."""
+        # No more workers than the file has slices: each one asks new_slice first, so idle
+        # extra ones only cost round trips (a small file has one slice: no thread at all).
+        return run_chunks(self._first_slice, self._send_slice, concurrency=self.cfg.slice_concurrency,
+                          chunks=-(-self.request.size // (SLICE_LENGTH_KB * 1024)), cancel=self.ctx.cancel,
+                          name=f"youku-{self.request.job_id}", unit="slices", restart=(UploadTokenExpired,))
 
-        Returns how many slices went out. Workers stop between slices when the daemon
-        stops or a sibling failed; the first meaningful error is raised.
-        """
-        stop = threading.Event()
-        sent = [0]
-        # No more threads than the file has slices: each one asks new_slice first, so idle
-        # extra threads only cost round trips (a small file has one slice: no thread at all).
-        n = max(1, min(self.cfg.slice_concurrency, -(-self.request.size // (SLICE_LENGTH_KB * 1024))))
-        if n == 1:
-            self._slice_worker(self.ctx.cancel, sent)  # errors propagate as they are
-            if self.ctx.cancel.is_set():
-                raise UploadCancelled("stopping between slices")
-            return sent[0]
-        with ThreadPoolExecutor(n, thread_name_prefix=f"youku-{self.request.job_id}") as pool:
-            futures = [pool.submit(self._slice_worker, stop, sent) for _ in range(n)]
-            pending: set[Future[None]] = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
-                if self.ctx.cancel.is_set() or any(f.exception() is not None for f in done):
-                    stop.set()
-        errors = [e for f in futures if (e := f.exception()) is not None]
-        if errors:
-            raise most_telling(errors, restart=(UploadTokenExpired,))
-        if self.ctx.cancel.is_set():
-            raise UploadCancelled("stopping between slices")
-        return sent[0]
+    def _first_slice(self, stop: threading.Event) -> SliceTask | None:
+        """A worker's first slice task, from new_slice (None: the server needs none)."""
+        st = self._st
+        return _unless_none_left(self._retry("new_slice", lambda: self.api.new_slice(st.server, st.upload_token),
+                                             stop))
 
-    def _slice_worker(self, stop: threading.Event, sent: list[int]) -> None:
+    def _send_slice(self, task: SliceTask, stop: threading.Event) -> SliceTask | None:
+        """Send one slice; the answer is the next slice task the server hands this worker."""
         st = self._st
         size = self.request.size
-        task: SliceTask = self._retry("new_slice", lambda: self.api.new_slice(st.server, st.upload_token), stop)
-        while not task.none_left:
-            if stop.is_set():
-                return
-            if task.offset < 0 or task.length <= 0 or task.offset + task.length > size:
-                raise PermanentError(f"youku new_slice: slice {task.offset}+{task.length} lies outside the "
-                                     f"{size}-byte file")
-            data = self.src.read_at(task.offset, task.length)  # FileChanged / UploadCancelled escape here
-            known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
-            digest = known or hashlib.md5(data).hexdigest()
-            current = task
-            task = self._retry("upload_slice",
-                               lambda: self.api.upload_slice(st.server, st.upload_token, current, data, digest), stop)
-            del data
-            with self._progress_lock:
-                sent[0] += 1
-            self._report(task.transferred)
+        if task.offset < 0 or task.length <= 0 or task.offset + task.length > size:
+            raise PermanentError(f"youku new_slice: slice {task.offset}+{task.length} lies outside the "
+                                 f"{size}-byte file")
+        data = self.src.read_at(task.offset, task.length)  # FileChanged / UploadCancelled escape here
+        known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
+        digest = known or hashlib.md5(data).hexdigest()
+        answer = self._retry("upload_slice",
+                             lambda data=data: self.api.upload_slice(st.server, st.upload_token, task, data, digest),
+                             stop)
+        del data  # free the slice before the next one is read
+        self._report(answer.transferred)
+        return _unless_none_left(answer)
 
     # ---- helpers --------------------------------------------------------------------
 
@@ -491,14 +476,6 @@ class _UploadRun:
     def _st(self) -> Checkpoint:
         assert self.state is not None
         return self.state
-
-    def _report(self, acknowledged: int) -> None:
-        """Progress only moves forward, whatever order parallel answers arrive in."""
-        with self._progress_lock:  # held while reporting, so the callback sees values in order
-            value = min(max(acknowledged, 0), self.request.size)
-            if value > self._acked:
-                self._acked = value
-                self.ctx.progress(value)
 
     def _retry(self, step: str, fn: Callable[[], T], cancel: threading.Event | None = None) -> T:
         def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
