@@ -10,7 +10,7 @@ import pytest
 
 from provider_harness import MIB
 from test_provider_aliyun_vod import Env as VodEnv
-from vidupd.errors import ContentMismatch, PermanentError
+from vidupd.errors import ContentMismatch, LeaseLost, PermanentError
 from vidupd.ledger import Ledger
 from vidupd.providers.base import FileIdentity, Metadata, crc64_content_id
 from vidupd.providers.youku_api import _decode, _translate
@@ -60,7 +60,8 @@ def test_forget_content_is_bounded_by_attempts(ledger: Ledger, tmp_path: Path):
 
 def test_forget_content_leaves_a_job_another_owner_holds(ledger: Ledger, tmp_path: Path):
     jid = claimed_with_checkpoint(ledger, tmp_path, owner="B")
-    assert ledger.forget_content(jid, "A", "differs", max_attempts=5) is None
+    with pytest.raises(LeaseLost):  # refused, typed: the pool then drops the job quietly
+        ledger.forget_content(jid, "A", "differs", max_attempts=5)
     job = ledger.get(jid)
     assert job is not None and (job.state, job.md5, job.lease_owner) == ("uploading", OLD_MD5, "B")
     assert ledger.checkpoint(jid).load() is not None

@@ -66,3 +66,14 @@ class DuplicateRemoteId(VidupdError):
         super().__init__(f"remote id {remote_id} already belongs to job {other_job} with different content")
         self.remote_id = remote_id
         self.other_job = other_job
+
+
+class LeaseLost(VidupdError):
+    """A worker's ledger write was refused: its lease on the job expired and someone else
+    (a one-shot beside the daemon, later another host) holds the job now. The worker drops
+    the job without another write; the new holder's state stands."""
+
+    def __init__(self, job_id: int, owner: str | None):
+        super().__init__(f"job {job_id}: lease lost (no longer held by {owner})")
+        self.job_id = job_id
+        self.owner = owner

@@ -62,6 +62,11 @@ MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     )
     """,
+    # 4: fencing: every claim bumps the job's lease generation; a worker's transitions
+    # name the generation it claimed, so a worker whose lease was taken over is refused
+    """
+    ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 
@@ -90,6 +95,7 @@ class Job:
     lease_owner: str | None
     updated: float
     committed_at: float | None
+    lease_gen: int = 0  # bumped by every claim (fencing: see Ledger._hold)
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
@@ -104,6 +110,7 @@ class Job:
             state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
             remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
             lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
+            lease_gen=r["lease_gen"],
         )
 
     @property

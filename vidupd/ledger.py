@@ -7,6 +7,12 @@ Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner
 so a daemon and a one-shot `vidupd upload` can share the file. WAL + synchronous=FULL:
 a committed transaction survives kill -9 and power loss; readers (`vidupd status`) never
 block the daemon.
+
+Fencing: every claim bumps the job's `lease_gen`. Each transition a worker makes names the
+lease it holds (`owner=`, `generation=`) and runs only if the row still carries that lease;
+otherwise it raises LeaseLost and writes nothing, so a worker whose lease expired and was
+taken over (a paused one-shot beside the daemon) cannot overwrite the new holder. Without
+`owner` a write is unfenced (the operator's commands, tests).
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import LeaseLost
 from .fsnames import path_from_db, path_to_db, safe_text
 from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .providers.base import FileIdentity, Metadata, SharedValue
 from .statedir import prepare_ledger_files
 
 __all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
-           "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
+           "LeaseLost", "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
 
 
 def lease_owner_id() -> str:
@@ -261,27 +268,37 @@ class Ledger:
             if not chosen:
                 return []
             rows = db.execute(
-                f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, "
+                f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, lease_gen=lease_gen+1, "
                 f"state=CASE WHEN state='queued' THEN 'uploading' ELSE state END "
                 f"WHERE id IN ({','.join('?' * len(chosen))}) RETURNING *",
                 (owner, now + lease_seconds, now, *chosen)).fetchall()
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
 
-    def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> None:
+    def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> list[int]:
+        """Extend `owner`'s leases on `ids`; returns those it no longer holds (taken over)."""
         ids = list(ids)
         if not ids:
-            return
+            return []
+        marks = ','.join('?' * len(ids))
         with self._tx() as db:
-            db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({','.join('?' * len(ids))})",
+            db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({marks})",
                        (time.time() + lease_seconds, owner, *ids))
+            held = {r[0] for r in db.execute(f"SELECT id FROM jobs WHERE lease_owner=? AND id IN ({marks})",
+                                             (owner, *ids))}
+        return [i for i in ids if i not in held]
 
-    def release(self, owner: str, ids: Iterable[int] | None = None) -> None:
-        """Give leases back (on stop): uploads become queued again, to resume next time."""
+    def release(self, owner: str, ids: Iterable[int] | None = None, generation: int | None = None) -> None:
+        """Give leases back (on stop): uploads become queued again, to resume next time.
+
+        With `ids` it is a worker's transition: LeaseLost (nothing written) unless `owner`
+        (and `generation`, if given) still holds every one of them."""
         with self._tx() as db:
             sel = "lease_owner=?"
             args: list[Any] = [owner]
             if ids is not None:
-                ids = list(ids)
+                ids = sorted(set(ids))
+                for job_id in ids:
+                    self._hold(db, job_id, owner, generation)
                 sel += f" AND id IN ({','.join('?' * len(ids))})"
                 args += ids
             db.execute(f"UPDATE jobs SET state=CASE WHEN state='uploading' THEN 'queued' ELSE state END, "
@@ -299,19 +316,33 @@ class Ledger:
         return n
 
     # -- transitions -----------------------------------------------------------------------
-    def _update(self, job_id: int, **fields: Any) -> None:
+    @staticmethod
+    def _hold(db: sqlite3.Connection, job_id: int, owner: str | None, generation: int | None) -> None:
+        """The fence, inside a transition's transaction: LeaseLost unless `owner` (and
+        `generation`, when given) still holds the job. `owner` None: an unfenced write."""
+        if owner is None:
+            return
+        row = db.execute("SELECT lease_owner, lease_gen FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None or row[0] != owner or (generation is not None and row[1] != generation):
+            raise LeaseLost(job_id, owner)
+
+    def _update(self, job_id: int, owner: str | None, generation: int | None, **fields: Any) -> None:
         if isinstance(fields.get("last_error"), str):  # messages may quote a non-UTF-8 file name
             fields["last_error"] = safe_text(fields["last_error"])
         fields["updated"] = time.time()
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
 
-    def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float) -> None:
-        """Progress for `status`, and a lease renewal while we are at it."""
+    def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float,
+                 generation: int | None = None) -> None:
+        """Progress for `status`, and a lease renewal while we are at it. LeaseLost if the
+        lease is no longer `owner`'s (the pool then cancels the upload)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=? AND lease_owner=?",
-                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id, owner))
+            self._hold(db, job_id, owner, generation)
+            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=?",
+                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
 
     @staticmethod
     def _conflict(db: sqlite3.Connection, job_id: int, remote_id: str) -> int | None:
@@ -326,10 +357,12 @@ class Ledger:
                                   "for different content", time.time(), job_id))
         return int(other["id"])
 
-    def record_remote_id(self, job_id: int, remote_id: str, remote_kind: str) -> int | None:
+    def record_remote_id(self, job_id: int, remote_id: str, remote_kind: str, *, owner: str | None = None,
+                         generation: int | None = None) -> int | None:
         """Store the id the platform returned. Returns the id of another job holding the same
         remote id for different content (the seed's duplicate-id bug), else None."""
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             other = self._conflict(db, job_id, remote_id)
             if other is not None:
                 return other
@@ -338,7 +371,8 @@ class Ledger:
             return None
 
     def committed(self, job_id: int, remote_id: str, remote_kind: str, details: dict[str, str],
-                  final: bool, poll_in: float = 0.0, note: str | None = None) -> int | None:
+                  final: bool, poll_in: float = 0.0, note: str | None = None, *, owner: str | None = None,
+                  generation: int | None = None) -> int | None:
         """The platform acknowledged the upload. `final`: nothing left to wait for -> done;
         else the first status poll is due in `poll_in` seconds (`note` says why it waits),
         set in this same transaction.
@@ -346,6 +380,7 @@ class Ledger:
         In the same transaction, the duplicate-id check of `record_remote_id`: returns the
         other job's id (and marks this one for attention) if the id is already taken."""
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             other = self._conflict(db, job_id, remote_id)
             if other is not None:
                 return other
@@ -358,37 +393,45 @@ class Ledger:
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
         return None
 
-    def poll_later(self, job_id: int, delay: float, attempts: int, note: str) -> None:
-        self._update(job_id, not_before=time.time() + delay, attempts=attempts, last_error=note,
+    def poll_later(self, job_id: int, delay: float, attempts: int, note: str, *, owner: str | None = None,
+                   generation: int | None = None) -> None:
+        self._update(job_id, owner, generation, not_before=time.time() + delay, attempts=attempts, last_error=note,
                      lease_owner=None, lease_until=None)
 
-    def done(self, job_id: int, media_ids: tuple[str, ...] = ()) -> None:
+    def done(self, job_id: int, media_ids: tuple[str, ...] = (), *, owner: str | None = None,
+             generation: int | None = None) -> None:
         """Processing finished. `media_ids`: ids that exist only now (a URL pull's MediaIds)."""
         fields: dict[str, Any] = dict(state="done", last_error=None, lease_owner=None, lease_until=None, not_before=0)
-        if media_ids:
-            details = json.loads(self._one("SELECT details FROM jobs WHERE id=?", (job_id,))[0] or "{}")
-            details["media_ids"] = ",".join(media_ids)
-            fields["details"] = json.dumps(details)
-        self._update(job_id, **fields)
+        with self._lock:  # re-entrant: the details read and the write form one step
+            if media_ids:
+                details = json.loads(self._one("SELECT details FROM jobs WHERE id=?", (job_id,))[0] or "{}")
+                details["media_ids"] = ",".join(media_ids)
+                fields["details"] = json.dumps(details)
+            self._update(job_id, owner, generation, **fields)
 
-    def retry_later(self, job_id: int, error: str, delay: float, attempts: int) -> None:
-        self._update(job_id, state="queued", last_error=error, attempts=attempts, not_before=time.time() + delay,
+    def retry_later(self, job_id: int, error: str, delay: float, attempts: int, *, owner: str | None = None,
+                    generation: int | None = None) -> None:
+        self._update(job_id, owner, generation, state="queued", last_error=error, attempts=attempts, not_before=time.time() + delay,
                      rate=0, lease_owner=None, lease_until=None)
 
-    def hold_for_change(self, job_id: int, error: str) -> None:
+    def hold_for_change(self, job_id: int, error: str, *, owner: str | None = None,
+                        generation: int | None = None) -> None:
         """The file changed under the upload: forget progress; wait for the watcher to see it settle."""
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             db.execute("UPDATE jobs SET state='queued', last_error=?, bytes_done=0, rate=0, md5=NULL, not_before=?, "
                        "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
                        (safe_text(error), HELD, time.time(), job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
 
-    def forget_content(self, job_id: int, owner: str, error: str, max_attempts: int) -> tuple[str, int] | None:
+    def forget_content(self, job_id: int, owner: str, error: str, max_attempts: int,
+                       generation: int | None = None) -> tuple[str, int] | None:
         """The platform says the bytes differ from the fingerprint (a file rewritten, size and
         mtime kept): drop it and its checkpoint; queue the job at once to be hashed again, as an
         attempt, so a file that keeps changing ends up failed. (state, attempts), or None if
         `owner` no longer holds the lease."""
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             row = db.execute("SELECT attempts FROM jobs WHERE id=? AND state='uploading' AND lease_owner=?",
                              (job_id, owner)).fetchone()
             if row is None:
@@ -403,11 +446,13 @@ class Ledger:
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
         return state, attempts
 
-    def failed(self, job_id: int, error: str, state: str = "failed") -> None:
-        self._update(job_id, state=state, last_error=error, rate=0, lease_owner=None, lease_until=None)
+    def failed(self, job_id: int, error: str, state: str = "failed", *, owner: str | None = None,
+               generation: int | None = None) -> None:
+        self._update(job_id, owner, generation, state=state, last_error=error, rate=0, lease_owner=None, lease_until=None)
 
-    def skipped(self, job_id: int, reason: str, remote_id: str | None = None, remote_kind: str | None = None) -> None:
-        self._update(job_id, state="skipped", last_error=reason, remote_id=remote_id, remote_kind=remote_kind,
+    def skipped(self, job_id: int, reason: str, remote_id: str | None = None, remote_kind: str | None = None, *,
+                owner: str | None = None, generation: int | None = None) -> None:
+        self._update(job_id, owner, generation, state="skipped", last_error=reason, remote_id=remote_id, remote_kind=remote_kind,
                      rate=0, lease_owner=None, lease_until=None)
 
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
@@ -442,11 +487,13 @@ class Ledger:
         r = self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(r) if r else None
 
-    def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool) -> tuple[str, Job | None]:
+    def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
+                       generation: int | None = None) -> tuple[str, Job | None]:
         """Store a job's content fingerprint and, atomically, decide what to do with it:
         ("go", None); ("skip", job that already put this content on the target); or
         ("wait", job uploading the same content right now)."""
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
             if not skip_duplicates:
                 return "go", None
@@ -506,37 +553,43 @@ class Ledger:
         return SharedValue(expected + 1, dict(data))
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def checkpoint(self, job_id: int) -> "LedgerCheckpoint":
-        return LedgerCheckpoint(self, job_id)
+    def checkpoint(self, job_id: int, owner: str | None = None, generation: int | None = None) -> "LedgerCheckpoint":
+        """The job's checkpoint store; with `owner` its saves and clears are fenced like a transition."""
+        return LedgerCheckpoint(self, job_id, owner, generation)
 
     def _cp_load(self, job_id: int) -> dict[str, Any] | None:
         r = self._one("SELECT data FROM checkpoints WHERE job_id=?", (job_id,))
         return json.loads(r[0]) if r else None
 
-    def _cp_save(self, job_id: int, state: dict[str, Any]) -> None:
+    def _cp_save(self, job_id: int, state: dict[str, Any], owner: str | None = None,
+                 generation: int | None = None) -> None:
         data = json.dumps(state, sort_keys=True)
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             db.execute("INSERT INTO checkpoints(job_id, data, updated) VALUES(?,?,?) "
                        "ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, updated=excluded.updated",
                        (job_id, data, time.time()))
 
-    def _cp_clear(self, job_id: int) -> None:
+    def _cp_clear(self, job_id: int, owner: str | None = None, generation: int | None = None) -> None:
         with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
 
 
 class LedgerCheckpoint:
-    """CheckpointStore backed by the ledger: each save is one SQLite transaction."""
+    """CheckpointStore backed by the ledger: each save is one SQLite transaction, fenced by
+    the worker's lease when made with one (LeaseLost: the job is someone else's now)."""
 
-    def __init__(self, ledger: Ledger, job_id: int):
+    def __init__(self, ledger: Ledger, job_id: int, owner: str | None = None, generation: int | None = None):
         self._ledger = ledger
         self._job_id = job_id
+        self._lease = (owner, generation)
 
     def load(self) -> dict[str, Any] | None:
         return self._ledger._cp_load(self._job_id)
 
     def save(self, state: dict[str, Any]) -> None:
-        self._ledger._cp_save(self._job_id, state)
+        self._ledger._cp_save(self._job_id, state, *self._lease)
 
     def clear(self) -> None:
-        self._ledger._cp_clear(self._job_id)
+        self._ledger._cp_clear(self._job_id, *self._lease)

@@ -6,6 +6,11 @@ polls (one short request each) run on their own `POLL_WORKERS` threads, so a bur
 finished uploads waiting for "ready" never holds back the uploads still queued. The
 pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
 the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
+
+Every ledger write for a job names the lease it was claimed with (`_lease`); once one is
+refused (LeaseLost: the lease expired and another process took the job) the job is dropped
+with a single `upload.lease_lost` event and no further write, and a running upload whose
+lease a renewal or progress report finds lost is cancelled.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, NotRegularFile, PermanentError, ProviderError,
-                     UploadCancelled)
+from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, NotRegularFile, PermanentError,
+                     ProviderError, UploadCancelled)
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
 from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_content_id,
@@ -194,7 +199,8 @@ class Pool:
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
-                self.ledger.renew(self.owner, ids, LEASE_SECONDS)
+                for jid in self.ledger.renew(self.owner, ids, LEASE_SECONDS):
+                    self._cancel(jid)  # taken over: stop sending; its next write is refused
                 last_renew = time.monotonic()
             # No second look when every free thread got a job: they are busy now, and each
             # one that finishes sets the wake-up event (cleared above, so none is missed).
@@ -205,11 +211,27 @@ class Pool:
                     delay = min(1.0, max(0.01, nxt - time.time()))
             self._wake.wait(delay)
 
+    def _lease(self, job: Job) -> dict:
+        """The fence every ledger write for `job` carries: this pool's lease as claimed."""
+        return dict(owner=self.owner, generation=job.lease_gen)
+
+    def _cancel(self, job_id: int) -> None:
+        with self._lock:
+            entry = self._running.get(job_id)
+        if entry is not None:
+            entry[1].set()
+
+    def _record_progress(self, job: Job, cancel: threading.Event, done: int, rate: float) -> None:
+        try:
+            self.ledger.progress(job.id, done, rate, self.owner, LEASE_SECONDS, generation=job.lease_gen)
+        except LeaseLost:
+            cancel.set()  # the upload stops; the refused write that follows reports the loss
+
     def _submit(self, job: Job) -> None:
         cancel = threading.Event()
         reporter = None if job.state == "committed" else ProgressReporter(
             job.size,
-            record=lambda done, rate, j=job: self.ledger.progress(j.id, done, rate, self.owner, LEASE_SECONDS),
+            record=lambda done, rate, j=job: self._record_progress(j, cancel, done, rate),
             announce=lambda done, rate, j=job: events.emit(
                 "upload.progress", f"{j.path.name}: {100 * done // max(1, j.size)}% to {j.target}",
                 bytes_done=done, percent=round(100 * done / max(1, j.size), 1), bytes_per_second=round(rate),
@@ -239,17 +261,19 @@ class Pool:
             self._threads[job.id] = threading.current_thread()
         fields = job_fields(job, self._provider_name(job))
         provider = self.providers.get(job.target)
-        if provider is None:
-            self.ledger.failed(job.id, f"target {job.target!r} is not configured any more")
-            events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
-                        level="error", outcome="failure", **fields)
-            return
         try:
-            if job.state == "committed":
+            if provider is None:
+                self.ledger.failed(job.id, f"target {job.target!r} is not configured any more", **self._lease(job))
+                events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
+                            level="error", outcome="failure", **fields)
+            elif job.state == "committed":
                 self._poll_safely(job, provider, fields)
             else:
                 assert reporter is not None
                 self._settle(job, provider, cancel, reporter, fields)
+        except LeaseLost:  # expired and taken over: the new holder's state stands; write nothing more
+            events.emit("upload.lease_lost", f"{job.path.name}: lease on job {job.id} lost to another process; "
+                        "leaving the job to it", level="warning", **fields)
         except Exception as e:  # the ledger itself failed (disk full): the lease runs out, the job comes back
             events.emit("daemon.error", f"{job.path.name}: could not record the outcome: {_describe(e)}",
                         level="error", error=_describe(e), error_type=type(e).__name__, **fields)
@@ -259,12 +283,14 @@ class Pool:
         """Run the upload and turn its outcome (or error) into the job's next state."""
         try:
             self._upload(job, provider, cancel, reporter, fields)
+        except LeaseLost:
+            raise  # however the provider ended, the job is someone else's now
         except UploadCancelled:
-            self.ledger.release(self.owner, [job.id])
+            self.ledger.release(self.owner, [job.id], job.lease_gen)
             events.emit("upload.interrupted", f"{job.path.name}: stopped; will resume from its checkpoint",
                         **fields)
         except FileChanged as e:
-            self.ledger.hold_for_change(job.id, str(e))
+            self.ledger.hold_for_change(job.id, str(e), **self._lease(job))
             events.emit("upload.restarted", f"{job.path.name} changed during upload; starting over once it is stable",
                         level="warning", reason="file changed", **fields)
             self._on_file_changed(job.path)
@@ -274,9 +300,10 @@ class Pool:
                         "already holds for different content; needs attention", level="error", outcome="failure",
                         remote_id=e.remote_id, other_job_id=e.other_job, **fields)
         except ContentMismatch as e:  # rewritten with size and mtime kept: hash it again, send it again
-            outcome = self.ledger.forget_content(job.id, self.owner, str(e), self.settings.retry.attempts)
+            outcome = self.ledger.forget_content(job.id, self.owner, str(e), self.settings.retry.attempts,
+                                                 job.lease_gen)
             if outcome is None:
-                return  # the lease was lost meanwhile: the job is someone else's now
+                return  # no longer uploading
             state, attempts = outcome
             if state == "failed":
                 events.emit("upload.failed", f"{job.path.name}: gave up after {attempts} attempts: {e}",
@@ -300,13 +327,13 @@ class Pool:
         hint = getattr(e, "retry_after", None)
         if hint:
             delay = max(delay, min(float(hint), self.settings.retry.maximum))
-        self.ledger.retry_later(job.id, message, delay, attempts)
+        self.ledger.retry_later(job.id, message, delay, attempts, **self._lease(job))
         events.emit("upload.retrying", f"{job.path.name}: {message}; retry {attempts} in {delay:.1f}s",
                     level="warning", attempt=attempts, retry_in_seconds=round(delay, 2), error=message,
                     error_type=type(e).__name__, **fields)
 
     def _fail(self, job: Job, message: str, fields: dict, error_type: str) -> None:
-        self.ledger.failed(job.id, message)
+        self.ledger.failed(job.id, message, **self._lease(job))
         events.emit("upload.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
                     error=message, error_type=error_type, **fields)
 
@@ -335,11 +362,12 @@ class Pool:
         md5 = None if fingerprint.startswith("crc64:") else fingerprint
         # One transaction records the fingerprint and looks for twins, so of two identical
         # files hashed at the same time exactly one is sent and the other waits for it.
-        verdict, twin = self.ledger.record_content(job.id, fingerprint, self.settings.skip_duplicates)
+        verdict, twin = self.ledger.record_content(job.id, fingerprint, self.settings.skip_duplicates,
+                                                   **self._lease(job))
         if verdict == "skip":
             assert twin is not None
             self.ledger.skipped(job.id, f"same content as {twin.path} (job {twin.id})", twin.remote_id,
-                                twin.remote_kind)
+                                twin.remote_kind, **self._lease(job))
             events.emit("upload.skipped", f"{job.path.name}: identical content already on {job.target} "
                         f"as {twin.remote_id}", reason="duplicate content", remote_id=twin.remote_id,
                         remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
@@ -347,7 +375,8 @@ class Pool:
             return
         if verdict == "wait":
             assert twin is not None
-            self.ledger.retry_later(job.id, f"waiting for job {twin.id} with identical content", 2.0, job.attempts)
+            self.ledger.retry_later(job.id, f"waiting for job {twin.id} with identical content", 2.0, job.attempts,
+                                   **self._lease(job))
             return
         events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
                     **fields)
@@ -364,7 +393,7 @@ class Pool:
             if job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
                 known[remote_id] = remote_kind
                 return
-            other = self.ledger.record_remote_id(job.id, remote_id, remote_kind)
+            other = self.ledger.record_remote_id(job.id, remote_id, remote_kind, **self._lease(job))
             if other is not None:
                 raise DuplicateRemoteId(remote_id, other)
             known[remote_id] = remote_kind
@@ -375,7 +404,7 @@ class Pool:
             events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
 
         work_dir = self.settings.state_dir / "jobs" / str(job.id)
-        ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id), progress=reporter,
+        ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
                             remote_id_known=remote_id_known, note=note, cancel=cancel, throttle=self.throttle,
                             retry=self.settings.request_retry, work_dir=work_dir)
         companions: dict[str, Path] = {}
@@ -392,7 +421,8 @@ class Pool:
         final = not (target.wait_ready and "status" in provider.abilities)
         # the first status poll is scheduled in the same transaction (one fsync, not two)
         other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final,
-                                      poll_in=self.settings.poll_first, note="waiting for the platform to process it")
+                                      poll_in=self.settings.poll_first, note="waiting for the platform to process it",
+                                      **self._lease(job))
         if other is not None:
             raise DuplicateRemoteId(result.remote_id, other)
         elapsed = time.monotonic() - started
@@ -409,18 +439,21 @@ class Pool:
         """A status poll never sends the file again: errors only move the next poll or fail it."""
         try:
             self._poll(job, provider, fields)
+        except LeaseLost:
+            raise
         except PermanentError as e:
             self._media_failed(job, f"status check failed: {e}", fields)
         except Exception as e:  # transient or unexpected: poll again later, with backoff
             delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
-            self.ledger.poll_later(job.id, delay, job.attempts + 1, f"status check failed: {_describe(e)}")
+            self.ledger.poll_later(job.id, delay, job.attempts + 1, f"status check failed: {_describe(e)}",
+                                   **self._lease(job))
 
     def _poll(self, job: Job, provider: Provider, fields: dict) -> None:
         assert job.remote_id is not None and job.remote_kind is not None
         status = provider.media_status(job.remote_id, job.remote_kind)
         ids = dict(remote_id=job.remote_id, remote_kind=job.remote_kind)
         if status.state == "ready":
-            self.ledger.done(job.id, status.remote_ids)
+            self.ledger.done(job.id, status.remote_ids, **self._lease(job))
             events.emit("media.ready", f"{job.path.name}: {job.remote_id} is ready on {job.target}"
                         + (f" as {', '.join(status.remote_ids)}" if status.remote_ids else ""),
                         outcome="success", detail=status.detail or None, media_ids=list(status.remote_ids) or None,
@@ -437,10 +470,11 @@ class Pool:
                                fields)
             return
         delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
-        self.ledger.poll_later(job.id, delay, job.attempts + 1, f"processing: {status.detail}")
+        self.ledger.poll_later(job.id, delay, job.attempts + 1, f"processing: {status.detail}",
+                               **self._lease(job))
 
     def _media_failed(self, job: Job, message: str, fields: dict) -> None:
-        self.ledger.failed(job.id, message)
+        self.ledger.failed(job.id, message, **self._lease(job))
         events.emit("media.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
                     remote_id=job.remote_id, remote_kind=job.remote_kind, error=message, **fields)
 

@@ -1,0 +1,339 @@
+"""The ledger compliance suite: what any ledger backend must do, written against the
+ledger's interface only (like Filebeat's storecompliance or rclone's fstests).
+
+A backend's test module subclasses `LedgerCompliance` and provides a `backend` fixture with:
+  - `open()`: open the backend's store (the same store every call: a second call is a reopen);
+  - `use_fixture(name)`: make the store the committed fixture `name` (see `MIGRATED`, `DAMAGED`);
+  - `stored()`: the store's raw content, to show a refused store was left untouched.
+tests/test_ledger_sqlite.py runs it for SQLite; a PostgreSQL backend only has to provide
+the fixture (and its own fixtures of the same names).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import pytest
+
+from vidupd.errors import LeaseLost
+from vidupd.jobs import HELD, MIGRATIONS, Job, LedgerError
+from vidupd.ledger import Ledger
+from vidupd.providers.base import FileIdentity, Metadata
+
+META = Metadata(title="t")
+MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening migrates them
+DAMAGED = ("corrupt", "not-sqlite")  # stores that must be refused, never started over
+
+
+def ident(inode: int = 1, size: int = 100, mtime: int = 5) -> FileIdentity:
+    return FileIdentity(1, inode, size, mtime)
+
+
+class LedgerBackend(Protocol):
+    def open(self) -> Ledger: ...
+    def use_fixture(self, name: str) -> None: ...
+    def stored(self) -> bytes: ...
+
+
+# Each worker transition, called with a given lease (owner, generation). The fencing cases
+# run every one of them with a lost lease and expect LeaseLost and no change at all.
+TRANSITIONS: dict[str, Callable[[Ledger, int, str, int], Any]] = {
+    "record_content": lambda l, j, o, g: l.record_content(j, "f" * 32, True, owner=o, generation=g),
+    "record_remote_id": lambda l, j, o, g: l.record_remote_id(j, "R9", "video", owner=o, generation=g),
+    "committed": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=False, poll_in=5, owner=o,
+                                                 generation=g),
+    "committed_final": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=True, owner=o, generation=g),
+    "retry_later": lambda l, j, o, g: l.retry_later(j, "503", 1.0, 1, owner=o, generation=g),
+    "failed": lambda l, j, o, g: l.failed(j, "bad", owner=o, generation=g),
+    "skipped": lambda l, j, o, g: l.skipped(j, "dup", "R0", "video", owner=o, generation=g),
+    "hold_for_change": lambda l, j, o, g: l.hold_for_change(j, "changed", owner=o, generation=g),
+    "forget_content": lambda l, j, o, g: l.forget_content(j, o, "differs", 5, generation=g),
+    "poll_later": lambda l, j, o, g: l.poll_later(j, 1.0, 1, "processing", owner=o, generation=g),
+    "done": lambda l, j, o, g: l.done(j, ("M1",), owner=o, generation=g),
+    "progress": lambda l, j, o, g: l.progress(j, 50, 1.0, o, 60, generation=g),
+    "checkpoint_save": lambda l, j, o, g: l.checkpoint(j, o, g).save({"by": o}),
+    "checkpoint_clear": lambda l, j, o, g: l.checkpoint(j, o, g).clear(),
+    "release": lambda l, j, o, g: l.release(o, [j], g),
+}
+
+
+def _row(ledger: Ledger, job_id: int) -> tuple[Job | None, Any]:
+    return ledger.get(job_id), ledger.checkpoint(job_id).load()
+
+
+class LedgerCompliance:
+    """Subclass with a `backend` fixture (see the module docstring)."""
+
+    @pytest.fixture
+    def ledger(self, backend: LedgerBackend):
+        l = backend.open()
+        yield l
+        l.close()
+
+    # -- intake: offer, rename, requeue ---------------------------------------------------------
+    def test_offer_is_idempotent_per_file_version(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        (o1,) = ledger.offer(p, "/w", [("yk", "video")], ident(), META)
+        (o2,) = ledger.offer(p, "/w", [("yk", "video")], ident(), META)
+        assert o1.outcome == "queued" and o2.outcome == "known" and o1.job_id == o2.job_id
+        both = ledger.offer(p, "/w", [("yk", "video"), ("vod", "video")], ident(), META)
+        assert [o.outcome for o in both] == ["known", "queued"]
+
+    def test_done_file_renamed_is_recognised(self, ledger: Ledger, tmp_path: Path):
+        old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+        (o,) = ledger.offer(old, "/w", [("t", "video")], ident(), META)
+        ledger.claim("A", 1, 60)
+        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        (r,) = ledger.offer(new, "/w", [("t", "video")], ident(), META)  # old path no longer exists
+        assert r.outcome == "renamed" and r.job_id == o.job_id
+        assert ledger.get(o.job_id).path == new and ledger.get(o.job_id).state == "done"
+
+    def test_same_name_new_content_is_a_new_job_after_done(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
+        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
+        assert o2.outcome == "queued" and o2.job_id != o.job_id
+
+    def test_same_name_new_content_requeues_a_job_not_yet_uploaded(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
+        ledger.checkpoint(o.job_id).save({"offset": 1})
+        (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
+        assert o2.outcome == "requeued" and o2.job_id == o.job_id
+        assert ledger.get(o.job_id).identity.mtime_ns == 2 and ledger.checkpoint(o.job_id).load() is None
+
+    def test_changed_file_is_held_until_stable_again(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
+        ledger.claim("A", 1, 60)
+        ledger.checkpoint(o.job_id).save({"offset": 10})
+        ledger.hold_for_change(o.job_id, "changed")
+        assert ledger.get(o.job_id).not_before >= HELD and ledger.claim("A", 1, 60) == []
+        assert ledger.checkpoint(o.job_id).load() is None
+        (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
+        assert o2.outcome == "requeued" and o2.job_id == o.job_id
+        (j,) = ledger.claim("A", 1, 60)
+        assert j.identity.mtime_ns == 2
+
+    def test_duplicate_remote_id_for_different_content_needs_attention(self, ledger: Ledger, tmp_path: Path):
+        (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
+        (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
+        ledger.record_content(a.job_id, "aaa", False)
+        ledger.record_content(b.job_id, "bbb", False)
+        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None
+        assert ledger.record_remote_id(b.job_id, "SAME", "video") == a.job_id
+        assert ledger.get(b.job_id).state == "attention"
+        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None  # the same job again is fine
+
+    def test_after_upload_taken_once_when_all_targets_finished(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        offers = ledger.offer(p, "/w", [("t1", "video"), ("t2", "video")], ident(), META)
+        ledger.committed(offers[0].job_id, "R1", "video", {}, final=True)
+        assert ledger.take_after_upload(p, ident()) is None
+        ledger.committed(offers[1].job_id, "R2", "video", {}, final=True)
+        assert len(ledger.take_after_upload(p, ident())) == 2
+        assert ledger.take_after_upload(p, ident()) is None
+
+    def test_identical_content_hashed_at_once_goes_exactly_once(self, ledger: Ledger, tmp_path: Path):
+        (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
+        (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
+        ledger.claim("A", 2, 60)  # both uploading (hashing)
+        # b finishes hashing first: it goes; a, later, waits for b instead of sending a copy
+        assert ledger.record_content(b.job_id, "same", True) == ("go", None)
+        verdict, twin = ledger.record_content(a.job_id, "same", True)
+        assert verdict == "wait" and twin.id == b.job_id
+        ledger.committed(b.job_id, "R1", "video", {}, final=True)
+        verdict, twin = ledger.record_content(a.job_id, "same", True)
+        assert verdict == "skip" and twin.remote_id == "R1"
+        assert ledger.record_content(a.job_id, "same", False) == ("go", None)
+
+    def test_operator_retry_requeues_failed_jobs(self, ledger: Ledger, tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.failed(j.id, "bad", owner="A", generation=j.lease_gen)
+        assert ledger.retry(failed=True) == 1
+        job = ledger.get(o.job_id)
+        assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
+
+    # -- claims -------------------------------------------------------------------------------------
+    def test_claim_is_exclusive_and_bounded(self, ledger: Ledger, tmp_path: Path):
+        for i in range(5):
+            ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)
+        a = ledger.claim("A", 2, 60)
+        b = ledger.claim("B", 10, 60)
+        assert len(a) == 2 and len(b) == 3
+        assert not {j.id for j in a} & {j.id for j in b}
+        assert ledger.claim("C", 10, 60) == []
+        assert all(j.state == "uploading" for j in a + b)
+
+    def test_claim_order_and_lanes(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(6)]
+        assert [j.id for j in ledger.claim("A", 2, 60)] == ids[:2]  # oldest first
+        ledger.committed(ids[0], "R0", "video", {}, final=False, poll_in=0)  # a status poll is due
+        ledger.retry_later(ids[2], "503", 3600, 1)  # not before an hour
+        assert ledger.claim("B", 1, 60, ids=[ids[4], ids[5]])[0].id == ids[4]  # restricted to `ids`
+        jobs = ledger.claim("B", 1, 60, poll_limit=1)  # one upload and, besides, one poll
+        assert sorted((j.id, j.state) for j in jobs) == [(ids[0], "committed"), (ids[3], "uploading")]
+        assert ledger.claim("C", 0, 60, poll_limit=5) == [] and ledger.claim("C", 5, 60, ids=[]) == []
+        assert [j.id for j in ledger.claim("C", 5, 60)] == [ids[5]]
+
+    def test_claim_bumps_the_lease_generation(self, ledger: Ledger, tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 0.05)
+        time.sleep(0.1)
+        (k,) = ledger.claim("A", 1, 60)  # the same owner again, after its lease ran out
+        assert k.id == j.id and k.lease_gen > j.lease_gen and ledger.get(j.id).lease_gen == k.lease_gen
+
+    # -- leases -------------------------------------------------------------------------------------
+    def test_expired_lease_can_be_taken_over(self, ledger: Ledger, tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 0.05)
+        time.sleep(0.1)
+        (k,) = ledger.claim("B", 1, 60)
+        assert k.id == j.id and k.lease_owner == "B"
+
+    def test_renewal_keeps_a_lease_and_reports_lost_ones(self, ledger: Ledger, tmp_path: Path):
+        a = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)[0].job_id
+        b = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)[0].job_id
+        ledger.claim("A", 2, 0.3)
+        assert ledger.renew("A", [a], 60) == []
+        time.sleep(0.4)
+        assert [j.id for j in ledger.claim("B", 5, 60)] == [b]  # a's lease was renewed, b's ran out
+        assert ledger.renew("A", [a, b], 60) == [b] and ledger.renew("A", [], 60) == []
+
+    def test_release_gives_uploads_back_to_the_queue(self, ledger: Ledger, tmp_path: Path):
+        for i in range(2):
+            ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)
+        first, second = ledger.claim("A", 2, 60)
+        ledger.release("A", [first.id], first.lease_gen)
+        assert (ledger.get(first.id).state, ledger.get(first.id).lease_owner) == ("queued", None)
+        ledger.release("A")
+        assert ledger.get(second.id).state == "queued" and ledger.claim("B", 5, 60) != []
+
+    def test_recover_frees_leases_of_dead_processes(self, ledger: Ledger, tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        ledger.claim(f"{socket.gethostname()}:{dead.pid}:1", 1, 3600)
+        assert ledger.claim("X", 1, 60) == []
+        assert ledger.recover() == 1
+        (j,) = ledger.claim("X", 1, 60)
+        assert j.state == "uploading"
+
+    # -- fencing ------------------------------------------------------------------------------------
+    @pytest.fixture
+    def taken_over(self, ledger: Ledger, tmp_path: Path) -> tuple[Job, Job]:
+        """A job whose lease A held, expired and B took: (A's claim, B's claim)."""
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (stale,) = ledger.claim("A", 1, 0.05)
+        time.sleep(0.1)
+        (fresh,) = ledger.claim("B", 1, 60)
+        ledger.checkpoint(fresh.id, "B", fresh.lease_gen).save({"by": "B"})
+        ledger.progress(fresh.id, 7, 1.0, "B", 60, generation=fresh.lease_gen)
+        return stale, fresh
+
+    @pytest.mark.parametrize("transition", sorted(TRANSITIONS))
+    def test_transition_with_a_lost_lease_is_refused(self, ledger: Ledger, taken_over, transition: str):
+        stale, fresh = taken_over
+        before = _row(ledger, stale.id)
+        with pytest.raises(LeaseLost):
+            TRANSITIONS[transition](ledger, stale.id, "A", stale.lease_gen)
+        assert _row(ledger, stale.id) == before  # nothing written, not even `updated`
+        assert before[0].lease_owner == "B" and before[1] == {"by": "B"}
+
+    @pytest.mark.parametrize("transition", sorted(TRANSITIONS))
+    def test_transition_with_an_old_generation_of_the_same_owner_is_refused(self, ledger: Ledger,
+                                                                          tmp_path: Path, transition: str):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (old,) = ledger.claim("A", 1, 0.05)
+        time.sleep(0.1)
+        (new,) = ledger.claim("A", 1, 60)  # a second worker of the same process took it up again
+        before = _row(ledger, old.id)
+        with pytest.raises(LeaseLost):
+            TRANSITIONS[transition](ledger, old.id, "A", old.lease_gen)
+        assert _row(ledger, old.id) == before
+        TRANSITIONS[transition](ledger, new.id, "A", new.lease_gen)  # the holder's own write goes through
+
+    def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
+        _, fresh = taken_over
+        assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
+        assert ledger.record_remote_id(fresh.id, "R1", "video", owner="B", generation=fresh.lease_gen) is None
+        assert ledger.committed(fresh.id, "R1", "video", {}, final=False, poll_in=0, owner="B",
+                                generation=fresh.lease_gen) is None
+        assert ledger.get(fresh.id).state == "committed" and ledger.checkpoint(fresh.id).load() is None
+        (poll,) = ledger.claim("C", 0, 60, poll_limit=1)
+        ledger.done(poll.id, ("M1",), owner="C", generation=poll.lease_gen)
+        assert ledger.get(poll.id).state == "done"
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def test_checkpoints_save_load_clear_and_survive_reopen(self, backend: LedgerBackend, tmp_path: Path):
+        l = backend.open()
+        (o,) = l.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        cp = l.checkpoint(o.job_id)
+        assert cp.load() is None
+        cp.save({"upload_token": "u", "server": "1.2.3.4:80"})
+        l.close()
+        l = backend.open()
+        assert l.checkpoint(o.job_id).load() == {"upload_token": "u", "server": "1.2.3.4:80"}
+        l.checkpoint(o.job_id).clear()
+        assert l.checkpoint(o.job_id).load() is None
+        l.close()
+
+    # -- shared values ------------------------------------------------------------------------------
+    def test_shared_values_compare_and_set(self, ledger: Ledger):
+        assert ledger.shared_get("oauth") is None
+        v1 = ledger.shared_put("oauth", 0, {"token": "a"})
+        assert v1.generation == 1 and ledger.shared_get("oauth") == v1
+        with pytest.raises(LedgerError, match="lost update"):
+            ledger.shared_put("oauth", 0, {"token": "b"})  # stale: someone stored generation 1
+        v2 = ledger.shared_put("oauth", 1, {"token": "c"})
+        assert (v2.generation, ledger.shared_get("oauth").data) == (2, {"token": "c"})
+
+    # -- reopen, migrations, damaged stores -----------------------------------------------------------
+    def test_reopen_keeps_everything(self, backend: LedgerBackend, tmp_path: Path):
+        l = backend.open()
+        ids = [l.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(3)]
+        claimed = l.claim("A", 2, 3600)
+        l.committed(ids[0], "R0", "video", {"k": "v"}, final=True, owner="A", generation=claimed[0].lease_gen)
+        l.checkpoint(ids[1]).save({"offset": 3})
+        l.shared_put("s", 0, {"x": 1})
+        jobs, counts, shared = l.jobs(), l.counts(), l.shared_get("s")
+        l.close()
+        again = backend.open()
+        assert again.jobs() == jobs and again.counts() == counts and again.shared_get("s") == shared
+        assert again.checkpoint(ids[1]).load() == {"offset": 3}
+        assert again.get(ids[1]).lease_gen == claimed[1].lease_gen  # a reopen does not reset fencing
+        again.close()
+
+    @pytest.mark.parametrize("name", MIGRATED)
+    def test_older_schema_fixture_migrates_and_keeps_jobs(self, backend: LedgerBackend, name: str):
+        backend.use_fixture(name)
+        l = backend.open()
+        assert l.schema_version == len(MIGRATIONS)
+        done, half = l.jobs()
+        assert done.state == "done" and done.remote_id == "XNDY5Njc0MTA4" and done.committed_at is None
+        assert half.state == "uploading" and l.checkpoint(half.id).load() == {"upload_token": "tok"}
+        assert l.recover() == 0  # no lease owner recorded: nothing to free, and nothing lost
+        assert half.lease_gen == 0 and done.lease_gen == 0  # never claimed under fencing yet
+        l.close()
+        again = backend.open()  # reopening a migrated ledger is a no-op
+        assert again.schema_version == len(MIGRATIONS) and len(again.jobs()) == 2
+        again.close()
+
+    @pytest.mark.parametrize("name", DAMAGED)
+    def test_damaged_store_is_refused_with_advice(self, backend: LedgerBackend, name: str):
+        backend.use_fixture(name)
+        before = backend.stored()
+        with pytest.raises(LedgerError) as e:
+            backend.open()
+        msg = str(e.value)
+        assert "backup" in msg or "move the file aside" in msg
+        assert backend.stored() == before  # never "repaired" by starting empty
