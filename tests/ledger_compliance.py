@@ -323,6 +323,11 @@ class LedgerCompliance:
         assert half.state == "uploading" and l.checkpoint(half.id).load() == {"upload_token": "tok"}
         assert l.recover() == 0  # no lease owner recorded: nothing to free, and nothing lost
         assert half.lease_gen == 0 and done.lease_gen == 0  # never claimed under fencing yet
+        # left `uploading` with no lease at all (a kill -9 before leases had expiries): it is
+        # runnable, and resumes from its checkpoint
+        (claimed,) = l.claim("me", 5, 60)
+        assert claimed.id == half.id and claimed.lease_owner == "me" and claimed.lease_gen == 1
+        assert l.checkpoint(half.id).load() == {"upload_token": "tok"}
         l.close()
         again = backend.open()  # reopening a migrated ledger is a no-op
         assert again.schema_version == len(MIGRATIONS) and len(again.jobs()) == 2

@@ -252,7 +252,8 @@ class Ledger:
             for sql, params, is_poll in (
                 # INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would
                 # otherwise range-scan (state, not_before) and sort every waiting job per claim.
-                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND lease_until<?", (now,),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' "
+                 "AND (lease_until IS NULL OR lease_until<?)", (now,),
                  False),
                 ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
                  "AND lease_owner IS NULL", (now,), True),
