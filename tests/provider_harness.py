@@ -108,3 +108,22 @@ def write_file(path: Path, size: int, seed: int = 1) -> Path:
 
 def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def record_issued_secrets(oss: Any, vod: Any, into: list[str]) -> None:
+    """Wrap the OSS sandbox's STS issue and the VOD sandbox's upload info so every temporary
+    secret they hand out (STS secret and token, UploadAuth) is appended to `into`: the
+    secret-leak checks search for all of them."""
+    real_issue, real_info = oss.sts.issue, vod._upload_info
+
+    def issue(*args: Any, **kw: Any) -> Any:
+        cred = real_issue(*args, **kw)
+        into.extend((cred.access_key_secret, cred.security_token))
+        return cred
+
+    def upload_info(key: str) -> dict[str, str]:
+        info = real_info(key)
+        into.append(info["UploadAuth"])
+        return info
+
+    oss.sts.issue, vod._upload_info = issue, upload_info

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from provider_contract import Backend, ProviderContract
-from provider_harness import MIB, POLICY
+from provider_harness import MIB, POLICY, record_issued_secrets
 
 from vidupd.providers.base import Provider
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
@@ -34,19 +34,7 @@ class VodBackend(Backend):
         self.vod = VodSandbox(root / "sb", opts, self.journal, self.oss, status_delays=(0.1, 0.2))
         self.vod.start()
         self.issued: list[str] = []
-        real_issue, real_info = self.oss.sts.issue, self.vod._upload_info
-
-        def issue(*args: Any, **kw: Any) -> Any:
-            cred = real_issue(*args, **kw)
-            self.issued += [cred.access_key_secret, cred.security_token]
-            return cred
-
-        def upload_info(key: str) -> dict[str, str]:
-            info = real_info(key)
-            self.issued.append(info["UploadAuth"])
-            return info
-
-        self.oss.sts.issue, self.vod._upload_info = issue, upload_info  # type: ignore[method-assign]
+        record_issued_secrets(self.oss, self.vod, self.issued)
 
     def settings(self) -> dict[str, Any]:
         creds = self.vod.credentials

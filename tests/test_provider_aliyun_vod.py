@@ -23,7 +23,7 @@ import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
 import helpers
-from provider_harness import POLICY, FileCheckpoint, Job, make_job, md5_of, write_file
+from provider_harness import POLICY, FileCheckpoint, Job, make_job, md5_of, record_issued_secrets, write_file
 
 from vidupd.errors import PermanentError, TransientError, UploadCancelled
 from vidupd.providers.aliyun_vod import AliyunVodProvider
@@ -77,9 +77,9 @@ class Env:
         self._wrap()
 
     def _wrap(self) -> None:
-        store, vod, sts = self.oss.store, self.vod, self.oss.sts
+        store, vod = self.oss.store, self.vod
         real_stage, real_commit_part, real_initiate = store.stage, store.commit_part, store.initiate
-        real_dispatch, real_issue, real_info = vod.dispatch, sts.issue, vod._upload_info
+        real_dispatch = vod.dispatch
 
         def stage() -> Any:
             with self._lock:
@@ -101,18 +101,9 @@ class Env:
                 self.rpc_actions.append(action)
             return real_dispatch(action, params)
 
-        def issue(*args: Any, **kw: Any) -> Any:
-            cred = real_issue(*args, **kw)
-            self.issued += [cred.access_key_secret, cred.security_token]
-            return cred
-
-        def upload_info(key: str) -> dict[str, str]:
-            info = real_info(key)
-            self.issued.append(info["UploadAuth"])
-            return info
-
         store.stage, store.commit_part, store.initiate = stage, commit_part, initiate  # type: ignore[method-assign]
-        vod.dispatch, sts.issue, vod._upload_info = dispatch, issue, upload_info  # type: ignore[method-assign]
+        vod.dispatch = dispatch  # type: ignore[method-assign]
+        record_issued_secrets(self.oss, vod, self.issued)
 
     def provider(self, secret: str | None = None, **overrides: Any) -> AliyunVodProvider:
         creds = self.vod.credentials

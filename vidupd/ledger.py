@@ -412,8 +412,8 @@ class Ledger:
 
     def retry_later(self, job_id: int, error: str, delay: float, attempts: int, *, owner: str | None = None,
                     generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state="queued", last_error=error, attempts=attempts, not_before=time.time() + delay,
-                     rate=0, lease_owner=None, lease_until=None)
+        self._update(job_id, owner, generation, state="queued", last_error=error, attempts=attempts,
+                     not_before=time.time() + delay, rate=0, lease_owner=None, lease_until=None)
 
     def hold_for_change(self, job_id: int, error: str, *, owner: str | None = None,
                         generation: int | None = None) -> None:
@@ -430,11 +430,10 @@ class Ledger:
         """The platform says the bytes differ from the fingerprint (a file rewritten, size and
         mtime kept): drop it and its checkpoint; queue the job at once to be hashed again, as an
         attempt, so a file that keeps changing ends up failed. (state, attempts), or None if
-        `owner` no longer holds the lease."""
+        the job is no longer uploading; LeaseLost if `owner` no longer holds it."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
-            row = db.execute("SELECT attempts FROM jobs WHERE id=? AND state='uploading' AND lease_owner=?",
-                             (job_id, owner)).fetchone()
+            row = db.execute("SELECT attempts FROM jobs WHERE id=? AND state='uploading'", (job_id,)).fetchone()
             if row is None:
                 return None
             attempts = int(row[0]) + 1
@@ -443,18 +442,19 @@ class Ledger:
                 error = f"gave up after {attempts} attempts: {error}"
             db.execute("UPDATE jobs SET state=?, attempts=?, last_error=?, md5=NULL, bytes_done=0, rate=0, "
                        "not_before=0, lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
-                       (state, attempts, error, time.time(), job_id))
+                       (state, attempts, safe_text(error), time.time(), job_id))
             db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
         return state, attempts
 
     def failed(self, job_id: int, error: str, state: str = "failed", *, owner: str | None = None,
                generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state=state, last_error=error, rate=0, lease_owner=None, lease_until=None)
+        self._update(job_id, owner, generation, state=state, last_error=error, rate=0, lease_owner=None,
+                     lease_until=None)
 
     def skipped(self, job_id: int, reason: str, remote_id: str | None = None, remote_kind: str | None = None, *,
                 owner: str | None = None, generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state="skipped", last_error=reason, remote_id=remote_id, remote_kind=remote_kind,
-                     rate=0, lease_owner=None, lease_until=None)
+        self._update(job_id, owner, generation, state="skipped", last_error=reason, remote_id=remote_id,
+                     remote_kind=remote_kind, rate=0, lease_owner=None, lease_until=None)
 
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
         """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:

@@ -257,7 +257,7 @@ class OssUploader:
         data = self._src.read_at(0, self._size)
         digest = hashlib.md5(data)
         crc = crc64(data)
-        self._check_fingerprint(crc, digest.hexdigest(), "PutObject")
+        self._check_content_id(crc, digest.hexdigest(), "PutObject")
         headers = {"Content-MD5": base64.b64encode(digest.digest()).decode("ascii")}
 
         def send(bucket: oss2.Bucket) -> None:
@@ -390,7 +390,7 @@ class OssUploader:
         state = self._state
         parts = sorted(self._done.values())
         expected = crc64_of_parts((p.crc, p.size) for p in parts)
-        self._check_fingerprint(expected, None, "CompleteMultipartUpload")
+        self._check_content_id(expected, None, "CompleteMultipartUpload")
         infos = [oss2.models.PartInfo(p.number, p.etag) for p in parts]
         try:
             result = self._call("CompleteMultipartUpload",
@@ -410,7 +410,7 @@ class OssUploader:
                                  f"{expected}; uploading again")
         self._report(self._size)
 
-    def _check_fingerprint(self, crc: int, md5: str | None, op: str) -> None:
+    def _check_content_id(self, crc: int, md5: str | None, op: str) -> None:
         """ContentMismatch (before `op`) if what is about to be stored is not the fingerprinted content."""
         kind, _, value = self._fingerprint.partition(":")
         if kind == "crc64" and value:
