@@ -19,7 +19,7 @@ from helpers import DaemonProcess, drop_random, md5_file, read_events, vidupd, w
 from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import Env as YoukuEnv
 from vidupd import events
-from vidupd.config import LogConfig
+from vidupd.events import LogConfig
 from vidupd.fsnames import path_from_db, path_to_db, safe_text
 from vidupd.intake import Intake
 from vidupd.ledger import Intent, Ledger

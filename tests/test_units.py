@@ -12,7 +12,8 @@ import pytest
 
 from helpers import DaemonProcess, actions, wait_for
 from vidupd import events
-from vidupd.config import LogConfig, WatchConfig
+from vidupd.config import WatchConfig
+from vidupd.events import LogConfig
 from vidupd.filters import PathFilter, kind_of
 from vidupd.progress import ProgressReporter
 from vidupd.secrets import Secret, redact

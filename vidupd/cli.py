@@ -195,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
     import threading
 
-    from .config import LogConfig
+    from .events import LogConfig
     from .daemon import Daemon
     from .ledger import Ledger
     from .sandbox.app import start_sandbox

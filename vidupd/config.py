@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from . import providers
+from .events import LogConfig
+from .filters import PathFilter
 from .providers.base import KINDS, REQUIRED, Option
 from .retry import RetryPolicy
 from .secrets import Secret
@@ -56,12 +58,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    events: str = "-"  # a path, or "-" for stdout
-    level: str = "info"
 
 
 @dataclass(frozen=True)
@@ -424,8 +420,6 @@ class _Loader:
 
 def _sees(watch: WatchConfig, folder: Path) -> bool:
     """Whether files moved into `folder` would be picked up again by `watch`."""
-    from .filters import PathFilter  # local import: filters imports config types
-
     rel = folder.relative_to(watch.path)
     if rel == Path("."):
         return True

@@ -19,14 +19,23 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
 
 from . import secrets
-from .config import LogConfig
 from .fsnames import safe_text
 from .journal import JournalOutput
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Where the JSON lines go and from which level: the config's [log] table."""
+
+    events: str = "-"  # a path, or "-" for stdout
+    level: str = "info"
+
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

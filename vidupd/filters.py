@@ -5,8 +5,22 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
+from typing import Protocol
 
-from .config import WatchConfig
+
+class FilterRules(Protocol):
+    """What a filter needs of a watch (WatchConfig has it); a protocol, so the config, which
+    uses filters to check move_to folders, and filters do not import each other."""
+
+    @property
+    def include(self) -> tuple[str, ...]: ...
+
+    @property
+    def excludes(self) -> tuple[str, ...]: ...
+
+    @property
+    def ready_marker(self) -> str | None: ...
+
 
 VIDEO_EXTS = frozenset("mp4 mov mkv flv f4v avi wmv mpg mpeg m4v 3gp rm rmvb vob ts mts m2ts webm mxf asf dv ogv".split())
 IMAGE_EXTS = frozenset("jpg jpeg png gif webp".split())
@@ -20,7 +34,7 @@ class PathFilter:
     an exclude matches them. Patterns are compiled into one regex per kind, because every
     file system event passes through here."""
 
-    def __init__(self, watch: WatchConfig):
+    def __init__(self, watch: FilterRules):
         self.watch = watch
         self._include = _compile(watch.include)
         self._exclude = _compile(watch.excludes + ((f"*{watch.ready_marker}",) if watch.ready_marker else ()))
