@@ -1,4 +1,4 @@
-"""TOML config -> frozen dataclasses. Every problem names the file and the key.
+"""Reads a TOML config into the values of config.model; every problem names the file and the key.
 
 Secrets may be given inline (`key = "value"`), from the environment
 (`key = { env = "NAME" }`), from a file (`key = { file = "/path" }`) or from a systemd
@@ -11,99 +11,23 @@ import difflib
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
-from . import providers
-from .events import LogConfig
-from .filters import PathFilter
-from .providers.base import KINDS, REQUIRED, Option
-from .retry import RetryPolicy
-from .secrets import Secret
+from .. import providers
+from ..events import LogConfig
+from ..filters import PathFilter
+from ..providers.base import REQUIRED, Option
+from ..retry import RetryPolicy
+from ..secrets import Secret
+from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
+                    TargetConfig, WatchConfig)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
-AFTER_UPLOAD = ("keep", "delete", "move")
-LEVELS = ("debug", "info", "warning", "error")
-STOP_TIMEOUT = 60.0  # seconds a stop waits for running uploads before the daemon exits without them
-WATCH_KINDS = ("auto",) + KINDS
-
-# Names a writer uses while a file is incomplete, and names that are never media.
-DEFAULT_EXCLUDES = (
-    ".*", "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.filepart", "*.download",
-    "*~", "*.swp", "*.swx", "#*#", "~$*", "*.!sync", "*.lock", "*.json", "Thumbs.db", "desktop.ini",
-)
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    key: str
-    message: str
-    warning: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.message}"
-
-
-class ConfigError(Exception):
-    """One or more problems; str() lists them one per line, `FILE: KEY: what is wrong`."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    name: str
-    provider: str
-    settings: Mapping[str, Any]  # the provider's own options, validated; secrets as Secret
-    wait_ready: bool = True  # poll the platform after upload until the media is playable
-    ready_timeout: float = 7200.0
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    path: Path
-    targets: tuple[str, ...]
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    recursive: bool = False
-    settle_seconds: float = 10.0
-    after_upload: str = "keep"
-    move_to: Path | None = None
-    poll: bool = False
-    poll_interval: float = 5.0
-    ready_marker: str | None = None
-    kind: str = "auto"
-
-    @property
-    def excludes(self) -> tuple[str, ...]:
-        return DEFAULT_EXCLUDES + self.exclude
-
-
-@dataclass(frozen=True)
-class Config:
-    source: Path
-    state_dir: Path
-    targets: Mapping[str, TargetConfig]
-    watches: tuple[WatchConfig, ...]
-    workers: int = 2
-    max_rate: int | None = None
-    rescan_interval: float = 300.0
-    skip_duplicates: bool = True
-    stop_timeout: float = STOP_TIMEOUT
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
-    log: LogConfig = field(default_factory=LogConfig)
-    warnings: tuple[Problem, ...] = ()
-
 
 def default_path() -> Path:
     return Path(os.environ.get("VIDUPD_CONFIG") or DEFAULT_PATH)
