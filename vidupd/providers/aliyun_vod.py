@@ -72,7 +72,6 @@ from .aliyun_vod_media import (
 from .aliyun_vod_oss import MIN_PART_SIZE, MultipartState, OssUploader, TicketKeeper
 from .aliyun_vod_pull import PullSubmitter
 from .aliyun_vod_rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
-from .features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 from .base import (
     FileIdentity,
     MediaStatus,
@@ -84,6 +83,7 @@ from .base import (
     UploadRequest,
     UploadResult,
 )
+from .features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 
 CHECKPOINT_VERSION = 1
 MIB = 1 << 20
