@@ -6,8 +6,8 @@ a `make_backend` fixture: a factory of `Backend`s, each owning its sandbox (real
 127.0.0.1) or folder, saying which target settings reach it, what it stores and which
 secrets must never leak. The cases here build the provider as the daemon does (the target's
 settings through `vidupd.config.load`, then `daemon._build_provider` with a real Ledger),
-the requests as the pool does (MD5 and piece digests, or a CRC-64 fingerprint, per
-`needs_md5`), and are gated by the provider's declared `abilities` and `kinds`.
+the requests as the pool does (`content_hash`: MD5 and piece digests, or CRC-64, per
+`needs_md5`), and are gated by `features(provider)` and the provider's `kinds`.
 
 Every case runs twice (`again`): its second phase (the resume, the rerun, the status poll)
 uses either the same provider instance or a fresh one built on a reopened ledger and a
@@ -37,7 +37,8 @@ from vidupd import config as config_module
 from vidupd.daemon import _build_provider
 from vidupd.errors import FileChanged, PermanentError, UploadCancelled
 from vidupd.ledger import Ledger
-from vidupd.providers.base import Metadata, Provider, UploadResult, crc64_content_id, md5_file
+from vidupd.providers.base import Metadata, Provider, UploadResult, content_hash
+from vidupd.providers.features import ReportsStatus, features
 from vidupd.throttle import Throttle
 
 TARGET = "contract"
@@ -177,14 +178,9 @@ class Harness:
         job = make_job(path, self.root, Metadata(title="a contract clip", description="vidupd contract test"),
                        kind=kind, job_id=job_id, checkpoint=checkpoint, on_progress=on_progress,
                        companions=companions, throttle=throttle)
-        identity = job.request.identity
-        if provider.needs_md5:
-            digests = md5_file(path, identity, piece_size=provider.piece_size)
-            job.request = dataclasses.replace(job.request, md5=digests.md5, digests=digests,
-                                              fingerprint=digests.md5)
-        else:
-            job.request = dataclasses.replace(job.request, md5=None, digests=None,
-                                              fingerprint=crc64_content_id(path, identity))
+        content = content_hash(path, job.request.identity, "md5" if provider.needs_md5 else "crc64",
+                               piece_size=provider.piece_size)
+        job.request = dataclasses.replace(job.request, content=content)
         self.jobs.append(job)
         return job
 
@@ -253,9 +249,9 @@ def cancel_at(limit: int) -> Callable[[Job, int], None]:
     return stop
 
 
-def _needs(provider: Provider, ability: str) -> None:
-    if ability not in provider.abilities:
-        pytest.skip(f"{provider.name} does not declare {ability!r}")
+def _needs(provider: Provider, feature: str) -> None:
+    if not getattr(features(provider), feature):
+        pytest.skip(f"{provider.name} does not declare the {feature!r} feature")
 
 
 class ProviderContract:
@@ -301,10 +297,11 @@ class ProviderContract:
         assert result.remote_kind == "video"
         assert_progress(job, size)
         assert h.read(job) >= size, "the file was not read through ctx (throttle)"
-        if job.remote_ids or "resume" in provider.abilities:
+        if job.remote_ids or features(provider).resume:
             assert job.remote_ids == [(result.remote_id, "video")]
+        assert bool(cp.saves) == features(provider).resume, "a checkpoint is kept exactly by Resumable providers"
         h.holds(result, path)
-        if "resume" not in provider.abilities:
+        if not features(provider).resume:
             return
         again = h.again_provider(provider)
         rerun = h.job(again, path, h.reopened(cp))
@@ -405,7 +402,7 @@ class ProviderContract:
             h.holds(results[-1], path)
             jobs.append(job)
         assert any(j.actions("upload.retrying") for j in jobs), "no fault was met"
-        if "resume" not in provider.abilities:
+        if not features(provider).resume:
             return
         again = h.again_provider(provider)
         for job, result in zip(jobs, results):
@@ -442,6 +439,7 @@ class ProviderContract:
         path = h.file(h.backend.chunk + 1)
         result = h.upload(provider, h.job(provider, path, h.checkpoint()))
         poller = h.again_provider(provider)
+        assert isinstance(poller, ReportsStatus)
         states = []
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
@@ -469,7 +467,7 @@ class ProviderContract:
         assert result.remote_kind == kind
         assert_progress(job, path.stat().st_size)
         h.holds(result, path)
-        if "resume" in provider.abilities:
+        if features(provider).resume:
             again = h.again_provider(provider)
             assert h.upload(again, h.job(again, path, h.reopened(cp), kind=kind)).remote_id == result.remote_id
 
@@ -493,3 +491,17 @@ class ProviderContract:
         h.holds(result, video)
         assert sorted(s["md5"] for s in h.stored()) == sorted([md5_of(video), md5_of(cover)])
         assert [s["remote_id"] for s in h.stored() if s["md5"] == md5_of(cover)] == images
+
+    def test_a_cover_goes_only_to_providers_that_take_covers(self, harness: Callable[..., Harness]) -> None:
+        """Without the TakesCovers feature a companion cover is ignored: only the video arrives."""
+        h = harness()
+        provider = h.build()
+        if features(provider).cover:
+            pytest.skip(f"{provider.name} takes covers")
+        video, cover = h.file(2 * h.backend.chunk, seed=2), h.file(20 << 10, seed=3, name="s2-clip.jpg")
+        job = h.job(provider, video, h.checkpoint(), companions={"cover": cover})
+        result = h.upload(provider, job)
+        assert [kind for _, kind in job.remote_ids] in ([], ["video"])
+        h.holds(result, video)
+        if h.backend.stored() is not None:
+            assert [s["md5"] for s in h.stored()] == [md5_of(video)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from vidupd.providers.base import FileIdentity, Metadata, UploadContext, UploadRequest
+from vidupd.providers.base import ContentHash, FileIdentity, Metadata, UploadContext, UploadRequest
 from vidupd.retry import RetryPolicy
 from vidupd.throttle import Throttle
 
@@ -67,11 +67,11 @@ def make_job(path: Path, root: Path, metadata: Metadata, *, kind: str = "video",
              checkpoint: FileCheckpoint | None = None, on_progress: Callable[[Job, int], None] | None = None,
              on_remote_id: Callable[[str, str], None] | None = None, companions: Mapping[str, Path] | None = None,
              throttle: Throttle | None = None, retry: RetryPolicy = POLICY) -> Job:
-    """A Job uploading `path`: its checkpoint (unless given) and work dir live in `root`, named
+    """A Job uploading `path` (its MD5 as content): its checkpoint (unless given) lives in `root`, named
     after job_id; no bandwidth cap unless `throttle`. Progress, notes and remote ids are recorded
     on the Job; `on_progress(job, done)` and `on_remote_id(remote_id, kind)` are called after."""
-    request = UploadRequest(job_id, path, kind, FileIdentity.of(os.stat(path)), md5_of(path), metadata,
-                            companions=companions or {})
+    request = UploadRequest(job_id, path, kind, FileIdentity.of(os.stat(path)), ContentHash("md5", md5_of(path)),
+                            metadata, companions=companions or {})
     cp = checkpoint or FileCheckpoint(root / f"checkpoint-{job_id}.json")
     cancel = threading.Event()
     holder: list[Job] = []
@@ -90,8 +90,7 @@ def make_job(path: Path, root: Path, metadata: Metadata, *, kind: str = "video",
             on_remote_id(remote_id, remote_kind)
 
     ctx = UploadContext(checkpoint=cp, progress=progress, remote_id_known=remote_id_known, note=note,
-                        cancel=cancel, throttle=throttle or Throttle(None), retry=retry,
-                        work_dir=root / f"work-{job_id}")
+                        cancel=cancel, throttle=throttle or Throttle(None), retry=retry)
     job = Job(request, ctx, cp, cancel)
     holder.append(job)
     return job

@@ -30,7 +30,6 @@ class Paused(Provider):
     name = "paused"
     options = {}
     kinds = frozenset({"video"})
-    abilities = frozenset()
 
     def __init__(self, finish: str):
         super().__init__("t", {}, Path("/nonexistent"))
@@ -59,7 +58,7 @@ def stale_pool(tmp_path: Path, provider: Provider) -> tuple[Ledger, Pool, int]:
     p.write_bytes(b"x" * 1000)
     (o,) = ledger.offer(p, None, [("t", "video")], FileIdentity.of(p.stat()), Metadata("a"))
     settings = PoolSettings(workers=1, retry=RetryPolicy(attempts=3, initial=0.01, maximum=0.05),
-                            skip_duplicates=True, state_dir=tmp_path / "state",
+                            skip_duplicates=True,
                             request_retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02))
     targets = {"t": TargetConfig("t", "paused", {}, wait_ready=False, ready_timeout=60)}
     pool = Pool(settings, ledger, targets, {"t": provider}, Throttle(None), "stale:1:1", AfterUpload(ledger, dict))

@@ -12,7 +12,7 @@ from provider_harness import MIB
 from test_provider_aliyun_vod import Env as VodEnv
 from vidupd.errors import ContentMismatch, LeaseLost, PermanentError
 from vidupd.ledger import Ledger
-from vidupd.providers.base import FileIdentity, Metadata, crc64_content_id
+from vidupd.providers.base import ContentHash, FileIdentity, Metadata, content_hash
 from vidupd.providers.youku_api import _decode, _translate
 
 META = Metadata(title="t")
@@ -99,12 +99,12 @@ def test_vod_stores_nothing_but_the_fingerprinted_content(tmp_path: Path):
         for name, size in (("small.mp4", MIB // 2), ("big.mp4", 4 * MIB)):
             path = env.file(name, size)
             job = env.job(path, job_id=size)
-            stale = dataclasses.replace(job.request, md5=None, fingerprint="crc64:0123456789abcdef")
+            stale = dataclasses.replace(job.request, content=ContentHash("crc64", "0123456789abcdef"))
             before = len(env.journal.entries())
             error = env.fails(ContentMismatch, lambda: provider.upload(stale, job.ctx))
             assert "crc64:0123456789abcdef" in str(error)
             assert len(env.journal.entries()) == before  # nothing completed: no video of the wrong content
-            right = dataclasses.replace(stale, fingerprint=crc64_content_id(path, stale.identity))
+            right = dataclasses.replace(stale, content=content_hash(path, stale.identity, "crc64"))
             job.checkpoint.clear()  # as forget_content does
             provider.upload(right, job.ctx)
         assert len(env.journal.entries()) == 2

@@ -170,7 +170,7 @@ def test_password_videos_send_the_watch_password_and_never_show_it(tmp_path: Pat
     create call, and nothing else."""
     from vidupd.ledger import Ledger
     from vidupd.ledger_shared import LedgerShared
-    from vidupd.providers.base import FileIdentity, Metadata, UploadRequest
+    from vidupd.providers.base import ContentHash, FileIdentity, Metadata, UploadRequest
     from vidupd.secrets import Secret
 
     ledger = Ledger(tmp_path / "state")
@@ -178,7 +178,8 @@ def test_password_videos_send_the_watch_password_and_never_show_it(tmp_path: Pat
                              "watch_password": Secret("s3cret-watch-pw")}, tmp_path, LedgerShared(ledger))
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x" * 10)
-    request = UploadRequest(1, clip, "video", FileIdentity.of(clip.stat()), "0" * 32, Metadata(title="t"))
+    request = UploadRequest(1, clip, "video", FileIdentity.of(clip.stat()), ContentHash("md5", "0" * 32),
+                            Metadata(title="t"))
     assert p.create_params(request)["watch_password"] == "s3cret-watch-pw"
     assert "s3cret-watch-pw" not in repr(p.config)
     p.close()

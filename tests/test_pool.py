@@ -16,6 +16,7 @@ from vidupd.errors import CredentialsExpired, PermanentError, TransientError
 from vidupd.ledger import Ledger
 from vidupd.pool import Pool, PoolSettings
 from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, Provider, UploadResult
+from vidupd.providers.features import ReportsStatus
 from vidupd.retry import RetryPolicy, call_with_retry
 from vidupd.errors import UploadCancelled
 from vidupd.throttle import Throttle
@@ -28,12 +29,11 @@ class Scripted(Provider):
     options = {}
     kinds = frozenset({"video"})
 
-    def __init__(self, script=(), ids=None, abilities=frozenset(), statuses=()):
+    def __init__(self, script=(), ids=None, statuses=()):
         super().__init__("t", {}, Path("/nonexistent"))
         self.script = list(script)
         self.ids = list(ids or [])
         self.calls = 0
-        self.abilities = abilities
         self.statuses = list(statuses)
         self.block = threading.Event()
 
@@ -53,6 +53,10 @@ class Scripted(Provider):
         rid = self.ids.pop(0) if self.ids else f"id-{request.job_id}"
         return UploadResult(rid, "video")
 
+
+class ScriptedWithStatus(ReportsStatus, Scripted):
+    """Scripted, and the platform processes media: statuses are answered in order, then ready."""
+
     def media_status(self, remote_id, remote_kind):
         return self.statuses.pop(0) if self.statuses else MediaStatus("ready")
 
@@ -66,7 +70,7 @@ def setup(tmp_path: Path, provider: Provider, files: int = 1, attempts: int = 3,
         (o,) = ledger.offer(p, None, [("t", "video")], FileIdentity.of(p.stat()), Metadata(p.stem))
         ids.append(o.job_id)
     settings = PoolSettings(workers=2, retry=RetryPolicy(attempts=attempts, initial=0.01, maximum=0.05),
-                            skip_duplicates=True, state_dir=tmp_path / "state",
+                            skip_duplicates=True,
                             request_retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02),
                             poll_first=0.01, poll_max=0.02)
     targets = {"t": TargetConfig("t", "scripted", {}, wait_ready=wait_ready, ready_timeout=60)}
@@ -135,9 +139,8 @@ def test_stop_cancels_and_keeps_checkpoint(tmp_path):
 
 
 def test_status_polling_until_ready(tmp_path):
-    prov = Scripted(abilities=frozenset({"status"}),
-                    statuses=[MediaStatus("pending", "Transcoding"), MediaStatus("pending", "Transcoding"),
-                              MediaStatus("ready")])
+    prov = ScriptedWithStatus(statuses=[MediaStatus("pending", "Transcoding"), MediaStatus("pending", "Transcoding"),
+                                        MediaStatus("ready")])
     ledger, pool, _ = setup(tmp_path, prov, wait_ready=True)
     with capture_logs() as logs:
         pool.start()
@@ -148,7 +151,7 @@ def test_status_polling_until_ready(tmp_path):
 
 
 def test_status_polling_failure(tmp_path):
-    prov = Scripted(abilities=frozenset({"status"}), statuses=[MediaStatus("failed", "TranscodeFail")])
+    prov = ScriptedWithStatus(statuses=[MediaStatus("failed", "TranscodeFail")])
     ledger, pool, _ = setup(tmp_path, prov, wait_ready=True)
     with capture_logs() as logs:
         pool.start()

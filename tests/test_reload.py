@@ -91,7 +91,6 @@ class Gate(Provider):
     name = "gate"
     options = {}
     kinds = frozenset({"video"})
-    abilities = frozenset()
 
     def __init__(self):
         super().__init__("t", {}, Path("/nonexistent"))
@@ -116,7 +115,7 @@ def test_pool_reconfigure_keeps_running_jobs_of_a_removed_target(tmp_path):
 
     first = offer("a.mp4")
     settings = PoolSettings(workers=1, retry=RetryPolicy(attempts=1, initial=0.01, maximum=0.02),
-                            skip_duplicates=False, state_dir=tmp_path / "state")
+                            skip_duplicates=False)
     provider = Gate()
     targets = {"t": TargetConfig("t", "gate", {}, wait_ready=False)}
     pool = Pool(settings, ledger, targets, {"t": provider}, Throttle(None), "me", AfterUpload(ledger, dict))

@@ -28,6 +28,7 @@ from vidupd.ledger import Ledger
 from vidupd.pool import Pool, PoolSettings
 from vidupd.providers import base
 from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, Provider, UploadResult, md5_file
+from vidupd.providers.features import ReportsStatus
 from vidupd.retry import RetryPolicy
 from vidupd.sandbox import common
 from vidupd.sandbox.app import start_sandbox
@@ -90,13 +91,12 @@ def test_small_files_cost_six_youku_and_two_vod_requests_each(tmp_path: Path, co
 
 # ---- status polls do not wait for an upload worker ---------------------------------------------
 
-class _OneSlow(Provider):
+class _OneSlow(ReportsStatus, Provider):
     """Uploads return at once, except the file named slow.mp4, which holds its worker until
     released; every status poll answers ready."""
 
     name = "one-slow"
     options: dict = {}
-    abilities = frozenset({"status"})
 
     def __init__(self) -> None:
         super().__init__("t", {}, Path("/nonexistent"))
@@ -124,7 +124,7 @@ def test_status_poll_runs_while_every_upload_worker_is_busy(tmp_path: Path) -> N
         ids[name] = offer.job_id
     provider = _OneSlow()
     settings = PoolSettings(workers=1, retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02),
-                            skip_duplicates=False, state_dir=tmp_path / "state", poll_first=0.01, poll_max=0.02)
+                            skip_duplicates=False, poll_first=0.01, poll_max=0.02)
     targets = {"t": TargetConfig("t", "one-slow", {}, wait_ready=True, ready_timeout=60)}
     pool = Pool(settings, ledger, targets, {"t": provider}, Throttle(None), "me", AfterUpload(ledger, dict))
     pool.start()

@@ -127,12 +127,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
     submission happens once and the status is polled like any other job."""
     from .atomic import write_atomic
     from .oneshot import upload_files
+    from .providers import provider_class
+    from .providers.features import features
     from .statedir import make_dirs
 
     config = _load(args, writes=True)
     target = config.targets.get(args.target)
     if target is None:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
+        return EXIT_USAGE
+    if not features(provider_class(target.provider)).pull:  # before anything is written
+        print(f"pull: provider {target.provider} cannot pull media from URLs", file=sys.stderr)
         return EXIT_USAGE
     bad = [u for u in args.urls if not u.startswith(("http://", "https://"))]
     if bad:
@@ -153,10 +158,16 @@ def cmd_register(args: argparse.Namespace) -> int:
     from . import events
     from .daemon import build_providers
     from .ledger import Ledger
+    from .providers import provider_class
+    from .providers.features import RegistersMedia, features
 
     config = _load(args, writes=True)
-    if args.target not in config.targets:
+    target = config.targets.get(args.target)
+    if target is None:
         print(f"{config.source}: targets.{args.target}: no such target", file=sys.stderr)
+        return EXIT_USAGE
+    if not features(provider_class(target.provider)).register:  # before a ledger or a session is opened
+        print(f"register: provider {target.provider} cannot register media", file=sys.stderr)
         return EXIT_USAGE
     ledger = Ledger(config.state_dir)
     try:
@@ -164,11 +175,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     except BaseException:
         ledger.close()
         raise
-    if "register" not in provider.abilities:
-        print(f"register: provider {provider.name} cannot register media", file=sys.stderr)
-        provider.close()
-        ledger.close()
-        return EXIT_USAGE
+    assert isinstance(provider, RegistersMedia)  # what features() said; tells the type checker
     events.configure(config.log)
     registered, failed = provider.register(list(args.file_urls), args.title)
     for url, media_id in registered:

@@ -1,5 +1,5 @@
 """Files that travel together: a same-stem image next to a video is that video's cover
-(for providers with the "cover" ability), sent with the video and moved with it."""
+(for providers with the TakesCovers feature), sent with the video and moved with it."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from .companions import video_for
 from .filters import kind_of
 from .ledger import Intent, Ledger, Offer
 from .providers.base import FileIdentity, Provider
+from .providers.features import features
 from .safe_open import file_type
 from .sidecar import SidecarError, read_metadata, sidecar_paths
 
@@ -106,7 +107,7 @@ class Intake:
             provider = providers.get(target)
             if provider is None:
                 continue
-            if kind == "image" and "cover" in provider.abilities and video_for(path) is not None:
+            if kind == "image" and features(provider).cover and video_for(path) is not None:
                 continue  # sent as the video's cover, within the video's job
             reason = None
             if kind is None:

@@ -16,7 +16,6 @@ lease a renewal or progress report finds lost is cancelled.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,8 +31,8 @@ from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost,
                      ProviderError, UploadCancelled)
 from .ledger import Job, Ledger
 from .progress import ProgressReporter
-from .providers.base import (FileIdentity, Provider, UploadContext, UploadRequest, crc64_content_id,
-                             md5_file)
+from .providers.base import ContentHash, FileIdentity, Provider, UploadContext, UploadRequest, content_hash
+from .providers.features import features
 from .retry import RetryPolicy
 from .safe_open import check_regular
 from .throttle import Throttle
@@ -59,15 +58,13 @@ class PoolSettings:
     workers: int
     retry: RetryPolicy
     skip_duplicates: bool
-    state_dir: Path
     request_retry: RetryPolicy = REQUEST_RETRY
     poll_first: float = POLL_FIRST
     poll_max: float = POLL_MAX
 
 
 def settings_from(config: Config) -> PoolSettings:
-    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates,
-                        state_dir=config.state_dir)
+    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates)
 
 
 def job_fields(job: Job, provider: str | None = None) -> dict:
@@ -351,15 +348,12 @@ class Pool:
         current = FileIdentity.of(st)
         if current != job.identity:
             raise FileChanged(f"{job.path} changed after it was queued")
-        fingerprint = job.md5  # the ledger's content column: an MD5, or "crc64:..." (see Provider.needs_md5)
-        digests = None
-        if fingerprint is None:
-            if provider.needs_md5:
-                digests = md5_file(job.path, job.identity, cancel=cancel, piece_size=provider.piece_size)
-                fingerprint = digests.md5
-            else:
-                fingerprint = crc64_content_id(job.path, job.identity, cancel=cancel)
-        md5 = None if fingerprint.startswith("crc64:") else fingerprint
+        if job.md5 is None:  # the ledger's content column: an MD5, or "crc64:..." (see Provider.needs_md5)
+            content = content_hash(job.path, job.identity, "md5" if provider.needs_md5 else "crc64", cancel=cancel,
+                                   piece_size=provider.piece_size)
+        else:
+            content = ContentHash.from_fingerprint(job.md5)
+        fingerprint, md5 = content.fingerprint, content.md5
         # One transaction records the fingerprint and looks for twins, so of two identical
         # files hashed at the same time exactly one is sent and the other waits for it.
         verdict, twin = self.ledger.record_content(job.id, fingerprint, self.settings.skip_duplicates,
@@ -403,22 +397,20 @@ class Pool:
         def note(action: str, message: str, level: str = "info", **extra: object) -> None:
             events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
 
-        work_dir = self.settings.state_dir / "jobs" / str(job.id)
         ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
                             remote_id_known=remote_id_known, note=note, cancel=cancel, throttle=self.throttle,
-                            retry=self.settings.request_retry, work_dir=work_dir)
+                            retry=self.settings.request_retry)
         companions: dict[str, Path] = {}
-        if job.kind == "video" and "cover" in provider.abilities:
+        if job.kind == "video" and features(provider).cover:
             cover = cover_for(job.path)
             if cover is not None:
                 companions["cover"] = cover
-        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, md5=md5,
-                                metadata=job.metadata, companions=companions, digests=digests,
-                                fingerprint=fingerprint)
+        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, content=content,
+                                metadata=job.metadata, companions=companions)
         started = time.monotonic()
         result = provider.upload(request, ctx)
         target = self.targets[job.target]
-        final = not (target.wait_ready and "status" in provider.abilities)
+        final = not (target.wait_ready and features(provider).status)
         # the first status poll is scheduled in the same transaction (one fsync, not two)
         other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final,
                                       poll_in=self.settings.poll_first, note="waiting for the platform to process it",
@@ -431,7 +423,6 @@ class Pool:
                     duration_seconds=round(elapsed, 3), bytes_per_second=round(job.size / elapsed) if elapsed else None,
                     md5=md5, crc64=None if md5 else fingerprint.partition(":")[2],
                     details=dict(result.details) or None, **fields)
-        _remove_tree(work_dir)
         if final:
             self.after.maybe_run(job)
 
@@ -484,8 +475,3 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, ProviderError) and e.strerror:
         text = f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
     return text
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():  # most providers never create their scratch folder
-        shutil.rmtree(path, ignore_errors=True)

@@ -83,6 +83,7 @@ from .base import (
     UploadRequest,
     UploadResult,
 )
+from .features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 
 CHECKPOINT_VERSION = 1
 MIB = 1 << 20
@@ -123,12 +124,11 @@ class _Job:
             self.ctx.checkpoint.save(self.state)
 
 
-class AliyunVodProvider(Provider):
+class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Provider):
     """Uploads to ApsaraVideo VOD; see the module docstring for the flow and checkpoint."""
 
     name: ClassVar[str] = "aliyun-vod"
     kinds: ClassVar[frozenset[str]] = frozenset({"video", "image", "attached", "url_pull"})
-    abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status", "cover", "url_pull", "register"})
     needs_md5: ClassVar[bool] = False  # OSS checks CRC-64 per part; no whole-file MD5 pass needed
     options: ClassVar[Mapping[str, Option]] = {
         "access_key_id": Option(str, help="AccessKey ID of a RAM user allowed to use VOD"),
@@ -223,7 +223,7 @@ class AliyunVodProvider(Provider):
         self.rpc.close()
         self._oss_session.session.close()
 
-    # ---- public methods for the CLI ------------------------------------------------------
+    # ---- PullsFromUrl and RegistersMedia (the CLI) -------------------------------------
 
     def submit_pull(self, urls: list[str], title: str | None) -> list[tuple[str, str]]:
         """UploadMediaByURL for `urls` (groups of 20): the (url, JobId) pairs, in order."""

@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol
 
 import fastcrc
 
@@ -115,31 +115,74 @@ class FileIdentity:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+HashKind = Literal["md5", "crc64"]
+
+
+@dataclass(frozen=True)
+class ContentHash:
+    """What identifies a file's content (resume checks, duplicate detection, the ledger's
+    content column): its whole-file MD5 (platforms that declare it, Youku) or CRC-64
+    (`Provider.needs_md5` false: ~20x cheaper), and the piece MD5s of the same pass when the
+    provider asked for them (`Provider.piece_size`) and the pass ran in this process."""
+
+    kind: HashKind
+    value: str  # lower-case hex
+    pieces: "Digests | None" = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("md5", "crc64"):
+            raise ValueError(f"unknown content hash kind {self.kind!r}")
+
+    @property
+    def fingerprint(self) -> str:
+        """The one-string form kept in the ledger: the MD5, or "crc64:HEX"."""
+        return self.value if self.kind == "md5" else f"{self.kind}:{self.value}"
+
+    @property
+    def md5(self) -> str | None:
+        """The whole file's hex MD5; None for another kind."""
+        return self.value if self.kind == "md5" else None
+
+    @classmethod
+    def from_fingerprint(cls, text: str) -> "ContentHash":
+        """The value of a `fingerprint` string (as the ledger holds it); no pieces."""
+        kind, sep, value = text.partition(":")
+        return cls("crc64", value) if sep and kind == "crc64" else cls("md5", text)
+
+
 @dataclass(frozen=True)
 class UploadRequest:
     job_id: int
     path: Path
     kind: str  # one of KINDS
     identity: FileIdentity
-    md5: str | None  # hex MD5 of the whole file, computed once by the pool; None if not `needs_md5`
+    # The content hash computed once by the pool (see ContentHash); None: not hashed before
+    # sending (the provider checks what it sends part by part).
+    content: ContentHash | None
     metadata: Metadata
     # Files that travel with this one, by role: {"cover": Path} for a same-stem image next to
-    # a video, for providers with the "cover" ability (the image then has no job of its own).
+    # a video, for providers with the TakesCovers feature (the image then has no job of its own).
     companions: Mapping[str, Path] = field(default_factory=dict)
-    # Piece MD5s from the pool's hashing pass (when the provider asked via `piece_size` and
-    # the pass ran in this process); None: hash pieces yourself.
-    digests: "Digests | None" = None
-    # What identifies the content (resume checks, duplicate detection): the MD5, or
-    # "crc64:HEX" for providers that need no MD5.
-    fingerprint: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.fingerprint and self.md5:  # the MD5 is the fingerprint unless told otherwise
-            object.__setattr__(self, "fingerprint", self.md5)
 
     @property
     def size(self) -> int:
         return self.identity.size
+
+    # Conveniences derived from `content`, for providers that read one form of it.
+    @property
+    def md5(self) -> str | None:
+        """Hex MD5 of the whole file; None unless `content` is an MD5."""
+        return self.content.md5 if self.content is not None else None
+
+    @property
+    def fingerprint(self) -> str:
+        """`content` as one string (the MD5, or "crc64:HEX"); "" when there is none."""
+        return self.content.fingerprint if self.content is not None else ""
+
+    @property
+    def digests(self) -> "Digests | None":
+        """Piece MD5s from the pool's hashing pass; None: hash pieces yourself."""
+        return self.content.pieces if self.content is not None else None
 
 
 @dataclass(frozen=True)
@@ -269,21 +312,18 @@ class UploadContext:
     cancel: threading.Event
     throttle: Throttle
     retry: RetryPolicy
-    work_dir: Path  # private scratch directory for this job under state_dir
 
     def open_source(self, request: UploadRequest) -> SourceFile:
         return SourceFile(request.path, request.identity, self.throttle, self.cancel)
 
 
 class Provider(ABC):
-    """A platform backend. Subclasses declare `name`, `options`, `kinds`, `abilities`."""
+    """A platform backend. Subclasses declare `name`, `options`, `kinds`, and their optional
+    features as mixins of `vidupd.providers.features` (Resumable, ReportsStatus, ...)."""
 
     name: ClassVar[str]
     options: ClassVar[Mapping[str, Option]]
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
-    # Declared, not guessed: "resume", "status" (media_status works), "cover" (takes a
-    # companion cover image with a video), "url_pull", "register".
-    abilities: ClassVar[frozenset[str]] = frozenset()
     # Size of the pieces whose MD5s the provider sends (Youku: its 2 MiB slices): the pool
     # computes them in the same pass as the whole-file MD5. None: not needed.
     piece_size: ClassVar[int | None] = None
@@ -311,10 +351,6 @@ class Provider(ABC):
         """(key, message) for options that are each valid but cannot work together; the
         config loader reports them as FILE: targets.NAME.KEY, so check-config refuses them."""
         return []
-
-    def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
-        """Processing state after upload; only for providers with the "status" ability."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release sessions and threads."""
@@ -359,7 +395,8 @@ def most_telling(errors: list[BaseException], restart: tuple[type[BaseException]
 
 def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = None,
              cancel: threading.Event | None = None, block: int = 4 << 20, piece_size: int | None = None) -> Digests:
-    """Hex MD5 of a whole file in one pass (hashlib releases the GIL on large blocks).
+    """Hex MD5 of a whole file in one pass (hashlib releases the GIL on large blocks); the
+    MD5 pass behind `content_hash`.
 
     With `piece_size`, the MD5 of every aligned piece too (e.g. Youku's 2 MiB slices),
     hashed on a second thread while this one hashes the whole: both cores work during
@@ -391,14 +428,25 @@ def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = Non
     return Digests(whole.hexdigest(), piece_size, tuple(pieces))
 
 
-def crc64_content_id(path: Path, identity: FileIdentity, cancel: threading.Event | None = None,
-                      block: int = 8 << 20) -> str:
-    """"crc64:HEX" of a whole file: a content fingerprint at SIMD speed (fastcrc)."""
+def content_hash(path: Path, identity: FileIdentity, kind: HashKind, cancel: threading.Event | None = None,
+                 piece_size: int | None = None, throttle: Throttle | None = None) -> ContentHash:
+    """The file's ContentHash of `kind`, in one read pass: the one way content is hashed.
+    For "md5" with `piece_size`, the pieces' MD5s come from the same pass (see md5_file)."""
+    if kind == "md5":
+        digests = md5_file(path, identity, throttle, cancel, piece_size=piece_size)
+        return ContentHash("md5", digests.md5, digests if piece_size else None)
+    if kind != "crc64":
+        raise ValueError(f"unknown content hash kind {kind!r}")
     value = 0
-    with SourceFile(path, identity, Throttle(None), cancel or threading.Event()) as src:
-        for chunk in src.iter_blocks(0, identity.size, block):
+    with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
+        for chunk in src.iter_blocks(0, identity.size, 8 << 20):
             value = fastcrc.crc64.xz(chunk, value)
-    return f"crc64:{value:016x}"
+    return ContentHash("crc64", f"{value:016x}")
+
+
+def crc64_content_id(path: Path, identity: FileIdentity, cancel: threading.Event | None = None) -> str:
+    """"crc64:HEX" of a whole file: a convenience for `content_hash(..., "crc64").fingerprint`."""
+    return content_hash(path, identity, "crc64", cancel).fingerprint
 
 
 def _piece_md5s(chunk: bytes, piece_size: int) -> list[str]:

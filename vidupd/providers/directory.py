@@ -19,18 +19,18 @@ from ..errors import PermanentError, TransientError
 from ..fsnames import safe_text
 from ..safe_open import open_regular
 from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
+from .features import Resumable
 
 CHECKPOINT_EVERY = 8 << 20
 
 
-class DirectoryProvider(Provider):
+class DirectoryProvider(Resumable, Provider):
     name = "directory"
     options = {
         "dest": Option(str, help="folder that receives the files"),
         "fsync": Option(bool, True, help="fsync data before it counts as delivered"),
     }
     kinds = frozenset({"video", "image", "attached"})
-    abilities = frozenset({"resume"})
 
     def upload(self, request: UploadRequest, ctx: UploadContext) -> UploadResult:
         dest = Path(self.settings["dest"])

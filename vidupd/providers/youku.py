@@ -25,6 +25,7 @@ from ..retry import RetryPolicy, call_with_retry
 from ..secrets import register, reveal
 from .base import (MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
                    UploadResult, option_value)
+from .features import ReportsStatus, Resumable
 from .transfer import ForwardProgress, run_chunks
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
@@ -166,12 +167,11 @@ def _unless_none_left(task: SliceTask) -> SliceTask | None:
     return None if task.none_left else task
 
 
-class YoukuProvider(Provider):
+class YoukuProvider(Resumable, ReportsStatus, Provider):
     """Uploads videos through Youku's open platform (create/slices/check/commit)."""
 
     name: ClassVar[str] = "youku"
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
-    abilities: ClassVar[frozenset[str]] = frozenset({"resume", "status"})
     piece_size: ClassVar[int | None] = SLICE_LENGTH_KB * 1024  # slice MD5s come from the pool's one pass
     options: ClassVar[Mapping[str, Option]] = {
         "client_id": Option(str, help="Youku app client_id"),
