@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 import pytest
 
 from vidupd.errors import LeaseLost
-from vidupd.jobs import HELD, MIGRATIONS, Job, LedgerError
+from vidupd.ledger import HELD, MIGRATIONS, Job, LedgerError
 from vidupd.ledger import Ledger
 from vidupd.providers.base import FileIdentity, Metadata
 

@@ -1,19 +1,8 @@
-r"""The ledger: SQLite under state_dir, the single source of truth and the work queue.
-
-One job per (file version, target). States:
-  queued -> uploading -> committed (remote id known, waiting for the platform) -> done
-                      \-> failed | attention (duplicate remote id) ; skipped (not uploaded)
-Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner, expiry),
-so a daemon and a one-shot `vidupd upload` can share the file. WAL + synchronous=FULL:
-a committed transaction survives kill -9 and power loss; readers (`vidupd status`) never
-block the daemon.
-
-Fencing: every claim bumps the job's `lease_gen`. Each transition a worker makes names the
-lease it holds (`owner=`, `generation=`) and runs only if the row still carries that lease;
-otherwise it raises LeaseLost and writes nothing, so a worker whose lease expired and was
-taken over (a paused one-shot beside the daemon) cannot overwrite the new holder. Without
-`owner` a write is unfenced (the operator's commands, tests).
-"""
+"""The SQLite ledger: one file under state_dir, WAL + synchronous=FULL, so a committed
+transaction survives kill -9 and power loss and readers (`vidupd status`) never block the
+daemon. Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner,
+expiry, generation); every worker transition is `apply`, fenced by `_hold` (see the
+package docstring)."""
 
 from __future__ import annotations
 
@@ -26,14 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import LeaseLost
-from .fsnames import path_from_db, path_to_db, safe_text
-from .jobs import FINISHED, HELD, MIGRATIONS, STATES, Intent, Job, LedgerError, Offer, metadata_json
-from .providers.base import FileIdentity, Metadata, SharedValue
-from .statedir import prepare_ledger_files
-
-__all__ = ["FINISHED", "HELD", "MIGRATIONS", "STATES", "Intent", "Job", "Ledger", "LedgerCheckpoint",
-           "LeaseLost", "LedgerError", "Offer", "lease_owner_id", "metadata_json"]
+from ..errors import LeaseLost
+from ..fsnames import path_from_db, path_to_db, safe_text
+from ..providers.base import FileIdentity, Metadata, SharedValue
+from ..statedir import prepare_ledger_files
+from .model import FINISHED, HELD, Intent, Job, LedgerError, Offer, metadata_json
+from .outcomes import Event, Outcome
+from .schema import MIGRATIONS, migrate
 
 
 def lease_owner_id() -> str:
@@ -96,16 +84,7 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------
     def _migrate(self) -> None:
         with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > len(MIGRATIONS):
-                raise LedgerError(f"{self.path}: schema version {version} is newer than this vidupd "
-                                  f"understands ({len(MIGRATIONS)}); upgrade vidupd")
-            for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for stmt in filter(str.strip, script.split(";")):
-                    db.execute(stmt)
-                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(n),))
+            migrate(db, self.path)
 
     @property
     def schema_version(self) -> int:
@@ -327,15 +306,6 @@ class Ledger:
         if row is None or row[0] != owner or (generation is not None and row[1] != generation):
             raise LeaseLost(job_id, owner)
 
-    def _update(self, job_id: int, owner: str | None, generation: int | None, **fields: Any) -> None:
-        if isinstance(fields.get("last_error"), str):  # messages may quote a non-UTF-8 file name
-            fields["last_error"] = safe_text(fields["last_error"])
-        fields["updated"] = time.time()
-        cols = ", ".join(f"{k}=?" for k in fields)
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            db.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
-
     def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float,
                  generation: int | None = None) -> None:
         """Progress for `status`, and a lease renewal while we are at it. LeaseLost if the
@@ -345,116 +315,52 @@ class Ledger:
             db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=?",
                        (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
 
+    def apply(self, job_id: int, outcome: Outcome, *, owner: str | None,
+              generation: int | None = None) -> Event | None:
+        """One worker transition: fenced (LeaseLost, nothing written, unless `owner` and
+        `generation` still hold the job; `owner` None: unfenced, for the operator and
+        tests), decided by `outcome` from the row as this transaction sees it, committed,
+        and only then its event returned for the caller to emit."""
+        with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"{self.path}: no job {job_id}")
+            job = Job.from_row(row)
+            now = time.time()
+            change = outcome.decide(job, json.loads(row["details"] or "{}"), now)
+            columns = dict(change.columns)
+            if change.check_remote_id is not None:
+                content = columns.get("md5", job.md5)
+                other = self._conflict(db, job, change.check_remote_id, content)
+                if other is not None:
+                    self._write(db, job_id, now, True, state="attention", last_error=(
+                        f"platform returned remote id {change.check_remote_id}, already held by job {other} "
+                        "for different content"))
+                    return outcome.conflicted(job, change.check_remote_id, other)
+            if columns or change.ends_lease:
+                self._write(db, job_id, now, change.ends_lease, **columns)
+            if change.drop_checkpoint:
+                db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+        return change.event
+
     @staticmethod
-    def _conflict(db: sqlite3.Connection, job_id: int, remote_id: str) -> int | None:
-        me = db.execute("SELECT target, md5, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+    def _write(db: sqlite3.Connection, job_id: int, now: float, ends_lease: bool, **columns: Any) -> None:
+        """The one UPDATE of a transition; the lease fields are cleared here and nowhere else."""
+        if isinstance(columns.get("last_error"), str):  # messages may quote a non-UTF-8 file name
+            columns["last_error"] = safe_text(columns["last_error"])
+        if ends_lease:
+            columns.update(lease_owner=None, lease_until=None)
+        columns["updated"] = now
+        db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in columns)} WHERE id=?", (*columns.values(), job_id))
+
+    @staticmethod
+    def _conflict(db: sqlite3.Connection, job: Job, remote_id: str, content: str | None) -> int | None:
+        """Another job of the target holding `remote_id` for other content (the seed's duplicate-id bug)."""
         other = db.execute(
             "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
-            "AND NOT (md5 IS ? AND size=?) LIMIT 1", (me["target"], remote_id, job_id, me["md5"], me["size"])).fetchone()
-        if other is None:
-            return None
-        db.execute("UPDATE jobs SET state='attention', last_error=?, lease_owner=NULL, lease_until=NULL, updated=? "
-                   "WHERE id=?", (f"platform returned remote id {remote_id}, already held by job {other['id']} "
-                                  "for different content", time.time(), job_id))
-        return int(other["id"])
-
-    def record_remote_id(self, job_id: int, remote_id: str, remote_kind: str, *, owner: str | None = None,
-                         generation: int | None = None) -> int | None:
-        """Store the id the platform returned. Returns the id of another job holding the same
-        remote id for different content (the seed's duplicate-id bug), else None."""
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            other = self._conflict(db, job_id, remote_id)
-            if other is not None:
-                return other
-            db.execute("UPDATE jobs SET remote_id=?, remote_kind=?, updated=? WHERE id=?",
-                       (remote_id, remote_kind, time.time(), job_id))
-            return None
-
-    def committed(self, job_id: int, remote_id: str, remote_kind: str, details: dict[str, str],
-                  final: bool, poll_in: float = 0.0, note: str | None = None, *, owner: str | None = None,
-                  generation: int | None = None) -> int | None:
-        """The platform acknowledged the upload. `final`: nothing left to wait for -> done;
-        else the first status poll is due in `poll_in` seconds (`note` says why it waits),
-        set in this same transaction.
-
-        In the same transaction, the duplicate-id check of `record_remote_id`: returns the
-        other job's id (and marks this one for attention) if the id is already taken."""
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            other = self._conflict(db, job_id, remote_id)
-            if other is not None:
-                return other
-            now = time.time()
-            db.execute("UPDATE jobs SET state=?, remote_id=?, remote_kind=?, details=?, bytes_done=size, rate=0, "
-                       "attempts=0, last_error=?, not_before=?, lease_owner=NULL, lease_until=NULL, updated=?, "
-                       "committed_at=? WHERE id=?",
-                       ("done" if final else "committed", remote_id, remote_kind, json.dumps(details),
-                        None if final else note, 0 if final else now + poll_in, now, now, job_id))
-            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
-        return None
-
-    def poll_later(self, job_id: int, delay: float, attempts: int, note: str, *, owner: str | None = None,
-                   generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, not_before=time.time() + delay, attempts=attempts, last_error=note,
-                     lease_owner=None, lease_until=None)
-
-    def done(self, job_id: int, media_ids: tuple[str, ...] = (), *, owner: str | None = None,
-             generation: int | None = None) -> None:
-        """Processing finished. `media_ids`: ids that exist only now (a URL pull's MediaIds)."""
-        fields: dict[str, Any] = dict(state="done", last_error=None, lease_owner=None, lease_until=None, not_before=0)
-        with self._lock:  # re-entrant: the details read and the write form one step
-            if media_ids:
-                details = json.loads(self._one("SELECT details FROM jobs WHERE id=?", (job_id,))[0] or "{}")
-                details["media_ids"] = ",".join(media_ids)
-                fields["details"] = json.dumps(details)
-            self._update(job_id, owner, generation, **fields)
-
-    def retry_later(self, job_id: int, error: str, delay: float, attempts: int, *, owner: str | None = None,
-                    generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state="queued", last_error=error, attempts=attempts,
-                     not_before=time.time() + delay, rate=0, lease_owner=None, lease_until=None)
-
-    def hold_for_change(self, job_id: int, error: str, *, owner: str | None = None,
-                        generation: int | None = None) -> None:
-        """The file changed under the upload: forget progress; wait for the watcher to see it settle."""
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            db.execute("UPDATE jobs SET state='queued', last_error=?, bytes_done=0, rate=0, md5=NULL, not_before=?, "
-                       "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
-                       (safe_text(error), HELD, time.time(), job_id))
-            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
-
-    def forget_content(self, job_id: int, owner: str, error: str, max_attempts: int,
-                       generation: int | None = None) -> tuple[str, int] | None:
-        """The platform says the bytes differ from the fingerprint (a file rewritten, size and
-        mtime kept): drop it and its checkpoint; queue the job at once to be hashed again, as an
-        attempt, so a file that keeps changing ends up failed. (state, attempts), or None if
-        the job is no longer uploading; LeaseLost if `owner` no longer holds it."""
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            row = db.execute("SELECT attempts FROM jobs WHERE id=? AND state='uploading'", (job_id,)).fetchone()
-            if row is None:
-                return None
-            attempts = int(row[0]) + 1
-            state = "failed" if attempts >= max_attempts else "queued"
-            if state == "failed":
-                error = f"gave up after {attempts} attempts: {error}"
-            db.execute("UPDATE jobs SET state=?, attempts=?, last_error=?, md5=NULL, bytes_done=0, rate=0, "
-                       "not_before=0, lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
-                       (state, attempts, safe_text(error), time.time(), job_id))
-            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
-        return state, attempts
-
-    def failed(self, job_id: int, error: str, state: str = "failed", *, owner: str | None = None,
-               generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state=state, last_error=error, rate=0, lease_owner=None,
-                     lease_until=None)
-
-    def skipped(self, job_id: int, reason: str, remote_id: str | None = None, remote_kind: str | None = None, *,
-                owner: str | None = None, generation: int | None = None) -> None:
-        self._update(job_id, owner, generation, state="skipped", last_error=reason, remote_id=remote_id,
-                     remote_kind=remote_kind, rate=0, lease_owner=None, lease_until=None)
+            "AND NOT (md5 IS ? AND size=?) LIMIT 1", (job.target, remote_id, job.id, content, job.size)).fetchone()
+        return None if other is None else int(other[0])
 
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
         """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:
@@ -488,24 +394,43 @@ class Ledger:
         r = self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(r) if r else None
 
+    def twin_possible(self, job_id: int) -> bool:
+        """Whether another job of this target might hold the same content, so this one must be
+        hashed before it is sent: a job of the same size that is queued or uploading (it may
+        be sending it right now), or committed/done with its content known. A finished job
+        whose content is unknown (sent unhashed by a provider that did not report a
+        content id) cannot be compared: it is "unknown, not a twin". Failed, skipped and
+        attention jobs are no twins either (a skipped duplicate's twin is counted itself).
+        One statement, so it is consistent with every offer committed before it; a job
+        offered later sees this one (queued or uploading) and hashes itself."""
+        row = self._one("SELECT 1 FROM jobs AS me JOIN jobs AS o ON o.target=me.target AND o.size=me.size "
+                        "AND o.id<>me.id WHERE me.id=? AND (o.state IN ('queued','uploading') OR "
+                        "(o.state IN ('committed','done') AND o.md5 IS NOT NULL)) LIMIT 1", (job_id,))
+        return row is not None
+
     def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
                        generation: int | None = None) -> tuple[str, Job | None]:
         """Store a job's content fingerprint and, atomically, decide what to do with it:
         ("go", None); ("skip", job that already put this content on the target); or
-        ("wait", job uploading the same content right now)."""
+        ("wait", job that is uploading this content right now, or uploading a file of the
+        same size without a fingerprint: its content is known only once it commits, with
+        the content id its provider computed while sending; a job still hashing is
+        waited for too, for one retry delay)."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
             if not skip_duplicates:
                 return "go", None
             me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
-            done = db.execute("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND remote_id IS NOT "
+            same = (me["target"], me["size"], job_id)
+            done = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND md5=? AND remote_id IS NOT "
                               "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
-                              (me["target"], fingerprint, me["size"], job_id)).fetchone()
+                              (*same, fingerprint)).fetchone()
             if done is not None:
                 return "skip", Job.from_row(done)
-            busy = db.execute("SELECT * FROM jobs WHERE target=? AND md5=? AND size=? AND id<>? AND state='uploading' "
-                              "ORDER BY id LIMIT 1", (me["target"], fingerprint, me["size"], job_id)).fetchone()
+            busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
+                              "AND (md5=? OR md5 IS NULL) ORDER BY md5 IS NULL, id LIMIT 1",
+                              (*same, fingerprint)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
 
     def uploads_of_path(self, path: Path) -> int:
@@ -536,7 +461,7 @@ class Ledger:
                                 for state in ("queued", "committed")) if r and r[0] is not None]
         return min(times) if times else None
 
-    # -- shared values (vidupd.ledger_shared) ---------------------------------------------------
+    # -- shared values (vidupd.ledger.shared) ---------------------------------------------------
     def shared_get(self, key: str) -> SharedValue | None:
         r = self._one("SELECT generation, data FROM shared WHERE key=?", (key,))
         return SharedValue(int(r[0]), json.loads(r[1])) if r else None
