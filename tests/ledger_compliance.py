@@ -21,8 +21,9 @@ from typing import Any, Callable, Protocol
 import pytest
 
 from vidupd.errors import LeaseLost
-from vidupd.ledger import HELD, MIGRATIONS, Job, LedgerError
-from vidupd.ledger import Ledger
+from vidupd.ledger import (DUPLICATE_REMOTE_ID, HELD, MIGRATIONS, Completed, ContentReset, Failed, HeldForChange,
+                           Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
+                           RetryLater, Skipped, Unconfigured, WaitForTwin)
 from vidupd.providers.base import FileIdentity, Metadata
 
 META = Metadata(title="t")
@@ -44,22 +45,34 @@ class LedgerBackend(Protocol):
 # run every one of them with a lost lease and expect LeaseLost and no change at all.
 TRANSITIONS: dict[str, Callable[[Ledger, int, str, int], Any]] = {
     "record_content": lambda l, j, o, g: l.record_content(j, "f" * 32, True, owner=o, generation=g),
-    "record_remote_id": lambda l, j, o, g: l.record_remote_id(j, "R9", "video", owner=o, generation=g),
-    "committed": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=False, poll_in=5, owner=o,
-                                                 generation=g),
-    "committed_final": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=True, owner=o, generation=g),
-    "retry_later": lambda l, j, o, g: l.retry_later(j, "503", 1.0, 1, owner=o, generation=g),
-    "failed": lambda l, j, o, g: l.failed(j, "bad", owner=o, generation=g),
-    "skipped": lambda l, j, o, g: l.skipped(j, "dup", "R0", "video", owner=o, generation=g),
-    "hold_for_change": lambda l, j, o, g: l.hold_for_change(j, "changed", owner=o, generation=g),
-    "forget_content": lambda l, j, o, g: l.forget_content(j, o, "differs", 5, generation=g),
-    "poll_later": lambda l, j, o, g: l.poll_later(j, 1.0, 1, "processing", owner=o, generation=g),
-    "done": lambda l, j, o, g: l.done(j, ("M1",), owner=o, generation=g),
+    "record_remote_id": lambda l, j, o, g: l.apply(j, RemoteIdRecorded("R9", "video"), owner=o, generation=g),
+    "cover_id": lambda l, j, o, g: l.apply(j, RemoteIdRecorded("C9", "image"), owner=o, generation=g),
+    "committed": lambda l, j, o, g: l.apply(j, Completed("R9", "video", final=False, poll_in=5), owner=o,
+                                             generation=g),
+    "committed_final": lambda l, j, o, g: l.apply(j, Completed("R9", "video", content_id="crc64:01"), owner=o,
+                                                   generation=g),
+    "retry_later": lambda l, j, o, g: l.apply(j, RetryLater("503", 1.0, 1, "TransientError"), owner=o,
+                                               generation=g),
+    "wait_for_twin": lambda l, j, o, g: l.apply(j, WaitForTwin(99), owner=o, generation=g),
+    "failed": lambda l, j, o, g: l.apply(j, Failed("bad", "PermanentError"), owner=o, generation=g),
+    "unconfigured": lambda l, j, o, g: l.apply(j, Unconfigured(), owner=o, generation=g),
+    "skipped": lambda l, j, o, g: l.apply(j, Skipped(99, "/w/b.mp4", "R0", "video"), owner=o, generation=g),
+    "interrupted": lambda l, j, o, g: l.apply(j, Interrupted(), owner=o, generation=g),
+    "hold_for_change": lambda l, j, o, g: l.apply(j, HeldForChange("changed"), owner=o, generation=g),
+    "forget_content": lambda l, j, o, g: l.apply(j, ContentReset("differs", 5), owner=o, generation=g),
+    "poll_later": lambda l, j, o, g: l.apply(j, PollLater(1.0, 1, "processing"), owner=o, generation=g),
+    "done": lambda l, j, o, g: l.apply(j, Ready(("M1",)), owner=o, generation=g),
+    "media_failed": lambda l, j, o, g: l.apply(j, MediaFailed("transcode failed"), owner=o, generation=g),
     "progress": lambda l, j, o, g: l.progress(j, 50, 1.0, o, 60, generation=g),
     "checkpoint_save": lambda l, j, o, g: l.checkpoint(j, o, g).save({"by": o}),
     "checkpoint_clear": lambda l, j, o, g: l.checkpoint(j, o, g).clear(),
     "release": lambda l, j, o, g: l.release(o, [j], g),
 }
+
+
+def done(ledger: Ledger, job_id: int, remote_id: str) -> None:
+    """Unfenced: the platform acknowledged `job_id` as `remote_id`, nothing left to wait for."""
+    ledger.apply(job_id, Completed(remote_id, "video"), owner=None)
 
 
 def _row(ledger: Ledger, job_id: int) -> tuple[Job | None, Any]:
@@ -88,7 +101,7 @@ class LedgerCompliance:
         old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
         (o,) = ledger.offer(old, "/w", [("t", "video")], ident(), META)
         ledger.claim("A", 1, 60)
-        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        done(ledger, o.job_id, "R1")
         (r,) = ledger.offer(new, "/w", [("t", "video")], ident(), META)  # old path no longer exists
         assert r.outcome == "renamed" and r.job_id == o.job_id
         assert ledger.get(o.job_id).path == new and ledger.get(o.job_id).state == "done"
@@ -96,7 +109,7 @@ class LedgerCompliance:
     def test_same_name_new_content_is_a_new_job_after_done(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
         (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
-        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        done(ledger, o.job_id, "R1")
         (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
         assert o2.outcome == "queued" and o2.job_id != o.job_id
 
@@ -113,7 +126,7 @@ class LedgerCompliance:
         (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
         ledger.claim("A", 1, 60)
         ledger.checkpoint(o.job_id).save({"offset": 10})
-        ledger.hold_for_change(o.job_id, "changed")
+        ledger.apply(o.job_id, HeldForChange("changed"), owner=None)
         assert ledger.get(o.job_id).not_before >= HELD and ledger.claim("A", 1, 60) == []
         assert ledger.checkpoint(o.job_id).load() is None
         (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
@@ -126,17 +139,19 @@ class LedgerCompliance:
         (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
         ledger.record_content(a.job_id, "aaa", False)
         ledger.record_content(b.job_id, "bbb", False)
-        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None
-        assert ledger.record_remote_id(b.job_id, "SAME", "video") == a.job_id
+        assert ledger.apply(a.job_id, RemoteIdRecorded("SAME", "video"), owner=None).action == "upload.remote_id"
+        clash = ledger.apply(b.job_id, RemoteIdRecorded("SAME", "video"), owner=None)
+        assert clash.action == DUPLICATE_REMOTE_ID and clash.fields["other_job_id"] == a.job_id
         assert ledger.get(b.job_id).state == "attention"
-        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None  # the same job again is fine
+        again = ledger.apply(a.job_id, RemoteIdRecorded("SAME", "video"), owner=None)  # the same job again is fine
+        assert again.action == "upload.remote_id"
 
     def test_after_upload_taken_once_when_all_targets_finished(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
         offers = ledger.offer(p, "/w", [("t1", "video"), ("t2", "video")], ident(), META)
-        ledger.committed(offers[0].job_id, "R1", "video", {}, final=True)
+        done(ledger, offers[0].job_id, "R1")
         assert ledger.take_after_upload(p, ident()) is None
-        ledger.committed(offers[1].job_id, "R2", "video", {}, final=True)
+        done(ledger, offers[1].job_id, "R2")
         assert len(ledger.take_after_upload(p, ident())) == 2
         assert ledger.take_after_upload(p, ident()) is None
 
@@ -144,19 +159,24 @@ class LedgerCompliance:
         (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
         (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
         ledger.claim("A", 2, 60)  # both uploading (hashing)
-        # b finishes hashing first: it goes; a, later, waits for b instead of sending a copy
-        assert ledger.record_content(b.job_id, "same", True) == ("go", None)
-        verdict, twin = ledger.record_content(a.job_id, "same", True)
-        assert verdict == "wait" and twin.id == b.job_id
-        ledger.committed(b.job_id, "R1", "video", {}, final=True)
-        verdict, twin = ledger.record_content(a.job_id, "same", True)
+        # b finishes hashing first; a is still uploading with no fingerprint (hashing, or
+        # sending a file it did not hash): b waits for it instead of perhaps sending a copy
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
+        assert verdict == "wait" and twin.id == a.job_id
+        ledger.apply(b.job_id, WaitForTwin(a.job_id), owner=None)
+        assert ledger.record_content(a.job_id, "same", True) == ("go", None)  # b waits: a goes
+        assert ledger.get(b.job_id).md5 == "same"  # b is not hashed again when it comes back
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
+        assert verdict == "wait" and twin.id == a.job_id
+        done(ledger, a.job_id, "R1")
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
         assert verdict == "skip" and twin.remote_id == "R1"
-        assert ledger.record_content(a.job_id, "same", False) == ("go", None)
+        assert ledger.record_content(b.job_id, "same", False) == ("go", None)
 
     def test_operator_retry_requeues_failed_jobs(self, ledger: Ledger, tmp_path: Path):
         (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
         (j,) = ledger.claim("A", 1, 60)
-        ledger.failed(j.id, "bad", owner="A", generation=j.lease_gen)
+        ledger.apply(j.id, Failed("bad", "PermanentError"), owner="A", generation=j.lease_gen)
         assert ledger.retry(failed=True) == 1
         job = ledger.get(o.job_id)
         assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
@@ -176,8 +196,8 @@ class LedgerCompliance:
         ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
                for i in range(6)]
         assert [j.id for j in ledger.claim("A", 2, 60)] == ids[:2]  # oldest first
-        ledger.committed(ids[0], "R0", "video", {}, final=False, poll_in=0)  # a status poll is due
-        ledger.retry_later(ids[2], "503", 3600, 1)  # not before an hour
+        ledger.apply(ids[0], Completed("R0", "video", final=False, poll_in=0), owner=None)  # a status poll is due
+        ledger.apply(ids[2], RetryLater("503", 3600, 1, "TransientError"), owner=None)  # not before an hour
         assert ledger.claim("B", 1, 60, ids=[ids[4], ids[5]])[0].id == ids[4]  # restricted to `ids`
         jobs = ledger.claim("B", 1, 60, poll_limit=1)  # one upload and, besides, one poll
         assert sorted((j.id, j.state) for j in jobs) == [(ids[0], "committed"), (ids[3], "uploading")]
@@ -264,12 +284,13 @@ class LedgerCompliance:
     def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
         _, fresh = taken_over
         assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
-        assert ledger.record_remote_id(fresh.id, "R1", "video", owner="B", generation=fresh.lease_gen) is None
-        assert ledger.committed(fresh.id, "R1", "video", {}, final=False, poll_in=0, owner="B",
-                                generation=fresh.lease_gen) is None
+        assert ledger.apply(fresh.id, RemoteIdRecorded("R1", "video"), owner="B",
+                            generation=fresh.lease_gen).action == "upload.remote_id"
+        assert ledger.apply(fresh.id, Completed("R1", "video", final=False, poll_in=0), owner="B",
+                            generation=fresh.lease_gen).action == "upload.completed"
         assert ledger.get(fresh.id).state == "committed" and ledger.checkpoint(fresh.id).load() is None
         (poll,) = ledger.claim("C", 0, 60, poll_limit=1)
-        ledger.done(poll.id, ("M1",), owner="C", generation=poll.lease_gen)
+        ledger.apply(poll.id, Ready(("M1",)), owner="C", generation=poll.lease_gen)
         assert ledger.get(poll.id).state == "done"
 
     # -- checkpoints --------------------------------------------------------------------------------
@@ -302,7 +323,7 @@ class LedgerCompliance:
         ids = [l.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
                for i in range(3)]
         claimed = l.claim("A", 2, 3600)
-        l.committed(ids[0], "R0", "video", {"k": "v"}, final=True, owner="A", generation=claimed[0].lease_gen)
+        l.apply(ids[0], Completed("R0", "video", {"k": "v"}), owner="A", generation=claimed[0].lease_gen)
         l.checkpoint(ids[1]).save({"offset": 3})
         l.shared_put("s", 0, {"x": 1})
         jobs, counts, shared = l.jobs(), l.counts(), l.shared_get("s")
