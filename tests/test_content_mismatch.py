@@ -20,7 +20,7 @@ import pytest
 from helpers import actions, drop_random as drop, md5_file as md5, vidupd, wait_for
 from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import SLICE, Env
-from vidupd.ledger import Ledger
+from vidupd.ledger import Failed, Ledger
 from vidupd.providers.base import FileIdentity, Metadata
 
 REASON = "content differs from its fingerprint"
@@ -110,8 +110,8 @@ def test_retry_of_a_job_failed_for_content_hashes_again(env_factory):
                             Metadata(title=f.stem))
     (job,) = ledger.claim("old-vidupd", 1, 60)
     ledger.record_content(job.id, stale, False)
-    ledger.failed(job.id, f"youku commit: HTTP 400, error 120010228 (UploadsException: assembled file MD5 "
-                          f"{md5(f)} differs from file_md5 {stale})")
+    ledger.apply(job.id, Failed(f"youku commit: HTTP 400, error 120010228 (UploadsException: assembled file MD5 "
+                                f"{md5(f)} differs from file_md5 {stale})", "PermanentError"), owner=None)
     ledger.close()
     with env.daemon() as d:
         r = vidupd("retry", "-c", str(env.config), "--failed")
