@@ -30,11 +30,11 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, ProviderError,
-                     UploadCancelled)
+from .errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
+from .ledger import outcomes
 from .ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
-                     Ledger, MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped,
-                     Unconfigured)
+                     Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
+from .pool_poll import describe as _describe, poll_safely
 from .pool_prepare import Prepared, prepare
 from .progress import ProgressReporter
 from .providers.base import Provider, UploadContext, UploadRequest, UploadResult
@@ -74,8 +74,7 @@ def settings_from(config: Config) -> PoolSettings:
 
 
 def job_fields(job: Job, provider: str | None = None) -> dict:
-    return dict(path=str(job.path), size=job.size, target=job.target, provider=provider, job_id=job.id,
-                kind=job.kind)
+    return dict(outcomes.job_fields(job), provider=provider)
 
 
 class Pool:
@@ -387,43 +386,8 @@ class Pool:
             self.after.maybe_run(job)
 
     def _poll_safely(self, job: Job, provider: Provider) -> None:
-        """A status poll never sends the file again: errors only move the next poll or fail it."""
-        try:
-            self._poll(job, provider)
-        except LeaseLost:
-            raise
-        except PermanentError as e:
-            self._apply(job, MediaFailed(f"status check failed: {e}"))
-        except Exception as e:  # transient or unexpected: poll again later, with backoff
-            self._apply(job, PollLater(self._poll_delay(job), job.attempts + 1,
-                                       f"status check failed: {_describe(e)}"))
-
-    def _poll_delay(self, job: Job) -> float:
-        return min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
-
-    def _poll(self, job: Job, provider: Provider) -> None:
-        assert job.remote_id is not None and job.remote_kind is not None
-        status = provider.media_status(job.remote_id, job.remote_kind)
-        if status.state == "ready":
-            self._apply(job, Ready(tuple(status.remote_ids), status.detail))
-            self.after.maybe_run(job)
-            return
-        if status.state == "failed":
-            self._apply(job, MediaFailed(f"platform reports processing failed: {status.detail}"))
-            return
-        waited = time.time() - (job.committed_at or time.time())
-        if waited > self.targets[job.target].ready_timeout:
-            self._apply(job, MediaFailed(f"not ready after {int(waited)}s (ready_timeout); last state "
-                                         f"{status.detail}"))
-            return
-        self._apply(job, PollLater(self._poll_delay(job), job.attempts + 1, f"processing: {status.detail}"))
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    if isinstance(e, OSError) and not isinstance(e, ProviderError) and e.strerror:
-        text = f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
-    return text
+        poll_safely(job, provider, self.targets[job.target], self.settings.poll_first, self.settings.poll_max,
+                    lambda outcome: self._apply(job, outcome), self.after)
 
 
 def _remove_tree(path: Path) -> None:

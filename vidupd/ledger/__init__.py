@@ -38,7 +38,8 @@ from .outcomes import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Fail
                        WaitForTwin)
 from .schema import MIGRATIONS
 from .shared import LedgerShared
-from .sqlite import Ledger, LedgerCheckpoint, lease_owner_id
+from .sqlite import Ledger, lease_owner_id
+from .sqlite_store import LedgerCheckpoint
 from ..errors import LeaseLost
 
 __all__ = ["DUPLICATE_REMOTE_ID", "FINISHED", "HELD", "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
