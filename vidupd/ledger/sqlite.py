@@ -265,7 +265,8 @@ class Ledger(SqliteStore):
         """Another job of the target holding `remote_id` for other content (the seed's duplicate-id bug)."""
         other = db.execute(
             "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
-            "AND NOT (md5 IS ? AND size=?) LIMIT 1", (job.target, remote_id, job.id, content, job.size)).fetchone()
+            "AND NOT (md5 IS NOT NULL AND md5=? AND size=?) LIMIT 1",  # unknown content is no proof of sameness
+            (job.target, remote_id, job.id, content, job.size)).fetchone()
         return None if other is None else int(other[0])
 
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
