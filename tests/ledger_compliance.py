@@ -293,6 +293,124 @@ class LedgerCompliance:
         ledger.apply(poll.id, Ready(("M1",)), owner="C", generation=poll.lease_gen)
         assert ledger.get(poll.id).state == "done"
 
+    # -- outcomes: Ledger.apply ------------------------------------------------------------------
+    OUTCOMES = {  # name: (outcome, state after, event action or None)
+        "completed_final": (Completed("R1", "video", {"url": "u"}), "done", "upload.completed"),
+        "completed_poll": (Completed("R1", "video", final=False, poll_in=60), "committed", "upload.completed"),
+        "retry_later": (RetryLater("503", 60, 1, "TransientError"), "queued", "upload.retrying"),
+        "wait_for_twin": (WaitForTwin(7), "queued", None),
+        "failed": (Failed("bad", "PermanentError"), "failed", "upload.failed"),
+        "unconfigured": (Unconfigured(), "failed", "upload.failed"),
+        "skipped": (Skipped(7, "/w/b.mp4", "R0", "video"), "skipped", "upload.skipped"),
+        "interrupted": (Interrupted(), "queued", "upload.interrupted"),
+        "held_for_change": (HeldForChange("changed"), "queued", "upload.restarted"),
+        "content_reset": (ContentReset("differs", 5), "queued", "upload.restarted"),
+        "content_reset_last": (ContentReset("differs", 1), "failed", "upload.failed"),
+    }
+
+    @pytest.mark.parametrize("name", sorted(OUTCOMES))
+    def test_each_outcome_sets_its_state_ends_the_lease_and_returns_its_event(self, ledger: Ledger,
+                                                                             tmp_path: Path, name: str):
+        outcome, state, action = self.OUTCOMES[name]
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.checkpoint(j.id, "A", j.lease_gen).save({"offset": 1})
+        event = ledger.apply(j.id, outcome, owner="A", generation=j.lease_gen)
+        job = ledger.get(j.id)
+        assert (job.state, job.lease_owner) == (state, None)
+        assert (event.action if event else None) == action
+        if event is not None:
+            assert event.fields["job_id"] == j.id and event.fields["path"] == str(tmp_path / "a.mp4")
+            assert event.message.startswith("a.mp4")
+        drops = isinstance(outcome, (Completed, HeldForChange, ContentReset))
+        assert (ledger.checkpoint(j.id).load() is None) == drops
+        if name == "held_for_change":
+            assert job.not_before >= HELD
+        if name == "skipped":
+            assert (job.remote_id, event.fields["duplicate_of_job"]) == ("R0", 7)
+
+    def test_polls_end_ready_or_failed_with_their_events(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        for i in ids:
+            ledger.apply(i, Completed(f"R{i}", "video", {"k": "v"}, final=False, poll_in=0), owner=None)
+        first, second = ledger.claim("P", 0, 60, poll_limit=2)
+        assert ledger.apply(first.id, PollLater(60, 1, "processing"), owner="P", generation=first.lease_gen) is None
+        assert (ledger.get(first.id).state, ledger.get(first.id).lease_owner) == ("committed", None)
+        ready = ledger.apply(second.id, Ready(("M1", "M2"), "Normal"), owner="P", generation=second.lease_gen)
+        assert ready.action == "media.ready" and ready.fields["media_ids"] == ["M1", "M2"]
+        assert ready.fields["remote_id"] == f"R{second.id}" and "as M1, M2" in ready.message
+        assert ledger.get(second.id).state == "done"
+        failed = ledger.apply(first.id, MediaFailed("transcode failed"), owner=None)
+        assert failed.action == "media.failed" and ledger.get(first.id).state == "failed"
+
+    def test_remote_id_recorded_keeps_the_lease_and_a_cover_id_is_only_logged(self, ledger: Ledger,
+                                                                           tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        cover = ledger.apply(j.id, RemoteIdRecorded("C1", "image"), owner="A", generation=j.lease_gen)
+        assert cover.fields["role"] == "cover" and ledger.get(j.id).remote_id is None
+        ev = ledger.apply(j.id, RemoteIdRecorded("V1", "video"), owner="A", generation=j.lease_gen)
+        job = ledger.get(j.id)
+        assert ev.action == "upload.remote_id" and (job.remote_id, job.lease_owner) == ("V1", "A")
+
+    def test_completed_stores_the_content_id_of_an_unhashed_upload(self, ledger: Ledger, tmp_path: Path):
+        a, b = (ledger.offer(tmp_path / f"{n}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+                for i, n in enumerate("ab"))
+        ev = ledger.apply(a, Completed("R1", "video", content_id="crc64:00000000000000aa"), owner=None)
+        assert ledger.get(a).md5 == "crc64:00000000000000aa" and ev.fields["crc64"] == "00000000000000aa"
+        ledger.record_content(b, "f" * 32, False)  # hashed before: its fingerprint stays the content
+        ev = ledger.apply(b, Completed("R2", "video", content_id="crc64:01"), owner=None)
+        assert ledger.get(b).md5 == "f" * 32 and ev.fields["md5"] == "f" * 32 and ev.fields["crc64"] is None
+
+    # -- twins: read the file before sending only when one is possible -------------------------------
+    def test_twin_possible_only_with_a_same_size_job_of_the_target(self, ledger: Ledger, tmp_path: Path):
+        (me,) = ledger.offer(tmp_path / "me.mp4", "/w", [("t", "video")], ident(inode=1, size=100), META)
+        assert not ledger.twin_possible(me.job_id)  # alone
+        ledger.offer(tmp_path / "other-size.mp4", "/w", [("t", "video")], ident(inode=2, size=101), META)
+        ledger.offer(tmp_path / "other-target.mp4", "/w", [("u", "video")], ident(inode=3, size=100), META)
+        assert not ledger.twin_possible(me.job_id)
+        (twin,) = ledger.offer(tmp_path / "twin.mp4", "/w", [("t", "video")], ident(inode=4, size=100), META)
+        assert ledger.twin_possible(me.job_id) and ledger.twin_possible(twin.job_id)  # queued together: both
+        ledger.apply(twin.job_id, Failed("bad", "PermanentError"), owner=None)
+        assert not ledger.twin_possible(me.job_id)  # failed: not a twin
+        ledger.retry([twin.job_id])
+        ledger.apply(twin.job_id, Completed("R1", "video"), owner=None)  # done, content unknown
+        assert not ledger.twin_possible(me.job_id)  # unknown, not a twin
+        (known,) = ledger.offer(tmp_path / "known.mp4", "/w", [("t", "video")], ident(inode=5, size=100), META)
+        ledger.apply(known.job_id, Completed("R2", "video", content_id="crc64:02"), owner=None)
+        assert ledger.twin_possible(me.job_id)  # done with its content known
+
+    def test_hashed_job_waits_for_an_unhashed_twin_in_flight_until_it_commits(self, ledger: Ledger,
+                                                                            tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(3)]
+        (sending,) = ledger.claim("A", 1, 60)  # alone when it decided: sent unhashed, md5 NULL
+        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)
+        assert verdict == "wait" and twin.id == sending.id
+        ledger.apply(sending.id, Completed("R0", "video", content_id="crc64:0a"), owner="A",
+                     generation=sending.lease_gen)
+        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)  # identical: skipped
+        assert verdict == "skip" and twin.remote_id == "R0"
+        assert ledger.record_content(ids[2], "crc64:0b", True) == ("go", None)  # different: uploaded
+
+    def test_hashed_job_stops_waiting_when_the_unhashed_twin_fails(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        (sending,) = ledger.claim("A", 1, 60)
+        assert ledger.record_content(ids[1], "crc64:0a", True)[0] == "wait"
+        ledger.apply(sending.id, Failed("bad", "PermanentError"), owner="A", generation=sending.lease_gen)
+        assert ledger.record_content(ids[1], "crc64:0a", True) == ("go", None)
+
+    def test_committed_twin_without_content_is_not_waited_for(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        ledger.apply(ids[0], Completed("R0", "video", final=False, poll_in=60), owner=None)  # no content id
+        assert ledger.record_content(ids[1], "crc64:0a", True) == ("go", None)
+        # and the platform answering with the same id for it is a conflict, not "the same content"
+        clash = ledger.apply(ids[1], Completed("R0", "video"), owner=None)
+        assert clash.action == DUPLICATE_REMOTE_ID and ledger.get(ids[1]).state == "attention"
+
     # -- checkpoints --------------------------------------------------------------------------------
     def test_checkpoints_save_load_clear_and_survive_reopen(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()
