@@ -21,8 +21,9 @@ from typing import Any, Callable, Protocol
 import pytest
 
 from vidupd.errors import LeaseLost
-from vidupd.jobs import HELD, MIGRATIONS, Job, LedgerError
-from vidupd.ledger import Ledger
+from vidupd.ledger import (DUPLICATE_REMOTE_ID, HELD, MIGRATIONS, Completed, ContentReset, Failed, HeldForChange,
+                           Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
+                           RetryLater, Skipped, Unconfigured, WaitForTwin)
 from vidupd.providers.base import FileIdentity, Metadata
 
 META = Metadata(title="t")
@@ -44,22 +45,34 @@ class LedgerBackend(Protocol):
 # run every one of them with a lost lease and expect LeaseLost and no change at all.
 TRANSITIONS: dict[str, Callable[[Ledger, int, str, int], Any]] = {
     "record_content": lambda l, j, o, g: l.record_content(j, "f" * 32, True, owner=o, generation=g),
-    "record_remote_id": lambda l, j, o, g: l.record_remote_id(j, "R9", "video", owner=o, generation=g),
-    "committed": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=False, poll_in=5, owner=o,
-                                                 generation=g),
-    "committed_final": lambda l, j, o, g: l.committed(j, "R9", "video", {}, final=True, owner=o, generation=g),
-    "retry_later": lambda l, j, o, g: l.retry_later(j, "503", 1.0, 1, owner=o, generation=g),
-    "failed": lambda l, j, o, g: l.failed(j, "bad", owner=o, generation=g),
-    "skipped": lambda l, j, o, g: l.skipped(j, "dup", "R0", "video", owner=o, generation=g),
-    "hold_for_change": lambda l, j, o, g: l.hold_for_change(j, "changed", owner=o, generation=g),
-    "forget_content": lambda l, j, o, g: l.forget_content(j, o, "differs", 5, generation=g),
-    "poll_later": lambda l, j, o, g: l.poll_later(j, 1.0, 1, "processing", owner=o, generation=g),
-    "done": lambda l, j, o, g: l.done(j, ("M1",), owner=o, generation=g),
+    "record_remote_id": lambda l, j, o, g: l.apply(j, RemoteIdRecorded("R9", "video"), owner=o, generation=g),
+    "cover_id": lambda l, j, o, g: l.apply(j, RemoteIdRecorded("C9", "image"), owner=o, generation=g),
+    "committed": lambda l, j, o, g: l.apply(j, Completed("R9", "video", final=False, poll_in=5), owner=o,
+                                             generation=g),
+    "committed_final": lambda l, j, o, g: l.apply(j, Completed("R9", "video", content_id="crc64:01"), owner=o,
+                                                   generation=g),
+    "retry_later": lambda l, j, o, g: l.apply(j, RetryLater("503", 1.0, 1, "TransientError"), owner=o,
+                                               generation=g),
+    "wait_for_twin": lambda l, j, o, g: l.apply(j, WaitForTwin(99), owner=o, generation=g),
+    "failed": lambda l, j, o, g: l.apply(j, Failed("bad", "PermanentError"), owner=o, generation=g),
+    "unconfigured": lambda l, j, o, g: l.apply(j, Unconfigured(), owner=o, generation=g),
+    "skipped": lambda l, j, o, g: l.apply(j, Skipped(99, "/w/b.mp4", "R0", "video"), owner=o, generation=g),
+    "interrupted": lambda l, j, o, g: l.apply(j, Interrupted(), owner=o, generation=g),
+    "hold_for_change": lambda l, j, o, g: l.apply(j, HeldForChange("changed"), owner=o, generation=g),
+    "forget_content": lambda l, j, o, g: l.apply(j, ContentReset("differs", 5), owner=o, generation=g),
+    "poll_later": lambda l, j, o, g: l.apply(j, PollLater(1.0, 1, "processing"), owner=o, generation=g),
+    "done": lambda l, j, o, g: l.apply(j, Ready(("M1",)), owner=o, generation=g),
+    "media_failed": lambda l, j, o, g: l.apply(j, MediaFailed("transcode failed"), owner=o, generation=g),
     "progress": lambda l, j, o, g: l.progress(j, 50, 1.0, o, 60, generation=g),
     "checkpoint_save": lambda l, j, o, g: l.checkpoint(j, o, g).save({"by": o}),
     "checkpoint_clear": lambda l, j, o, g: l.checkpoint(j, o, g).clear(),
     "release": lambda l, j, o, g: l.release(o, [j], g),
 }
+
+
+def done(ledger: Ledger, job_id: int, remote_id: str) -> None:
+    """Unfenced: the platform acknowledged `job_id` as `remote_id`, nothing left to wait for."""
+    ledger.apply(job_id, Completed(remote_id, "video"), owner=None)
 
 
 def _row(ledger: Ledger, job_id: int) -> tuple[Job | None, Any]:
@@ -88,7 +101,7 @@ class LedgerCompliance:
         old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
         (o,) = ledger.offer(old, "/w", [("t", "video")], ident(), META)
         ledger.claim("A", 1, 60)
-        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        done(ledger, o.job_id, "R1")
         (r,) = ledger.offer(new, "/w", [("t", "video")], ident(), META)  # old path no longer exists
         assert r.outcome == "renamed" and r.job_id == o.job_id
         assert ledger.get(o.job_id).path == new and ledger.get(o.job_id).state == "done"
@@ -96,7 +109,7 @@ class LedgerCompliance:
     def test_same_name_new_content_is_a_new_job_after_done(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
         (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
-        ledger.committed(o.job_id, "R1", "video", {}, final=True)
+        done(ledger, o.job_id, "R1")
         (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
         assert o2.outcome == "queued" and o2.job_id != o.job_id
 
@@ -113,7 +126,7 @@ class LedgerCompliance:
         (o,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=1), META)
         ledger.claim("A", 1, 60)
         ledger.checkpoint(o.job_id).save({"offset": 10})
-        ledger.hold_for_change(o.job_id, "changed")
+        ledger.apply(o.job_id, HeldForChange("changed"), owner=None)
         assert ledger.get(o.job_id).not_before >= HELD and ledger.claim("A", 1, 60) == []
         assert ledger.checkpoint(o.job_id).load() is None
         (o2,) = ledger.offer(p, "/w", [("t", "video")], ident(mtime=2), META)
@@ -126,17 +139,19 @@ class LedgerCompliance:
         (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
         ledger.record_content(a.job_id, "aaa", False)
         ledger.record_content(b.job_id, "bbb", False)
-        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None
-        assert ledger.record_remote_id(b.job_id, "SAME", "video") == a.job_id
+        assert ledger.apply(a.job_id, RemoteIdRecorded("SAME", "video"), owner=None).action == "upload.remote_id"
+        clash = ledger.apply(b.job_id, RemoteIdRecorded("SAME", "video"), owner=None)
+        assert clash.action == DUPLICATE_REMOTE_ID and clash.fields["other_job_id"] == a.job_id
         assert ledger.get(b.job_id).state == "attention"
-        assert ledger.record_remote_id(a.job_id, "SAME", "video") is None  # the same job again is fine
+        again = ledger.apply(a.job_id, RemoteIdRecorded("SAME", "video"), owner=None)  # the same job again is fine
+        assert again.action == "upload.remote_id"
 
     def test_after_upload_taken_once_when_all_targets_finished(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
         offers = ledger.offer(p, "/w", [("t1", "video"), ("t2", "video")], ident(), META)
-        ledger.committed(offers[0].job_id, "R1", "video", {}, final=True)
+        done(ledger, offers[0].job_id, "R1")
         assert ledger.take_after_upload(p, ident()) is None
-        ledger.committed(offers[1].job_id, "R2", "video", {}, final=True)
+        done(ledger, offers[1].job_id, "R2")
         assert len(ledger.take_after_upload(p, ident())) == 2
         assert ledger.take_after_upload(p, ident()) is None
 
@@ -144,19 +159,24 @@ class LedgerCompliance:
         (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
         (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
         ledger.claim("A", 2, 60)  # both uploading (hashing)
-        # b finishes hashing first: it goes; a, later, waits for b instead of sending a copy
-        assert ledger.record_content(b.job_id, "same", True) == ("go", None)
-        verdict, twin = ledger.record_content(a.job_id, "same", True)
-        assert verdict == "wait" and twin.id == b.job_id
-        ledger.committed(b.job_id, "R1", "video", {}, final=True)
-        verdict, twin = ledger.record_content(a.job_id, "same", True)
+        # b finishes hashing first; a is still uploading with no fingerprint (hashing, or
+        # sending a file it did not hash): b waits for it instead of perhaps sending a copy
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
+        assert verdict == "wait" and twin.id == a.job_id
+        ledger.apply(b.job_id, WaitForTwin(a.job_id), owner=None)
+        assert ledger.record_content(a.job_id, "same", True) == ("go", None)  # b waits: a goes
+        assert ledger.get(b.job_id).md5 == "same"  # b is not hashed again when it comes back
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
+        assert verdict == "wait" and twin.id == a.job_id
+        done(ledger, a.job_id, "R1")
+        verdict, twin = ledger.record_content(b.job_id, "same", True)
         assert verdict == "skip" and twin.remote_id == "R1"
-        assert ledger.record_content(a.job_id, "same", False) == ("go", None)
+        assert ledger.record_content(b.job_id, "same", False) == ("go", None)
 
     def test_operator_retry_requeues_failed_jobs(self, ledger: Ledger, tmp_path: Path):
         (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
         (j,) = ledger.claim("A", 1, 60)
-        ledger.failed(j.id, "bad", owner="A", generation=j.lease_gen)
+        ledger.apply(j.id, Failed("bad", "PermanentError"), owner="A", generation=j.lease_gen)
         assert ledger.retry(failed=True) == 1
         job = ledger.get(o.job_id)
         assert (job.state, job.attempts, job.lease_owner) == ("queued", 0, None)
@@ -176,8 +196,8 @@ class LedgerCompliance:
         ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
                for i in range(6)]
         assert [j.id for j in ledger.claim("A", 2, 60)] == ids[:2]  # oldest first
-        ledger.committed(ids[0], "R0", "video", {}, final=False, poll_in=0)  # a status poll is due
-        ledger.retry_later(ids[2], "503", 3600, 1)  # not before an hour
+        ledger.apply(ids[0], Completed("R0", "video", final=False, poll_in=0), owner=None)  # a status poll is due
+        ledger.apply(ids[2], RetryLater("503", 3600, 1, "TransientError"), owner=None)  # not before an hour
         assert ledger.claim("B", 1, 60, ids=[ids[4], ids[5]])[0].id == ids[4]  # restricted to `ids`
         jobs = ledger.claim("B", 1, 60, poll_limit=1)  # one upload and, besides, one poll
         assert sorted((j.id, j.state) for j in jobs) == [(ids[0], "committed"), (ids[3], "uploading")]
@@ -264,13 +284,132 @@ class LedgerCompliance:
     def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
         _, fresh = taken_over
         assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
-        assert ledger.record_remote_id(fresh.id, "R1", "video", owner="B", generation=fresh.lease_gen) is None
-        assert ledger.committed(fresh.id, "R1", "video", {}, final=False, poll_in=0, owner="B",
-                                generation=fresh.lease_gen) is None
+        assert ledger.apply(fresh.id, RemoteIdRecorded("R1", "video"), owner="B",
+                            generation=fresh.lease_gen).action == "upload.remote_id"
+        assert ledger.apply(fresh.id, Completed("R1", "video", final=False, poll_in=0), owner="B",
+                            generation=fresh.lease_gen).action == "upload.completed"
         assert ledger.get(fresh.id).state == "committed" and ledger.checkpoint(fresh.id).load() is None
         (poll,) = ledger.claim("C", 0, 60, poll_limit=1)
-        ledger.done(poll.id, ("M1",), owner="C", generation=poll.lease_gen)
+        ledger.apply(poll.id, Ready(("M1",)), owner="C", generation=poll.lease_gen)
         assert ledger.get(poll.id).state == "done"
+
+    # -- outcomes: Ledger.apply ------------------------------------------------------------------
+    OUTCOMES = {  # name: (outcome, state after, event action or None)
+        "completed_final": (Completed("R1", "video", {"url": "u"}), "done", "upload.completed"),
+        "completed_poll": (Completed("R1", "video", final=False, poll_in=60), "committed", "upload.completed"),
+        "retry_later": (RetryLater("503", 60, 1, "TransientError"), "queued", "upload.retrying"),
+        "wait_for_twin": (WaitForTwin(7), "queued", None),
+        "failed": (Failed("bad", "PermanentError"), "failed", "upload.failed"),
+        "unconfigured": (Unconfigured(), "failed", "upload.failed"),
+        "skipped": (Skipped(7, "/w/b.mp4", "R0", "video"), "skipped", "upload.skipped"),
+        "interrupted": (Interrupted(), "queued", "upload.interrupted"),
+        "held_for_change": (HeldForChange("changed"), "queued", "upload.restarted"),
+        "content_reset": (ContentReset("differs", 5), "queued", "upload.restarted"),
+        "content_reset_last": (ContentReset("differs", 1), "failed", "upload.failed"),
+    }
+
+    @pytest.mark.parametrize("name", sorted(OUTCOMES))
+    def test_each_outcome_sets_its_state_ends_the_lease_and_returns_its_event(self, ledger: Ledger,
+                                                                             tmp_path: Path, name: str):
+        outcome, state, action = self.OUTCOMES[name]
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.checkpoint(j.id, "A", j.lease_gen).save({"offset": 1})
+        event = ledger.apply(j.id, outcome, owner="A", generation=j.lease_gen)
+        job = ledger.get(j.id)
+        assert (job.state, job.lease_owner) == (state, None)
+        assert (event.action if event else None) == action
+        if event is not None:
+            assert event.fields["job_id"] == j.id and event.fields["path"] == str(tmp_path / "a.mp4")
+            assert event.message.startswith("a.mp4")
+        drops = isinstance(outcome, (Completed, HeldForChange, ContentReset))
+        assert (ledger.checkpoint(j.id).load() is None) == drops
+        if name == "held_for_change":
+            assert job.not_before >= HELD
+        if name == "skipped":
+            assert (job.remote_id, event.fields["duplicate_of_job"]) == ("R0", 7)
+
+    def test_polls_end_ready_or_failed_with_their_events(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        for i in ids:
+            ledger.apply(i, Completed(f"R{i}", "video", {"k": "v"}, final=False, poll_in=0), owner=None)
+        first, second = ledger.claim("P", 0, 60, poll_limit=2)
+        assert ledger.apply(first.id, PollLater(60, 1, "processing"), owner="P", generation=first.lease_gen) is None
+        assert (ledger.get(first.id).state, ledger.get(first.id).lease_owner) == ("committed", None)
+        ready = ledger.apply(second.id, Ready(("M1", "M2"), "Normal"), owner="P", generation=second.lease_gen)
+        assert ready.action == "media.ready" and ready.fields["media_ids"] == ["M1", "M2"]
+        assert ready.fields["remote_id"] == f"R{second.id}" and "as M1, M2" in ready.message
+        assert ledger.get(second.id).state == "done"
+        failed = ledger.apply(first.id, MediaFailed("transcode failed"), owner=None)
+        assert failed.action == "media.failed" and ledger.get(first.id).state == "failed"
+
+    def test_remote_id_recorded_keeps_the_lease_and_a_cover_id_is_only_logged(self, ledger: Ledger,
+                                                                           tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        cover = ledger.apply(j.id, RemoteIdRecorded("C1", "image"), owner="A", generation=j.lease_gen)
+        assert cover.fields["role"] == "cover" and ledger.get(j.id).remote_id is None
+        ev = ledger.apply(j.id, RemoteIdRecorded("V1", "video"), owner="A", generation=j.lease_gen)
+        job = ledger.get(j.id)
+        assert ev.action == "upload.remote_id" and (job.remote_id, job.lease_owner) == ("V1", "A")
+
+    def test_completed_stores_the_content_id_of_an_unhashed_upload(self, ledger: Ledger, tmp_path: Path):
+        a, b = (ledger.offer(tmp_path / f"{n}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+                for i, n in enumerate("ab"))
+        ev = ledger.apply(a, Completed("R1", "video", content_id="crc64:00000000000000aa"), owner=None)
+        assert ledger.get(a).md5 == "crc64:00000000000000aa" and ev.fields["crc64"] == "00000000000000aa"
+        ledger.record_content(b, "f" * 32, False)  # hashed before: its fingerprint stays the content
+        ev = ledger.apply(b, Completed("R2", "video", content_id="crc64:01"), owner=None)
+        assert ledger.get(b).md5 == "f" * 32 and ev.fields["md5"] == "f" * 32 and ev.fields["crc64"] is None
+
+    # -- twins: read the file before sending only when one is possible -------------------------------
+    def test_twin_possible_only_with_a_same_size_job_of_the_target(self, ledger: Ledger, tmp_path: Path):
+        (me,) = ledger.offer(tmp_path / "me.mp4", "/w", [("t", "video")], ident(inode=1, size=100), META)
+        assert not ledger.twin_possible(me.job_id)  # alone
+        ledger.offer(tmp_path / "other-size.mp4", "/w", [("t", "video")], ident(inode=2, size=101), META)
+        ledger.offer(tmp_path / "other-target.mp4", "/w", [("u", "video")], ident(inode=3, size=100), META)
+        assert not ledger.twin_possible(me.job_id)
+        (twin,) = ledger.offer(tmp_path / "twin.mp4", "/w", [("t", "video")], ident(inode=4, size=100), META)
+        assert ledger.twin_possible(me.job_id) and ledger.twin_possible(twin.job_id)  # queued together: both
+        ledger.apply(twin.job_id, Failed("bad", "PermanentError"), owner=None)
+        assert not ledger.twin_possible(me.job_id)  # failed: not a twin
+        ledger.retry([twin.job_id])
+        ledger.apply(twin.job_id, Completed("R1", "video"), owner=None)  # done, content unknown
+        assert not ledger.twin_possible(me.job_id)  # unknown, not a twin
+        (known,) = ledger.offer(tmp_path / "known.mp4", "/w", [("t", "video")], ident(inode=5, size=100), META)
+        ledger.apply(known.job_id, Completed("R2", "video", content_id="crc64:02"), owner=None)
+        assert ledger.twin_possible(me.job_id)  # done with its content known
+
+    def test_hashed_job_waits_for_an_unhashed_twin_in_flight_until_it_commits(self, ledger: Ledger,
+                                                                            tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(3)]
+        (sending,) = ledger.claim("A", 1, 60)  # alone when it decided: sent unhashed, md5 NULL
+        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)
+        assert verdict == "wait" and twin.id == sending.id
+        ledger.apply(sending.id, Completed("R0", "video", content_id="crc64:0a"), owner="A",
+                     generation=sending.lease_gen)
+        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)  # identical: skipped
+        assert verdict == "skip" and twin.remote_id == "R0"
+        assert ledger.record_content(ids[2], "crc64:0b", True) == ("go", None)  # different: uploaded
+
+    def test_hashed_job_stops_waiting_when_the_unhashed_twin_fails(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        (sending,) = ledger.claim("A", 1, 60)
+        assert ledger.record_content(ids[1], "crc64:0a", True)[0] == "wait"
+        ledger.apply(sending.id, Failed("bad", "PermanentError"), owner="A", generation=sending.lease_gen)
+        assert ledger.record_content(ids[1], "crc64:0a", True) == ("go", None)
+
+    def test_committed_twin_without_content_is_not_waited_for(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(2)]
+        ledger.apply(ids[0], Completed("R0", "video", final=False, poll_in=60), owner=None)  # no content id
+        assert ledger.record_content(ids[1], "crc64:0a", True) == ("go", None)
+        # and the platform answering with the same id for it is a conflict, not "the same content"
+        clash = ledger.apply(ids[1], Completed("R0", "video"), owner=None)
+        assert clash.action == DUPLICATE_REMOTE_ID and ledger.get(ids[1]).state == "attention"
 
     # -- checkpoints --------------------------------------------------------------------------------
     def test_checkpoints_save_load_clear_and_survive_reopen(self, backend: LedgerBackend, tmp_path: Path):
@@ -302,7 +441,7 @@ class LedgerCompliance:
         ids = [l.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
                for i in range(3)]
         claimed = l.claim("A", 2, 3600)
-        l.committed(ids[0], "R0", "video", {"k": "v"}, final=True, owner="A", generation=claimed[0].lease_gen)
+        l.apply(ids[0], Completed("R0", "video", {"k": "v"}), owner="A", generation=claimed[0].lease_gen)
         l.checkpoint(ids[1]).save({"offset": 3})
         l.shared_put("s", 0, {"x": 1})
         jobs, counts, shared = l.jobs(), l.counts(), l.shared_get("s")

@@ -22,7 +22,7 @@ from vidupd import events
 from vidupd.events import LogConfig
 from vidupd.fsnames import path_from_db, path_to_db, safe_text
 from vidupd.intake import Intake
-from vidupd.ledger import Intent, Ledger
+from vidupd.ledger import Failed, Intent, Ledger
 from vidupd.providers.base import FileIdentity, Metadata
 from vidupd.sidecar import read_metadata
 
@@ -171,7 +171,7 @@ def test_safe_text_and_ledger_paths_round_trip(tmp_path):
     assert [o.outcome for o in ledger.offer(bad, "/srv/out", [("t", "video")], ident, meta)] == ["known"]
     (job,) = ledger.claim("me", 5, 60)
     assert job.path == bad and job.metadata.extra == {"k": "\udcff"}
-    ledger.failed(job.id, f"{bad}: it broke")
+    ledger.apply(job.id, Failed(f"{bad}: it broke", "PermanentError"), owner=None)
     assert ledger.get(job.id).last_error == "/srv/out/\\xff\\xfe.mp4: it broke"
     assert ledger.skip_new(bad, "/srv/out", "u", "video", ident, "no") is not None
     assert ledger.uploads_of_path(bad) == 1

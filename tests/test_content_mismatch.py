@@ -20,7 +20,7 @@ import pytest
 from helpers import actions, drop_random as drop, md5_file as md5, vidupd, wait_for
 from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import SLICE, Env
-from vidupd.ledger import Ledger
+from vidupd.ledger import Completed, Failed, Ledger
 from vidupd.providers.base import FileIdentity, Metadata
 
 REASON = "content differs from its fingerprint"
@@ -79,11 +79,21 @@ def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
 
 def test_vod_rewritten_mid_upload_is_not_completed_mixed(make_site):
     """OSS checks each part against its own CRC, so only the fingerprint can tell that the
-    parts read after the rewrite belong to other content than those read before."""
+    parts read after the rewrite belong to other content than those read before.
+
+    A VOD file is fingerprinted before sending only when a twin is possible (vidupd.pool_prepare;
+    a lone file is not read twice, and has no fingerprint to compare with): the ledger holds
+    a finished job of the same size for the target, as after an earlier upload."""
     part = 1 << 20
     env = make_site(VodEnv, max_rate=2_000_000, target={"part_size": part})  # 24 parts, 4 at a time, ~12 s
     f = drop(env.outbox / "forged.mp4", 24 * part)
     first = md5(f)
+    ledger = Ledger(env.state)
+    (earlier,) = ledger.offer(env.root / "earlier.mp4", str(env.outbox), [("vod", "video")],
+                              FileIdentity(0, 1, 24 * part, 1), Metadata(title="earlier"))
+    ledger.apply(earlier.job_id, Completed("earlier-video", "video", content_id="crc64:0123456789abcdef"),
+                 owner=None)
+    ledger.close()
     with env.daemon() as d:
         wait_for(lambda: actions(env.events, "upload.progress"), 60, what="the upload under way")
         rewrite_in_place(f, 0, 24 * part)  # the parts sent are old content, the last ones will be new
@@ -110,8 +120,8 @@ def test_retry_of_a_job_failed_for_content_hashes_again(env_factory):
                             Metadata(title=f.stem))
     (job,) = ledger.claim("old-vidupd", 1, 60)
     ledger.record_content(job.id, stale, False)
-    ledger.failed(job.id, f"youku commit: HTTP 400, error 120010228 (UploadsException: assembled file MD5 "
-                          f"{md5(f)} differs from file_md5 {stale})")
+    ledger.apply(job.id, Failed(f"youku commit: HTTP 400, error 120010228 (UploadsException: assembled file MD5 "
+                                f"{md5(f)} differs from file_md5 {stale})", "PermanentError"), owner=None)
     ledger.close()
     with env.daemon() as d:
         r = vidupd("retry", "-c", str(env.config), "--failed")

@@ -1,4 +1,4 @@
-"""Unit tests for issue 8 point 9: the ledger's `forget_content`, `retry` dropping stale
+"""Unit tests for issue 8 point 9: the ledger's `ContentReset` outcome, `retry` dropping stale
 fingerprints, and the Youku answers that mean "these bytes are not what you declared"."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from provider_harness import MIB
 from test_provider_aliyun_vod import Env as VodEnv
 from vidupd.errors import ContentMismatch, LeaseLost, PermanentError
-from vidupd.ledger import Ledger
+from vidupd.ledger import ContentReset, Failed, Ledger
 from vidupd.providers.base import ContentHash, FileIdentity, Metadata, content_hash
 from vidupd.providers.youku_api import _decode, _translate
 
@@ -37,7 +37,8 @@ def claimed_with_checkpoint(ledger: Ledger, tmp_path: Path, owner: str = "A") ->
 
 def test_forget_content_drops_fingerprint_and_checkpoint_and_requeues_now(ledger: Ledger, tmp_path: Path):
     jid = claimed_with_checkpoint(ledger, tmp_path)
-    assert ledger.forget_content(jid, "A", "slice MD5 x differs from hash y", max_attempts=5) == ("queued", 1)
+    event = ledger.apply(jid, ContentReset("slice MD5 x differs from hash y", max_attempts=5), owner="A")
+    assert event is not None and event.action == "upload.restarted" and event.fields["attempt"] == 1
     job = ledger.get(jid)
     assert job is not None
     assert (job.state, job.md5, job.attempts, job.bytes_done, job.lease_owner) == ("queued", None, 1, 0, None)
@@ -49,10 +50,12 @@ def test_forget_content_drops_fingerprint_and_checkpoint_and_requeues_now(ledger
 def test_forget_content_is_bounded_by_attempts(ledger: Ledger, tmp_path: Path):
     jid = claimed_with_checkpoint(ledger, tmp_path)
     for n in (1, 2):
-        assert ledger.forget_content(jid, "A", "differs", max_attempts=3) == ("queued", n)
+        event = ledger.apply(jid, ContentReset("differs", max_attempts=3), owner="A")
+        assert (event.action, event.fields["attempt"], ledger.get(jid).state) == ("upload.restarted", n, "queued")
         ledger.claim("A", 1, 60)
         ledger.record_content(jid, OLD_MD5, False)
-    assert ledger.forget_content(jid, "A", "differs", max_attempts=3) == ("failed", 3)
+    event = ledger.apply(jid, ContentReset("differs", max_attempts=3), owner="A")
+    assert event.action == "upload.failed" and event.message.endswith("gave up after 3 attempts: differs")
     job = ledger.get(jid)
     assert job is not None and job.state == "failed" and job.md5 is None
     assert job.last_error == "gave up after 3 attempts: differs"
@@ -61,7 +64,7 @@ def test_forget_content_is_bounded_by_attempts(ledger: Ledger, tmp_path: Path):
 def test_forget_content_leaves_a_job_another_owner_holds(ledger: Ledger, tmp_path: Path):
     jid = claimed_with_checkpoint(ledger, tmp_path, owner="B")
     with pytest.raises(LeaseLost):  # refused, typed: the pool then drops the job quietly
-        ledger.forget_content(jid, "A", "differs", max_attempts=5)
+        ledger.apply(jid, ContentReset("differs", max_attempts=5), owner="A")
     job = ledger.get(jid)
     assert job is not None and (job.state, job.md5, job.lease_owner) == ("uploading", OLD_MD5, "B")
     assert ledger.checkpoint(jid).load() is not None
@@ -69,7 +72,7 @@ def test_forget_content_leaves_a_job_another_owner_holds(ledger: Ledger, tmp_pat
 
 def test_retry_hashes_again_but_keeps_the_checkpoint(ledger: Ledger, tmp_path: Path):
     jid = claimed_with_checkpoint(ledger, tmp_path)
-    ledger.failed(jid, "assembled file MD5 a differs from file_md5 b")
+    ledger.apply(jid, Failed("assembled file MD5 a differs from file_md5 b", "PermanentError"), owner=None)
     assert ledger.retry(failed=True) == 1
     job = ledger.get(jid)
     assert job is not None and (job.state, job.md5, job.attempts) == ("queued", None, 0)
@@ -105,7 +108,7 @@ def test_vod_stores_nothing_but_the_fingerprinted_content(tmp_path: Path):
             assert "crc64:0123456789abcdef" in str(error)
             assert len(env.journal.entries()) == before  # nothing completed: no video of the wrong content
             right = dataclasses.replace(stale, content=content_hash(path, stale.identity, "crc64"))
-            job.checkpoint.clear()  # as forget_content does
+            job.checkpoint.clear()  # as ContentReset does
             provider.upload(right, job.ctx)
         assert len(env.journal.entries()) == 2
     finally:

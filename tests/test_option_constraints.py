@@ -169,7 +169,7 @@ def test_password_videos_send_the_watch_password_and_never_show_it(tmp_path: Pat
     """public_type = "password" goes with a watch_password (a secret): it reaches Youku's
     create call, and nothing else."""
     from vidupd.ledger import Ledger
-    from vidupd.ledger_shared import LedgerShared
+    from vidupd.ledger import LedgerShared
     from vidupd.providers.base import ContentHash, FileIdentity, Metadata, UploadRequest
     from vidupd.secrets import Secret
 

@@ -32,7 +32,7 @@ from vidupd.providers.youku_api import (
     _translate,
 )
 from vidupd.ledger import Ledger
-from vidupd.ledger_shared import LedgerShared
+from vidupd.ledger import LedgerShared
 from vidupd.providers.youku_tokens import TokenKeeper
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox

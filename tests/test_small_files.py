@@ -24,7 +24,7 @@ from test_sandbox_youku import SLICE, Yk
 from vidupd.after_upload import AfterUpload
 from vidupd.companions import cover_for
 from vidupd.config import TargetConfig
-from vidupd.ledger import Ledger
+from vidupd.ledger import Completed, Ledger
 from vidupd.pool import Pool, PoolSettings
 from vidupd.providers import base
 from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, Provider, UploadResult, md5_file
@@ -153,7 +153,8 @@ def test_commit_schedules_the_first_poll_and_one_claim_takes_both_kinds(tmp_path
     a, b, c = (_offer(ledger, tmp_path / f"{x}.mp4") for x in "abc")
     (job,) = ledger.claim("me", 1, 60, poll_limit=0)
     assert job.id == a
-    assert ledger.committed(a, "R1", "video", {}, final=False, poll_in=0.0, note="waiting") is None
+    event = ledger.apply(a, Completed("R1", "video", final=False, poll_in=0.0, note="waiting"), owner=None)
+    assert event is not None and event.action == "upload.completed"
     row = ledger.get(a)
     assert (row.state, row.last_error) == ("committed", "waiting") and row.not_before <= ledger.get(a).updated
     # one transaction: up to one upload and up to one poll
@@ -162,7 +163,7 @@ def test_commit_schedules_the_first_poll_and_one_claim_takes_both_kinds(tmp_path
     assert ledger.claim("me", 0, 60, poll_limit=5) == []  # nothing else to poll; uploads not asked for
     (later,) = ledger.claim("me", 3, 60, poll_limit=0)
     assert later.id == c
-    ledger.committed(b, "R2", "video", {}, final=False, poll_in=3600.0, note="waiting")
+    ledger.apply(b, Completed("R2", "video", final=False, poll_in=3600.0, note="waiting"), owner=None)
     assert ledger.claim("me", 5, 60, poll_limit=5) == []  # b's first poll is an hour away
     ledger.close()
 

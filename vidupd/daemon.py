@@ -21,7 +21,7 @@ from .after_upload import AfterUpload
 from .config import Config, ConfigError
 from .intake import Intake
 from .ledger import Ledger, lease_owner_id
-from .ledger_shared import LedgerShared
+from .ledger import LedgerShared
 from .notify import Notifier
 from .pool import Pool, settings_from
 from .providers.base import Provider

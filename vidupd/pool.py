@@ -7,15 +7,17 @@ finished uploads waiting for "ready" never holds back the uploads still queued. 
 pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
 the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
 
-Every ledger write for a job names the lease it was claimed with (`_lease`); once one is
-refused (LeaseLost: the lease expired and another process took the job) the job is dropped
-with a single `upload.lease_lost` event and no further write, and a running upload whose
-lease a renewal or progress report finds lost is cancelled.
+Every state change of a job is one `Ledger.apply` of an outcome value (vidupd.ledger.outcomes)
+naming the lease the job was claimed with (`_lease`); the ledger commits it and returns the
+event it implies, which `_apply` emits. Once one is refused (LeaseLost: the lease expired and
+another process took the job) the job is dropped with a single `upload.lease_lost` event and
+no further write, and a running upload whose lease a renewal or progress report finds lost
+is cancelled. An upload runs in three steps: prepare (vidupd.pool_prepare: identity check,
+hash or not, duplicate check), send (the provider), complete (commit and after-upload).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,14 +29,16 @@ from . import events
 from .after_upload import AfterUpload
 from .companions import cover_for
 from .config import Config, TargetConfig
-from .errors import (ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, NotRegularFile, PermanentError,
-                     ProviderError, UploadCancelled)
-from .ledger import Job, Ledger
+from .errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
+from .ledger import outcomes
+from .ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
+                     Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
+from .pool_poll import describe as _describe, poll_safely
+from .pool_prepare import Prepared, prepare
 from .progress import ProgressReporter
-from .providers.base import ContentHash, FileIdentity, Provider, UploadContext, UploadRequest, content_hash
+from .providers.base import Provider, UploadContext, UploadRequest, UploadResult
 from .providers.features import features
 from .retry import RetryPolicy
-from .safe_open import check_regular
 from .throttle import Throttle
 
 LEASE_SECONDS = 120.0
@@ -68,8 +72,7 @@ def settings_from(config: Config) -> PoolSettings:
 
 
 def job_fields(job: Job, provider: str | None = None) -> dict:
-    return dict(path=str(job.path), size=job.size, target=job.target, provider=provider, job_id=job.id,
-                kind=job.kind)
+    return dict(outcomes.job_fields(job), provider=provider)
 
 
 class Pool:
@@ -212,6 +215,14 @@ class Pool:
         """The fence every ledger write for `job` carries: this pool's lease as claimed."""
         return dict(owner=self.owner, generation=job.lease_gen)
 
+    def _apply(self, job: Job, outcome: Outcome) -> Event | None:
+        """Apply one outcome (fenced, committed) and emit the event it implied."""
+        event = self.ledger.apply(job.id, outcome, **self._lease(job))
+        if event is not None:
+            events.emit(event.action, event.message, level=event.level, provider=self._provider_name(job),
+                        **event.fields)
+        return event
+
     def _cancel(self, job_id: int) -> None:
         with self._lock:
             entry = self._running.get(job_id)
@@ -260,11 +271,9 @@ class Pool:
         provider = self.providers.get(job.target)
         try:
             if provider is None:
-                self.ledger.failed(job.id, f"target {job.target!r} is not configured any more", **self._lease(job))
-                events.emit("upload.failed", f"{job.path.name}: target {job.target} is not configured",
-                            level="error", outcome="failure", **fields)
+                self._apply(job, Unconfigured())
             elif job.state == "committed":
-                self._poll_safely(job, provider, fields)
+                self._poll_safely(job, provider)
             else:
                 assert reporter is not None
                 self._settle(job, provider, cancel, reporter, fields)
@@ -283,116 +292,61 @@ class Pool:
         except LeaseLost:
             raise  # however the provider ended, the job is someone else's now
         except UploadCancelled:
-            self.ledger.release(self.owner, [job.id], job.lease_gen)
-            events.emit("upload.interrupted", f"{job.path.name}: stopped; will resume from its checkpoint",
-                        **fields)
+            self._apply(job, Interrupted())
         except FileChanged as e:
-            self.ledger.hold_for_change(job.id, str(e), **self._lease(job))
-            events.emit("upload.restarted", f"{job.path.name} changed during upload; starting over once it is stable",
-                        level="warning", reason="file changed", **fields)
+            self._apply(job, HeldForChange(str(e)))
             self._on_file_changed(job.path)
-        except DuplicateRemoteId as e:
-            events.emit("upload.duplicate_remote_id",
-                        f"{job.path.name}: platform returned remote id {e.remote_id}, which job {e.other_job} "
-                        "already holds for different content; needs attention", level="error", outcome="failure",
-                        remote_id=e.remote_id, other_job_id=e.other_job, **fields)
+        except DuplicateRemoteId:
+            pass  # the ledger marked the job for attention and its event is out
         except ContentMismatch as e:  # rewritten with size and mtime kept: hash it again, send it again
-            outcome = self.ledger.forget_content(job.id, self.owner, str(e), self.settings.retry.attempts,
-                                                 job.lease_gen)
-            if outcome is None:
-                return  # no longer uploading
-            state, attempts = outcome
-            if state == "failed":
-                events.emit("upload.failed", f"{job.path.name}: gave up after {attempts} attempts: {e}",
-                            level="error", outcome="failure", error=str(e), error_type=type(e).__name__, **fields)
-                return
-            events.emit("upload.restarted", f"{job.path.name}: {job.target} says the content differs from its "
-                        "fingerprint; hashing the file again and starting over", level="warning",
-                        reason="content differs from its fingerprint", attempt=attempts, error=str(e), **fields)
+            self._apply(job, ContentReset(str(e), self.settings.retry.attempts, type(e).__name__))
         except PermanentError as e:
-            self._fail(job, str(e), fields, type(e).__name__)
+            self._apply(job, Failed(str(e), type(e).__name__))
         except Exception as e:  # TransientError, OSError, or a bug: retry within limits, then fail
-            self._transient(job, e, fields)
+            self._transient(job, e)
 
-    def _transient(self, job: Job, e: BaseException, fields: dict) -> None:
+    def _transient(self, job: Job, e: BaseException) -> None:
         attempts = job.attempts + 1
         message = _describe(e)
         if attempts >= self.settings.retry.attempts:
-            self._fail(job, f"gave up after {attempts} attempts: {message}", fields, type(e).__name__)
+            self._apply(job, Failed(f"gave up after {attempts} attempts: {message}", type(e).__name__))
             return
         delay = self.settings.retry.delay(attempts)
         hint = getattr(e, "retry_after", None)
         if hint:
             delay = max(delay, min(float(hint), self.settings.retry.maximum))
-        self.ledger.retry_later(job.id, message, delay, attempts, **self._lease(job))
-        events.emit("upload.retrying", f"{job.path.name}: {message}; retry {attempts} in {delay:.1f}s",
-                    level="warning", attempt=attempts, retry_in_seconds=round(delay, 2), error=message,
-                    error_type=type(e).__name__, **fields)
-
-    def _fail(self, job: Job, message: str, fields: dict, error_type: str) -> None:
-        self.ledger.failed(job.id, message, **self._lease(job))
-        events.emit("upload.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
-                    error=message, error_type=error_type, **fields)
+        self._apply(job, RetryLater(message, delay, attempts, type(e).__name__))
 
     def _upload(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
                 fields: dict) -> None:
-        try:
-            st = os.stat(job.path)
-            check_regular(job.path, st)  # a FIFO would block the worker in open(); a directory is no media
-        except FileNotFoundError:
-            self._fail(job, "file disappeared before it was uploaded", fields, "FileNotFoundError")
-            return
-        except NotRegularFile as e:  # permanent: no retries (queued by a one-shot of an older version)
-            self._fail(job, e.reason, fields, type(e).__name__)
-            return
-        current = FileIdentity.of(st)
-        if current != job.identity:
-            raise FileChanged(f"{job.path} changed after it was queued")
-        if job.md5 is None:  # the ledger's content column: an MD5, or "crc64:..." (see Provider.needs_md5)
-            content = content_hash(job.path, job.identity, "md5" if provider.needs_md5 else "crc64", cancel=cancel,
-                                   piece_size=provider.piece_size)
-        else:
-            content = ContentHash.from_fingerprint(job.md5)
-        fingerprint, md5 = content.fingerprint, content.md5
-        # One transaction records the fingerprint and looks for twins, so of two identical
-        # files hashed at the same time exactly one is sent and the other waits for it.
-        verdict, twin = self.ledger.record_content(job.id, fingerprint, self.settings.skip_duplicates,
-                                                   **self._lease(job))
-        if verdict == "skip":
-            assert twin is not None
-            self.ledger.skipped(job.id, f"same content as {twin.path} (job {twin.id})", twin.remote_id,
-                                twin.remote_kind, **self._lease(job))
-            events.emit("upload.skipped", f"{job.path.name}: identical content already on {job.target} "
-                        f"as {twin.remote_id}", reason="duplicate content", remote_id=twin.remote_id,
-                        remote_kind=twin.remote_kind, duplicate_of_job=twin.id, **fields)
-            self.after.maybe_run(job)
-            return
-        if verdict == "wait":
-            assert twin is not None
-            self.ledger.retry_later(job.id, f"waiting for job {twin.id} with identical content", 2.0, job.attempts,
-                                   **self._lease(job))
+        prepared = prepare(job, provider, self.ledger, self._lease(job), self.settings.skip_duplicates, cancel)
+        if not isinstance(prepared, Prepared):  # failed, a duplicate, or waiting for a twin
+            self._apply(job, prepared)
+            if isinstance(prepared, Skipped):
+                self.after.maybe_run(job)
             return
         events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
                     **fields)
+        started = time.monotonic()
+        result = self._send(job, provider, prepared, cancel, reporter, fields)
+        self._complete(job, provider, prepared, result, time.monotonic() - started)
+
+    def _send(self, job: Job, provider: Provider, prepared: Prepared, cancel: threading.Event,
+              reporter: ProgressReporter, fields: dict) -> UploadResult:
+        """The provider's part: the request, the context, and the ids it reports on the way."""
         known: dict[str, str] = {}
 
         def remote_id_known(remote_id: str, remote_kind: str) -> None:
             if known.get(remote_id) == remote_kind:
                 return
-            if job.kind == "video" and remote_kind == "image":  # the video's cover: logged, not the job's id
-                known[remote_id] = remote_kind
-                events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned cover image id {remote_id}",
-                            remote_id=remote_id, remote_kind=remote_kind, role="cover", **fields)
-                return
-            if job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
+            cover = job.kind == "video" and remote_kind == "image"  # the video's cover: logged, not the job's id
+            if not cover and job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
                 known[remote_id] = remote_kind
                 return
-            other = self.ledger.record_remote_id(job.id, remote_id, remote_kind, **self._lease(job))
-            if other is not None:
-                raise DuplicateRemoteId(remote_id, other)
+            event = self._apply(job, RemoteIdRecorded(remote_id, remote_kind))
+            if event is not None and event.action == DUPLICATE_REMOTE_ID:
+                raise DuplicateRemoteId(remote_id, event.fields["other_job_id"])  # stop the upload
             known[remote_id] = remote_kind
-            events.emit("upload.remote_id", f"{job.path.name}: {job.target} assigned {remote_kind} id {remote_id}",
-                        remote_id=remote_id, remote_kind=remote_kind, **fields)
 
         def note(action: str, message: str, level: str = "info", **extra: object) -> None:
             events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
@@ -405,73 +359,27 @@ class Pool:
             cover = cover_for(job.path)
             if cover is not None:
                 companions["cover"] = cover
-        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity, content=content,
-                                metadata=job.metadata, companions=companions)
-        started = time.monotonic()
-        result = provider.upload(request, ctx)
+        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity,
+                                content=prepared.content, metadata=job.metadata, companions=companions)
+        return provider.upload(request, ctx)
+
+    def _complete(self, job: Job, provider: Provider, prepared: Prepared, result: UploadResult,
+                  elapsed: float) -> None:
+        """Commit the upload (with the content id the provider computed, when it was not
+        hashed before), then run the after-upload action if nothing is left."""
         target = self.targets[job.target]
         final = not (target.wait_ready and features(provider).status)
+        content_id = None if prepared.content else result.content_id
         # the first status poll is scheduled in the same transaction (one fsync, not two)
-        other = self.ledger.committed(job.id, result.remote_id, result.remote_kind, dict(result.details), final,
-                                      poll_in=self.settings.poll_first, note="waiting for the platform to process it",
-                                      **self._lease(job))
-        if other is not None:
-            raise DuplicateRemoteId(result.remote_id, other)
-        elapsed = time.monotonic() - started
-        events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {result.remote_id}",
-                    outcome="success", remote_id=result.remote_id, remote_kind=result.remote_kind,
-                    duration_seconds=round(elapsed, 3), bytes_per_second=round(job.size / elapsed) if elapsed else None,
-                    md5=md5, crc64=None if md5 else fingerprint.partition(":")[2],
-                    details=dict(result.details) or None, **fields)
+        event = self._apply(job, Completed(result.remote_id, result.remote_kind, dict(result.details), final,
+                                           poll_in=self.settings.poll_first, content_id=content_id,
+                                           duration=elapsed))
+        if event is not None and event.action == DUPLICATE_REMOTE_ID:
+            return  # marked for attention: the platform's answer needs a person
         if final:
             self.after.maybe_run(job)
 
-    def _poll_safely(self, job: Job, provider: Provider, fields: dict) -> None:
-        """A status poll never sends the file again: errors only move the next poll or fail it."""
-        try:
-            self._poll(job, provider, fields)
-        except LeaseLost:
-            raise
-        except PermanentError as e:
-            self._media_failed(job, f"status check failed: {e}", fields)
-        except Exception as e:  # transient or unexpected: poll again later, with backoff
-            delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
-            self.ledger.poll_later(job.id, delay, job.attempts + 1, f"status check failed: {_describe(e)}",
-                                   **self._lease(job))
+    def _poll_safely(self, job: Job, provider: Provider) -> None:
+        poll_safely(job, provider, self.targets[job.target], self.settings.poll_first, self.settings.poll_max,
+                    lambda outcome: self._apply(job, outcome), self.after)
 
-    def _poll(self, job: Job, provider: Provider, fields: dict) -> None:
-        assert job.remote_id is not None and job.remote_kind is not None
-        status = provider.media_status(job.remote_id, job.remote_kind)
-        ids = dict(remote_id=job.remote_id, remote_kind=job.remote_kind)
-        if status.state == "ready":
-            self.ledger.done(job.id, status.remote_ids, **self._lease(job))
-            events.emit("media.ready", f"{job.path.name}: {job.remote_id} is ready on {job.target}"
-                        + (f" as {', '.join(status.remote_ids)}" if status.remote_ids else ""),
-                        outcome="success", detail=status.detail or None, media_ids=list(status.remote_ids) or None,
-                        **ids, **fields)
-            self.after.maybe_run(job)
-            return
-        if status.state == "failed":
-            self._media_failed(job, f"platform reports processing failed: {status.detail}", fields)
-            return
-        target = self.targets[job.target]
-        waited = time.time() - (job.committed_at or time.time())
-        if waited > target.ready_timeout:
-            self._media_failed(job, f"not ready after {int(waited)}s (ready_timeout); last state {status.detail}",
-                               fields)
-            return
-        delay = min(self.settings.poll_max, self.settings.poll_first * (1.5 ** job.attempts))
-        self.ledger.poll_later(job.id, delay, job.attempts + 1, f"processing: {status.detail}",
-                               **self._lease(job))
-
-    def _media_failed(self, job: Job, message: str, fields: dict) -> None:
-        self.ledger.failed(job.id, message, **self._lease(job))
-        events.emit("media.failed", f"{job.path.name}: {message}", level="error", outcome="failure",
-                    remote_id=job.remote_id, remote_kind=job.remote_kind, error=message, **fields)
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    if isinstance(e, OSError) and not isinstance(e, ProviderError) and e.strerror:
-        text = f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
-    return text

@@ -1,4 +1,4 @@
-"""Ledger values: job states, the schema's migrations, and the frozen rows the ledger hands out."""
+"""Ledger values: job states and the frozen rows the ledger hands out."""
 
 from __future__ import annotations
 
@@ -7,68 +7,12 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsnames import path_from_db, safe_text
-from .providers.base import FileIdentity, Metadata
+from ..fsnames import path_from_db, safe_text
+from ..providers.base import FileIdentity, Metadata
 
 STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
 FINISHED = ("done", "skipped")  # the file needs nothing more for this target
 HELD = 1e18  # not_before for a job waiting for its changed file to settle again
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: initial schema
-    """
-    CREATE TABLE jobs(
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL,
-        watch TEXT,
-        target TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-        md5 TEXT,
-        metadata TEXT NOT NULL DEFAULT '{}',
-        state TEXT NOT NULL DEFAULT 'queued',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        remote_id TEXT, remote_kind TEXT, details TEXT,
-        bytes_done INTEGER NOT NULL DEFAULT 0,
-        rate REAL NOT NULL DEFAULT 0,
-        not_before REAL NOT NULL DEFAULT 0,
-        lease_owner TEXT, lease_until REAL,
-        after_done INTEGER NOT NULL DEFAULT 0,
-        created REAL NOT NULL, updated REAL NOT NULL
-    );
-    CREATE INDEX jobs_ready ON jobs(state, not_before);
-    CREATE INDEX jobs_path ON jobs(path, target);
-    CREATE INDEX jobs_identity ON jobs(dev, inode, size, mtime_ns);
-    CREATE INDEX jobs_content ON jobs(target, md5, size);
-    CREATE INDEX jobs_remote ON jobs(target, remote_id);
-    CREATE TABLE checkpoints(
-        job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
-        data TEXT NOT NULL,
-        updated REAL NOT NULL
-    );
-    """,
-    # 2: when the platform acknowledged the upload (bounds the wait for "ready"); claim order
-    """
-    ALTER TABLE jobs ADD COLUMN committed_at REAL;
-    CREATE INDEX jobs_claim ON jobs(state, id)
-    """,
-    # 3: values every process of this ledger shares (rotating OAuth tokens), apart from jobs
-    """
-    CREATE TABLE shared(
-        key TEXT PRIMARY KEY,
-        generation INTEGER NOT NULL,
-        data TEXT NOT NULL,
-        updated REAL NOT NULL
-    )
-    """,
-    # 4: fencing: every claim bumps the job's lease generation; a worker's transitions
-    # name the generation it claimed, so a worker whose lease was taken over is refused
-    """
-    ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0
-    """,
-)
-
 
 class LedgerError(Exception):
     """The ledger cannot be opened or is damaged; the message says what to do."""

@@ -1,0 +1,79 @@
+"""The ledger's SQLite schema, as the migrations that build it: version N is the first N
+scripts. A ledger records its version in `meta`; opening runs the scripts it lacks, in one
+transaction, and refuses a ledger newer than this vidupd."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from .model import LedgerError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE jobs(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        watch TEXT,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        dev INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+        md5 TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        remote_id TEXT, remote_kind TEXT, details TEXT,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        rate REAL NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        lease_owner TEXT, lease_until REAL,
+        after_done INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL, updated REAL NOT NULL
+    );
+    CREATE INDEX jobs_ready ON jobs(state, not_before);
+    CREATE INDEX jobs_path ON jobs(path, target);
+    CREATE INDEX jobs_identity ON jobs(dev, inode, size, mtime_ns);
+    CREATE INDEX jobs_content ON jobs(target, md5, size);
+    CREATE INDEX jobs_remote ON jobs(target, remote_id);
+    CREATE TABLE checkpoints(
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
+    # 2: when the platform acknowledged the upload (bounds the wait for "ready"); claim order
+    """
+    ALTER TABLE jobs ADD COLUMN committed_at REAL;
+    CREATE INDEX jobs_claim ON jobs(state, id)
+    """,
+    # 3: values every process of this ledger shares (rotating OAuth tokens), apart from jobs
+    """
+    CREATE TABLE shared(
+        key TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        updated REAL NOT NULL
+    )
+    """,
+    # 4: fencing: every claim bumps the job's lease generation; a worker's transitions
+    # name the generation it claimed, so a worker whose lease was taken over is refused
+    """
+    ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0
+    """,
+)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to the newest version, inside the caller's transaction."""
+    db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise LedgerError(f"{path}: schema version {version} is newer than this vidupd "
+                          f"understands ({len(MIGRATIONS)}); upgrade vidupd")
+    for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for stmt in filter(str.strip, script.split(";")):
+            db.execute(stmt)
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(n),))

@@ -1,0 +1,369 @@
+"""The SQLite ledger: one file under state_dir, WAL + synchronous=FULL, so a committed
+transaction survives kill -9 and power loss and readers (`vidupd status`) never block the
+daemon. Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner,
+expiry, generation); every worker transition is `apply`, fenced by `_hold` (see the
+package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..fsnames import path_from_db, path_to_db, safe_text
+from ..providers.base import FileIdentity, Metadata
+from .model import FINISHED, HELD, Intent, Job, LedgerError, Offer, metadata_json
+from .outcomes import Event, Outcome
+from .sqlite_store import SqliteStore
+
+
+def lease_owner_id() -> str:
+    """host:pid:start: unique per process, and tells whether a lease holder is still alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another host: wait for the lease to expire
+    try:
+        pid = int(rest.split(":")[0])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Ledger(SqliteStore):
+    """Thread-safe access to the ledger database (one connection, one lock): jobs, claims,
+    leases and transitions."""
+
+    # -- intake --------------------------------------------------------------------------
+    def offer(self, path: Path, watch: str | None, targets: Iterable[tuple[str, str]],
+              identity: FileIdentity, metadata: Metadata) -> list[Offer]:
+        """A stable file was seen. Per (target, kind): create, re-queue or recognise its job.
+
+        Never queues a file version already handled for a target, including after a rename
+        within the watched tree (same device, inode, size and mtime).
+        """
+        return self.offer_many([Intent(path, watch, tuple(targets), identity, metadata)])
+
+    def offer_many(self, intents: Iterable["Intent"]) -> list[Offer]:
+        """`offer` for many files in one transaction (a burst of drops costs one fsync)."""
+        now = time.time()
+        out: list[Offer] = []
+        with self._tx() as db:
+            for it in intents:
+                out += self._offer_one(db, now, it)
+        return out
+
+    def _offer_one(self, db: sqlite3.Connection, now: float, it: "Intent") -> list[Offer]:
+        path, watch, identity = it.path, it.watch, it.identity
+        out: list[Offer] = []
+        meta = metadata_json(it.metadata)
+        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        for target, kind in it.targets:
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
+                              (path_to_db(path), target)).fetchall()
+            same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
+            if same is not None:
+                if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
+                    db.execute("UPDATE jobs SET not_before=0, updated=? WHERE id=?", (now, same["id"]))
+                    out.append(Offer(target, "requeued", same["id"], path))
+                else:
+                    out.append(Offer(target, "known", same["id"], path))
+                continue
+            moved = db.execute(
+                "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
+                "ORDER BY id DESC LIMIT 1", (target, *ident, path_to_db(path))).fetchone()
+            if moved is not None and not os.path.exists(path_from_db(moved["path"])):
+                db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
+                           (path_to_db(path), watch, now, moved["id"]))
+                out.append(Offer(target, "renamed", moved["id"], path))
+                continue
+            reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
+            if reusable is not None:  # same name, new content, not yet uploaded: start over
+                db.execute(
+                    "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
+                    "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
+                    "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
+                    (*ident, meta, kind, now, reusable["id"]))
+                db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
+                out.append(Offer(target, "requeued", reusable["id"], path))
+                continue
+            if any(r["state"] == "uploading" for r in rows):
+                # the running upload will notice the change itself (FileChanged) and hold
+                out.append(Offer(target, "known", next(r["id"] for r in rows if r["state"] == "uploading"), path))
+                continue
+            cur = db.execute(
+                "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
+                "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?)",
+                (path_to_db(path), watch, target, kind, *ident, meta, now, now))
+            out.append(Offer(target, "queued", int(cur.lastrowid), path))
+        return out
+
+    def skip_new(self, path: Path, watch: str | None, target: str, kind: str, identity: FileIdentity,
+                 reason: str) -> int | None:
+        """Record a file version that will not be uploaded to `target` (once, so rescans stay
+        quiet). Returns the new job id, or None if it was already recorded."""
+        now = time.time()
+        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND dev=? AND inode=? AND size=? "
+                          "AND mtime_ns=?", (path_to_db(path), target, *ident)).fetchone():
+                return None
+            cur = db.execute(
+                "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, last_error, "
+                "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?)",
+                (path_to_db(path), watch, target, kind, *ident, reason, now, now))
+            return int(cur.lastrowid)
+
+    # -- claiming --------------------------------------------------------------------------
+    def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
+              poll_limit: int | None = None) -> list[Job]:
+        """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
+        (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
+        lease (its process died). `ids` restricts the choice (one-shot uploads). With
+        `poll_limit`, `limit` counts uploads only and up to `poll_limit` status polls are
+        claimed besides, in the same transaction (the pool runs polls on their own threads).
+
+        Each candidate query walks an index in id order, so a claim costs O(limit), not
+        O(queue length): 100,000 waiting jobs do not slow the pool down."""
+        now = time.time()
+        only = list(ids) if ids is not None else None
+        if only is not None and not only:
+            return []
+        extra = f" AND id IN ({','.join('?' * len(only))})" if only else ""
+        args = tuple(only or ())
+        with self._tx() as db:
+            chosen: list[int] = []
+            polls: list[int] = []
+            for sql, params, is_poll in (
+                # INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would
+                # otherwise range-scan (state, not_before) and sort every waiting job per claim.
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' "
+                 "AND (lease_until IS NULL OR lease_until<?)", (now,),
+                 False),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
+                 "AND lease_owner IS NULL", (now,), True),
+                ("SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='queued' AND not_before<=?", (now,), False),
+            ):
+                into, room = ((polls, poll_limit - len(polls)) if is_poll and poll_limit is not None
+                              else (chosen, limit - len(chosen)))
+                if room <= 0:
+                    continue
+                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, room))
+                into += [r[0] for r in rows]
+            chosen += polls
+            if not chosen:
+                return []
+            rows = db.execute(
+                f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, lease_gen=lease_gen+1, "
+                f"state=CASE WHEN state='queued' THEN 'uploading' ELSE state END "
+                f"WHERE id IN ({','.join('?' * len(chosen))}) RETURNING *",
+                (owner, now + lease_seconds, now, *chosen)).fetchall()
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
+
+    def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> list[int]:
+        """Extend `owner`'s leases on `ids`; returns those it no longer holds (taken over)."""
+        ids = list(ids)
+        if not ids:
+            return []
+        marks = ','.join('?' * len(ids))
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({marks})",
+                       (time.time() + lease_seconds, owner, *ids))
+            held = {r[0] for r in db.execute(f"SELECT id FROM jobs WHERE lease_owner=? AND id IN ({marks})",
+                                             (owner, *ids))}
+        return [i for i in ids if i not in held]
+
+    def release(self, owner: str, ids: Iterable[int] | None = None, generation: int | None = None) -> None:
+        """Give leases back (on stop): uploads become queued again, to resume next time.
+
+        With `ids` it is a worker's transition: LeaseLost (nothing written) unless `owner`
+        (and `generation`, if given) still holds every one of them."""
+        with self._tx() as db:
+            sel = "lease_owner=?"
+            args: list[Any] = [owner]
+            if ids is not None:
+                ids = sorted(set(ids))
+                for job_id in ids:
+                    self._hold(db, job_id, owner, generation)
+                sel += f" AND id IN ({','.join('?' * len(ids))})"
+                args += ids
+            db.execute(f"UPDATE jobs SET state=CASE WHEN state='uploading' THEN 'queued' ELSE state END, "
+                       f"lease_owner=NULL, lease_until=NULL, rate=0 WHERE {sel}", args)
+
+    def recover(self) -> int:
+        """At start-up: free the leases of processes on this host that no longer run (kill -9)."""
+        rows = self._all("SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL")
+        dead = [r[0] for r in rows if not _owner_alive(r[0])]
+        n = 0
+        for owner in dead:
+            with self._tx() as db:
+                n += db.execute("UPDATE jobs SET state=CASE WHEN state='uploading' THEN 'queued' ELSE state END, "
+                                "lease_owner=NULL, lease_until=NULL, rate=0 WHERE lease_owner=?", (owner,)).rowcount
+        return n
+
+    # -- transitions -----------------------------------------------------------------------
+    def progress(self, job_id: int, bytes_done: int, rate: float, owner: str, lease_seconds: float,
+                 generation: int | None = None) -> None:
+        """Progress for `status`, and a lease renewal while we are at it. LeaseLost if the
+        lease is no longer `owner`'s (the pool then cancels the upload)."""
+        with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
+            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=?",
+                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
+
+    def apply(self, job_id: int, outcome: Outcome, *, owner: str | None,
+              generation: int | None = None) -> Event | None:
+        """One worker transition: fenced (LeaseLost, nothing written, unless `owner` and
+        `generation` still hold the job; `owner` None: unfenced, for the operator and
+        tests), decided by `outcome` from the row as this transaction sees it, committed,
+        and only then its event returned for the caller to emit."""
+        with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"{self.path}: no job {job_id}")
+            job = Job.from_row(row)
+            now = time.time()
+            change = outcome.decide(job, json.loads(row["details"] or "{}"), now)
+            columns = dict(change.columns)
+            if change.check_remote_id is not None:
+                content = columns.get("md5", job.md5)
+                other = self._conflict(db, job, change.check_remote_id, content)
+                if other is not None:
+                    self._write(db, job_id, now, True, state="attention", last_error=(
+                        f"platform returned remote id {change.check_remote_id}, already held by job {other} "
+                        "for different content"))
+                    return outcome.conflicted(job, change.check_remote_id, other)
+            if columns or change.ends_lease:
+                self._write(db, job_id, now, change.ends_lease, **columns)
+            if change.drop_checkpoint:
+                db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
+        return change.event
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, job_id: int, now: float, ends_lease: bool, **columns: Any) -> None:
+        """The one UPDATE of a transition; the lease fields are cleared here and nowhere else."""
+        if isinstance(columns.get("last_error"), str):  # messages may quote a non-UTF-8 file name
+            columns["last_error"] = safe_text(columns["last_error"])
+        if ends_lease:
+            columns.update(lease_owner=None, lease_until=None)
+        columns["updated"] = now
+        db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in columns)} WHERE id=?", (*columns.values(), job_id))
+
+    @staticmethod
+    def _conflict(db: sqlite3.Connection, job: Job, remote_id: str, content: str | None) -> int | None:
+        """Another job of the target holding `remote_id` for other content (the seed's duplicate-id bug)."""
+        other = db.execute(
+            "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
+            "AND NOT (md5 IS NOT NULL AND md5=? AND size=?) LIMIT 1",  # unknown content is no proof of sameness
+            (job.target, remote_id, job.id, content, job.size)).fetchone()
+        return None if other is None else int(other[0])
+
+    def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
+        """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:
+        a stale fingerprint (file rewritten, mtime forged) fails forever and a hash costs one
+        read. Checkpoints stay: a provider resumes one only if made for the content now found."""
+        with self._tx() as db:
+            n = 0
+            if failed:
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
+                                "WHERE state='failed'", (time.time(),)).rowcount
+            for jid in job_ids:
+                n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
+                                "WHERE id=? AND state IN ('failed','attention','skipped')", (time.time(), jid)).rowcount
+            return n
+
+    def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
+        """If every job of this file version is finished and its after-upload action has not
+        run, mark it as run (once, even with targets finishing together) and return the jobs."""
+        key = (path_to_db(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
+                              key).fetchall()
+            if not rows or any(r["state"] not in FINISHED or r["after_done"] for r in rows):
+                return None
+            db.execute("UPDATE jobs SET after_done=1 WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
+                       key)
+        return [Job.from_row(r) for r in rows]
+
+    # -- queries (no side effects) -----------------------------------------------------------
+    def get(self, job_id: int) -> Job | None:
+        r = self._one("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return Job.from_row(r) if r else None
+
+    def twin_possible(self, job_id: int) -> bool:
+        """Whether another job of this target might hold the same content, so this one must be
+        hashed before it is sent: a job of the same size that is queued or uploading (it may
+        be sending it right now), or committed/done with its content known. A finished job
+        whose content is unknown (sent unhashed by a provider that did not report a
+        content id) cannot be compared: it is "unknown, not a twin". Failed, skipped and
+        attention jobs are no twins either (a skipped duplicate's twin is counted itself).
+        One statement, so it is consistent with every offer committed before it; a job
+        offered later sees this one (queued or uploading) and hashes itself."""
+        row = self._one("SELECT 1 FROM jobs AS me JOIN jobs AS o ON o.target=me.target AND o.size=me.size "
+                        "AND o.id<>me.id WHERE me.id=? AND (o.state IN ('queued','uploading') OR "
+                        "(o.state IN ('committed','done') AND o.md5 IS NOT NULL)) LIMIT 1", (job_id,))
+        return row is not None
+
+    def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
+                       generation: int | None = None) -> tuple[str, Job | None]:
+        """Store a job's content fingerprint and, atomically, decide what to do with it:
+        ("go", None); ("skip", job that already put this content on the target); or
+        ("wait", job that is uploading this content right now, or uploading a file of the
+        same size without a fingerprint: its content is known only once it commits, with
+        the content id its provider computed while sending; a job still hashing is
+        waited for too, for one retry delay)."""
+        with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
+            if not skip_duplicates:
+                return "go", None
+            me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+            same = (me["target"], me["size"], job_id)
+            done = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND md5=? AND remote_id IS NOT "
+                              "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
+                              (*same, fingerprint)).fetchone()
+            if done is not None:
+                return "skip", Job.from_row(done)
+            busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
+                              "AND (md5=? OR md5 IS NULL) ORDER BY md5 IS NULL, id LIMIT 1",
+                              (*same, fingerprint)).fetchone()
+            return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
+
+    def uploads_of_path(self, path: Path) -> int:
+        """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
+
+    def jobs(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
+        sql = "SELECT * FROM jobs"
+        args: list[Any] = []
+        if states:
+            st = list(states)
+            sql += f" WHERE state IN ({','.join('?' * len(st))})"
+            args += st
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Job.from_row(r) for r in self._all(sql, args)]
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._all("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+    def next_wakeup(self) -> float | None:
+        """The earliest future time a waiting job (retry or status poll) becomes runnable."""
+        now = time.time()
+        times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
+                                          "AND not_before<?", (state, now, HELD))
+                                for state in ("queued", "committed")) if r and r[0] is not None]
+        return min(times) if times else None
