@@ -147,6 +147,7 @@ class UploadResult:
     remote_id: str
     remote_kind: str  # one of REMOTE_KINDS
     details: Mapping[str, str] = field(default_factory=dict)  # e.g. a URL; never secrets
+    content_id: str | None = None  # "crc64:HEX" the provider computed while sending, when it was not hashed before
 
 
 @dataclass(frozen=True)
