@@ -118,7 +118,7 @@ def test_body_yields_blocks_with_the_crc_of_what_it_yielded(tmp_path: Path) -> N
     data = path.read_bytes()
     with source(path) as src:
         body = PartBody(src, MIB + 7, 3 * MIB + 5)
-        blocks = list(body)
+        blocks = [bytes(b) for b in body]  # each view is valid until the next is read
         assert len(body) == 3 * MIB + 5 and max(map(len, blocks)) == BLOCK
         assert b"".join(blocks) == data[MIB + 7:4 * MIB + 12]
         assert body.sent_crc("t") == crc64(data[MIB + 7:4 * MIB + 12])
@@ -130,7 +130,7 @@ def test_body_holds_one_block_however_large_the_part(tmp_path: Path) -> None:
         body = PartBody(src, PART, PART)
         peak = peak_while(lambda: sum(len(b) for b in body))
     assert body.sent == PART
-    assert peak < 4 * MIB, f"{peak} bytes allocated at the peak for a {PART}-byte part"
+    assert peak < 2 * MIB, f"{peak} bytes allocated at the peak for a {PART}-byte part"
 
 
 def test_every_iteration_reads_the_file_again(tmp_path: Path) -> None:
@@ -138,18 +138,18 @@ def test_every_iteration_reads_the_file_again(tmp_path: Path) -> None:
     path = write_file(tmp_path / "f", 3 * MIB)
     with source(path) as src:
         body = PartBody(src, 0, 3 * MIB)
-        first = b"".join(body)
+        first = b"".join(bytes(b) for b in body)
         st = os.stat(path)
         with open(path, "r+b") as f:  # same size, mtime put back: the identity still matches
             f.write(b"new bytes")
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        second = b"".join(body)
+        second = b"".join(bytes(b) for b in body)
         assert second[:9] == b"new bytes" and second[9:] == first[9:]
         assert body.crc == crc64(second) != crc64(first)
         with open(path, "ab") as f:  # now the identity changes: the next try stops
             f.write(b"x")
         with pytest.raises(FileChanged):
-            b"".join(body)
+            list(body)
 
 
 def test_cancel_stops_a_body_between_blocks(tmp_path: Path) -> None:

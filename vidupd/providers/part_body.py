@@ -4,8 +4,9 @@ A part used to be read whole into memory before it was sent, so memory grew with
 size times the parts in flight (four 256 MiB files to VOD with four workers: ~275 MiB RSS;
 part sizes must grow with the file under OSS's 10,000-part limit). A `PartBody` instead
 reads its byte range from disk in blocks (1 MiB) while the HTTP client sends it: each
-block goes through `SourceFile.read_at`, so the shared throttle, cancellation and the
-file-changed check apply per block, and the CRC-64 of the bytes actually sent is computed
+block goes through `SourceFile.read_into` (one reused buffer: nothing allocated per block),
+so the shared throttle, cancellation and the file-changed check apply per block, and the
+CRC-64 of the bytes actually sent is computed
 as they pass (compared with the server's x-oss-hash-crc64ecma after the send). It has a
 length (Content-Length is sent: no chunked encoding) and no `read`/`seek`, so requests,
 urllib3 and http.client iterate it block by block and oss2 never buffers it. Iterating it
@@ -40,13 +41,13 @@ class PartBody:
     def __len__(self) -> int:
         return self._length
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         self.crc = self.sent = 0
-        for data in self._src.iter_blocks(self._offset, self._length, self._block):
+        # The clients send each block (sendall) before asking for the next: one buffer will do.
+        for data in self._src.iter_views(self._offset, self._length, self._block):
             self.crc = crc64(data, self.crc)
             self.sent += len(data)
             yield data
-            del data  # not held while the client sends the next block
         if self.sent != self._length:
             raise FileChanged(f"{self._src.path} became shorter while it was being uploaded")
 
@@ -60,7 +61,7 @@ class PartBody:
 def hash_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) -> tuple[str, int]:
     """(hex MD5, CRC-64) of [offset, offset+length), read in blocks."""
     md5, crc = hashlib.md5(), 0
-    for data in src.iter_blocks(offset, length, block):
+    for data in src.iter_views(offset, length, block):
         md5.update(data)
         crc = crc64(data, crc)
     return md5.hexdigest(), crc
@@ -69,6 +70,6 @@ def hash_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) ->
 def crc_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) -> int:
     """CRC-64 of [offset, offset+length), read in blocks (checking kept parts on a resume)."""
     crc = 0
-    for data in src.iter_blocks(offset, length, block):
+    for data in src.iter_views(offset, length, block):
         crc = crc64(data, crc)
     return crc
