@@ -43,7 +43,7 @@ from aliyunsdkvod.request.v20170321 import (
     RegisterMediaRequest,
 )
 
-from ..errors import FileChanged, PermanentError, TransientError
+from ..errors import ContentMismatch, FileChanged, PermanentError, TransientError
 from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
@@ -335,6 +335,9 @@ class AliyunVodProvider(Provider):
             return None
         except FileChanged:  # the video itself did not change: just try again later
             raise TransientError(f"cover {path.name} changed while it was read; trying again") from None
+        except ContentMismatch:  # rewritten in place under a resumed upload: its parts are sent again
+            job.update_slot("cover", oss=None)
+            raise TransientError(f"cover {path.name} was rewritten while it was uploaded; sending it again") from None
         except PermanentError as e:
             ctx.note("upload.cover_failed", f"cover {path.name} not uploaded: {e}; uploading the video without it",
                      level="warning", cover=str(path), error=str(e))
