@@ -30,12 +30,13 @@ BLOCK = 1 << 20
 class PartBody:
     """[offset, offset+length) of `src`, read block by block as it is sent."""
 
-    def __init__(self, src: SourceFile, offset: int, length: int, block: int = BLOCK):
+    def __init__(self, src: SourceFile, offset: int, length: int, block: int = BLOCK, crc: bool = True):
         self._src = src
         self._offset = offset
         self._length = length
         self._block = block
-        self.crc = 0  # CRC-64/XZ of the bytes yielded by the last iteration
+        self._with_crc = crc  # False where nothing compares it (Youku checks the MD5 it was sent)
+        self.crc = 0  # CRC-64/XZ of the bytes yielded by the last iteration (when asked for)
         self.sent = 0  # bytes yielded by the last iteration
 
     def __len__(self) -> int:
@@ -45,7 +46,8 @@ class PartBody:
         self.crc = self.sent = 0
         # The clients send each block (sendall) before asking for the next: one buffer will do.
         for data in self._src.iter_views(self._offset, self._length, self._block):
-            self.crc = crc64(data, self.crc)
+            if self._with_crc:
+                self.crc = crc64(data, self.crc)
             self.sent += len(data)
             yield data
         if self.sent != self._length:

@@ -467,7 +467,8 @@ class _UploadRun:
         digest = known or hash_range(self.src, task.offset, task.length)[0]
         answer = self._retry("upload_slice",
                              lambda: self.api.upload_slice(st.server, st.upload_token, task,
-                                                           PartBody(self.src, task.offset, task.length), digest),
+                                                           PartBody(self.src, task.offset, task.length, crc=False),
+                                                           digest),
                              stop)
         self._report(answer.transferred)
         return _unless_none_left(answer)
