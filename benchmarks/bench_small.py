@@ -2,14 +2,19 @@
 """Small files through the real daemon to both sandbox platforms (issue 8, point 10).
 
     .venv/bin/python benchmarks/bench_small.py [--files 1000] [--size 65536] [--runs 3] \
-        [--targets youku,vod] [--timeout 900] [--tmp DIR]
+        [--targets youku,vod] [--workers N] [--concurrency N] [--part-size BYTES] \
+        [--code DIR] [--timeout 900] [--tmp DIR]
 
 Per run: a fresh sandbox in its own process (`python -m vidupd sandbox --dir D --hash-only`,
 benchmarks/_harness.py) and a fresh `python -m vidupd run -c CFG` as a subprocess. CFG holds
 only what is not a default: state_dir, the event log, the sandbox's targets (endpoints and
 credentials as the sandbox wrote them; its non-default `ready_timeout` is dropped) and one
 watch on a fresh outbox sending every file to every chosen target. So the daemon runs with its
-default workers (2), settle_seconds (10), wait_ready (true) and poll timings.
+default workers (2), settle_seconds (10), wait_ready (true) and poll timings, unless told:
+`--workers`, `--concurrency` (parts in flight per upload: VOD's part_concurrency and Youku's
+slice_concurrency), `--part-size` (VOD's part_size). `--code DIR` runs the daemon from
+another vidupd tree (cwd and PYTHONPATH there; e.g. a checkout of the old code, to measure
+"before" with this same script); the sandbox always runs from this tree.
 
 --files files of --size bytes (each starts with 4 KiB of fresh random bytes, so every one is
 new content; written and fsynced in a staging folder before the clock starts) are renamed into
@@ -21,6 +26,11 @@ and divided by the uploads completed in between. The run then waits for every `m
 (the daemon polls each committed upload once), checks the sandbox's uploads.jsonl (exactly one
 accepted object per file and target) and stops the daemon with SIGTERM. An `upload.failed` or
 `media.failed`, a duplicate, or no result within --timeout stops the benchmark with exit 1.
+
+Settle to first byte: from the first `upload.queued` (emitted when the file settled) to the
+moment the sandbox has received 64 KiB on one connection, seen by polling `ss -tinp` (its
+per-socket bytes_received) every few ms; nothing is asked of the daemon, so it measures any
+version alike (with several files, the first file's first byte).
 
 Prints per run and medians of --runs; asserts nothing. Target (issue 8): at least 25 uploads/s
 per platform on the 2-core CI machine with the default workers.
@@ -36,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -48,15 +59,18 @@ TARGET_RATE = 25.0  # uploads/s per platform (issue 8), for files up to SMALL by
 SMALL = 1 << 20
 PROVIDERS = {"youku": "youku", "vod": "aliyun-vod"}
 DROPPED = {"ready_timeout"}  # sandbox-written target settings that are not the daemon's defaults
+CONCURRENCY_KEY = {"youku": "slice_concurrency", "vod": "part_concurrency"}
+FIRST_BYTES = 64 * 1024  # received on one connection: the body of a part or slice is flowing
 
 
 def toml_value(value: Any) -> str:
     return json.dumps(value)  # strings, numbers, booleans and lists of them are valid TOML this way
 
 
-def daemon_config(box: SandboxProcess, root: Path, targets: list[str], workers: int | None = None) -> Path:
-    """The daemon's config: paths, endpoints and credentials (and `workers` if given);
-    everything else default."""
+def daemon_config(box: SandboxProcess, root: Path, targets: list[str], workers: int | None = None,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> Path:
+    """The daemon's config: paths, endpoints and credentials (and `workers` and the targets'
+    `overrides` if given); everything else default."""
     top = [f"workers = {workers}"] if workers else []
     lines = [f"state_dir = {toml_value(str(root / 'state'))}", *top, "", "[log]",
              f"events = {toml_value(str(root / 'events.jsonl'))}", ""]
@@ -65,7 +79,8 @@ def daemon_config(box: SandboxProcess, root: Path, targets: list[str], workers: 
         if section is None:
             raise BenchError(f"{box.config_path} has no [targets.{name}]")
         lines.append(f"[targets.{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in section.items() if k not in DROPPED]
+        section = {**{k: v for k, v in section.items() if k not in DROPPED}, **(overrides or {}).get(name, {})}
+        lines += [f"{k} = {toml_value(v)}" for k, v in section.items()]
         lines.append("")
     lines += ["[[watch]]", f"path = {toml_value(str(root / 'outbox'))}", f"targets = {toml_value(targets)}", ""]
     path = root / "vidupd.toml"
@@ -103,6 +118,42 @@ def peak_rss(pid: int) -> float | None:
     return None
 
 
+class FirstByteWatch:
+    """Polls `ss -tinp` until a socket of process `pid` has received FIRST_BYTES; `at` is then
+    the wall-clock time (like the events' timestamps) of the poll that saw it."""
+
+    def __init__(self, pid: int, interval: float = 0.005):
+        self.pid, self.interval = pid, interval
+        self.at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _received(self) -> int:
+        out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True,
+                             timeout=10).stdout
+        best, mine = 0, False
+        for line in out.splitlines():
+            if not line.startswith((" ", "\t")):  # a socket's first line names its process
+                mine = f"pid={self.pid}," in line
+            elif mine:
+                for field in line.split():
+                    if field.startswith("bytes_received:"):
+                        best = max(best, int(field.split(":", 1)[1]))
+        return best
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._received() >= FIRST_BYTES:
+                self.at = time.time()
+                return
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
 def stamp(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["@timestamp"].replace("Z", "+00:00")).timestamp()
 
@@ -110,18 +161,27 @@ def stamp(event: dict[str, Any]) -> float:
 def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict[str, Any]:
     box = SandboxProcess(run_dir / "sandbox", start_timeout=30, target=targets[0])
     daemon: subprocess.Popen | None = None
+    watch: FirstByteWatch | None = None
     try:
         outbox, staging = run_dir / "outbox", run_dir / "staging"
         outbox.mkdir()
         staging.mkdir()
-        cfg = daemon_config(box, run_dir, targets, args.workers)
+        overrides: dict[str, dict[str, Any]] = {t: {} for t in targets}
+        for t in targets:
+            if args.concurrency:
+                overrides[t][CONCURRENCY_KEY[t]] = args.concurrency
+            if args.part_size and t == "vod":
+                overrides[t]["part_size"] = args.part_size
+        cfg = daemon_config(box, run_dir, targets, args.workers, overrides)
         names = [f"clip{i:05d}.mp4" for i in range(args.files)]
         pattern = os.urandom(64 * 1024 + 7)
         for name in names:
             write_file(staging / name, args.size, pattern)
         follower = EventFollower(run_dir / "events.jsonl")
         err = open(run_dir / "daemon.err", "wb")
-        daemon = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(cfg)], cwd=ROOT,
+        code = args.code or ROOT
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        daemon = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(cfg)], cwd=code, env=env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 60
         seen: list[dict[str, Any]] = []
@@ -130,6 +190,7 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
                 raise BenchError(f"the daemon did not start: {(run_dir / 'daemon.err').read_text()[-2000:]}")
             time.sleep(0.05)
             seen += follower.new()
+        watch = FirstByteWatch(box.proc.pid)
         dropped_at = time.time()  # wall clock, like the events' timestamps
         for name in names:  # one burst, the way careful writers deliver: rename into place
             os.rename(staging / name, outbox / name)
@@ -167,6 +228,8 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
             if not batch:
                 time.sleep(0.02)
         peak_rss_mib = peak_rss(daemon.pid)
+        watch.stop()
+        first_byte = None if watch.at is None else watch.at - min(queued.values())
         entries = [e for e in box.entries() if e.get("kind") == "video"]
         for t in targets:  # exactly once: one accepted object per file, no more, no fewer
             titles = Counter(e.get("title") for e in entries if e.get("provider") == PROVIDERS[t])
@@ -187,10 +250,12 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
         gib = args.files * args.size * len(targets) / (1 << 30)
         return {"rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
                 "cpu_per_gib": daemon_cpu / gib, "peak_rss_mib": peak_rss_mib,
-                "from_drop": max(max(v) for v in completed.values()) - dropped_at,
+                "from_drop": max(max(v) for v in completed.values()) - dropped_at, "first_byte": first_byte,
                 "box_cpu_per_upload": None if box_cpu is None else box_cpu / want,
                 "other_cpu_share": max(0.0, other) / window / (os.cpu_count() or 1)}
     finally:
+        if watch is not None:
+            watch.stop()
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
             daemon.wait(timeout=15)
@@ -201,6 +266,10 @@ def _mib(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} MiB"
 
 
+def _secs(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1000, help="files per run (each goes to every target)")
@@ -208,6 +277,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None, help="the daemon's workers (default: its default)")
     ap.add_argument("--targets", default="youku,vod", help="comma-separated sandbox targets")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="parts/slices in flight per upload (part_concurrency, slice_concurrency)")
+    ap.add_argument("--part-size", type=int, default=None, help="VOD part_size in bytes")
+    ap.add_argument("--code", type=Path, default=None, help="the vidupd tree the daemon runs (default: this one)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds a run may take after the drop")
     ap.add_argument("--tmp", type=Path, default=None, help="where run folders go (default: the system's)")
     args = ap.parse_args()
@@ -231,7 +304,8 @@ def main() -> int:
                   f"daemon CPU {1000 * r['cpu_per_upload']:.1f} ms/upload; sandbox CPU {box} ms/upload; "
                   f"other processes {100 * r['other_cpu_share']:.0f}% of the machine; "
                   f"{r['from_drop']:.1f} s from drop to last completed; daemon CPU {r['cpu_per_gib']:.2f} s/GiB; "
-                  f"daemon peak RSS {_mib(r['peak_rss_mib'])}", flush=True)
+                  f"daemon peak RSS {_mib(r['peak_rss_mib'])}; settle to first byte {_secs(r['first_byte'])}",
+                  flush=True)
     except BenchError as e:
         print(f"benchmark failed: {e}", file=sys.stderr)
         return 1
@@ -239,10 +313,13 @@ def main() -> int:
     cpu = statistics.median(r["cpu_per_upload"] for r in results)
     boxes = [r["box_cpu_per_upload"] for r in results if r["box_cpu_per_upload"] is not None]
     rss = [r["peak_rss_mib"] for r in results if r["peak_rss_mib"] is not None]
+    fb = [r["first_byte"] for r in results if r["first_byte"] is not None]
     print(json.dumps({"files": args.files, "size": args.size, "runs": args.runs, "median_rates": med,
                       "median_from_drop_s": statistics.median(r["from_drop"] for r in results),
                       "median_cpu_s_per_gib": statistics.median(r["cpu_per_gib"] for r in results),
                       "max_peak_rss_mib": max(rss) if rss else None,
+                      "median_peak_rss_mib": statistics.median(rss) if rss else None,
+                      "median_first_byte_s": statistics.median(fb) if fb else None,
                       "median_cpu_s_per_upload": cpu,
                       "median_sandbox_cpu_s_per_upload": statistics.median(boxes) if boxes else None,
                       "load_after": os.getloadavg()}))

@@ -27,7 +27,7 @@ from provider_harness import POLICY, FileCheckpoint, Job, make_job, md5_of, reco
 
 from vidupd.errors import PermanentError, TransientError, UploadCancelled
 from vidupd.providers.aliyun_vod import AliyunVodProvider
-from vidupd.providers.aliyun_vod_crc import crc64, crc64_combine, crc64_of_parts
+from vidupd.providers.oss.crc64 import crc64, crc64_combine, crc64_of_parts
 from vidupd.providers.aliyun_vod_media import (
     PullJob,
     clean_tags,
@@ -36,7 +36,8 @@ from vidupd.providers.aliyun_vod_media import (
     pull_status,
     sidecar_overrides,
 )
-from vidupd.providers.aliyun_vod_oss import MAX_PARTS, TicketKeeper, plan_part_size
+from vidupd.providers.oss.credentials import StsCredentials
+from vidupd.providers.oss.multipart import MAX_PARTS, plan_part_size
 from vidupd.providers.aliyun_vod_rpc import endpoint_setting, oss_endpoint, translate
 from vidupd.providers.base import MediaStatus, Metadata, UploadResult
 from vidupd.secrets import redact
@@ -384,7 +385,7 @@ def test_sts_expiry_mid_upload_continues_the_same_upload(make_env: Callable[...,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     env = make_env(token_ttl=1)
     if not proactive:
-        monkeypatch.setattr(TicketKeeper, "due", staticmethod(lambda ticket: False))
+        monkeypatch.setattr(StsCredentials, "renewal_due", lambda creds, now=None: False)
     path = env.file("sts.mp4", 20 * MIB)
     job = env.job(path, throttle=Throttle(8 * MIB))  # about 1.5 s: the 1 s credentials expire meanwhile
     result = env.upload(env.provider(part_size=MIB, part_concurrency=4), job)

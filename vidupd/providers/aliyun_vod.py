@@ -2,7 +2,7 @@
 (subtitles) over OSS, URL pull and media registration (PROTOCOLS.md section 2).
 
 Upload: Create* -> checkpoint {media id, decoded UploadAddress} + remote_id_known -> OSS
-(PutObject below `multipart_threshold`, else parallel multipart, `aliyun_vod_oss`). The
+(PutObject below `multipart_threshold`, else parallel multipart: the `oss` package). The
 RPC wire and error translation live in `aliyun_vod_rpc`, parameter rules in
 `aliyun_vod_media`. The decoded UploadAuth is never persisted nor logged; its secret and
 token are registered for redaction as soon as they are decoded.
@@ -12,7 +12,7 @@ Checkpoint (JSON, ctx.checkpoint; version 1):
      "media": SLOT, "cover": SLOT | {"failed": TEXT} | null,      (video, image, attached)
      "jobs": [[URL, JobId], ...], "pending_since": EPOCH | null}   (url_pull)
     SLOT = {"id": MEDIA_ID, "kind": "video"|"image", "address": {"Endpoint", "Bucket", "FileName"},
-            "urls": {"ImageURL"|"MediaURL"|"FileURL": URL}, "uploaded": BOOL,
+            "urls": {"ImageURL"|"MediaURL"|"FileURL": URL}, "uploaded": BOOL, "content": "crc64:HEX" (once uploaded),
             "oss": {"upload_id": ID, "part_size": N, "parts": [[NUMBER, ETAG, CRC64, SIZE], ...]} | null}
 
 Sidecar overrides (metadata.extra, VOD or snake_case spelling): CateId, TemplateGroupId,
@@ -43,7 +43,7 @@ from aliyunsdkvod.request.v20170321 import (
     RegisterMediaRequest,
 )
 
-from ..errors import FileChanged, PermanentError, TransientError
+from ..errors import ContentMismatch, FileChanged, PermanentError, TransientError
 from ..fsnames import safe_text
 from ..retry import RetryPolicy, call_with_retry
 from ..secrets import reveal
@@ -69,7 +69,8 @@ from .aliyun_vod_media import (
     pull_status,
     sidecar_overrides,
 )
-from .aliyun_vod_oss import MIN_PART_SIZE, MultipartState, OssUploader, TicketKeeper
+from .oss.credentials import StsKeeper
+from .oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader, content_id
 from .aliyun_vod_pull import PullSubmitter
 from .aliyun_vod_rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
 from .base import (
@@ -183,6 +184,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         with ctx.open_source(request) as src:
             slot = self._transfer(ctx, job, "media", src, request.kind, lambda: self._create(request, ctx, cover),
                                   fingerprint=request.fingerprint)
+        # Not hashed before sending (no twin was possible): the CRC-64 the parts combined to.
+        sent = None if request.fingerprint else slot.get("content")
         ctx.progress(request.size)
         urls = slot.get("urls") or {}
         if request.kind == "image":
@@ -191,7 +194,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             details = {k: urls[k] for k in ("MediaURL", "FileURL") if k in urls}
         else:
             details = {"CoverURL": cover["urls"]["ImageURL"], "CoverImageId": cover["id"]} if cover else {}
-        return UploadResult(str(slot["id"]), request.kind, details)
+        return UploadResult(str(slot["id"]), request.kind, details, content_id=sent)
 
     def media_status(self, remote_id: str, remote_kind: str) -> MediaStatus:
         """GetVideoInfo for videos, GetURLUploadInfos for URL pulls; images need no processing."""
@@ -267,19 +270,19 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             job.set(**{name: slot})  # before the first byte: a retried Create would be a duplicate
             ctx.remote_id_known(ticket.media_id, kind)
         self._remember(ticket)
-        renew = (lambda: self._refresh(ctx, ticket.media_id)) if kind == "video" else None
-        keeper = TicketKeeper(ticket, renew, self._oss_session, self._oss_timeout, ctx.note)
+        renew = (lambda: self._refresh(ctx, ticket.media_id).credentials) if kind == "video" else None
+        keeper = StsKeeper(ticket.credentials, renew, self._oss_session, self._oss_timeout, ctx.note)
         progress = ctx.progress if name == "media" else (lambda n: None)
         uploader = OssUploader(keeper, src, cancel=ctx.cancel, retry=ctx.retry, note=ctx.note, progress=progress,
                                concurrency=self.config.part_concurrency, fingerprint=fingerprint)
         if src.size < self.config.multipart_threshold:
-            uploader.put()
+            crc = uploader.put()
         else:
             def save(state: MultipartState | None) -> None:
                 job.update_slot(name, oss=state.to_json() if state else None)
 
-            uploader.multipart(MultipartState.from_json(slot.get("oss")), self.config.part_size, save)
-        job.update_slot(name, uploaded=True, oss=None)
+            crc = uploader.multipart(MultipartState.from_json(slot.get("oss")), self.config.part_size, save)
+        job.update_slot(name, uploaded=True, oss=None, content=content_id(crc))
         self._forget(ticket.media_id)
         return job.slot(name)
 
@@ -332,6 +335,9 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             return None
         except FileChanged:  # the video itself did not change: just try again later
             raise TransientError(f"cover {path.name} changed while it was read; trying again") from None
+        except ContentMismatch:  # rewritten in place under a resumed upload: its parts are sent again
+            job.update_slot("cover", oss=None)
+            raise TransientError(f"cover {path.name} was rewritten while it was uploaded; sending it again") from None
         except PermanentError as e:
             ctx.note("upload.cover_failed", f"cover {path.name} not uploaded: {e}; uploading the video without it",
                      level="warning", cover=str(path), error=str(e))
@@ -444,7 +450,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
     def _cached(self, media_id: str) -> UploadTicket | None:
         with self._tickets_lock:
             ticket = self._tickets.get(media_id)
-        return ticket if ticket is not None and not TicketKeeper.due(ticket) else None
+        return ticket if ticket is not None and not ticket.credentials.renewal_due() else None
 
     def _forget(self, media_id: str) -> None:
         with self._tickets_lock:

@@ -4,7 +4,7 @@ One `AcsClient` per target, the SDK's own retries off (they never cover VOD acti
 anyway): pacing belongs to `vidupd.retry.call_with_retry` in the caller. Every
 aliyunsdkcore exception is translated here into vidupd's error tree, carrying the
 service's Code so callers can react to one (InvalidVideo.NotFound, ...). The decoded
-UploadAuth (STS secret and token) only ever lives in a `StsCredentials` value, whose
+UploadAuth (STS secret and token) only ever lives in an `oss.StsCredentials` value, whose
 secrets are registered for redaction the moment they are decoded and never persisted.
 """
 
@@ -27,7 +27,8 @@ from aliyunsdkcore.http import protocol_type
 from aliyunsdkcore.request import RpcRequest
 
 from ..errors import PermanentError, TransientError
-from ..secrets import redact, register
+from ..secrets import Secret, redact, register
+from .oss.credentials import StsCredentials
 
 # Codes worth another try besides any 5xx (the service spells ServiceUnAvailable both ways).
 _TRANSIENT_CODES = frozenset({
@@ -75,24 +76,18 @@ class UploadAddress:
 
 
 @dataclass(frozen=True)
-class StsCredentials:
-    """Decoded UploadAuth. Never persisted, never logged (the secrets are not in repr)."""
-
-    access_key_id: str
-    access_key_secret: str = field(repr=False)
-    security_token: str = field(repr=False)
-    expires_at: float  # local epoch seconds, the earlier of ExpireUTCTime and receipt + Expiration
-    lifetime: float  # seconds the credentials were issued for
-
-
-@dataclass(frozen=True)
 class UploadTicket:
-    """What a Create*/RefreshUploadVideo answer grants: a media id, an address, credentials."""
+    """What a Create*/RefreshUploadVideo answer grants: a media id, and the OSS address with
+    temporary credentials to send it to (the generic OSS value; secrets hidden)."""
 
     media_id: str
-    address: UploadAddress
     credentials: StsCredentials = field(repr=False)
     urls: Mapping[str, str] = field(default_factory=dict)  # ImageURL / MediaURL / FileURL when given
+
+    @property
+    def address(self) -> UploadAddress:
+        c = self.credentials
+        return UploadAddress(c.endpoint, c.bucket, c.key)
 
 
 def _b64json(value: Any, what: str) -> dict[str, Any]:
@@ -148,12 +143,12 @@ def decode_ticket(answer: Mapping[str, Any], id_field: str, force_https: bool,
     absolute = _parse_utc(str(auth.get("ExpireUTCTime") or ""))
     if absolute is not None:
         expires_at = min(expires_at, absolute)
-    creds = StsCredentials(str(auth["AccessKeyId"]), str(auth["AccessKeySecret"]), str(auth["SecurityToken"]),
-                           expires_at, lifetime)
-    where = UploadAddress(oss_endpoint(str(address["Endpoint"]), force_https), str(address["Bucket"]),
-                          str(address["FileName"]))
+    creds = StsCredentials(str(auth["AccessKeyId"]), Secret(str(auth["AccessKeySecret"]), "sts"),
+                           Secret(str(auth["SecurityToken"]), "sts"), expires_at, lifetime,
+                           oss_endpoint(str(address["Endpoint"]), force_https), str(address["Bucket"]),
+                           str(address["FileName"]))
     urls = {k: str(answer[k]) for k in ("ImageURL", "MediaURL", "FileURL") if answer.get(k)}
-    return UploadTicket(media_id, where, creds, urls)
+    return UploadTicket(media_id, creds, urls)
 
 
 def _clean_message(text: str) -> str:

@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Protocol
 
 import fastcrc
 
@@ -290,6 +290,41 @@ class SourceFile:
             yield self.read_at(offset, n)
             offset += n
 
+    def read_into(self, offset: int, view: memoryview) -> int:
+        """Fill `view` with the bytes at `offset` (short only at end of file); returns how many.
+        The same checks as `read_at`, without allocating."""
+        if self._cancel.is_set():
+            raise UploadCancelled("stopping")
+        self._throttle.take(len(view), self._cancel)
+        got = 0
+        while got < len(view):
+            n = os.preadv(self._fd, [view[got:]], offset + got)
+            if not n:
+                break
+            got += n
+        self._check()
+        return got
+
+    def iter_views(self, offset: int, length: int, block: int = 1 << 20,
+                   buffers: "list[memoryview] | None" = None) -> Iterator[memoryview]:
+        """Like `iter_blocks`, but every block is read into one reused buffer (or, with
+        `buffers`, into each of them in turn): a view is valid only until the next is asked
+        for (until that buffer's turn comes again). Streaming and hashing this way allocate
+        nothing per block, so memory stays flat however big the file (freed blocks would
+        otherwise pile up in the allocator's per-thread arenas)."""
+        end = min(offset + length, self.size)
+        if buffers is None:
+            buffers = [memoryview(bytearray(max(0, min(block, end - offset))))]
+        turn = 0
+        while offset < end:
+            buf = buffers[turn % len(buffers)]
+            turn += 1
+            got = self.read_into(offset, buf[:min(len(buf), end - offset)])
+            if not got:
+                return
+            yield buf[:got]
+            offset += got
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -410,9 +445,11 @@ def md5_file(path: Path, identity: FileIdentity, throttle: Throttle | None = Non
     # starting (and joining) a thread for every small file.
     hasher = ThreadPoolExecutor(1, thread_name_prefix="piece-md5") if piece_size and identity.size > block else None
     pending: deque[Future[list[str]]] = deque()
+    # Reused buffers: the one being read plus the (at most two) the piece thread still hashes.
+    buffers = [memoryview(bytearray(min(block, identity.size))) for _ in range(3 if hasher else 1)]
     try:
         with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
-            for chunk in src.iter_blocks(0, identity.size, block):
+            for chunk in src.iter_views(0, identity.size, block, buffers):
                 if piece_size and hasher is None:
                     pieces += _piece_md5s(chunk, piece_size)
                 elif hasher is not None:
@@ -440,7 +477,7 @@ def content_hash(path: Path, identity: FileIdentity, kind: HashKind, cancel: thr
         raise ValueError(f"unknown content hash kind {kind!r}")
     value = 0
     with SourceFile(path, identity, throttle or Throttle(None), cancel or threading.Event()) as src:
-        for chunk in src.iter_blocks(0, identity.size, 8 << 20):
+        for chunk in src.iter_views(0, identity.size, 8 << 20):
             value = fastcrc.crc64.xz(chunk, value)
     return ContentHash("crc64", f"{value:016x}")
 
@@ -450,6 +487,6 @@ def crc64_content_id(path: Path, identity: FileIdentity, cancel: threading.Event
     return content_hash(path, identity, "crc64", cancel).fingerprint
 
 
-def _piece_md5s(chunk: bytes, piece_size: int) -> list[str]:
+def _piece_md5s(chunk: bytes | memoryview, piece_size: int) -> list[str]:
     view = memoryview(chunk)
     return [hashlib.md5(view[i:i + piece_size]).hexdigest() for i in range(0, len(view), piece_size)]

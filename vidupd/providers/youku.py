@@ -10,7 +10,6 @@ format lives in `youku_api`, the OAuth token bookkeeping in `youku_tokens`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from ..secrets import register, reveal
 from .base import (MediaStatus, Option, Provider, SharedStore, SourceFile, UploadContext, UploadRequest,
                    UploadResult, option_value)
 from .features import ReportsStatus, Resumable
+from .part_body import PartBody, hash_range
 from .transfer import ForwardProgress, run_chunks
 from .youku_api import (CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, CheckResult, SliceTask, TokenPair,
                         UploadTokenExpired, YoukuApi)
@@ -460,13 +460,16 @@ class _UploadRun:
         if task.offset < 0 or task.length <= 0 or task.offset + task.length > size:
             raise PermanentError(f"youku new_slice: slice {task.offset}+{task.length} lies outside the "
                                  f"{size}-byte file")
-        data = self.src.read_at(task.offset, task.length)  # FileChanged / UploadCancelled escape here
+        # The slice's MD5 goes in the query, before the body: from the pool's pass when it ran,
+        # else one read of the slice to hash it. The body is then streamed from the file (a
+        # fresh read on every try); FileChanged / UploadCancelled escape while it is sent.
         known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
-        digest = known or hashlib.md5(data).hexdigest()
+        digest = known or hash_range(self.src, task.offset, task.length)[0]
         answer = self._retry("upload_slice",
-                             lambda data=data: self.api.upload_slice(st.server, st.upload_token, task, data, digest),
+                             lambda: self.api.upload_slice(st.server, st.upload_token, task,
+                                                           PartBody(self.src, task.offset, task.length, crc=False),
+                                                           digest),
                              stop)
-        del data  # free the slice before the next one is read
         self._report(answer.transferred)
         return _unless_none_left(answer)
 

@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import ContentMismatch, CredentialsExpired, PermanentError, TransientError
 from ..secrets import redact
+from .part_body import PartBody
 
 CODE_UPLOAD_TOKEN_EXPIRED = 120010223
 CODE_ACCESS_TOKEN_EXPIRED = 1009
@@ -195,12 +196,13 @@ class YoukuApi:
                              params={"upload_token": upload_token}, secrets=(upload_token,))
         return self._slice_task("new_slice", body)
 
-    def upload_slice(self, server: str, upload_token: str, task: SliceTask, data: bytes | memoryview,
+    def upload_slice(self, server: str, upload_token: str, task: SliceTask, data: bytes | PartBody,
                      digest: str) -> SliceTask:
         """Step 4: send one slice; the answer describes this caller's next task.
 
         The hot path: one keep-alive http.client connection per slice thread, the body sent
-        as is (no copy, no per-request session machinery: that cost ~1.2 CPU-s/GiB)."""
+        as is (bytes, or a PartBody streamed from the file block by block; no copy, no
+        per-request session machinery: that cost ~1.2 CPU-s/GiB)."""
         query = urlencode({"upload_token": upload_token, "slice_task_id": task.slice_task_id,
                            "offset": task.offset, "length": len(data), "hash": digest})
         status, headers, text = self._slices.post(server, f"/gupload/upload_slice?{query}", data)
@@ -298,11 +300,13 @@ class _SliceConnections:
         if conn is not None:
             conn.close()
 
-    def post(self, server: str, path: str, data: bytes | memoryview) -> tuple[int, Mapping[str, str], str]:
+    def post(self, server: str, path: str, data: bytes | PartBody) -> tuple[int, Mapping[str, str], str]:
         failure = ""
         try:
             conn = self._conn(server)
+            # Content-Length given: http.client would send an iterable body chunked otherwise.
             conn.request("POST", path, body=data, headers={"Content-Type": "application/octet-stream",
+                                                           "Content-Length": str(len(data)),
                                                            "User-Agent": "vidupd-youku"})
             resp = conn.getresponse()
             text = resp.read().decode("utf-8", "replace")
@@ -313,6 +317,9 @@ class _SliceConnections:
             failure = "timed out"
         except (OSError, http.client.HTTPException) as e:
             failure = f"connection failed ({type(e).__name__})"
+        except BaseException:  # the body's read stopped (cancelled, file changed): half a request went out
+            self._drop(server)
+            raise
         self._drop(server)  # outside the except blocks: the error names no URL (token in the query)
         raise TransientError(f"youku upload_slice: {failure}")
 

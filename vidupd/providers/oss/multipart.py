@@ -1,23 +1,26 @@
-"""The OSS half of a VOD upload: PutObject for small files, parallel multipart for big ones.
+"""Sending one file to OSS: PutObject for small files, parallel multipart for big ones.
 
-Parts are read with `SourceFile.read_at` by `concurrency` threads (memory about
-part_size x concurrency), CRC-64 checked against x-oss-hash-crc64ecma, and recorded in
-the job's checkpoint as each one completes; Complete is checked against the CRC combined
-from the parts. Expiring STS credentials are renewed once for all threads (shortly before
-they expire, and on SecurityTokenExpired / InvalidAccessKeyId) and the SAME multipart
-upload continues. A resumed upload reconciles its checkpoint with ListParts: parts the
-server holds that the checkpoint missed (the process died between the server's answer
-and the save) are adopted when their ETag equals the MD5 of our bytes, not sent again.
-OSS checks each part only against the digest sent with it, so before PutObject and
-Complete the content is checked against the job's fingerprint (the CRC-64 taken when it
-was hashed): a file rewritten with its size and mtime kept would otherwise be completed
-as a mix of old and new parts.
+Parts are streamed from the file to the socket (`PartBody`: 1 MiB blocks, so memory does not
+depend on the part size) by the transfer engine's `concurrency` workers, their CRC-64 taken
+as the bytes pass and checked against x-oss-hash-crc64ecma, and recorded in the caller's
+checkpoint as each one completes; Complete is checked against the CRC combined from the
+parts, and when Complete's answer was lost (NoSuchUpload on a retry) HeadObject tells whether
+the object is ours. Credentials are the `StsKeeper`'s, renewed for all threads at once, and
+the SAME multipart upload continues. A resumed upload reconciles its checkpoint with
+ListParts: parts the server holds that the checkpoint missed (the process died between the
+server's answer and the save) are adopted when their ETag equals the MD5 of our bytes.
+
+OSS checks each part only against the digest sent with it, so a file rewritten with its
+size and mtime kept would be completed as a mix of old and new parts. With a fingerprint
+(the CRC-64 or MD5 taken when the job was hashed) the content is checked against it before
+PutObject and Complete; without one, the parts kept from the checkpoint are read again
+and checked against their recorded CRC-64 on a resume. Either way a difference raises
+ContentMismatch, and the whole-file CRC-64 (`content_id`) comes from the parts' CRCs.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -26,47 +29,22 @@ from typing import Any, Callable, Mapping, TypeVar
 import oss2
 import requests
 
-from ..errors import ContentMismatch, CredentialsExpired, PermanentError, ProviderError, TransientError
-from ..retry import RetryPolicy, call_with_retry
-from ..secrets import redact
-from .aliyun_vod_crc import crc64, crc64_of_parts
-from .aliyun_vod_rpc import UploadTicket
-from .base import SourceFile
-from .transfer import ForwardProgress, run_fixed
+from ...errors import ContentMismatch, TransientError
+from ...retry import RetryPolicy, call_with_retry
+from ..base import SourceFile
+from ..part_body import PartBody, crc_range, hash_range
+from ..transfer import ForwardProgress, run_fixed
+from .credentials import Note, StsKeeper
+from .crc64 import crc64_of_parts
+from .errors import Fatal, NoSuchUpload, StsExpired, translate_oss
 
 T = TypeVar("T")
 
 MIN_PART_SIZE = 100 * 1024  # OSS refuses smaller parts (but the last) at Complete
 MAX_PARTS = 10_000
-RENEW_MARGIN_MAX = 300.0  # renew credentials this many seconds before they expire at most...
-RENEW_MARGIN_FRACTION = 0.1  # ...or this fraction of their lifetime, whichever is smaller
-_RENEWABLE = frozenset({"SecurityTokenExpired", "InvalidAccessKeyId", "InvalidSecurityToken"})
-_TRANSIENT_CODES = frozenset({"RequestTimeout", "InternalError", "ServiceUnavailable", "InvalidDigest"})
 _MAX_RENEWALS = 2  # per call: a fresh credential refused again is not an expiry problem
 _MANY_PARTS = 1000  # above this, checkpoint saves are spaced out (each save writes every part)
 _SAVE_SPACING = 0.5
-
-Note = Callable[..., None]
-
-
-class StsExpired(CredentialsExpired):
-    """OSS refused the temporary credentials (expired or replaced): renew them and go on."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
-
-
-class NoSuchUpload(PermanentError):
-    """The multipart upload is gone (aborted, completed, or removed by a lifecycle rule)."""
-
-
-class _Fatal(Exception):
-    """Carries an error out of call_with_retry without further tries."""
-
-    def __init__(self, error: ProviderError):
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass(frozen=True, order=True)
@@ -115,96 +93,15 @@ def plan_part_size(size: int, configured: int) -> int:
     return max(configured, MIN_PART_SIZE, -(-size // MAX_PARTS))
 
 
-def translate_oss(exc: Exception, op: str) -> ProviderError:
-    """oss2 (and requests) errors as vidupd's own; never quotes credentials."""
-    if isinstance(exc, oss2.exceptions.OssError):
-        status, code = int(exc.status), str(exc.code or "")
-        if status < 0:  # RequestError (-2: connection, timeout), ClientError (-1), ...
-            text = redact(str(exc.body or type(exc).__name__))[:300]
-            if status == oss2.exceptions.OSS_REQUEST_ERROR_STATUS:
-                return TransientError(f"OSS {op}: connection problem: {text}")
-            return PermanentError(f"OSS {op}: {text}")
-        message = f"OSS {op}: {code or 'error'} (HTTP {status}): {redact(str(exc.message or ''))[:300]}"
-        if exc.request_id:
-            message += f" [RequestId {exc.request_id}]"
-        if status == 403 and code in _RENEWABLE:
-            return StsExpired(message, code)
-        if code == "NoSuchUpload":
-            return NoSuchUpload(message)
-        if status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES:
-            return TransientError(message)
-        return PermanentError(message)
-    if isinstance(exc, (requests.RequestException, OSError)):
-        return TransientError(f"OSS {op}: connection problem: {type(exc).__name__}")
-    return TransientError(f"OSS {op}: unexpected {type(exc).__name__}")
-
-
-class TicketKeeper:
-    """The live credentials of one upload and an oss2.Bucket built on them.
-
-    `renew` (RefreshUploadVideo; None for images and attached media, which cannot be
-    refreshed) runs at most once per expiry however many part threads notice it.
-    """
-
-    def __init__(self, ticket: UploadTicket, renew: Callable[[], UploadTicket] | None, session: oss2.Session,
-                 timeout: tuple[float, float], note: Note):
-        self._renew_fn = renew
-        self._session = session
-        self._timeout = timeout
-        self._note = note
-        self._lock = threading.Lock()
-        self._renew_lock = threading.Lock()
-        self._ticket = ticket
-        self._bucket = self._make(ticket)
-
-    def _make(self, ticket: UploadTicket) -> oss2.Bucket:
-        c, a = ticket.credentials, ticket.address
-        auth = oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token)
-        return oss2.Bucket(auth, a.endpoint, a.bucket, session=self._session, connect_timeout=self._timeout,
-                           enable_crc=False)  # CRC-64 is checked here, with fastcrc instead of crcmod
-
-    @property
-    def ticket(self) -> UploadTicket:
-        with self._lock:
-            return self._ticket
-
-    @staticmethod
-    def due(ticket: UploadTicket) -> bool:
-        c = ticket.credentials
-        margin = min(RENEW_MARGIN_MAX, RENEW_MARGIN_FRACTION * c.lifetime)
-        return time.time() >= c.expires_at - margin
-
-    def bucket(self) -> tuple[UploadTicket, oss2.Bucket]:
-        """Current credentials and bucket, renewed first when they are about to expire."""
-        with self._lock:
-            ticket, bucket = self._ticket, self._bucket
-        if self._renew_fn is not None and self.due(ticket):
-            self.renew(ticket, "expiring")
-            with self._lock:
-                return self._ticket, self._bucket
-        return ticket, bucket
-
-    def renew(self, stale: UploadTicket, reason: str) -> None:
-        """Replace `stale` with fresh credentials unless another thread already did."""
-        if self._renew_fn is None:
-            raise _Fatal(CredentialsExpired(f"OSS refused the upload credentials ({reason}); they cannot be "
-                                            "refreshed for this media type, so the upload will start again"))
-        with self._renew_lock:
-            with self._lock:
-                if self._ticket is not stale:
-                    return
-            fresh = self._renew_fn()
-            if fresh.address.key != stale.address.key or fresh.address.bucket != stale.address.bucket:
-                raise _Fatal(PermanentError("RefreshUploadVideo returned a different upload address"))
-            with self._lock:
-                self._ticket, self._bucket = fresh, self._make(fresh)
-        self._note("auth.refreshed", f"upload credentials refreshed ({reason})", reason=reason)
+def content_id(crc: int) -> str:
+    """The "crc64:HEX" form of a whole file's CRC-64 (the pool's fingerprint format)."""
+    return f"crc64:{crc:016x}"
 
 
 class OssUploader:
-    """Sends one file to the address of `keeper`'s ticket; see the module docstring."""
+    """Sends one file to the key of `keeper`'s credentials; see the module docstring."""
 
-    def __init__(self, keeper: TicketKeeper, src: SourceFile, *, cancel: threading.Event, retry: RetryPolicy,
+    def __init__(self, keeper: StsKeeper, src: SourceFile, *, cancel: threading.Event, retry: RetryPolicy,
                  note: Note, progress: Callable[[int], None], concurrency: int, fingerprint: str = ""):
         self._keeper = keeper
         self._fingerprint = fingerprint  # "crc64:HEX" or an MD5 the object must match; "" if none
@@ -224,21 +121,21 @@ class OssUploader:
 
     @property
     def _key(self) -> str:
-        return self._keeper.ticket.address.key
+        return self._keeper.credentials.key
 
     # ---- the calls, with credential renewal and retries ------------------------------------
 
     def _call(self, op: str, fn: Callable[[oss2.Bucket], T], stop: threading.Event | None = None) -> T:
         def attempt() -> T:
             for _ in range(_MAX_RENEWALS + 1):
-                ticket, bucket = self._keeper.bucket()
+                creds, bucket = self._keeper.bucket()
                 try:
                     return fn(bucket)
                 except (oss2.exceptions.OssError, requests.RequestException, OSError) as e:
                     error = translate_oss(e, op)
                 if not isinstance(error, StsExpired):
                     raise error from None
-                self._keeper.renew(ticket, error.code)
+                self._keeper.renew(creds, error.code)
             raise TransientError(f"OSS {op}: the upload credentials were refused even after refreshing them")
 
         def on_retry(attempt_no: int, error: BaseException, wait_s: float) -> None:
@@ -247,32 +144,38 @@ class OssUploader:
 
         try:
             return call_with_retry(attempt, self._retry, stop or self._cancel, on_retry=on_retry)
-        except _Fatal as f:
+        except Fatal as f:
             raise f.error from None
 
     # ---- PutObject ---------------------------------------------------------------------------
 
-    def put(self) -> None:
-        """The whole file in one PutObject, with Content-MD5 and the CRC-64 checked."""
-        data = self._src.read_at(0, self._size)
-        digest = hashlib.md5(data)
-        crc = crc64(data)
-        self._check_content_id(crc, digest.hexdigest(), "PutObject")
-        headers = {"Content-MD5": base64.b64encode(digest.digest()).decode("ascii")}
+    def put(self) -> int:
+        """The whole file in one PutObject, with Content-MD5 and the CRC-64 checked; returns
+        the CRC-64. The file is read once to hash it (Content-MD5 goes before the body)."""
+        md5, crc = hash_range(self._src, 0, self._size)
+        self._check_content_id(crc, md5, "PutObject")
+        headers = {"Content-MD5": base64.b64encode(bytes.fromhex(md5)).decode("ascii")}
 
         def send(bucket: oss2.Bucket) -> None:
-            result = bucket.put_object(self._key, data, headers=headers)
+            body = PartBody(self._src, 0, self._size)  # a fresh read of the file on every try
+            result = bucket.put_object(self._key, body, headers=headers)
+            sent = body.sent_crc("OSS PutObject")
+            if sent != crc:
+                raise ContentMismatch(f"OSS PutObject: the file changed between hashing it and sending it "
+                                      f"({content_id(crc)}, then {content_id(sent)})")
             if result.crc is not None and result.crc != crc:
                 raise TransientError(f"OSS PutObject: CRC-64 mismatch (sent {crc}, stored {result.crc})")
 
         self._call("PutObject", send)
         self._report(self._size)
+        return crc
 
     # ---- multipart -------------------------------------------------------------------------
 
     def multipart(self, saved: MultipartState | None, part_size: int,
-                  save: Callable[[MultipartState | None], None]) -> None:
-        """Resume `saved` (or start an upload), send the missing parts, Complete."""
+                  save: Callable[[MultipartState | None], None]) -> int:
+        """Resume `saved` (or start an upload), send the missing parts, Complete; returns the
+        object's CRC-64 (combined from the parts')."""
         self._save_fn = save
         state = self._resume(saved) if saved is not None else None
         if state is None:
@@ -287,7 +190,7 @@ class OssUploader:
         missing = [n for n in range(1, self._count(state.part_size) + 1) if n not in self._done]
         if missing:
             self._send_parts(missing)
-        self._complete()
+        return self._complete()
 
     def _count(self, part_size: int) -> int:
         return max(1, -(-self._size // part_size))
@@ -314,17 +217,27 @@ class OssUploader:
                 continue  # not a part of this cut of the file: it is sent again
             rec = mine.get(number)
             if rec is not None and rec.etag.upper() == etag.upper() and rec.size == size:
+                if not self._fingerprint:  # nothing to check Complete against: check the part itself
+                    self._check_kept(rec, offset)
                 kept.append(rec)
                 continue
-            data = self._src.read_at(offset, length)  # on OSS but not in the checkpoint: ours?
-            if hashlib.md5(data).hexdigest().upper() == etag.upper():
-                kept.append(PartRecord(number, etag, crc64(data), length))
+            md5, crc = hash_range(self._src, offset, length)  # on OSS but not in the checkpoint: ours?
+            if md5.upper() == etag.upper():
+                kept.append(PartRecord(number, etag, crc, length))
                 adopted += 1
         state = MultipartState(saved.upload_id, saved.part_size, tuple(sorted(kept)))
         self._save_fn(state)
         self._note("upload.resumed", f"resuming the multipart upload: {len(kept)} of {count} parts already on OSS",
                    upload_id=saved.upload_id, parts_done=len(kept), parts_total=count, parts_adopted=adopted)
         return state
+
+    def _check_kept(self, rec: PartRecord, offset: int) -> None:
+        """ContentMismatch if the file no longer holds what part `rec` was sent with."""
+        now = crc_range(self._src, offset, rec.size)
+        if now != rec.crc:
+            raise ContentMismatch(f"OSS: part {rec.number} already uploaded differs from the file as it is now "
+                                  f"(CRC-64 {rec.crc:016x}, now {now:016x}): the file was rewritten; not completing "
+                                  "a mix of old and new content")
 
     def _list_parts(self, upload_id: str) -> list[oss2.models.PartInfo]:
         parts: list[oss2.models.PartInfo] = []
@@ -350,18 +263,17 @@ class OssUploader:
         assert self._state is not None
         upload_id, part_size = self._state.upload_id, self._state.part_size
         offset, length = self._span(number, part_size)
-        data = self._src.read_at(offset, length)  # UploadCancelled / FileChanged escape here
-        crc = crc64(data)
+        op = f"UploadPart {number}"
 
-        def send(bucket: oss2.Bucket, data: bytes = data) -> str:
-            result = bucket.upload_part(self._key, upload_id, number, data)
+        def send(bucket: oss2.Bucket) -> tuple[str, int]:
+            body = PartBody(self._src, offset, length)  # UploadCancelled / FileChanged escape while sending
+            result = bucket.upload_part(self._key, upload_id, number, body)
+            crc = body.sent_crc(f"OSS {op}")
             if result.crc is not None and result.crc != crc:
-                raise TransientError(f"OSS UploadPart {number}: CRC-64 mismatch (sent {crc}, "
-                                     f"stored {result.crc}); sending it again")
-            return str(result.etag)
+                raise TransientError(f"OSS {op}: CRC-64 mismatch (sent {crc}, stored {result.crc}); sending it again")
+            return str(result.etag), crc
 
-        etag = self._call(f"UploadPart {number}", send, stop)
-        del data, send  # the closure holds the part too: free it before reading the next one
+        etag, crc = self._call(op, send, stop)
         self._part_done(PartRecord(number, etag, crc, length))
 
     def _part_done(self, part: PartRecord) -> None:
@@ -385,7 +297,7 @@ class OssUploader:
                                          tuple(sorted(self._done.values())))
             self._save_fn(self._state)
 
-    def _complete(self) -> None:
+    def _complete(self) -> int:
         assert self._state is not None
         state = self._state
         parts = sorted(self._done.values())
@@ -409,12 +321,13 @@ class OssUploader:
             raise TransientError(f"OSS CompleteMultipartUpload: object CRC-64 {stored} differs from the parts' "
                                  f"{expected}; uploading again")
         self._report(self._size)
+        return expected
 
     def _check_content_id(self, crc: int, md5: str | None, op: str) -> None:
         """ContentMismatch (before `op`) if what is about to be stored is not the fingerprinted content."""
         kind, _, value = self._fingerprint.partition(":")
         if kind == "crc64" and value:
-            differs, now = int(value, 16) != crc, f"crc64:{crc:016x}"
+            differs, now = int(value, 16) != crc, content_id(crc)
         elif self._fingerprint and not value and md5 is not None:
             differs, now = md5 != self._fingerprint, md5
         else:
@@ -429,5 +342,3 @@ def _int_or_none(value: Any) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-

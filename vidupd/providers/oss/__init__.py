@@ -1,0 +1,16 @@
+"""The one OSS client of vidupd: multipart upload with CRC-64 checks and STS renewal.
+
+Alibaba Cloud VOD hands out an OSS address and temporary (STS) credentials for every media
+object (`providers/aliyun_vod.py`); Youku's OSS-based upload does the same through
+uploads/get_sts_inf.json. Both send the bytes with this package, which knows OSS and
+nothing of either platform:
+
+- `credentials`: the STS value (`StsCredentials`) and the keeper that holds the live
+  oss2.Bucket and renews the credentials once for all part threads, through a callback
+  the platform supplies (VOD adapts RefreshUploadVideo to it);
+- `multipart`: PutObject for small files, else initiate, parts streamed from disk through
+  the transfer engine, ListParts-based resume, Complete checked against the CRC-64 the
+  parts combine to (HeadObject when Complete's answer was lost); the checkpoint values;
+- `errors`: oss2/requests errors translated into vidupd's own;
+- `crc64`: CRC-64/XZ (x-oss-hash-crc64ecma) of data and of concatenated parts.
+"""
