@@ -65,8 +65,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds,  # noqa: E402
-                      require_success, run_child, vidupd_video_id, warm, write_file)
+from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success, run_child,  # noqa: E402
+                      vidupd_video_id, warm, write_file)
 
 GIB = 1 << 30
 PATTERN_BYTES = 16 * MIB + 4093  # random filler, repeated; its length is not a multiple of a part

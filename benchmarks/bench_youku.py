@@ -45,8 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success,  # noqa: E402
-                      run_child, vidupd_video_id, warm, write_file)
+from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success, run_child,  # noqa: E402
+                      vidupd_video_id, warm, write_file)
 
 
 class Sandbox(SandboxProcess):

@@ -20,11 +20,11 @@ from typing import Any, Callable, Protocol
 
 import pytest
 
-from vidupd.errors import LeaseLost
+from vidupd.core.errors import LeaseLost
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import (DUPLICATE_REMOTE_ID, HELD, MIGRATIONS, Completed, ContentReset, Failed, HeldForChange,
                            Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
                            RetryLater, Skipped, Unconfigured, WaitForTwin)
-from vidupd.providers.base import FileIdentity, Metadata
 
 META = Metadata(title="t")
 MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening migrates them

@@ -29,17 +29,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from helpers import write_config
 from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
 
 from vidupd import config as config_module
-from vidupd.daemon import _build_provider
-from vidupd.errors import FileChanged, PermanentError, UploadCancelled
+from vidupd.core.content import content_hash
+from vidupd.core.errors import FileChanged, PermanentError, UploadCancelled
+from vidupd.core.model import Metadata
+from vidupd.core.throttle import Throttle
 from vidupd.ledger import Ledger
-from vidupd.providers.base import Metadata, Provider, UploadResult, content_hash
+from vidupd.providers.base import Provider, UploadResult
 from vidupd.providers.features import ReportsStatus, features
-from vidupd.throttle import Throttle
+from vidupd.service.daemon import _build_provider
 
 TARGET = "contract"
 READY_TIMEOUT = 20.0

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from vidupd.providers.base import ContentHash, FileIdentity, Metadata, UploadContext, UploadRequest
-from vidupd.retry import RetryPolicy
-from vidupd.throttle import Throttle
+from vidupd.core.content import ContentHash
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.core.retry import RetryPolicy
+from vidupd.core.throttle import Throttle
+from vidupd.providers.base import UploadContext, UploadRequest
 
 MIB = 1 << 20
 POLICY = RetryPolicy(attempts=5, initial=0.05, maximum=0.5)  # fast retries for the sandboxes

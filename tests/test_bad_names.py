@@ -14,17 +14,17 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, drop_random, md5_file, read_events, vidupd, wait_for
 from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import Env as YoukuEnv
-from vidupd import events
-from vidupd.events import LogConfig
-from vidupd.fsnames import path_from_db, path_to_db, safe_text
-from vidupd.intake import Intake
+
+from vidupd.core import events
+from vidupd.core.events import LogConfig
+from vidupd.core.fsnames import path_from_db, path_to_db, safe_text
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.intake.offers import Intake
+from vidupd.intake.sidecar import read_metadata
 from vidupd.ledger import Failed, Intent, Ledger
-from vidupd.providers.base import FileIdentity, Metadata
-from vidupd.sidecar import read_metadata
 
 OUTCOMES = ("upload.completed", "upload.failed", "upload.skipped", "file.rejected")
 # names of the outbox entries, as bytes: what the file system holds
@@ -246,8 +246,8 @@ def test_watcher_a_file_it_cannot_examine_is_refused_once_and_the_rest_goes_on(t
     at again (it may recover) and the other files are handed on meanwhile."""
     import errno
 
-    from vidupd import watcher as watcher_mod
     from vidupd.config import WatchConfig
+    from vidupd.intake import watcher as watcher_mod
 
     flaky, good = tmp_path / "flaky.mp4", tmp_path / "good.mp4"
     for p in (flaky, good):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import vidupd
-from vidupd.cli import main
+
+from vidupd.cli.main import main
 from vidupd.config import ConfigError, load
-from vidupd.secrets import Secret
+from vidupd.core.secrets import Secret
 
 CORPUS = sorted((Path(__file__).parent / "configs" / "bad").glob("*.toml"))
 

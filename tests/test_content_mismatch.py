@@ -16,12 +16,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-
 from helpers import actions, drop_random as drop, md5_file as md5, vidupd, wait_for
 from test_vod_e2e import Env as VodEnv
 from test_youku_e2e import SLICE, Env
+
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import Completed, Failed, Ledger
-from vidupd.providers.base import FileIdentity, Metadata
 
 REASON = "content differs from its fingerprint"
 
@@ -81,7 +81,7 @@ def test_vod_rewritten_mid_upload_is_not_completed_mixed(make_site):
     """OSS checks each part against its own CRC, so only the fingerprint can tell that the
     parts read after the rewrite belong to other content than those read before.
 
-    A VOD file is fingerprinted before sending only when a twin is possible (vidupd.pool_prepare;
+    A VOD file is fingerprinted before sending only when a twin is possible (vidupd.engine.prepare;
     a lone file is not read twice, and has no fingerprint to compare with): the ledger holds
     a finished job of the same size for the target, as after an earlier upload."""
     part = 1 << 20

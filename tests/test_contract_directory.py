@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
 from provider_contract import Backend, ProviderContract
 from provider_harness import MIB
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-
 from provider_contract import Backend, ProviderContract
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from provider_contract import Backend, ProviderContract
 from provider_harness import MIB
 

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from helpers import ROOT, DaemonProcess, actions, read_events, vidupd, wait_for
 
 

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, actions, read_events, wait_for
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import fastcrc
 import pytest
-
 from helpers import vidupd, write_config
+
 from vidupd import providers
-from vidupd.providers.base import ContentHash, FileIdentity, Metadata, Provider, UploadContext, UploadRequest, content_hash
+from vidupd.core.content import ContentHash, content_hash
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.providers.base import Provider, UploadContext, UploadRequest
 from vidupd.providers.features import (Features, PullsFromUrl, RegistersMedia, ReportsStatus, Resumable, TakesCovers,
                                        features)
 

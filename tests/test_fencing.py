@@ -9,18 +9,19 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 from structlog.testing import capture_logs
 
-from helpers import wait_for
-from vidupd import pool as pool_module
-from vidupd.after_upload import AfterUpload
 from vidupd.config import TargetConfig
-from vidupd.errors import UploadCancelled
+from vidupd.core.errors import UploadCancelled
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.core.retry import RetryPolicy
+from vidupd.core.throttle import Throttle
+from vidupd.engine import pool as pool_module
+from vidupd.engine.after_upload import AfterUpload
+from vidupd.engine.pool import Pool, PoolSettings
 from vidupd.ledger import Ledger
-from vidupd.pool import Pool, PoolSettings
-from vidupd.providers.base import FileIdentity, Metadata, Provider, UploadResult
-from vidupd.retry import RetryPolicy
-from vidupd.throttle import Throttle
+from vidupd.providers.base import Provider, UploadResult
 
 
 class Paused(Provider):

@@ -7,13 +7,14 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from provider_harness import MIB
 from test_provider_aliyun_vod import Env as VodEnv
-from vidupd.errors import ContentMismatch, LeaseLost, PermanentError
+
+from vidupd.core.content import ContentHash, content_hash
+from vidupd.core.errors import ContentMismatch, LeaseLost, PermanentError
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import ContentReset, Failed, Ledger
-from vidupd.providers.base import ContentHash, FileIdentity, Metadata, content_hash
-from vidupd.providers.youku_api import _decode, _translate
+from vidupd.providers.youku.api import _decode, _translate
 
 META = Metadata(title="t")
 OLD_MD5 = "0" * 32

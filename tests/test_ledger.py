@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import Ledger, LedgerError
-from vidupd.providers.base import FileIdentity, Metadata
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledger"
 META = Metadata(title="t")

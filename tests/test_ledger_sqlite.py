@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from ledger_compliance import LedgerCompliance
+
 from vidupd.ledger import Ledger
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledger"

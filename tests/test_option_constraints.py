@@ -8,15 +8,15 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, actions, vidupd, wait_for
+
 from vidupd import providers
-from vidupd.cli import main
+from vidupd.cli.main import main
 from vidupd.config import ConfigError, load
-from vidupd.errors import PermanentError
-from vidupd.providers.aliyun_vod import AliyunVodProvider
+from vidupd.core.errors import PermanentError
+from vidupd.providers.aliyun_vod.provider import AliyunVodProvider
 from vidupd.providers.base import Option
-from vidupd.providers.youku import YoukuProvider
+from vidupd.providers.youku.provider import YoukuProvider
 
 PI = "31415926535897932"  # the mistyped secret of the issue; it must never be printed
 
@@ -168,10 +168,11 @@ def test_the_sandbox_config_still_loads(tmp_path: Path):
 def test_password_videos_send_the_watch_password_and_never_show_it(tmp_path: Path):
     """public_type = "password" goes with a watch_password (a secret): it reaches Youku's
     create call, and nothing else."""
-    from vidupd.ledger import Ledger
-    from vidupd.ledger import LedgerShared
-    from vidupd.providers.base import ContentHash, FileIdentity, Metadata, UploadRequest
-    from vidupd.secrets import Secret
+    from vidupd.core.content import ContentHash
+    from vidupd.core.model import FileIdentity, Metadata
+    from vidupd.core.secrets import Secret
+    from vidupd.ledger import Ledger, LedgerShared
+    from vidupd.providers.base import UploadRequest
 
     ledger = Ledger(tmp_path / "state")
     p = YoukuProvider("yk", {"client_id": "c", "access_token": "t", "public_type": "password",

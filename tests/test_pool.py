@@ -7,19 +7,19 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 from structlog.testing import capture_logs
 
-from helpers import wait_for
-from vidupd.after_upload import AfterUpload
 from vidupd.config import TargetConfig
-from vidupd.errors import CredentialsExpired, PermanentError, TransientError
+from vidupd.core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.core.retry import RetryPolicy, call_with_retry
+from vidupd.core.throttle import Throttle
+from vidupd.engine.after_upload import AfterUpload
+from vidupd.engine.pool import Pool, PoolSettings
 from vidupd.ledger import Ledger
-from vidupd.pool import Pool, PoolSettings
-from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, Provider, UploadResult
+from vidupd.providers.base import MediaStatus, Provider, UploadResult
 from vidupd.providers.features import ReportsStatus
-from vidupd.retry import RetryPolicy, call_with_retry
-from vidupd.errors import UploadCancelled
-from vidupd.throttle import Throttle
 
 
 class Scripted(Provider):

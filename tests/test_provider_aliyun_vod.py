@@ -19,33 +19,27 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import helpers
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
-
-import helpers
 from provider_harness import POLICY, FileCheckpoint, Job, make_job, md5_of, record_issued_secrets, write_file
 
-from vidupd.errors import PermanentError, TransientError, UploadCancelled
-from vidupd.providers.aliyun_vod import AliyunVodProvider
-from vidupd.providers.oss.crc64 import crc64, crc64_combine, crc64_of_parts
-from vidupd.providers.aliyun_vod_media import (
-    PullJob,
-    clean_tags,
-    clean_text,
-    parse_url_list,
-    pull_status,
-    sidecar_overrides,
-)
+from vidupd.core.crc64 import crc64, crc64_combine, crc64_of_parts
+from vidupd.core.errors import PermanentError, TransientError, UploadCancelled
+from vidupd.core.model import Metadata
+from vidupd.core.secrets import redact
+from vidupd.core.throttle import Throttle
+from vidupd.providers.aliyun_vod.media import (PullJob, clean_tags, clean_text, parse_url_list, pull_status,
+                                               sidecar_overrides)
+from vidupd.providers.aliyun_vod.provider import AliyunVodProvider
+from vidupd.providers.aliyun_vod.rpc import endpoint_setting, oss_endpoint, translate
+from vidupd.providers.base import MediaStatus, UploadResult
 from vidupd.providers.oss.credentials import StsCredentials
 from vidupd.providers.oss.multipart import MAX_PARTS, plan_part_size
-from vidupd.providers.aliyun_vod_rpc import endpoint_setting, oss_endpoint, translate
-from vidupd.providers.base import MediaStatus, Metadata, UploadResult
-from vidupd.secrets import redact
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.oss import OssSandbox
 from vidupd.sandbox.vod import VodSandbox
 from vidupd.sandbox.vod_rpc import VodError
-from vidupd.throttle import Throttle
 
 KIB, MIB = 1 << 10, 1 << 20
 

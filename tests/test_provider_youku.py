@@ -17,26 +17,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
 
-from vidupd.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
-from vidupd.providers.base import Metadata
-from vidupd.providers.youku import Checkpoint, YoukuProvider, _clean_tags, resolve_upload_server
-from vidupd.providers.youku_api import (
-    CODE_UPLOAD_TOKEN_EXPIRED,
-    AccessTokenInvalid,
-    TokenPair,
-    UploadTokenExpired,
-    _decode,
-    _translate,
-)
-from vidupd.ledger import Ledger
-from vidupd.ledger import LedgerShared
-from vidupd.providers.youku_tokens import TokenKeeper
+from vidupd.core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from vidupd.core.model import Metadata
+from vidupd.core.secrets import Secret
+from vidupd.ledger import Ledger, LedgerShared
+from vidupd.providers.youku.api import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, TokenPair, UploadTokenExpired,
+                                        _decode, _translate)
+from vidupd.providers.youku.provider import YoukuProvider, _clean_tags
+from vidupd.providers.youku.slices import Checkpoint, resolve_upload_server
+from vidupd.providers.youku.tokens import TokenKeeper
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
-from vidupd.secrets import Secret
 
 SLICE = 2 * MIB  # the provider asks for 2048 KB slices, the sandbox grants them
 
@@ -277,7 +270,7 @@ def test_token_keeper_follows_a_refresh_made_by_another_process(tmp_path: Path) 
 def test_token_keeper_takes_over_an_old_tokens_file(tmp_path: Path) -> None:
     """An older vidupd kept the rotated pair in tokens.json: it is moved into the ledger once."""
     configured = TokenPair("access-0", "refresh-0")
-    from vidupd.providers.youku_tokens import _pair_id
+    from vidupd.providers.youku.tokens import _pair_id
     legacy = tmp_path / "target"
     legacy.mkdir()
     (legacy / "tokens.json").write_text(json.dumps({"access_token": "access-7", "refresh_token": "refresh-7",

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import fastcrc
 import pytest
-from structlog.testing import capture_logs
-
 from helpers import wait_for
+from structlog.testing import capture_logs
 from test_pool import setup, states
-from vidupd import pool_prepare
-from vidupd.providers.base import FileIdentity, Metadata, Provider, UploadResult
+
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.engine import prepare as pool_prepare
+from vidupd.providers.base import Provider, UploadResult
 
 
 class Streaming(Provider):

@@ -10,16 +10,18 @@ import time
 from pathlib import Path
 
 from helpers import wait_for, write_config
+
 from vidupd import config as config_mod
-from vidupd.after_upload import AfterUpload
 from vidupd.config import TargetConfig, WatchConfig
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.core.retry import RetryPolicy
+from vidupd.core.throttle import Throttle
+from vidupd.engine.after_upload import AfterUpload
+from vidupd.engine.pool import Pool, PoolSettings
+from vidupd.intake.watcher import Watcher
 from vidupd.ledger import Ledger
-from vidupd.pool import Pool, PoolSettings
-from vidupd.providers.base import FileIdentity, Metadata, Provider, UploadResult
-from vidupd.reload import plan
-from vidupd.retry import RetryPolicy
-from vidupd.throttle import Throttle
-from vidupd.watcher import Watcher
+from vidupd.providers.base import Provider, UploadResult
+from vidupd.service.reload import plan
 
 
 def _config(tmp_path: Path, name: str = "a.toml", **over):

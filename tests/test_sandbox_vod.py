@@ -20,16 +20,9 @@ import pytest
 import requests
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.client import AcsClient
-from aliyunsdkvod.request.v20170321 import (
-    CreateUploadAttachedMediaRequest,
-    CreateUploadImageRequest,
-    CreateUploadVideoRequest,
-    GetURLUploadInfosRequest,
-    GetVideoInfoRequest,
-    RefreshUploadVideoRequest,
-    RegisterMediaRequest,
-    UploadMediaByURLRequest,
-)
+from aliyunsdkvod.request.v20170321 import (CreateUploadAttachedMediaRequest, CreateUploadImageRequest,
+                                            CreateUploadVideoRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
+                                            RefreshUploadVideoRequest, RegisterMediaRequest, UploadMediaByURLRequest)
 
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.oss import OssSandbox

@@ -26,14 +26,8 @@ import requests
 
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
-from vidupd.sandbox.youku_state import (
-    ALREADY_COMMITTED,
-    FILE_MD5_MISMATCH,
-    FILE_NOT_CREATED,
-    SLICE_HASH_MISMATCH,
-    SLICE_TASK_MISMATCH,
-    UPLOAD_INCOMPLETE,
-)
+from vidupd.sandbox.youku_state import (ALREADY_COMMITTED, FILE_MD5_MISMATCH, FILE_NOT_CREATED, SLICE_HASH_MISMATCH,
+                                        SLICE_TASK_MISMATCH, UPLOAD_INCOMPLETE)
 
 KIB = 1024
 SLICE = 64 * KIB  # tests ask for 64 KB slices (slice_length=64) to stay small and fast

@@ -14,7 +14,6 @@ import time
 from functools import partial
 
 import pytest
-
 from helpers import ROOT, DaemonProcess, actions, drop_random as drop, md5_file as md5, vidupd, wait_for
 from test_youku_e2e import Env
 

@@ -17,23 +17,25 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
-from helpers import DaemonProcess, actions, wait_for, write_config
 import test_sandbox_youku
+from helpers import DaemonProcess, actions, wait_for, write_config
 from test_sandbox_youku import SLICE, Yk
-from vidupd.after_upload import AfterUpload
-from vidupd.companions import cover_for
+
 from vidupd.config import TargetConfig
+from vidupd.core.content import md5_file
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.core.retry import RetryPolicy
+from vidupd.core.throttle import Throttle
+from vidupd.engine.after_upload import AfterUpload
+from vidupd.engine.pool import Pool, PoolSettings
+from vidupd.intake.companions import cover_for
 from vidupd.ledger import Completed, Ledger
-from vidupd.pool import Pool, PoolSettings
 from vidupd.providers import base
-from vidupd.providers.base import FileIdentity, MediaStatus, Metadata, Provider, UploadResult, md5_file
+from vidupd.providers.base import MediaStatus, Provider, UploadResult
 from vidupd.providers.features import ReportsStatus
-from vidupd.retry import RetryPolicy
 from vidupd.sandbox import common
 from vidupd.sandbox.app import start_sandbox
 from vidupd.sandbox.common import SandboxOptions
-from vidupd.throttle import Throttle
 
 KIB = 1024
 
@@ -255,7 +257,7 @@ class _CountingText(str):
 
 
 def test_redact_tries_only_the_secrets_that_can_occur() -> None:
-    from vidupd import secrets
+    from vidupd.core import secrets
 
     many = [os.urandom(16).hex() for _ in range(1000)]  # e.g. the STS pairs of 500 VOD uploads
     for value in many:

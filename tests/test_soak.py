@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, actions, wait_for
+
 from vidupd.sandbox.app import start_sandbox
 from vidupd.sandbox.common import SandboxOptions
 

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from structlog.testing import capture_logs
-
 from helpers import wait_for
+from structlog.testing import capture_logs
 from test_pool import Scripted, setup, states
-from vidupd.errors import PermanentError
+
+from vidupd.core.content import crc64_content_id, md5_file
+from vidupd.core.errors import PermanentError
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import Ledger
-from vidupd.providers.base import FileIdentity, Metadata, UploadResult, crc64_content_id, md5_file
+from vidupd.providers.base import UploadResult
 
 
 def unblock_fifo(path: Path) -> None:
@@ -79,8 +81,8 @@ def returns_promptly(fn: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 
 def test_open_regular_refuses_each_kind_of_non_regular_file_naming_it(tmp_path, fifos):
-    from vidupd.errors import NotRegularFile
-    from vidupd.safe_open import open_regular
+    from vidupd.core.errors import NotRegularFile
+    from vidupd.core.safe_open import open_regular
 
     fifo = fifos("p1.mp4")
     folder = tmp_path / "dir.mp4"
@@ -117,7 +119,7 @@ def test_hashing_a_fifo_fails_at_once_instead_of_blocking(fifos):
 
 
 def test_a_fifo_sidecar_never_blocks_the_reader(tmp_path, fifos):
-    from vidupd.sidecar import SidecarError, _parse, read_metadata
+    from vidupd.intake.sidecar import SidecarError, _parse, read_metadata
 
     media = tmp_path / "clip.mp4"
     media.write_bytes(b"v" * 100)
@@ -178,12 +180,12 @@ def test_pool_stop_gives_up_on_a_blocked_worker_and_gives_its_lease_back(tmp_pat
         assert time.monotonic() - started < 15  # bounded (0.5 s budget + the dispatcher's join)
         job = Ledger(tmp_path / "state", readonly=True).get(jid)
         assert job is not None and job.state == "queued" and job.lease_owner is None  # a restart takes it at once
-        from vidupd.pool import workers_left_behind
+        from vidupd.engine.pool import workers_left_behind
 
         assert workers_left_behind() >= 1  # the CLI leaves with os._exit while this is so
     finally:
         prov.release.set()
-    from vidupd.pool import workers_left_behind
+    from vidupd.engine.pool import workers_left_behind
 
     wait_for(lambda: workers_left_behind() == 0, 10, what="the released worker to end")
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, DaemonProcess, actions, drop_random, md5_file, read_events, vidupd, wait_for, write_config
 from test_special_files import unblock_fifo
+
+from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import Ledger
-from vidupd.providers.base import FileIdentity, Metadata
 
 sys.path.insert(0, str(ROOT))
 from benchmarks._harness import SandboxProcess  # noqa: E402  (the sandbox in its own process)

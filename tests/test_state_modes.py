@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from helpers import DaemonProcess, actions, vidupd, wait_for
+
 from vidupd.ledger import Ledger
 
 
@@ -88,7 +88,7 @@ def test_read_only_commands_change_nothing(site):
 
 
 def test_new_folders_are_private_parents_included(tmp_path: Path):
-    from vidupd.statedir import make_dirs
+    from vidupd.core.statedir import make_dirs
 
     make_dirs(tmp_path / "a" / "b" / "c")
     assert [mode(tmp_path / p) for p in ("a", "a/b", "a/b/c")] == [0o700] * 3

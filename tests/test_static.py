@@ -41,7 +41,7 @@ def test_pyflakes_finds_nothing():
 def test_no_print_outside_the_cli():
     offenders = []
     for path in (ROOT / "vidupd").rglob("*.py"):
-        if path.name == "cli.py" or "sandbox" in path.parts:
+        if path.relative_to(ROOT / "vidupd").parts[0] in ("cli", "sandbox"):  # the CLI package prints
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":

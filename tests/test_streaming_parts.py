@@ -20,17 +20,19 @@ from typing import Any, Callable, Iterator
 
 import oss2
 import pytest
-
 from provider_harness import md5_of, write_file
 from test_provider_aliyun_vod import Env
-from vidupd.errors import ContentMismatch, FileChanged, UploadCancelled
-from vidupd.providers.base import FileIdentity, SourceFile, crc64_content_id
-from vidupd.providers.oss.crc64 import crc64
+
+from vidupd.core.content import crc64_content_id
+from vidupd.core.crc64 import crc64
+from vidupd.core.errors import ContentMismatch, FileChanged, UploadCancelled
+from vidupd.core.model import FileIdentity
+from vidupd.core.secrets import Secret
+from vidupd.core.source import SourceFile
+from vidupd.core.throttle import Throttle
 from vidupd.providers.oss.credentials import StsCredentials, StsKeeper
 from vidupd.providers.part_body import BLOCK, PartBody
-from vidupd.providers.youku_api import _SliceConnections
-from vidupd.secrets import Secret
-from vidupd.throttle import Throttle
+from vidupd.providers.youku.api import _SliceConnections
 
 MIB = 1 << 20
 PART = 64 * MIB

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, actions, read_events, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -312,8 +311,8 @@ def test_silent_without_notify_socket(site, tmp_path):
 # -- unit level: the journal output, the notifier's environment, the health check ----------------
 
 def test_journal_native_fields_and_redaction():
-    from vidupd import secrets
-    from vidupd.journal import JournalOutput, journal_field
+    from vidupd.core import secrets
+    from vidupd.core.journal import JournalOutput, journal_field
 
     secrets.register("s3cr3t-token-value")
     sent: list[tuple[str, ...]] = []
@@ -336,7 +335,7 @@ def test_journal_native_fields_and_redaction():
 def test_journal_stream_fallback_keeps_priority(tmp_path):
     import io
 
-    from vidupd.journal import JournalOutput
+    from vidupd.core.journal import JournalOutput
 
     def broken(*fields):
         raise OSError("no journal")
@@ -350,7 +349,7 @@ def test_journal_stream_fallback_keeps_priority(tmp_path):
 
 
 def test_journal_detect_needs_a_matching_stream(tmp_path, monkeypatch):
-    from vidupd.journal import JournalOutput
+    from vidupd.core.journal import JournalOutput
 
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     assert JournalOutput.detect("/var/log/x.jsonl") is None
@@ -359,7 +358,7 @@ def test_journal_detect_needs_a_matching_stream(tmp_path, monkeypatch):
 
 
 def test_notifier_environment(monkeypatch):
-    from vidupd import notify
+    from vidupd.service import notify
 
     sent: list[str] = []
     monkeypatch.setattr(notify, "_sd", type("SD", (), {"notify": staticmethod(lambda text: sent.append(text))}))
@@ -392,7 +391,7 @@ def test_notifier_environment(monkeypatch):
 
 
 def test_health_check_stops_the_watchdog_when_the_dispatcher_is_stuck():
-    from vidupd.daemon import healthy
+    from vidupd.service.daemon import healthy
 
     class P:
         last_beat = 100.0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vidupd.errors import FileChanged, PermanentError, TransientError, UploadCancelled
+from vidupd.core.errors import FileChanged, PermanentError, TransientError, UploadCancelled
 from vidupd.providers.transfer import ForwardProgress, run_chunks, run_fixed
 
 WAIT = 10.0  # generous bound on any wait below; no test relies on timing

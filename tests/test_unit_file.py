@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
 
 if sys.version_info >= (3, 11):
@@ -80,7 +79,7 @@ def test_systemd_analyze_security_exposure_at_most_2():
 
 
 def test_unit_matches_the_daemon_and_the_example_config():
-    from vidupd.daemon import STOP_TIMEOUT, STUCK_AFTER
+    from vidupd.service.daemon import STOP_TIMEOUT, STUCK_AFTER
 
     d = directives(UNIT.read_text())
     one = {k: v[-1] for k, v in d.items()}

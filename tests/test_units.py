@@ -9,16 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import DaemonProcess, actions, wait_for
-from vidupd import events
+
 from vidupd.config import WatchConfig
-from vidupd.events import LogConfig
-from vidupd.filters import PathFilter, kind_of
-from vidupd.progress import ProgressReporter
-from vidupd.secrets import Secret, redact
-from vidupd.sidecar import SidecarError, read_metadata
-from vidupd.watcher import Watcher
+from vidupd.core import events
+from vidupd.core.events import LogConfig
+from vidupd.core.filters import PathFilter, kind_of
+from vidupd.core.secrets import Secret, redact
+from vidupd.engine.progress import ProgressReporter
+from vidupd.intake.sidecar import SidecarError, read_metadata
+from vidupd.intake.watcher import Watcher
 
 
 def test_progress_events_every_ten_percent_or_five_seconds():
@@ -123,7 +123,8 @@ def test_polling_mode_for_network_shares(site):
 def test_one_pass_gives_whole_and_piece_md5s(tmp_path: Path):
     import hashlib
 
-    from vidupd.providers.base import FileIdentity, md5_file
+    from vidupd.core.content import md5_file
+    from vidupd.core.model import FileIdentity
 
     p = tmp_path / "v.mp4"
     data = os.urandom((9 << 20) + 77)  # 4.x pieces of 2 MiB, several 4 MiB blocks

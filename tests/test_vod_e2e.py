@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-
 from helpers import SandboxSite, actions, drop_random as drop, md5_file as md5, vidupd, wait_for
+
 from vidupd.sandbox.common import SandboxOptions
 from vidupd.sandbox.oss import OssSandbox
 from vidupd.sandbox.vod import VodSandbox

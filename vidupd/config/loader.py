@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import providers
-from ..events import LogConfig
-from ..filters import PathFilter
+from ..core.events import LogConfig
+from ..core.filters import PathFilter
+from ..core.retry import RetryPolicy
+from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
-from ..retry import RetryPolicy
-from ..secrets import Secret
 from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
                     TargetConfig, WatchConfig)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..events import LogConfig
-from ..providers.base import KINDS
-from ..retry import RetryPolicy
+from ..core.events import LogConfig
+from ..core.model import KINDS
+from ..core.retry import RetryPolicy
 
 DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
 AFTER_UPLOAD = ("keep", "delete", "move")

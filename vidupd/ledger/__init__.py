@@ -32,6 +32,7 @@ while sending, stored by `Completed`. `record_content` decides skip / wait / go 
 transaction, so of identical files exactly one is sent.
 """
 
+from ..core.errors import LeaseLost
 from .model import FINISHED, HELD, STATES, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted,
                        MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped, Unconfigured,
@@ -40,7 +41,6 @@ from .schema import MIGRATIONS
 from .shared import LedgerShared
 from .sqlite import Ledger, lease_owner_id
 from .sqlite_store import LedgerCheckpoint
-from ..errors import LeaseLost
 
 __all__ = ["DUPLICATE_REMOTE_ID", "FINISHED", "HELD", "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
            "Failed", "HeldForChange", "Interrupted", "Intent", "Job", "Ledger", "LedgerCheckpoint", "LedgerError",

@@ -7,8 +7,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsnames import path_from_db, safe_text
-from ..providers.base import FileIdentity, Metadata
+from ..core.fsnames import path_from_db, safe_text
+from ..core.model import FileIdentity, Metadata
 
 STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
 FINISHED = ("done", "skipped")  # the file needs nothing more for this target

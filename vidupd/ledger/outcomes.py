@@ -9,7 +9,7 @@ event, which the pool emits. So a state and its event cannot drift apart, a refu
 rule here: it only has to run the fence, the remote-id conflict check and the UPDATE.
 
 Events are plain values (`Event`): this package does not know how they are logged. Their
-fields use vidupd.events' short names; the pool adds `provider`, which the ledger does not
+fields use vidupd.core.events' short names; the pool adds `provider`, which the ledger does not
 know.
 """
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from ..core.model import SharedValue
+from ..core.state_lock import FileLock
 from .sqlite import Ledger
-from ..providers.base import SharedValue
-from ..state_lock import FileLock
 
 LOCK_FILE = "shared.lock"
 

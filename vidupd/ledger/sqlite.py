@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fsnames import path_from_db, path_to_db, safe_text
-from ..providers.base import FileIdentity, Metadata
+from ..core.fsnames import path_from_db, path_to_db, safe_text
+from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
 from .sqlite_store import SqliteStore

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..errors import LeaseLost
-from ..providers.base import SharedValue
-from ..statedir import prepare_ledger_files
+from ..core.errors import LeaseLost
+from ..core.model import SharedValue
+from ..core.statedir import prepare_ledger_files
 from .model import LedgerError
 from .schema import MIGRATIONS, migrate
 

@@ -7,8 +7,8 @@ import importlib
 from .base import Provider
 
 _REGISTRY = {
-    "youku": "vidupd.providers.youku:YoukuProvider",
-    "aliyun-vod": "vidupd.providers.aliyun_vod:AliyunVodProvider",
+    "youku": "vidupd.providers.youku.provider:YoukuProvider",
+    "aliyun-vod": "vidupd.providers.aliyun_vod.provider:AliyunVodProvider",
     "directory": "vidupd.providers.directory:DirectoryProvider",
     "null": "vidupd.providers.null:NullProvider",
 }

@@ -14,10 +14,10 @@ import os
 import uuid
 from pathlib import Path
 
-from ..atomic import write_atomic
-from ..errors import PermanentError, TransientError
-from ..fsnames import safe_text
-from ..safe_open import open_regular
+from ..core.atomic import write_atomic
+from ..core.errors import PermanentError, TransientError
+from ..core.fsnames import safe_text
+from ..core.safe_open import open_regular
 from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 from .features import Resumable
 

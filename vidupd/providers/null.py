@@ -6,7 +6,8 @@ for benchmarking the pipeline without a platform in the way.
 
 from __future__ import annotations
 
-from .base import KINDS, Option, Provider, UploadContext, UploadRequest, UploadResult
+from ..core.model import KINDS
+from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 
 
 class NullProvider(Provider):

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 from typing import Iterator
 
-from ..errors import FileChanged, TransientError
-from .base import SourceFile
-from .oss.crc64 import crc64
+from ..core.crc64 import crc64
+from ..core.errors import FileChanged, TransientError
+from ..core.source import SourceFile
 
 BLOCK = 1 << 20
 

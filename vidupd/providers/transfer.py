@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
-from ..errors import UploadCancelled
+from ..core.errors import UploadCancelled
 from .base import most_telling
 
 C = TypeVar("C")

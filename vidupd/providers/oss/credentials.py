@@ -18,8 +18,8 @@ from typing import Callable
 
 import oss2
 
-from ...errors import CredentialsExpired, PermanentError
-from ...secrets import Secret, reveal
+from ...core.errors import CredentialsExpired, PermanentError
+from ...core.secrets import Secret, reveal
 from .errors import Fatal
 
 RENEW_MARGIN_MAX = 300.0  # renew credentials this many seconds before they expire at most...

@@ -5,8 +5,8 @@ from __future__ import annotations
 import oss2
 import requests
 
-from ...errors import CredentialsExpired, PermanentError, ProviderError, TransientError
-from ...secrets import redact
+from ...core.errors import CredentialsExpired, PermanentError, ProviderError, TransientError
+from ...core.secrets import redact
 
 # OSS's answers to credentials that expired or were replaced: renew them and go on.
 RENEWABLE_CODES = frozenset({"SecurityTokenExpired", "InvalidAccessKeyId", "InvalidSecurityToken"})

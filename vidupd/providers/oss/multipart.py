@@ -29,13 +29,13 @@ from typing import Any, Callable, Mapping, TypeVar
 import oss2
 import requests
 
-from ...errors import ContentMismatch, TransientError
-from ...retry import RetryPolicy, call_with_retry
-from ..base import SourceFile
+from ...core.crc64 import crc64_of_parts
+from ...core.errors import ContentMismatch, TransientError
+from ...core.retry import RetryPolicy, call_with_retry
+from ...core.source import SourceFile
 from ..part_body import PartBody, crc_range, hash_range
 from ..transfer import ForwardProgress, run_fixed
 from .credentials import Note, StsKeeper
-from .crc64 import crc64_of_parts
 from .errors import Fatal, NoSuchUpload, StsExpired, translate_oss
 
 T = TypeVar("T")

@@ -8,14 +8,15 @@ import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import events
-from .config import TargetConfig, WatchConfig
+from ..config import TargetConfig, WatchConfig
+from ..core import events
+from ..core.filters import kind_of
+from ..core.model import FileIdentity
+from ..core.safe_open import file_type
+from ..ledger import Intent, Ledger, Offer
+from ..providers.base import Provider
+from ..providers.features import features
 from .companions import video_for
-from .filters import kind_of
-from .ledger import Intent, Ledger, Offer
-from .providers.base import FileIdentity, Provider
-from .providers.features import features
-from .safe_open import file_type
 from .sidecar import SidecarError, read_metadata, sidecar_paths
 
 

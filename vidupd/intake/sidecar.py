@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import NotRegularFile
-from .fsnames import safe_text
-from .providers.base import Metadata
-from .safe_open import read_regular
+from ..core.errors import NotRegularFile
+from ..core.fsnames import safe_text
+from ..core.model import Metadata
+from ..core.safe_open import read_regular
 
 MAX_SIDECAR_BYTES = 1 << 20
 _KNOWN = ("title", "description", "tags", "category")

@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from aliyunsdkvod.request.v20170321 import GetURLUploadInfosRequest, UploadMediaByURLRequest
 
-from ..errors import TransientError
-from ..retry import RetryPolicy, call_with_retry
-from .aliyun_vod_media import INFO_GROUP, PULL_GROUP, chunks, decode_url, encode_url
-from .aliyun_vod_rpc import VodRpc
+from ...core.errors import TransientError
+from ...core.retry import RetryPolicy, call_with_retry
+from .media import INFO_GROUP, PULL_GROUP, chunks, decode_url, encode_url
+from .rpc import VodRpc
 
 CLOCK_SLACK = 120.0  # seconds of clock difference tolerated when adopting earlier jobs
 

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import events
-from .companions import cover_for
-from .config import WatchConfig
-from .ledger import Job, Ledger
-from .sidecar import present_sidecars
+from ..config import WatchConfig
+from ..core import events
+from ..intake.companions import cover_for
+from ..intake.sidecar import present_sidecars
+from ..ledger import Job, Ledger
 
 
 class AfterUpload:

@@ -4,7 +4,7 @@ structlog is configured once (`configure`). Code emits events with `emit(action,
 **fields)`; short field names are mapped to ECS names here and nowhere else. Library
 logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action "log".
 Under systemd, each event is also written to the journal as a readable line with its
-fields attached (vidupd.journal), when the JSON lines go to a file.
+fields attached (vidupd.core.journal), when the JSON lines go to a file.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         "log.level": "warn" if method == "warning" else method,
         "message": safe_text(str(event.pop("event", ""))),
         "event.id": _next_event_id(),
-        "event.dataset": "vidupd.events",
+        "event.dataset": "vidupd.core.events",
         "service.name": "vidupd",
         "host.hostname": _HOST,
         "process.pid": os.getpid(),

@@ -24,13 +24,12 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from .config import WatchConfig
-from .filters import PathFilter
-from .fsnames import safe_text
-from .safe_open import file_type
+from ..config import WatchConfig
+from ..core.filters import PathFilter
+from ..core.fsnames import safe_text
+from ..core.safe_open import file_type
 
-
-_log = logging.getLogger("vidupd.watcher")
+_log = logging.getLogger("vidupd.intake.watcher")
 
 # Only what starts a settle clock: a new name (create, move in) and the end of a write.
 # Not IN_MODIFY (one per write call) nor open/close-nowrite (our own reads cause them):

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .config import Config, ConfigError, default_path, load
-from .fsnames import safe_text
-from .state_lock import AlreadyRunning
+from .. import __version__
+from ..config import Config, ConfigError, default_path, load
+from ..core.fsnames import safe_text
+from ..core.state_lock import AlreadyRunning
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -31,8 +31,8 @@ def _complain(line: str) -> None:
 
 def _load(args: argparse.Namespace, writes: bool = False) -> Config:
     """The config, its warnings on stderr. A command that `writes` state first makes the
-    state dir private (vidupd.statedir), warning about what it tightened."""
-    from .statedir import secured
+    state dir private (vidupd.core.statedir), warning about what it tightened."""
+    from ..config.state_modes import secured
 
     config = load(args.config)
     if writes:
@@ -43,7 +43,7 @@ def _load(args: argparse.Namespace, writes: bool = False) -> Config:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .statedir import secured
+    from ..config.state_modes import secured
 
     config = load(args.config)
     for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
@@ -53,7 +53,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
+    from ..service.daemon import Daemon
 
     return Daemon(_load(args, writes=True)).run()
 
@@ -69,8 +69,8 @@ def _job_dict(job) -> dict:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .daemon import human_rate
-    from .ledger import Ledger, LedgerError
+    from ..ledger import Ledger, LedgerError
+    from ..service.daemon import human_rate
 
     config = _load(args)
     try:
@@ -97,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from .ledger import Ledger
+    from ..ledger import Ledger
 
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
@@ -125,11 +125,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     """URL pull through the ledger: the URLs become a `.url` job under state_dir/pulls, so the
     submission happens once and the status is polled like any other job."""
-    from .atomic import write_atomic
+    from ..core.atomic import write_atomic
+    from ..core.statedir import make_dirs
+    from ..providers import provider_class
+    from ..providers.features import features
     from .oneshot import upload_files
-    from .providers import provider_class
-    from .providers.features import features
-    from .statedir import make_dirs
 
     config = _load(args, writes=True)
     target = config.targets.get(args.target)
@@ -155,11 +155,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     """RegisterMedia for files already in the platform's storage; each MediaId is logged."""
-    from . import events
-    from .daemon import build_providers
-    from .ledger import Ledger
-    from .providers import provider_class
-    from .providers.features import RegistersMedia, features
+    from ..core import events
+    from ..ledger import Ledger
+    from ..providers import provider_class
+    from ..providers.features import RegistersMedia, features
+    from ..service.daemon import build_providers
 
     config = _load(args, writes=True)
     target = config.targets.get(args.target)
@@ -192,7 +192,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox.app import run_sandbox
+    from ..sandbox.app import run_sandbox
 
     return run_sandbox(args)
 
@@ -202,12 +202,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
     import threading
 
-    from .events import LogConfig
-    from .daemon import Daemon
-    from .ledger import Ledger
-    from .sandbox.app import start_sandbox
-    from .sandbox.common import SandboxOptions
-    from .statedir import secured
+    from ..config.state_modes import secured
+    from ..core.events import LogConfig
+    from ..ledger import Ledger
+    from ..sandbox.app import start_sandbox
+    from ..sandbox.common import SandboxOptions
+    from ..service.daemon import Daemon
 
     box = start_sandbox(args.dir, SandboxOptions())
     config = dataclasses.replace(secured(load(box.config)), log=LogConfig(events="-", level="info"))
@@ -309,7 +309,7 @@ def _exit_if_workers_stuck(rc: int) -> None:
     """End the process now if a stop gave up on a worker stuck in a system call (Pool.stop):
     a normal exit would join that thread forever (concurrent.futures' atexit hook). The
     command has finished its work (ledger closed, events written); only the flush is left."""
-    pool = sys.modules.get("vidupd.pool")  # never imported (status, check-config): no workers
+    pool = sys.modules.get("vidupd.engine.pool")  # never imported (status, check-config): no workers
     if pool is not None and pool.workers_left_behind():
         sys.stdout.flush()
         sys.stderr.flush()
@@ -330,7 +330,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as e:  # runtime failure: one clear line, no traceback with secrets in locals
-        from .secrets import redact
+        from ..core.secrets import redact
 
         print(f"vidupd: {type(e).__name__}: {redact(str(e))}", file=sys.stderr)
         if os.environ.get("VIDUPD_DEBUG"):

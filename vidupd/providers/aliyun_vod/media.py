@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from ..errors import PermanentError
-from ..fsnames import safe_text
-from ..secrets import reveal
-from .aliyun_vod_rpc import endpoint_setting
-from .base import MediaStatus, Metadata, Option, option_value
+from ...core.errors import PermanentError
+from ...core.fsnames import safe_text
+from ...core.model import Metadata
+from ...core.secrets import reveal
+from ..base import MediaStatus, Option, option_value
+from .rpc import endpoint_setting
 
 T = TypeVar("T")
 

@@ -33,96 +33,30 @@ from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import unquote, urlsplit
 
 import oss2
-from aliyunsdkvod.request.v20170321 import (
-    CreateUploadAttachedMediaRequest,
-    CreateUploadImageRequest,
-    CreateUploadVideoRequest,
-    GetURLUploadInfosRequest,
-    GetVideoInfoRequest,
-    RefreshUploadVideoRequest,
-    RegisterMediaRequest,
-)
+from aliyunsdkvod.request.v20170321 import (CreateUploadAttachedMediaRequest, CreateUploadImageRequest,
+                                            CreateUploadVideoRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
+                                            RefreshUploadVideoRequest, RegisterMediaRequest)
 
-from ..errors import ContentMismatch, FileChanged, PermanentError, TransientError
-from ..fsnames import safe_text
-from ..retry import RetryPolicy, call_with_retry
-from ..secrets import reveal
-from .aliyun_vod_media import (
-    BUSINESS_TYPES,
-    DESCRIPTION_MAX,
-    IMAGE_TYPES,
-    INFO_GROUP,
-    MAX_CONCURRENCY,
-    MAX_PART_SIZE,
-    REGISTER_GROUP,
-    TITLE_MAX,
-    URL_LIST_MAX,
-    PullJob,
-    VodSettings,
-    cate_id,
-    check_url,
-    chunks,
-    clean_tags,
-    clean_text,
-    extension,
-    parse_url_list,
-    pull_status,
-    sidecar_overrides,
-)
-from .oss.credentials import StsKeeper
-from .oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader, content_id
-from .aliyun_vod_pull import PullSubmitter
-from .aliyun_vod_rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
-from .base import (
-    FileIdentity,
-    MediaStatus,
-    Option,
-    Provider,
-    SharedStore,
-    SourceFile,
-    UploadContext,
-    UploadRequest,
-    UploadResult,
-)
-from .features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
+from ...core.errors import ContentMismatch, FileChanged, PermanentError, TransientError
+from ...core.fsnames import safe_text
+from ...core.model import FileIdentity, SharedStore
+from ...core.retry import RetryPolicy, call_with_retry
+from ...core.secrets import reveal
+from ...core.source import SourceFile
+from ..base import MediaStatus, Option, Provider, UploadContext, UploadRequest, UploadResult
+from ..features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
+from ..oss.credentials import StsKeeper
+from ..oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader, content_id
+from .checkpoint import UploadState
+from .media import (BUSINESS_TYPES, DESCRIPTION_MAX, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE,
+                    REGISTER_GROUP, TITLE_MAX, URL_LIST_MAX, PullJob, VodSettings, cate_id, check_url, chunks,
+                    clean_tags, clean_text, extension, parse_url_list, pull_status, sidecar_overrides)
+from .pull import PullSubmitter
+from .rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
 
-CHECKPOINT_VERSION = 1
 MIB = 1 << 20
 _CALL_RETRY = RetryPolicy(attempts=4, initial=1.0, maximum=10.0)  # status polls and CLI calls
 _VIDEO_FAILED = frozenset({"UploadFail", "TranscodeFail", "Blocked", "ProduceFail"})
-
-
-class _Job:
-    """One upload's checkpoint: a JSON dict saved whole on every change (thread-safe)."""
-
-    def __init__(self, request: UploadRequest, ctx: UploadContext):
-        self.ctx = ctx
-        self._lock = threading.Lock()
-        fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
-                 "content": request.fingerprint, "size": request.size}
-        saved = ctx.checkpoint.load()
-        if saved and all(saved.get(k) == v for k, v in fresh.items()):
-            self.state: dict[str, Any] = saved
-            self.resumed = True
-        else:
-            if saved:
-                ctx.checkpoint.clear()
-                ctx.note("upload.restarted", "checkpoint is for other content; starting over", reason="content changed")
-            self.state, self.resumed = fresh, False
-
-    def slot(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            return dict(self.state.get(name) or {})
-
-    def set(self, **changes: Any) -> None:
-        with self._lock:
-            self.state = {**self.state, **changes}
-            self.ctx.checkpoint.save(self.state)
-
-    def update_slot(self, name: str, **changes: Any) -> None:
-        with self._lock:
-            self.state = {**self.state, name: {**(self.state.get(name) or {}), **changes}}
-            self.ctx.checkpoint.save(self.state)
 
 
 class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Provider):
@@ -177,7 +111,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             raise PermanentError(f"aliyun-vod does not take {request.kind!r} files")
         if request.size <= 0:
             raise PermanentError("aliyun-vod: empty files cannot be uploaded")
-        job = _Job(request, ctx)
+        job = UploadState(request, ctx)
         if request.kind == "url_pull":
             return self._pull(request, ctx, job)
         cover = self._cover(request, ctx, job) if request.kind == "video" else None
@@ -256,7 +190,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
 
     # ---- media objects -------------------------------------------------------------------
 
-    def _transfer(self, ctx: UploadContext, job: _Job, name: str, src: SourceFile, kind: str,
+    def _transfer(self, ctx: UploadContext, job: UploadState, name: str, src: SourceFile, kind: str,
                   create: Callable[[], UploadTicket], fingerprint: str = "") -> dict[str, Any]:
         """Create the media (once: id and address are saved before the first byte), then OSS."""
         slot = job.slot(name)
@@ -286,7 +220,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         self._forget(ticket.media_id)
         return job.slot(name)
 
-    def _resume_ticket(self, ctx: UploadContext, job: _Job, name: str, slot: dict[str, Any]) -> UploadTicket | None:
+    def _resume_ticket(self, ctx: UploadContext, job: UploadState, name: str, slot: dict[str, Any]) -> UploadTicket | None:
         """Credentials for the saved media: cached, or RefreshUploadVideo; None means create anew."""
         media_id = str(slot["id"])
         cached = self._cached(media_id)
@@ -311,7 +245,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             job.update_slot(name, address=ticket.address.to_json(), oss=None)
         return ticket
 
-    def _cover(self, request: UploadRequest, ctx: UploadContext, job: _Job) -> dict[str, Any] | None:
+    def _cover(self, request: UploadRequest, ctx: UploadContext, job: UploadState) -> dict[str, Any] | None:
         """Upload the companion cover image first (once); a refused cover does not stop the video."""
         path = request.companions.get("cover")
         saved = job.slot("cover")
@@ -386,7 +320,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
 
     # ---- URL pull ------------------------------------------------------------------------
 
-    def _pull(self, request: UploadRequest, ctx: UploadContext, job: _Job) -> UploadResult:
+    def _pull(self, request: UploadRequest, ctx: UploadContext, job: UploadState) -> UploadResult:
         """Submit the URLs of a .url file; JobIds are saved per group, so nothing is sent twice."""
         if request.size > URL_LIST_MAX:
             raise PermanentError(f"{request.path.name}: larger than {URL_LIST_MAX} bytes; not a URL list")

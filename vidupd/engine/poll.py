@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ..config import TargetConfig
+from ..core.errors import LeaseLost, PermanentError, ProviderError
+from ..ledger import Job, MediaFailed, Outcome, PollLater, Ready
+from ..providers.base import Provider
 from .after_upload import AfterUpload
-from .config import TargetConfig
-from .errors import LeaseLost, PermanentError, ProviderError
-from .ledger import Job, MediaFailed, Outcome, PollLater, Ready
-from .providers.base import Provider
 
 
 def poll_safely(job: Job, provider: Provider, target: TargetConfig, first: float, maximum: float,

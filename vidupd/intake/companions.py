@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .filters import IMAGE_EXTS, VIDEO_EXTS
+from ..core.filters import IMAGE_EXTS, VIDEO_EXTS
 
 
 def _siblings(path: Path, exts: frozenset[str]) -> list[Path]:

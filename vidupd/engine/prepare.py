@@ -26,10 +26,12 @@ import os
 import threading
 from dataclasses import dataclass
 
-from .errors import FileChanged, NotRegularFile
-from .ledger import Failed, Job, Ledger, Outcome, Skipped, WaitForTwin
-from .providers.base import ContentHash, FileIdentity, Provider, content_hash
-from .safe_open import check_regular
+from ..core.content import ContentHash, content_hash
+from ..core.errors import FileChanged, NotRegularFile
+from ..core.model import FileIdentity
+from ..core.safe_open import check_regular
+from ..ledger import Failed, Job, Ledger, Outcome, Skipped, WaitForTwin
+from ..providers.base import Provider
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """ApsaraVideo VOD RPC client (API 2017-03-21, PROTOCOLS.md section 2) for the provider.
 
 One `AcsClient` per target, the SDK's own retries off (they never cover VOD actions
-anyway): pacing belongs to `vidupd.retry.call_with_retry` in the caller. Every
+anyway): pacing belongs to `vidupd.core.retry.call_with_retry` in the caller. Every
 aliyunsdkcore exception is translated here into vidupd's error tree, carrying the
 service's Code so callers can react to one (InvalidVideo.NotFound, ...). The decoded
 UploadAuth (STS secret and token) only ever lives in an `oss.StsCredentials` value, whose
@@ -26,9 +26,9 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.http import protocol_type
 from aliyunsdkcore.request import RpcRequest
 
-from ..errors import PermanentError, TransientError
-from ..secrets import Secret, redact, register
-from .oss.credentials import StsCredentials
+from ...core.errors import PermanentError, TransientError
+from ...core.secrets import Secret, redact, register
+from ..oss.credentials import StsCredentials
 
 # Codes worth another try besides any 5xx (the service spells ServiceUnAvailable both ways).
 _TRANSIENT_CODES = frozenset({

@@ -13,18 +13,18 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from . import events
-from .after_upload import AfterUpload
-from .config import Config
-from .daemon import build_providers
-from .errors import NotRegularFile
-from .filters import kind_of
-from .ledger import HELD, Job, Ledger, lease_owner_id
-from .pool import Pool, settings_from
-from .providers.base import FileIdentity
-from .safe_open import check_regular
-from .sidecar import SidecarError, read_metadata
-from .throttle import Throttle
+from ..config import Config
+from ..core import events
+from ..core.errors import NotRegularFile
+from ..core.filters import kind_of
+from ..core.model import FileIdentity
+from ..core.safe_open import check_regular
+from ..core.throttle import Throttle
+from ..engine.after_upload import AfterUpload
+from ..engine.pool import Pool, settings_from
+from ..intake.sidecar import SidecarError, read_metadata
+from ..ledger import HELD, Job, Ledger, lease_owner_id
+from ..service.daemon import build_providers
 
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
 RESETTLE_SECONDS = 2.0

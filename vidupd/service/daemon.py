@@ -2,7 +2,7 @@
 systemd notifications, reload and the status line.
 
 Signals: SIGTERM/SIGINT stop gracefully (no new uploads, running ones checkpoint, exit 0);
-SIGHUP reopens the event log and reloads the config (vidupd.reload says what can change).
+SIGHUP reopens the event log and reloads the config (vidupd.service.reload says what can change).
 Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watches are up,
 STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
 RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
@@ -14,22 +14,21 @@ import signal
 import threading
 import time
 
-from . import __version__, events, providers
-from . import config as config_mod
+from .. import __version__, config as config_mod, providers
+from ..config import Config, ConfigError
+from ..core import events
+from ..core.secrets import redact
+from ..core.state_lock import AlreadyRunning, DaemonLock
+from ..core.statedir import make_dirs
+from ..core.throttle import Throttle
+from ..engine.after_upload import AfterUpload
+from ..engine.pool import Pool, settings_from
+from ..intake.offers import Intake
+from ..intake.watcher import Watcher
+from ..ledger import Ledger, LedgerShared, lease_owner_id
+from ..providers.base import Provider
 from . import reload as reload_mod
-from .after_upload import AfterUpload
-from .config import Config, ConfigError
-from .intake import Intake
-from .ledger import Ledger, lease_owner_id
-from .ledger import LedgerShared
 from .notify import Notifier
-from .pool import Pool, settings_from
-from .providers.base import Provider
-from .secrets import redact
-from .state_lock import AlreadyRunning, DaemonLock
-from .statedir import make_dirs
-from .throttle import Throttle
-from .watcher import Watcher
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
 # on SIGTERM (TimeoutStopSec=90s in the unit); after it the daemon exits without them

@@ -4,7 +4,7 @@
 either an upload (queued -> committed/done) or one status poll of a committed upload. Status
 polls (one short request each) run on their own `POLL_WORKERS` threads, so a burst of
 finished uploads waiting for "ready" never holds back the uploads still queued. The
-pool decides retries by error type (vidupd.errors); waits between job attempts are kept in
+pool decides retries by error type (vidupd.core.errors); waits between job attempts are kept in
 the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
 
 Every state change of a job is one `Ledger.apply` of an outcome value (vidupd.ledger.outcomes)
@@ -12,7 +12,7 @@ naming the lease the job was claimed with (`_lease`); the ledger commits it and 
 event it implies, which `_apply` emits. Once one is refused (LeaseLost: the lease expired and
 another process took the job) the job is dropped with a single `upload.lease_lost` event and
 no further write, and a running upload whose lease a renewal or progress report finds lost
-is cancelled. An upload runs in three steps: prepare (vidupd.pool_prepare: identity check,
+is cancelled. An upload runs in three steps: prepare (vidupd.engine.prepare: identity check,
 hash or not, duplicate check), send (the provider), complete (commit and after-upload).
 """
 
@@ -25,21 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import events
+from ..config import Config, TargetConfig
+from ..core import events
+from ..core.errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
+from ..core.retry import RetryPolicy
+from ..core.throttle import Throttle
+from ..intake.companions import cover_for
+from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
+                      Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, outcomes)
+from ..providers.base import Provider, UploadContext, UploadRequest, UploadResult
+from ..providers.features import features
 from .after_upload import AfterUpload
-from .companions import cover_for
-from .config import Config, TargetConfig
-from .errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
-from .ledger import outcomes
-from .ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
-                     Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
-from .pool_poll import describe as _describe, poll_safely
-from .pool_prepare import Prepared, prepare
+from .poll import describe as _describe, poll_safely
+from .prepare import Prepared, prepare
 from .progress import ProgressReporter
-from .providers.base import Provider, UploadContext, UploadRequest, UploadResult
-from .providers.features import features
-from .retry import RetryPolicy
-from .throttle import Throttle
 
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job

@@ -3,7 +3,7 @@
 It knows URLs, parameters and response fields, and translates every HTTP, JSON and
 connection failure into vidupd's error tree at this boundary, so the provider decides on
 retries by type alone. It keeps no upload state and never retries: pacing belongs to
-`vidupd.retry.call_with_retry` in the caller. No error message carries a token: requests'
+`vidupd.core.retry.call_with_retry` in the caller. No error message carries a token: requests'
 own exceptions quote URLs (the access token travels in create's query string), so they
 are reported by type name only and never chained.
 """
@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import ContentMismatch, CredentialsExpired, PermanentError, TransientError
-from ..secrets import redact
-from .part_body import PartBody
+from ...core.errors import ContentMismatch, CredentialsExpired, PermanentError, TransientError
+from ...core.secrets import redact
+from ..part_body import PartBody
 
 CODE_UPLOAD_TOKEN_EXPIRED = 120010223
 CODE_ACCESS_TOKEN_EXPIRED = 1009

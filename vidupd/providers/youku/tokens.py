@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from ..errors import CredentialsExpired, PermanentError, TransientError
-from ..secrets import register
-from .base import SharedStore, SharedValue
-from .youku_api import AccessTokenInvalid, TokenPair, YoukuApi
+from ...core.errors import CredentialsExpired, PermanentError, TransientError
+from ...core.model import SharedStore, SharedValue
+from ...core.secrets import register
+from .api import AccessTokenInvalid, TokenPair, YoukuApi
 
 T = TypeVar("T")
 

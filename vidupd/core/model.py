@@ -1,0 +1,63 @@
+"""The values every layer shares: what a file is (FileIdentity), what is said about it
+(Metadata), the kinds of media, and the shared-value store the ledger offers providers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+KINDS = ("video", "image", "attached", "url_pull")
+
+
+REMOTE_KINDS = ("video", "image", "attached", "url_pull", "registered")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What the platform is told about a file (from the sidecar, else defaults)."""
+
+    title: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    category: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific sidecar keys
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What makes 'the same file' on disk: a change to any field means new content."""
+
+    dev: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileIdentity":
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class SharedValue:
+    """A value every process using the same ledger sees; `generation` grows by one per write."""
+
+    generation: int
+    data: Mapping[str, Any] = field(repr=False)
+
+
+class SharedStore(Protocol):
+    """Small values shared by every process (and, on a shared ledger, every host) that uses
+    the same ledger: OAuth tokens that rotate on refresh, so one process's refresh does not
+    leave the others holding a dead token. Values may be secrets: they are kept apart from
+    jobs and never shown. Keys are chosen by the provider."""
+
+    def load(self, key: str) -> SharedValue | None: ...
+
+    def update(self, key: str,
+               change: Callable[[SharedValue | None], Mapping[str, Any] | None]) -> SharedValue | None:
+        """Call `change` with the newest value while holding the key's lock, which excludes
+        every other process; store what it returns (generation + 1), or nothing if it
+        returns None. Returns the value stored afterwards. Exceptions from `change` pass
+        through and nothing is written."""
+        ...

@@ -1,0 +1,45 @@
+"""A VOD upload's checkpoint: one JSON dict with a slot per object sent (the video, its
+cover), each holding its media id and OSS multipart state; discarded when it was made for
+other content."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..base import UploadContext, UploadRequest
+
+CHECKPOINT_VERSION = 1
+
+
+class UploadState:
+    """One upload's checkpoint: a JSON dict saved whole on every change (thread-safe)."""
+
+    def __init__(self, request: UploadRequest, ctx: UploadContext):
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
+                 "content": request.fingerprint, "size": request.size}
+        saved = ctx.checkpoint.load()
+        if saved and all(saved.get(k) == v for k, v in fresh.items()):
+            self.state: dict[str, Any] = saved
+            self.resumed = True
+        else:
+            if saved:
+                ctx.checkpoint.clear()
+                ctx.note("upload.restarted", "checkpoint is for other content; starting over", reason="content changed")
+            self.state, self.resumed = fresh, False
+
+    def slot(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.state.get(name) or {})
+
+    def set(self, **changes: Any) -> None:
+        with self._lock:
+            self.state = {**self.state, **changes}
+            self.ctx.checkpoint.save(self.state)
+
+    def update_slot(self, name: str, **changes: Any) -> None:
+        with self._lock:
+            self.state = {**self.state, name: {**(self.state.get(name) or {}), **changes}}
+            self.ctx.checkpoint.save(self.state)

@@ -1,0 +1,7 @@
+"""The daemon around the engine: `vidupd run` under systemd.
+
+`daemon` wires intake, ledger, pool and providers together, holds the one-daemon-per-state-
+dir lock, handles SIGTERM/SIGINT (checkpoint and stop within `stop_timeout`) and SIGHUP;
+`reload` applies a changed config to the running parts; `notify` speaks sd_notify (READY,
+STATUS, WATCHDOG).
+"""
