@@ -15,14 +15,11 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..core import events
-from ..core.errors import NotRegularFile
-from ..core.filters import kind_of
 from ..core.model import FileIdentity
-from ..core.safe_open import check_regular
 from ..core.throttle import Throttle
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
-from ..intake.sidecar import SidecarError, read_metadata
+from ..intake.examine import examine
 from ..ledger import HELD, Job, Ledger, lease_owner_id
 from ..service.daemon import build_providers
 
@@ -48,27 +45,26 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
         path = f.expanduser().resolve()
         try:
             st = os.stat(path)
-            check_regular(f, st)  # a FIFO would block the upload in open(); no job for it
-        except NotRegularFile as e:
-            complain(f"{f}: refused: {e.reason}")
-            status = 1
-            continue
         except OSError as e:
             complain(f"{f}: {e.strerror}")
             status = 1
             continue
-        kind = kind_of(path, "auto")
-        if kind is None or kind not in provider.kinds:
+        # the same decision as the daemon's intake; a cover named on the command line is sent on its own
+        seen = examine(path, st, "auto", {target: provider}, covers_travel_with_videos=False)
+        if seen.not_regular is not None:  # a FIFO would block the upload in open(); no job for it
+            complain(f"{f}: refused: {seen.refusal}")
+            status = 1
+            continue
+        if not seen.wanted:
             complain(f"{f}: {provider.name} does not take this kind of file")
             status = 1
             continue
-        try:
-            metadata = read_metadata(path)
-        except SidecarError as e:
-            complain(str(e))
+        if seen.sidecar_error is not None:
+            complain(str(seen.sidecar_error))
             status = 1
             continue
-        (offer,) = ledger.offer(path, None, [(target, kind)], FileIdentity.of(st), metadata)
+        assert seen.metadata is not None
+        (offer,) = ledger.offer(path, None, list(seen.wanted), seen.identity, seen.metadata)
         ids.append(offer.job_id)
     if not ids:
         ledger.close()

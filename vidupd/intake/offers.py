@@ -10,14 +10,11 @@ from typing import Callable, Mapping
 
 from ..config import TargetConfig, WatchConfig
 from ..core import events
-from ..core.filters import kind_of
 from ..core.model import FileIdentity
-from ..core.safe_open import file_type
 from ..ledger import Intent, Ledger, Offer
 from ..providers.base import Provider
-from ..providers.features import features
-from .companions import video_for
-from .sidecar import SidecarError, read_metadata, sidecar_paths
+from .examine import examine
+from .sidecar import sidecar_paths
 
 
 class Intake:
@@ -94,46 +91,30 @@ class Intake:
                         error=message, reason="intake failed", path=str(path), size=identity.size)
 
     def _intent(self, path: Path, watch: WatchConfig, st: os.stat_result) -> Intent | None:
-        identity = FileIdentity.of(st)
-        fields = dict(path=str(path), size=identity.size)
-        what = file_type(st.st_mode)
-        if what is not None:  # the ledger's door: a FIFO queued would block a worker in open()
-            if self._once((path, identity, what)):
-                self.refused(path, f"is {what}, not a regular file")
-            return None
-        kind = kind_of(path, watch.kind)
         providers = self._providers()
-        wanted: list[tuple[str, str]] = []
-        for target in watch.targets:
-            provider = providers.get(target)
-            if provider is None:
-                continue
-            if kind == "image" and features(provider).cover and video_for(path) is not None:
-                continue  # sent as the video's cover, within the video's job
-            reason = None
-            if kind is None:
-                reason = "not a media file (unknown extension); set kind on the watch to send it anyway"
-            elif kind not in provider.kinds:
-                reason = f"{provider.name} does not take {kind} files"
-            if reason:
-                job_id = self._ledger.skip_new(path, str(watch.path), target, kind or "unknown", identity, reason)
-                if job_id is not None:
-                    events.emit("upload.skipped", f"{path.name}: not sent to {target}: {reason}", reason=reason,
-                                target=target, provider=provider.name, job_id=job_id, **fields)
-                continue
-            assert kind is not None
-            wanted.append((target, kind))
-        if not wanted:
+        seen = examine(path, st, watch.kind, {t: providers[t] for t in watch.targets if t in providers})
+        identity = seen.identity
+        fields = dict(path=str(path), size=identity.size)
+        if seen.not_regular is not None:
+            if self._once((path, identity, seen.not_regular)):
+                self.refused(path, seen.refusal or "")
             return None
-        try:
-            metadata = read_metadata(path)
-        except SidecarError as e:
+        for target, reason in seen.unwanted:
+            job_id = self._ledger.skip_new(path, str(watch.path), target, seen.kind or "unknown", identity, reason)
+            if job_id is not None:
+                events.emit("upload.skipped", f"{path.name}: not sent to {target}: {reason}", reason=reason,
+                            target=target, provider=providers[target].name, job_id=job_id, **fields)
+        if seen.sidecar_error is not None:
             sidecar_state = tuple(_mtime(p) for p in sidecar_paths(path))
             if self._once((path, identity, sidecar_state)):
+                e = seen.sidecar_error
                 events.emit("file.rejected", f"{path.name}: sidecar metadata unusable: {e}", level="error",
                             outcome="failure", error=str(e), reason="bad sidecar", **fields)
             return None
-        return Intent(path, str(watch.path), tuple(wanted), identity, metadata)
+        if not seen.wanted:
+            return None
+        assert seen.metadata is not None
+        return Intent(path, str(watch.path), seen.wanted, identity, seen.metadata)
 
     def refused(self, path: Path, reason: str) -> None:
         events.emit("file.rejected", f"{path.name}: refused: {reason}", level="error", outcome="failure",
