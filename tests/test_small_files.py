@@ -22,6 +22,7 @@ from helpers import DaemonProcess, actions, wait_for, write_config
 from test_sandbox_youku import SLICE, Yk
 
 from vidupd.config import TargetConfig
+from vidupd.core import content
 from vidupd.core.content import md5_file
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.core.retry import RetryPolicy
@@ -30,7 +31,6 @@ from vidupd.engine.after_upload import AfterUpload
 from vidupd.engine.pool import Pool, PoolSettings
 from vidupd.intake.companions import cover_for
 from vidupd.ledger import Completed, Ledger
-from vidupd.providers import base
 from vidupd.providers.base import MediaStatus, Provider, UploadResult
 from vidupd.providers.features import ReportsStatus
 from vidupd.sandbox import common
@@ -174,13 +174,13 @@ def test_commit_schedules_the_first_poll_and_one_claim_takes_both_kinds(tmp_path
 
 def test_md5_file_starts_no_thread_for_a_one_block_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     made = []
-    real = base.ThreadPoolExecutor
+    real = content.ThreadPoolExecutor
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         made.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(base, "ThreadPoolExecutor", counting)
+    monkeypatch.setattr(content, "ThreadPoolExecutor", counting)
     small = tmp_path / "small.mp4"
     small.write_bytes(os.urandom(200 * KIB))
     d = md5_file(small, FileIdentity.of(small.stat()), piece_size=64 * KIB)

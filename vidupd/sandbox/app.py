@@ -102,7 +102,7 @@ def render_config(box: Sandbox, settle_seconds: float) -> str:
         f'refresh_token = "{yk["refresh_token"]}"',
         "ready_timeout = 300",
     ]
-    if (_PROVIDERS_DIR / "aliyun_vod.py").exists():  # checked by file, never by importing client code
+    if (_PROVIDERS_DIR / "aliyun_vod" / "provider.py").exists():  # checked by file, never by importing client code
         vc = box.vod.credentials
         targets.append("vod")
         lines += [

@@ -1,7 +1,7 @@
 """The one OSS client of vidupd: multipart upload with CRC-64 checks and STS renewal.
 
 Alibaba Cloud VOD hands out an OSS address and temporary (STS) credentials for every media
-object (`providers/aliyun_vod.py`); Youku's OSS-based upload does the same through
+object (`providers/aliyun_vod`); Youku's OSS-based upload does the same through
 uploads/get_sts_inf.json. Both send the bytes with this package, which knows OSS and
 nothing of either platform:
 
