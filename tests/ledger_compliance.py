@@ -159,19 +159,17 @@ class LedgerCompliance:
         (a,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
         (b,) = ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
         ledger.claim("A", 2, 60)  # both uploading (hashing)
-        # b finishes hashing first; a is still uploading with no fingerprint (hashing, or
-        # sending a file it did not hash): b waits for it instead of perhaps sending a copy
-        verdict, twin = ledger.record_content(b.job_id, "same", True)
-        assert verdict == "wait" and twin.id == a.job_id
-        ledger.apply(b.job_id, WaitForTwin(a.job_id), owner=None)
-        assert ledger.record_content(a.job_id, "same", True) == ("go", None)  # b waits: a goes
-        assert ledger.get(b.job_id).md5 == "same"  # b is not hashed again when it comes back
-        verdict, twin = ledger.record_content(b.job_id, "same", True)
-        assert verdict == "wait" and twin.id == a.job_id
-        done(ledger, a.job_id, "R1")
-        verdict, twin = ledger.record_content(b.job_id, "same", True)
+        # b finishes hashing first: it goes (a still hashing is no reason to wait); a, later,
+        # waits for b instead of sending a copy
+        assert ledger.record_content(b.job_id, "same", True) == ("go", None)
+        verdict, twin = ledger.record_content(a.job_id, "same", True)
+        assert verdict == "wait" and twin.id == b.job_id
+        ledger.apply(a.job_id, WaitForTwin(b.job_id), owner=None)
+        assert ledger.get(a.job_id).md5 == "same"  # a is not hashed again when it comes back
+        ledger.apply(b.job_id, Completed("R1", "video"), owner=None)
+        verdict, twin = ledger.record_content(a.job_id, "same", True)
         assert verdict == "skip" and twin.remote_id == "R1"
-        assert ledger.record_content(b.job_id, "same", False) == ("go", None)
+        assert ledger.record_content(a.job_id, "same", False) == ("go", None)
 
     def test_operator_retry_requeues_failed_jobs(self, ledger: Ledger, tmp_path: Path):
         (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
@@ -381,26 +379,54 @@ class LedgerCompliance:
         ledger.apply(known.job_id, Completed("R2", "video", content_id="crc64:02"), owner=None)
         assert ledger.twin_possible(me.job_id)  # done with its content known
 
+    def _sending_unhashed(self, ledger: Ledger, tmp_path: Path, later: int) -> tuple[Job, list[int]]:
+        """One job alone when it decided (sent unhashed), then `later` same-size jobs offered."""
+        ledger.offer(tmp_path / "0.mp4", "/w", [("t", "video")], ident(inode=100), META)
+        (sending,) = ledger.claim("A", 1, 60)
+        assert ledger.send_unhashed(sending.id, owner="A", generation=sending.lease_gen)
+        assert ledger.get(sending.id).md5 is None  # the mark stays inside the ledger
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(1, later + 1)]
+        return sending, ids
+
+    def test_send_unhashed_only_without_a_possible_twin_and_fenced(self, ledger: Ledger, tmp_path: Path):
+        for i in range(2):
+            ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)
+        first, _ = ledger.claim("A", 2, 60)
+        assert not ledger.send_unhashed(first.id, owner="A", generation=first.lease_gen)  # queued together
+        with pytest.raises(LeaseLost):
+            ledger.send_unhashed(first.id, owner="A", generation=first.lease_gen - 1)
+        (alone,) = ledger.offer(tmp_path / "odd.mp4", "/w", [("t", "video")], ident(inode=9, size=7), META)
+        assert ledger.send_unhashed(alone.job_id)
+
     def test_hashed_job_waits_for_an_unhashed_twin_in_flight_until_it_commits(self, ledger: Ledger,
                                                                             tmp_path: Path):
-        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
-               for i in range(3)]
-        (sending,) = ledger.claim("A", 1, 60)  # alone when it decided: sent unhashed, md5 NULL
-        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)
+        sending, ids = self._sending_unhashed(ledger, tmp_path, 2)
+        verdict, twin = ledger.record_content(ids[0], "crc64:0a", True)
         assert verdict == "wait" and twin.id == sending.id
         ledger.apply(sending.id, Completed("R0", "video", content_id="crc64:0a"), owner="A",
                      generation=sending.lease_gen)
-        verdict, twin = ledger.record_content(ids[1], "crc64:0a", True)  # identical: skipped
+        verdict, twin = ledger.record_content(ids[0], "crc64:0a", True)  # identical: skipped
         assert verdict == "skip" and twin.remote_id == "R0"
-        assert ledger.record_content(ids[2], "crc64:0b", True) == ("go", None)  # different: uploaded
+        assert ledger.record_content(ids[1], "crc64:0b", True) == ("go", None)  # different: uploaded
 
     def test_hashed_job_stops_waiting_when_the_unhashed_twin_fails(self, ledger: Ledger, tmp_path: Path):
-        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
-               for i in range(2)]
-        (sending,) = ledger.claim("A", 1, 60)
-        assert ledger.record_content(ids[1], "crc64:0a", True)[0] == "wait"
+        sending, ids = self._sending_unhashed(ledger, tmp_path, 1)
+        assert ledger.record_content(ids[0], "crc64:0a", True)[0] == "wait"
         ledger.apply(sending.id, Failed("bad", "PermanentError"), owner="A", generation=sending.lease_gen)
-        assert ledger.record_content(ids[1], "crc64:0a", True) == ("go", None)
+        assert ledger.record_content(ids[0], "crc64:0a", True) == ("go", None)
+
+    def test_a_twin_still_hashing_is_not_waited_for(self, ledger: Ledger, tmp_path: Path):
+        """Many files of one size (a camera's fixed-size chunks) hashing at once: whichever
+        records its content first goes; only an identical one recorded after it waits."""
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(3)]
+        claimed = ledger.claim("A", 3, 60)
+        assert [j.id for j in claimed] == ids  # all uploading, none hashed yet
+        assert ledger.record_content(ids[0], "crc64:01", True) == ("go", None)
+        assert ledger.record_content(ids[1], "crc64:02", True) == ("go", None)  # other content: no wait
+        verdict, twin = ledger.record_content(ids[2], "crc64:01", True)  # identical to one in flight
+        assert verdict == "wait" and twin.id == ids[0]
 
     def test_committed_twin_without_content_is_not_waited_for(self, ledger: Ledger, tmp_path: Path):
         ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id

@@ -7,7 +7,8 @@ hours before the first byte leaves), so it is done only when needed:
     call declares it), or
   - duplicates are skipped and the ledger holds another job of the same size for the target
     that may be the same content (`Ledger.twin_possible`: queued or uploading, or finished
-    with its content known).
+    with its content known); else `Ledger.send_unhashed` marks the job in the same
+    transaction as the check.
 Otherwise the file is sent with no fingerprint, and the provider reports the content id it
 computed while sending (`UploadResult.content_id`), which the commit stores: a job of the
 same size that comes later hashes and compares with it. Of two identical files queued
@@ -56,7 +57,7 @@ def prepare(job: Job, provider: Provider, ledger: Ledger, lease: dict, skip_dupl
         raise FileChanged(f"{job.path} changed after it was queued")
     # the ledger's content column holds what an earlier attempt hashed
     content = ContentHash.from_fingerprint(job.md5) if job.md5 is not None else None
-    if content is None and (provider.needs_md5 or (skip_duplicates and ledger.twin_possible(job.id))):
+    if content is None and (provider.needs_md5 or (skip_duplicates and not ledger.send_unhashed(job.id, **lease))):
         # one read pass: the MD5 (and piece MD5s) if the provider needs them, else CRC-64 (~20x cheaper)
         content = content_hash(job.path, job.identity, "md5" if provider.needs_md5 else "crc64", cancel=cancel,
                                piece_size=provider.piece_size)

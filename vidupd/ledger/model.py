@@ -13,6 +13,9 @@ from ..core.model import FileIdentity, Metadata
 STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
 FINISHED = ("done", "skipped")  # the file needs nothing more for this target
 HELD = 1e18  # not_before for a job waiting for its changed file to settle again
+# The md5 column of a job being sent without a fingerprint (Ledger.send_unhashed), so a
+# same-size job that hashes waits for its commit; read as None (content not known yet).
+UNHASHED = ""
 
 class LedgerError(Exception):
     """The ledger cannot be opened or is damaged; the message says what to do."""
@@ -47,7 +50,7 @@ class Job:
         path = path_from_db(r["path"])
         return cls(
             id=r["id"], path=path, watch=r["watch"], target=r["target"], kind=r["kind"],
-            identity=FileIdentity(r["dev"], r["inode"], r["size"], r["mtime_ns"]), md5=r["md5"],
+            identity=FileIdentity(r["dev"], r["inode"], r["size"], r["mtime_ns"]), md5=r["md5"] or None,
             metadata=Metadata(title=meta.get("title", safe_text(path.stem)), description=meta.get("description", ""),
                               tags=tuple(meta.get("tags", ())), category=meta.get("category"),
                               extra=meta.get("extra", {})),

@@ -62,6 +62,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0
     """,
+    # 5: possible twins (another job of the same size for the target) are looked up before
+    # every unhashed send and at every content record: without this, each scans the target
+    """
+    CREATE INDEX jobs_twins ON jobs(target, size, state)
+    """,
 )
 
 

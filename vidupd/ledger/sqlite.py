@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from ..core.fsnames import path_from_db, path_to_db, safe_text
 from ..core.model import FileIdentity, Metadata
-from .model import FINISHED, HELD, Intent, Job, LedgerError, Offer, metadata_json
+from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
 from .sqlite_store import SqliteStore
 
@@ -265,7 +265,7 @@ class Ledger(SqliteStore):
         """Another job of the target holding `remote_id` for other content (the seed's duplicate-id bug)."""
         other = db.execute(
             "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
-            "AND NOT (md5 IS NOT NULL AND md5=? AND size=?) LIMIT 1",  # unknown content is no proof of sameness
+            "AND NOT (md5 IS NOT NULL AND md5<>'' AND md5=? AND size=?) LIMIT 1",  # unknown content proves nothing
             (job.target, remote_id, job.id, content, job.size)).fetchone()
         return None if other is None else int(other[0])
 
@@ -310,19 +310,38 @@ class Ledger(SqliteStore):
         attention jobs are no twins either (a skipped duplicate's twin is counted itself).
         One statement, so it is consistent with every offer committed before it; a job
         offered later sees this one (queued or uploading) and hashes itself."""
-        row = self._one("SELECT 1 FROM jobs AS me JOIN jobs AS o ON o.target=me.target AND o.size=me.size "
-                        "AND o.id<>me.id WHERE me.id=? AND (o.state IN ('queued','uploading') OR "
-                        "(o.state IN ('committed','done') AND o.md5 IS NOT NULL)) LIMIT 1", (job_id,))
+        with self._lock:
+            return self._twin_possible(self._db, job_id)
+
+    @staticmethod
+    def _twin_possible(db: sqlite3.Connection, job_id: int) -> bool:
+        row = db.execute("SELECT 1 FROM jobs AS me JOIN jobs AS o ON o.target=me.target AND o.size=me.size "
+                         "AND o.id<>me.id WHERE me.id=? AND (o.state IN ('queued','uploading') OR "
+                         "(o.state IN ('committed','done') AND o.md5 IS NOT NULL AND o.md5<>'')) LIMIT 1",
+                         (job_id,)).fetchone()
         return row is not None
+
+    def send_unhashed(self, job_id: int, *, owner: str | None = None, generation: int | None = None) -> bool:
+        """True, and the job marked as being sent without a fingerprint, when no twin is
+        possible (see twin_possible); False when it must be hashed first. One transaction,
+        so a same-size job that hashes meanwhile finds the mark and waits for this one's
+        commit (its content id), while a job that is merely still hashing is not waited for.
+        The mark (UNHASHED in the md5 column) never leaves the ledger: Job.md5 reads None."""
+        with self._tx() as db:
+            self._hold(db, job_id, owner, generation)
+            if self._twin_possible(db, job_id):
+                return False
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, time.time(), job_id))
+            return True
 
     def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
                        generation: int | None = None) -> tuple[str, Job | None]:
         """Store a job's content fingerprint and, atomically, decide what to do with it:
         ("go", None); ("skip", job that already put this content on the target); or
-        ("wait", job that is uploading this content right now, or uploading a file of the
-        same size without a fingerprint: its content is known only once it commits, with
-        the content id its provider computed while sending; a job still hashing is
-        waited for too, for one retry delay)."""
+        ("wait", job that is uploading this content right now, or sending a file of the
+        same size without a fingerprint (send_unhashed): its content is known only once it
+        commits, with the content id its provider computed while sending). A job that is
+        still hashing is not waited for: whichever records its content second waits."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
@@ -336,8 +355,8 @@ class Ledger(SqliteStore):
             if done is not None:
                 return "skip", Job.from_row(done)
             busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
-                              "AND (md5=? OR md5 IS NULL) ORDER BY md5 IS NULL, id LIMIT 1",
-                              (*same, fingerprint)).fetchone()
+                              "AND (md5=? OR md5=?) ORDER BY md5=?, id LIMIT 1",
+                              (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
 
     def uploads_of_path(self, path: Path) -> int:
