@@ -57,7 +57,9 @@ def prepare(job: Job, provider: Provider, ledger: Ledger, lease: dict, skip_dupl
         raise FileChanged(f"{job.path} changed after it was queued")
     # the ledger's content column holds what an earlier attempt hashed
     content = ContentHash.from_fingerprint(job.md5) if job.md5 is not None else None
-    if content is None and (provider.needs_md5 or (skip_duplicates and not ledger.send_unhashed(job.id, **lease))):
+    # (a plain read first: a folder of same-size files has twins everywhere, and needs no write to say so)
+    if content is None and (provider.needs_md5 or (skip_duplicates and (
+            ledger.twin_possible(job.id) or not ledger.send_unhashed(job.id, **lease)))):
         # one read pass: the MD5 (and piece MD5s) if the provider needs them, else CRC-64 (~20x cheaper)
         content = content_hash(job.path, job.identity, "md5" if provider.needs_md5 else "crc64", cancel=cancel,
                                piece_size=provider.piece_size)
