@@ -97,6 +97,7 @@ class Pool:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_beat = time.monotonic()  # the dispatcher's heartbeat, for the systemd watchdog
+        self.job_finished = threading.Event()  # set whenever a job's worker returns (for the one-shot's wait)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -257,6 +258,7 @@ class Pool:
             self._threads.pop(job_id, None)
             self._polling.discard(job_id)
         self._wake.set()
+        self.job_finished.set()
 
     def _provider_name(self, job: Job) -> str | None:
         t = self.targets.get(job.target)

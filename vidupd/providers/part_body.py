@@ -18,6 +18,7 @@ adoption): blocks again, so memory never depends on part or file size.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Iterator
 
 from ..core.crc64 import crc64
@@ -25,6 +26,16 @@ from ..core.errors import FileChanged, TransientError
 from ..core.source import SourceFile
 
 BLOCK = 1 << 20
+_buffers = threading.local()  # one block buffer per sending thread, reused by every body it sends
+
+
+def _thread_buffer(size: int) -> memoryview:
+    """This thread's block buffer: a fresh bytearray per body would be zero-filled (and
+    page-faulted in) for every part, which cost Youku ~0.1 CPU-s per GiB of 2 MiB slices."""
+    buf = getattr(_buffers, "view", None)
+    if buf is None or len(buf) < size:
+        buf = _buffers.view = memoryview(bytearray(size))
+    return buf
 
 
 class PartBody:
@@ -45,7 +56,8 @@ class PartBody:
     def __iter__(self) -> Iterator[memoryview]:
         self.crc = self.sent = 0
         # The clients send each block (sendall) before asking for the next: one buffer will do.
-        for data in self._src.iter_views(self._offset, self._length, self._block):
+        buffer = _thread_buffer(self._block)[:self._block]  # a view is used up before the next is read
+        for data in self._src.iter_views(self._offset, self._length, self._block, [buffer]):
             if self._with_crc:
                 self.crc = crc64(data, self.crc)
             self.sent += len(data)
@@ -63,7 +75,7 @@ class PartBody:
 def hash_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) -> tuple[str, int]:
     """(hex MD5, CRC-64) of [offset, offset+length), read in blocks."""
     md5, crc = hashlib.md5(), 0
-    for data in src.iter_views(offset, length, block):
+    for data in src.iter_views(offset, length, block, [_thread_buffer(block)[:block]]):
         md5.update(data)
         crc = crc64(data, crc)
     return md5.hexdigest(), crc
@@ -72,6 +84,6 @@ def hash_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) ->
 def crc_range(src: SourceFile, offset: int, length: int, block: int = BLOCK) -> int:
     """CRC-64 of [offset, offset+length), read in blocks (checking kept parts on a resume)."""
     crc = 0
-    for data in src.iter_views(offset, length, block):
+    for data in src.iter_views(offset, length, block, [_thread_buffer(block)[:block]]):
         crc = crc64(data, crc)
     return crc
