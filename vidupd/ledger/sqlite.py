@@ -228,8 +228,8 @@ class Ledger(SqliteStore):
         tests), decided by `outcome` from the row as this transaction sees it, committed,
         and only then its event returned for the caller to emit."""
         with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            self._fence(row, job_id, owner, generation)  # the fence, on the row this transition reads
             if row is None:
                 raise LedgerError(f"{self.path}: no job {job_id}")
             job = Job.from_row(row)
@@ -355,7 +355,7 @@ class Ledger(SqliteStore):
             if done is not None:
                 return "skip", Job.from_row(done)
             busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
-                              "AND (md5=? OR md5=?) ORDER BY md5=?, id LIMIT 1",
+                              "AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1",  # jobs_content: found by md5
                               (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
 

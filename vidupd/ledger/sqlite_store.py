@@ -110,7 +110,14 @@ class SqliteStore:
         if owner is None:
             return
         row = db.execute("SELECT lease_owner, lease_gen FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if row is None or row[0] != owner or (generation is not None and row[1] != generation):
+        SqliteStore._fence(row, job_id, owner, generation)
+
+    @staticmethod
+    def _fence(row: sqlite3.Row | None, job_id: int, owner: str | None, generation: int | None) -> None:
+        """LeaseLost unless the job's row (lease_owner, lease_gen) is still `owner`'s at `generation`."""
+        if owner is None:
+            return
+        if row is None or row["lease_owner"] != owner or (generation is not None and row["lease_gen"] != generation):
             raise LeaseLost(job_id, owner)
 
     # -- shared values (vidupd.ledger.shared) ---------------------------------------------------
