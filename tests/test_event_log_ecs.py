@@ -64,7 +64,7 @@ def check_line(n: int, e: dict) -> None:
     assert isinstance(e["message"], str) and e["message"], where
     assert isinstance(e["event.action"], str) and re.fullmatch(r"[a-z_]+\.[a-z_]+|log", e["event.action"]), where
     assert isinstance(e["event.id"], str) and e["event.id"], where
-    assert e["service.name"] == "vidupd" and e["event.dataset"] == "vidupd.core.events"
+    assert e["service.name"] == "vidupd" and e["event.dataset"] == "vidupd.events"
     assert isinstance(e["process.pid"], int)
     if "event.outcome" in e:
         assert e["event.outcome"] in OUTCOMES, where

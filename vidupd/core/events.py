@@ -160,7 +160,7 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         "log.level": "warn" if method == "warning" else method,
         "message": safe_text(str(event.pop("event", ""))),
         "event.id": _next_event_id(),
-        "event.dataset": "vidupd.core.events",
+        "event.dataset": "vidupd.events",
         "service.name": "vidupd",
         "host.hostname": _HOST,
         "process.pid": os.getpid(),

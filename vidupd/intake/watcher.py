@@ -29,7 +29,7 @@ from ..core.filters import PathFilter
 from ..core.fsnames import safe_text
 from ..core.safe_open import file_type
 
-_log = logging.getLogger("vidupd.intake.watcher")
+_log = logging.getLogger("vidupd.watcher")  # the name events carry since 0.1, kept
 
 # Only what starts a settle clock: a new name (create, move in) and the end of a write.
 # Not IN_MODIFY (one per write call) nor open/close-nowrite (our own reads cause them):
