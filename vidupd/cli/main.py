@@ -29,12 +29,13 @@ def _complain(line: str) -> None:
     print(safe_text(line), file=sys.stderr, flush=True)
 
 
-def _load(args: argparse.Namespace, writes: bool = False) -> Config:
+def _load(args: argparse.Namespace, writes: bool = False, read_secrets: bool = True) -> Config:
     """The config, its warnings on stderr. A command that `writes` state first makes the
-    state dir private (vidupd.core.statedir), warning about what it tightened."""
+    state dir private (vidupd.core.statedir), warning about what it tightened; a read-only
+    one need not read the secrets (`status` works without the unit's credentials)."""
     from ..config.state_modes import secured
 
-    config = load(args.config)
+    config = load(args.config, read_secrets=read_secrets)
     if writes:
         config = secured(config)
     for w in config.warnings:
@@ -72,7 +73,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
     from ..service.daemon import human_rate
 
-    config = _load(args)
+    config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
     try:
         ledger = Ledger(config.state_dir, readonly=True)
     except LedgerError as e:

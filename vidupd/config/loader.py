@@ -33,15 +33,20 @@ def default_path() -> Path:
     return Path(os.environ.get("VIDUPD_CONFIG") or DEFAULT_PATH)
 
 
-def load(path: Path | str | None = None) -> Config:
-    """Read and validate a config file; raises ConfigError listing every problem."""
-    return _Loader(Path(path) if path else default_path()).load()
+def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem.
+
+    `read_secrets=False` is for read-only commands (`status`): a secret given by reference
+    is checked for its form but not read (no environment variable, file or systemd
+    credential is needed), and holds a value that refuses to be revealed."""
+    return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
 class _Loader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
+        self.read_secrets = read_secrets
         self.problems: list[Problem] = []
 
     # -- reporting -------------------------------------------------------------------
@@ -253,6 +258,8 @@ class _Loader:
         if not isinstance(name, str) or not name:
             self.error(f"{key}.{how}", "must be a non-empty string")
             return None
+        if not self.read_secrets:
+            return Secret.unread(f"{how}:{name}")
         if how == "env":
             value = os.environ.get(name)
             if value is None:

@@ -20,11 +20,20 @@ class Secret:
     __slots__ = ("_value", "origin")
 
     def __init__(self, value: str, origin: str = "inline"):
-        self._value = value
+        self._value: str | None = value
         self.origin = origin  # "inline", "env:NAME", "file:PATH", "credential:NAME" (not secret)
         register(value)
 
+    @classmethod
+    def unread(cls, origin: str) -> "Secret":
+        """A secret a read-only command did not read (see config.load(read_secrets=False))."""
+        secret = cls("", origin)
+        secret._value = None
+        return secret
+
     def reveal(self) -> str:
+        if self._value is None:
+            raise RuntimeError(f"secret {self.origin} was not read by this command")
         return self._value
 
     def __repr__(self) -> str:
