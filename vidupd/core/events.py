@@ -222,6 +222,21 @@ class _StdlibBridge(logging.Handler):
         getattr(structlog.get_logger("vidupd"), emit_level)(message, **fields)
 
 
+class _AsDebug(logging.Filter):
+    """aliyunsdkcore's client logs every ServerException at error level ("ServerException
+    occurred ... HTTP Status: 500 ... please retry"), also for the requests vidupd retries and
+    then reports itself (upload.retrying, upload.failed, with the platform's code): those
+    lines made `log.level:error` and `journalctl -p warning` fire for uploads that went
+    through. They are kept, at debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_DEMOTED = ("aliyunsdkcore",)  # libraries whose every failure vidupd reports in its own events
+
+
 def configure(log: LogConfig) -> EventSink:
     """Set up the pipeline once per process (again on reload, replacing the sink)."""
     global _sink, _journal
@@ -249,6 +264,10 @@ def configure(log: LogConfig) -> EventSink:
         # chatty libraries speak at warning unless we debug
         for name in ("urllib3", "oss2", "watchdog", "aliyunsdkcore", "requests"):
             logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
+        for name in _DEMOTED:
+            for lib in (logging.getLogger(name), logging.getLogger(f"{name}.client")):
+                if not any(isinstance(f, _AsDebug) for f in lib.filters):
+                    lib.addFilter(_AsDebug())
         if old is not None:
             old.close()
         return _sink
