@@ -155,9 +155,10 @@ def test_pull_command_waits_for_the_media_ids(make_env, file_server):
     out = vidupd("pull", "-c", str(env.config), "--target", "vod", "--title", "Pulled", f"{base}/a.mp4",
                  f"{base}/b.mp4", timeout=120)
     assert out.returncode == 0, out.stderr
-    path, target, state, job_ids, _ = out.stdout.rstrip("\n").split("\t")
-    assert state == "done" and len(job_ids.split(",")) == 2
+    path, target, state, media_ids, _ = out.stdout.rstrip("\n").split("\t")
     (ready,) = actions(env.events, "media.ready")
+    assert state == "done" and media_ids.split(",") == ready["vidupd.media_ids"]  # the MediaIds, not the job ids
+    assert not set(media_ids.split(",")) & set(ready["vidupd.remote_id"].split(","))
     by_id = {e["remote_id"]: e for e in env.journal.entries()}
     assert sorted(by_id[m]["md5"] for m in ready["vidupd.media_ids"]) == sorted([md5(a), md5(b)])
     assert Path(path).parent == env.state / "pulls"  # the URL list lives in state_dir, never in a watch

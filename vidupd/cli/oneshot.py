@@ -104,7 +104,9 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
             continue
         ok = j.state in ("committed", "done", "skipped")
         status = status if ok else 1
-        say(f"{j.path}\t{j.target}\t{j.state}\t{j.remote_id or ''}\t{'' if ok else j.last_error or ''}")
+        # a URL pull's own id names the pull job; once it is done, the media it made are what counts
+        shown = ",".join(j.media_ids) if j.media_ids else j.remote_id or ""
+        say(f"{j.path}\t{j.target}\t{j.state}\t{shown}\t{'' if ok else j.last_error or ''}")
     provider.close()
     ledger.close()
     return status

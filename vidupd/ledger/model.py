@@ -43,6 +43,7 @@ class Job:
     updated: float
     committed_at: float | None
     lease_gen: int = 0  # bumped by every claim (fencing: see Ledger._hold)
+    media_ids: tuple[str, ...] = ()  # ids that exist only once processing finished (a URL pull's MediaIds)
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
@@ -57,7 +58,7 @@ class Job:
             state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
             remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
             lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
-            lease_gen=r["lease_gen"],
+            lease_gen=r["lease_gen"], media_ids=_media_ids(r["details"]),
         )
 
     @property
@@ -103,3 +104,10 @@ def metadata_json(m: Metadata) -> str:
     except UnicodeEncodeError:
         text = json.dumps(value, ensure_ascii=True, sort_keys=True)
     return text
+
+
+def _media_ids(details: str | None) -> tuple[str, ...]:
+    """The MediaIds a Ready outcome recorded in the job's details (parsed only when present)."""
+    if not details or "media_ids" not in details:
+        return ()
+    return tuple(m for m in str(json.loads(details).get("media_ids") or "").split(",") if m)
