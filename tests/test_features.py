@@ -84,25 +84,25 @@ def test_content_hash_is_one_value_with_its_conveniences(tmp_path: Path) -> None
     path.write_bytes(data)
     identity = FileIdentity.of(path.stat())
     md5 = content_hash(path, identity, "md5", piece_size=512 << 10)
-    assert (md5.kind, md5.value, md5.md5, md5.fingerprint) == ("md5", hashlib.md5(data).hexdigest(),
+    assert (md5.kind, md5.value, md5.md5, md5.content_id) == ("md5", hashlib.md5(data).hexdigest(),
                                                                hashlib.md5(data).hexdigest(),
                                                                hashlib.md5(data).hexdigest())
     assert md5.pieces is not None and md5.pieces.pieces == tuple(
         hashlib.md5(data[i:i + (512 << 10)]).hexdigest() for i in range(0, len(data), 512 << 10))
     crc = content_hash(path, identity, "crc64")
     assert crc == ContentHash("crc64", f"{fastcrc.crc64.xz(data):016x}")
-    assert crc.fingerprint == f"crc64:{crc.value}" and crc.md5 is None and crc.pieces is None
+    assert crc.content_id == f"crc64:{crc.value}" and crc.md5 is None and crc.pieces is None
     for value in (md5, crc):  # the ledger's one-string form reads back as the same value
-        assert ContentHash.from_fingerprint(value.fingerprint) == dataclasses.replace(value, pieces=None)
+        assert ContentHash.from_content_id(value.content_id) == dataclasses.replace(value, pieces=None)
     with pytest.raises(ValueError):
         ContentHash("sha1", "00")
 
     request = UploadRequest(1, path, "video", identity, md5, Metadata("t"))
-    assert (request.md5, request.fingerprint, request.digests) == (md5.value, md5.value, md5.pieces)
+    assert (request.md5, request.content_id, request.digests) == (md5.value, md5.value, md5.pieces)
     request = dataclasses.replace(request, content=crc)
-    assert (request.md5, request.fingerprint, request.digests) == (None, crc.fingerprint, None)
+    assert (request.md5, request.content_id, request.digests) == (None, crc.content_id, None)
     request = dataclasses.replace(request, content=None)  # sent without a hash taken first
-    assert (request.md5, request.fingerprint, request.digests) == (None, "", None)
+    assert (request.md5, request.content_id, request.digests) == (None, "", None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.md5 = "x"  # type: ignore[misc]
 

@@ -78,8 +78,8 @@ def test_lone_file_is_sent_unhashed_and_its_content_id_committed(tmp_path: Path,
     logs = run(pool, ledger, ["done"])
     assert crc_passes == []  # no read before sending
     (req,) = prov.requests
-    assert req.md5 is None and req.fingerprint == "" and req.digests is None
-    expected = pool_prepare.content_hash(req.path, req.identity, "crc64").fingerprint
+    assert req.md5 is None and req.content_id == "" and req.digests is None
+    expected = pool_prepare.content_hash(req.path, req.identity, "crc64").content_id
     assert ledger.get(jid).md5 == expected  # committed as the job's content, in the same transaction
     (done,) = [e for e in logs if e.get("action") == "upload.completed"]
     assert done["crc64"] == expected.partition(":")[2] and "md5" not in done
@@ -108,7 +108,7 @@ def test_identical_files_queued_together_both_hash_and_go_once(tmp_path: Path, c
     ledger, pool, ids = setup(tmp_path, prov, files=2, content=[b"same bytes" * 1000] * 2)
     logs = run(pool, ledger, ["done", "skipped"])
     assert sorted(crc_passes) == sorted(tmp_path / f"f{i}.mp4" for i in range(2))
-    assert len(prov.requests) == 1 and prov.requests[0].fingerprint.startswith("crc64:")
+    assert len(prov.requests) == 1 and prov.requests[0].content_id.startswith("crc64:")
     assert len([e for e in logs if e.get("action") == "upload.skipped"]) == 1
 
 

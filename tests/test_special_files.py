@@ -18,7 +18,7 @@ from helpers import wait_for
 from structlog.testing import capture_logs
 from test_pool import Scripted, setup, states
 
-from vidupd.core.content import crc64_content_id, md5_file
+from vidupd.core.content import content_hash, md5_file
 from vidupd.core.errors import PermanentError
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import Ledger
@@ -113,7 +113,7 @@ def test_open_regular_refuses_each_kind_of_non_regular_file_naming_it(tmp_path, 
 def test_hashing_a_fifo_fails_at_once_instead_of_blocking(fifos):
     fifo = fifos("p1.mp4")
     identity = FileIdentity.of(os.stat(fifo))
-    for fn in (lambda: md5_file(fifo, identity), lambda: crc64_content_id(fifo, identity)):
+    for fn in (lambda: md5_file(fifo, identity), lambda: content_hash(fifo, identity, "crc64")):
         with pytest.raises(PermanentError, match="is a FIFO"):
             returns_promptly(fn)
 

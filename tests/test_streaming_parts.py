@@ -23,7 +23,7 @@ import pytest
 from provider_harness import md5_of, write_file
 from test_provider_aliyun_vod import Env
 
-from vidupd.core.content import crc64_content_id
+from vidupd.core.content import content_hash
 from vidupd.core.crc64 import crc64
 from vidupd.core.errors import ContentMismatch, FileChanged, UploadCancelled
 from vidupd.core.model import FileIdentity
@@ -249,7 +249,7 @@ def unhashed(job: Any) -> Any:
 def test_unhashed_vod_upload_returns_the_content_id(vod: Env, size: int) -> None:
     path = vod.file("clip.mp4", size)
     result = vod.upload(vod.provider(part_size=MIB, multipart_threshold=MIB), unhashed(vod.job(path)))
-    assert result.content_id == crc64_content_id(path, FileIdentity.of(os.stat(path)))
+    assert result.content_id == content_hash(path, FileIdentity.of(os.stat(path)), "crc64").content_id
     assert vod.entry(result.remote_id)["md5"] == md5_of(path)
     hashed = vod.upload(vod.provider(part_size=MIB), vod.job(vod.file("other.mp4", size, seed=2), job_id=2))
     assert hashed.content_id is None  # hashed before: nothing new to report
@@ -278,5 +278,5 @@ def test_unhashed_resume_of_an_unchanged_file_completes(vod: Env) -> None:
     second = unhashed(vod.job(path, checkpoint=first.checkpoint))
     result = vod.upload(vod.provider(), second)
     assert second.actions("upload.resumed")[0]["parts_done"] > 0
-    assert result.content_id == crc64_content_id(path, FileIdentity.of(os.stat(path)))
+    assert result.content_id == content_hash(path, FileIdentity.of(os.stat(path)), "crc64").content_id
     assert vod.entry(result.remote_id)["md5"] == md5_of(path)

@@ -36,7 +36,7 @@ class ContentHash:
             raise ValueError(f"unknown content hash kind {self.kind!r}")
 
     @property
-    def fingerprint(self) -> str:
+    def content_id(self) -> str:
         """The one-string form kept in the ledger: the MD5, or "crc64:HEX"."""
         return self.value if self.kind == "md5" else f"{self.kind}:{self.value}"
 
@@ -46,8 +46,8 @@ class ContentHash:
         return self.value if self.kind == "md5" else None
 
     @classmethod
-    def from_fingerprint(cls, text: str) -> "ContentHash":
-        """The value of a `fingerprint` string (as the ledger holds it); no pieces."""
+    def from_content_id(cls, text: str) -> "ContentHash":
+        """The value of a `content_id` string (as the ledger holds it); no pieces."""
         kind, sep, value = text.partition(":")
         return cls("crc64", value) if sep and kind == "crc64" else cls("md5", text)
 
@@ -121,11 +121,6 @@ def content_hash(path: Path, identity: FileIdentity, kind: HashKind, cancel: thr
         for chunk in src.iter_views(0, identity.size, 8 << 20):
             value = fastcrc.crc64.xz(chunk, value)
     return ContentHash("crc64", f"{value:016x}")
-
-
-def crc64_content_id(path: Path, identity: FileIdentity, cancel: threading.Event | None = None) -> str:
-    """"crc64:HEX" of a whole file: a convenience for `content_hash(..., "crc64").fingerprint`."""
-    return content_hash(path, identity, "crc64", cancel).fingerprint
 
 
 def _piece_md5s(chunk: bytes | memoryview, piece_size: int) -> list[str]:

@@ -234,7 +234,7 @@ class _AsDebug(logging.Filter):
         return True
 
 
-_DEMOTED = ("aliyunsdkcore",)  # libraries whose every failure vidupd reports in its own events
+_DEMOTED = ("aliyunsdkcore.client",)  # loggers of failures vidupd reports in its own events
 
 
 def configure(log: LogConfig) -> EventSink:
@@ -264,10 +264,10 @@ def configure(log: LogConfig) -> EventSink:
         # chatty libraries speak at warning unless we debug
         for name in ("urllib3", "oss2", "watchdog", "aliyunsdkcore", "requests"):
             logging.getLogger(name).setLevel(level if level == logging.DEBUG else logging.WARNING)
-        for name in _DEMOTED:
-            for lib in (logging.getLogger(name), logging.getLogger(f"{name}.client")):
-                if not any(isinstance(f, _AsDebug) for f in lib.filters):
-                    lib.addFilter(_AsDebug())
+        for name in _DEMOTED:  # a logger's filters see only what is logged on it: name the one that logs
+            lib = logging.getLogger(name)
+            if not any(isinstance(f, _AsDebug) for f in lib.filters):
+                lib.addFilter(_AsDebug())
         if old is not None:
             old.close()
         return _sink

@@ -56,7 +56,7 @@ def prepare(job: Job, provider: Provider, ledger: Ledger, lease: dict, skip_dupl
     if FileIdentity.of(st) != job.identity:
         raise FileChanged(f"{job.path} changed after it was queued")
     # the ledger's content column holds what an earlier attempt hashed
-    content = ContentHash.from_fingerprint(job.md5) if job.md5 is not None else None
+    content = ContentHash.from_content_id(job.md5) if job.md5 is not None else None
     # (a plain read first: a folder of same-size files has twins everywhere, and needs no write to say so)
     if content is None and (provider.needs_md5 or (skip_duplicates and (
             ledger.twin_possible(job.id) or not ledger.send_unhashed(job.id, **lease)))):
@@ -67,7 +67,7 @@ def prepare(job: Job, provider: Provider, ledger: Ledger, lease: dict, skip_dupl
         return Prepared(None)
     # One transaction records the fingerprint and looks for twins, so of two identical
     # files hashed at the same time exactly one is sent and the other waits for it.
-    verdict, twin = ledger.record_content(job.id, content.fingerprint, skip_duplicates, **lease)
+    verdict, twin = ledger.record_content(job.id, content.content_id, skip_duplicates, **lease)
     if verdict == "skip":
         assert twin is not None
         return Skipped(twin.id, str(twin.path), twin.remote_id, twin.remote_kind)

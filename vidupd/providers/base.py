@@ -108,9 +108,9 @@ class UploadRequest:
         return self.content.md5 if self.content is not None else None
 
     @property
-    def fingerprint(self) -> str:
+    def content_id(self) -> str:
         """`content` as one string (the MD5, or "crc64:HEX"); "" when there is none."""
-        return self.content.fingerprint if self.content is not None else ""
+        return self.content.content_id if self.content is not None else ""
 
     @property
     def digests(self) -> "Digests | None":

@@ -24,5 +24,5 @@ class NullProvider(Provider):
                     ctx.progress(done)
         else:
             ctx.progress(request.size)
-        tag = request.fingerprint.rpartition(":")[2][:12]
+        tag = request.content_id.rpartition(":")[2][:12]
         return UploadResult(f"null-{request.job_id}-{tag}", "video" if request.kind == "video" else request.kind)

@@ -19,7 +19,7 @@ class UploadState:
         self.ctx = ctx
         self._lock = threading.Lock()
         fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
-                 "content": request.fingerprint, "size": request.size}
+                 "content": request.content_id, "size": request.size}
         saved = ctx.checkpoint.load()
         if saved and all(saved.get(k) == v for k, v in fresh.items()):
             self.state: dict[str, Any] = saved

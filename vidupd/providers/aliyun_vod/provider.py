@@ -117,9 +117,9 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         cover = self._cover(request, ctx, job) if request.kind == "video" else None
         with ctx.open_source(request) as src:
             slot = self._transfer(ctx, job, "media", src, request.kind, lambda: self._create(request, ctx, cover),
-                                  fingerprint=request.fingerprint)
+                                  fingerprint=request.content_id)
         # Not hashed before sending (no twin was possible): the CRC-64 the parts combined to.
-        sent = None if request.fingerprint else slot.get("content")
+        sent = None if request.content_id else slot.get("content")
         ctx.progress(request.size)
         urls = slot.get("urls") or {}
         if request.kind == "image":
