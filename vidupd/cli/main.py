@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--max-rate", type=int, default=0)
     sb.add_argument("--hash-only", action="store_true")
     sb.add_argument("--seed", type=int, default=None)
+    sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
+                    help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

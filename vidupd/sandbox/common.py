@@ -29,6 +29,7 @@ class SandboxOptions:
     hash_only: bool = False  # keep digests of received bytes, not the bytes (benchmarks)
     slice_task_timeout: float = 30.0  # Youku: a handed-out slice not uploaded is re-issued
     seed: int | None = None  # random seed for reproducible fault runs
+    oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
