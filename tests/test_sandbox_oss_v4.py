@@ -123,23 +123,36 @@ def test_expired_credentials_under_v4(oss: OssSandbox) -> None:
     assert (err.value.status, err.value.code) == (403, "SecurityTokenExpired")
 
 
-def test_put_object_over_5_gb_is_refused_before_its_body(oss: OssSandbox) -> None:
-    """EntityTooLarge from the Content-Length alone: the sandbox answers without waiting for
-    (or reading) the body, then closes the connection."""
-    creds = oss.issue_sts()
-    headers = signed_headers(creds, "PUT", oss.bucket, "huge.mp4")
+def _announce(oss: OssSandbox, key: str, sub: str, length: int, headers: dict[str, str]) -> bytes:
+    """Send a PUT's headers announcing `length` bytes and the first 1 KiB of its body; the answer."""
     host = urlsplit(oss.endpoint).netloc
     with socket.create_connection((host.split(":")[0], int(host.split(":")[1])), timeout=10) as s:
-        lines = [f"PUT /{oss.bucket}/huge.mp4 HTTP/1.1", f"Host: {host}", f"Content-Length: {PUT_OBJECT_MAX + 1}",
+        lines = [f"PUT /{oss.bucket}/{key}{sub} HTTP/1.1", f"Host: {host}", f"Content-Length: {length}",
                  *(f"{k}: {v}" for k, v in headers.items())]
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         s.sendall(b"x" * KB)  # the first bytes of a body that will never be read
         answer = b""
         while chunk := s.recv(65536):
             answer += chunk
+    return answer
+
+
+def test_put_object_and_parts_over_5_gb_are_refused_before_their_body(oss: OssSandbox) -> None:
+    """EntityTooLarge from the Content-Length alone: the sandbox answers without waiting for
+    (or reading) the body, then closes the connection."""
+    creds = oss.issue_sts()
+    answer = _announce(oss, "huge.mp4", "", PUT_OBJECT_MAX + 1, signed_headers(creds, "PUT", oss.bucket, "huge.mp4"))
     assert answer.startswith(b"HTTP/1.1 400") and b"<Code>EntityTooLarge</Code>" in answer
     assert b"<MaxSizeAllowed>5368709120</MaxSizeAllowed>" in answer
     assert oss.object_info("huge.mp4") is None
+    b = oss2.Bucket(oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"],
+                                 auth_version="v4"), oss.endpoint, oss.bucket, region=oss.region)
+    upload_id = b.init_multipart_upload("huge.mp4").upload_id
+    sub = f"?partNumber=1&uploadId={upload_id}"
+    answer = _announce(oss, "huge.mp4", sub, PUT_OBJECT_MAX + 1,
+                       signed_headers(creds, "PUT", oss.bucket, "huge.mp4", sub))
+    assert answer.startswith(b"HTTP/1.1 400") and b"<Code>EntityTooLarge</Code>" in answer
+    assert b.list_parts("huge.mp4", upload_id).parts == []
     assert put(oss, "ok.mp4", signed_headers(creds, "PUT", oss.bucket, "ok.mp4")).status_code == 200  # still serving
 
 

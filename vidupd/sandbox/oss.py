@@ -396,14 +396,18 @@ class _OssHandler(QuietHandler):
             staged.discard()
             raise
 
-    def _put_object(self, req: RequestTarget) -> None:
-        if "x-oss-copy-source" in self.headers:
-            raise OssError(501, "NotImplemented", "CopyObject is not emulated by the sandbox.")
+    def _refuse_too_large(self) -> None:
+        """EntityTooLarge for a PutObject or part body over 5 GB, on its Content-Length alone:
+        the body is neither read nor drained, and the connection closes."""
         if isinstance(self._pending, int) and self._pending > PUT_OBJECT_MAX:
-            # Refused on Content-Length alone: the body is neither read nor drained, the connection closes.
             proposed, self._pending, self.close_connection = self._pending, 0, True
             raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.",
                            MaxSizeAllowed=str(PUT_OBJECT_MAX), ProposedSize=str(proposed))
+
+    def _put_object(self, req: RequestTarget) -> None:
+        if "x-oss-copy-source" in self.headers:
+            raise OssError(501, "NotImplemented", "CopyObject is not emulated by the sandbox.")
+        self._refuse_too_large()
         store = self.sandbox.store
         ctype = self._content_type()
         got, info = self._store_body(lambda staged, d: store.commit_object(req.key, staged, d, ctype))
@@ -420,6 +424,7 @@ class _OssHandler(QuietHandler):
             raise OssError(400, "InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.")
         store, upload_id = self.sandbox.store, req.params["uploadId"]
         store.check_upload(upload_id, req.key)
+        self._refuse_too_large()  # a part, too, is at most 5 GB
         _, part = self._store_body(lambda staged, d: store.commit_part(upload_id, req.key, number, staged, d))
         self.sandbox.count_part(part.size)
         self._send(200, headers={"ETag": f'"{part.etag}"', "x-oss-hash-crc64ecma": str(part.crc64)})

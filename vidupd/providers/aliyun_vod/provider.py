@@ -75,12 +75,9 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         "part_size": Option(int, 8 * MIB, minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE,
                             help="multipart part size in bytes (at least 100 KiB)"),
         "part_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY, help="parts uploaded in parallel per file"),
-        "multipart_threshold": Option(int, None, minimum=1, maximum=PUT_OBJECT_MAX,
-                                      help="files from this size (bytes) go multipart; default part_size "
-                                           "(at most 5 GB: OSS refuses larger PutObjects)"),
-        "oss_signature": Option(str, DEFAULT_SIGNATURE, choices=SIGNATURES,
-                                help="how OSS requests are signed: v4 (the default; what accounts opened since "
-                                     "2025-03 accept) | v1 (old set-ups)"),
+        "multipart_threshold": Option(int, None, minimum=1, maximum=PUT_OBJECT_MAX,  # OSS's PutObject limit
+                                      help="files from this size (bytes) go multipart; default part_size; max 5 GB"),
+        "oss_signature": Option(str, DEFAULT_SIGNATURE, choices=SIGNATURES, help="OSS signature: v4 | v1 (old set-ups)"),
         "template_group_id": Option(str, None, help="transcoding template group"),
         "workflow_id": Option(str, None, help="workflow run after upload"),
         "cate_id": Option((int, str), None, minimum=1, help="category id"),
