@@ -169,3 +169,39 @@ def test_the_sandbox_switch() -> None:
         parser.parse_args(["sandbox", "--dir", "x", "--oss-signature", "v2"])
     with pytest.raises(ValueError):
         OssSandbox(Path("/nonexistent"), SandboxOptions(oss_signature="v2"), UploadsJournal(Path("/nonexistent/j")))
+
+
+def test_upload_auth_names_the_buckets_region(tmp_path: Path) -> None:
+    """VOD's UploadAuth carries the Region of the bucket (not of the VOD endpoint): a V4
+    signature scoped to it is accepted by that bucket's OSS."""
+    import base64
+    import json
+
+    from vidupd.sandbox.vod import VodSandbox
+
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkvod.request.v20170321 import CreateUploadVideoRequest
+
+    journal = UploadsJournal(tmp_path / "uploads.jsonl")
+    bucket_side = OssSandbox(tmp_path, SandboxOptions(), journal, region="cn-beijing")
+    vod = VodSandbox(tmp_path, SandboxOptions(), journal, bucket_side, region="cn-shanghai")
+    bucket_side.start()
+    vod.start()
+    try:
+        client = AcsClient(vod.credentials["access_key_id"], vod.credentials["access_key_secret"], vod.region,
+                           auto_retry=False)
+        client.add_endpoint(vod.region, "vod", vod.endpoint)
+        request = CreateUploadVideoRequest.CreateUploadVideoRequest()
+        request.set_Title("t")
+        request.set_FileName("t.mp4")
+        answer = json.loads(client.do_action_with_exception(request))
+        auth = json.loads(base64.b64decode(answer["UploadAuth"]))
+        key = json.loads(base64.b64decode(answer["UploadAddress"]))["FileName"]
+        assert auth["Region"] == "cn-beijing"
+        b = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"],
+                                     auth_version="v4"), bucket_side.endpoint, bucket_side.bucket, region=auth["Region"])
+        b.put_object(key, b"data")
+        assert bucket_side.object_info(key).size == 4
+    finally:
+        vod.shutdown()
+        bucket_side.shutdown()
