@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="VOD: the status GetVideoInfo reports once a video is uploaded")
     sb.add_argument("--vod-forbidden", default="", metavar="CODE",
                     help="VOD: refuse every signed call with 403 CODE (e.g. Forbidden.RAM)")
+    sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
+                    help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

@@ -133,7 +133,8 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
                           drop_create_answer=args.drop_create_answer, drop_complete_answer=args.drop_complete_answer,
                           refresh_new_key=args.refresh_new_key, refresh_new_endpoint=args.refresh_new_endpoint,
                           throttle_rate=args.throttle_rate, video_status=args.video_status,
-                          vod_forbidden=args.vod_forbidden)
+                          vod_forbidden=args.vod_forbidden,
+                          oss_signature=args.oss_signature)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

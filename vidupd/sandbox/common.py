@@ -37,6 +37,7 @@ class SandboxOptions:
     throttle_rate: float = 0.0  # VOD: fraction of RPC calls refused with 503 Throttling.User
     video_status: str = ""  # VOD: GetVideoInfo reports this status once the object is uploaded
     vod_forbidden: str = ""  # VOD: every signed call refused with 403 and this code (e.g. Forbidden.RAM)
+    oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):

@@ -97,7 +97,7 @@ class Creator:
         action = request_class.__name__.removesuffix("Request")
         answer = call_with_retry(lambda: self._rpc.call(request_class, **params), self._retry, self._cancel,
                                  on_retry=self._on_retry(action))
-        return decode_ticket(answer, id_field, force_https=self._rpc.https)
+        return decode_ticket(answer, id_field, force_https=self._rpc.https, region=self._cfg.region)
 
     def video(self, request: UploadRequest, job: UploadState, slot: str, params: Mapping[str, Any]) -> UploadTicket:
         """CreateUploadVideo with the slot's ReferenceId, saved before the first try; a try
@@ -128,7 +128,7 @@ class Creator:
                 if found is None:
                     raise
                 return found
-            return decode_ticket(answer, "VideoId", force_https=self._rpc.https)
+            return decode_ticket(answer, "VideoId", force_https=self._rpc.https, region=self._cfg.region)
 
         return call_with_retry(attempt, self._retry, self._cancel, on_retry=self._on_retry("CreateUploadVideo"))
 
@@ -147,7 +147,7 @@ class Creator:
         self._note("upload.resumed", f"video {video_id} from an earlier CreateUploadVideo (its answer was lost) "
                    "exists; continuing it instead of creating another", video_id=video_id, reference_id=reference,
                    reason="create answer lost")
-        return decode_ticket(answer, "VideoId", force_https=self._rpc.https)
+        return decode_ticket(answer, "VideoId", force_https=self._rpc.https, region=self._cfg.region)
 
     def _on_retry(self, action: str) -> Callable[[int, BaseException, float], None]:
         def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
