@@ -23,8 +23,9 @@ from vidupd.core.errors import CredentialsExpired, PermanentError, TransientErro
 from vidupd.core.model import Metadata
 from vidupd.core.secrets import Secret
 from vidupd.ledger import Ledger, LedgerShared
-from vidupd.providers.youku.api import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, TokenPair, UploadTokenExpired,
-                                        _decode, _translate)
+from vidupd.providers.youku.api import TokenPair
+from vidupd.providers.youku.wire import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, UploadTokenExpired, _decode,
+                                         _translate)
 from vidupd.providers.youku.provider import YoukuProvider, _clean_tags
 from vidupd.providers.youku.slices import Checkpoint, resolve_upload_server
 from vidupd.providers.youku.tokens import TokenKeeper

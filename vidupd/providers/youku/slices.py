@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from ...core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
-from ...core.retry import call_with_retry
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..part_body import PartBody, hash_range
 from ..transfer import ForwardProgress, run_chunks
-from .api import SLICE_LENGTH_KB, CheckResult, SliceTask, UploadTokenExpired
+from .api import CheckResult, CreateResult, SliceTask
+from .steps import retry_step, with_token
+from .wire import SLICE_LENGTH_KB, UploadTokenExpired
 
 if TYPE_CHECKING:
     from .provider import YoukuProvider
@@ -54,12 +55,14 @@ class Checkpoint:
     video_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(dataclasses.asdict(self), version=CHECKPOINT_VERSION, provider="youku")
+        return dict(dataclasses.asdict(self), version=CHECKPOINT_VERSION, provider="youku", protocol="slices")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Checkpoint | None":
         """None when the stored value is not a usable version-1 Youku checkpoint."""
         if data.get("version") != CHECKPOINT_VERSION or data.get("provider") != "youku":
+            return None
+        if data.get("protocol", "slices") != "slices":  # older checkpoints name none: all were slices
             return None
         names = {f.name for f in dataclasses.fields(cls)}
         try:
@@ -94,12 +97,14 @@ class SliceUpload:
 
     # ---- the flow -------------------------------------------------------------------
 
-    def execute(self) -> UploadResult:
+    def execute(self, created: CreateResult | None = None) -> UploadResult:
+        """Resume the checkpointed upload, else start one (from `created`, the answer of a
+        create the caller already made, if given)."""
         self.state = self._load()
         if self.state is not None and self.state.video_id:
             return self._done(self.state.video_id)  # committed before a crash: report, never redo
         if self.state is None:
-            self._create()
+            self._create(created)
         elif self.state.committing and self.state.upload_server_ip:
             return self._commit()  # the daemon died during commit: commit again, same token
         fresh = not self._st.file_created and not self._st.instant
@@ -124,9 +129,13 @@ class SliceUpload:
         self.state = dataclasses.replace(self.state, **changes)
         self.ctx.checkpoint.save(self.state.to_json())
 
-    def _create(self) -> None:
-        params = self.p.create_params(self.request)
-        created = self._with_token("create", lambda at: self.api.create(at, params))
+    def _create(self, created: CreateResult | None = None) -> None:
+        if created is None:
+            params = self.p.create_params(self.request)
+            answer = self._with_token("create", lambda at: self.api.create(at, params))
+            if not isinstance(answer, CreateResult):
+                raise PermanentError("youku create: the server answered a six-step create with an OSS grant")
+            created = answer
         server = self._retry("resolve", lambda: resolve_upload_server(created.upload_server_uri))
         ident = self.request.identity
         self.state = Checkpoint(
@@ -249,17 +258,10 @@ class SliceUpload:
         return self.state
 
     def _retry(self, step: str, fn: Callable[[], T], cancel: threading.Event | None = None) -> T:
-        def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
-            self.ctx.note("upload.retrying", f"youku {step} failed; retrying", step=step, attempt=attempt,
-                          wait_seconds=round(wait_s, 3), error=str(error))
-
-        return call_with_retry(fn, self.ctx.retry, cancel or self.ctx.cancel, on_retry=on_retry)
+        return retry_step(self.ctx, step, fn, cancel)
 
     def _with_token(self, step: str, fn: Callable[[str], T]) -> T:
-        def refreshed() -> None:
-            self.ctx.note("auth.refreshed", "Youku access token refreshed")
-
-        return self._retry(step, lambda: self.p.tokens.call(fn, refreshed))
+        return with_token(self.p.tokens, self.ctx, step, fn)
 
 
 def split_host_port(uri: str) -> tuple[str, int | None]:
