@@ -198,7 +198,7 @@ def test_youku_slice_connection_streams_with_content_length(tmp_path: Path, sink
 
 def creds(expires_in: float, key: str = "k", token: str = "tok-zero") -> StsCredentials:
     return StsCredentials("id", Secret("sec-" + token), Secret(token), time.time() + expires_in, 3600.0,
-                          "http://127.0.0.1:1", "bucket1", key)
+                          "http://127.0.0.1:1", "bucket1", key, "cn-shanghai")
 
 
 def test_keeper_renews_once_for_every_thread() -> None:

@@ -202,6 +202,7 @@ class VodSettings:
     attached_business_type: str
     request_timeout: float
     tags: tuple[str, ...]
+    oss_signature: str = "v4"  # "v4" | "v1": how OSS requests are signed
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], options: Mapping[str, Option]) -> "VodSettings":
@@ -226,4 +227,5 @@ class VodSettings:
             attached_business_type=str(get("attached_business_type")),
             request_timeout=float(get("request_timeout")),
             tags=tuple(str(t) for t in (get("tags") or ())),
+            oss_signature=str(get("oss_signature")),
         )

@@ -46,7 +46,8 @@ from ...core.source import SourceFile
 from ..base import MediaStatus, Option, Provider, UploadContext, UploadRequest, UploadResult
 from ..features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 from ..oss.credentials import StsKeeper
-from ..oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader, content_id
+from ..oss.multipart import MIN_PART_SIZE, PUT_OBJECT_MAX, MultipartState, OssUploader, content_id
+from ..oss.signing import SIGNATURES
 from .checkpoint import UploadState
 from .media import (BUSINESS_TYPES, DESCRIPTION_MAX, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE,
                     REGISTER_GROUP, TITLE_MAX, URL_LIST_MAX, PullJob, VodSettings, cate_id, check_url, chunks,
@@ -74,8 +75,12 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         "part_size": Option(int, 8 * MIB, minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE,
                             help="multipart part size in bytes (at least 100 KiB)"),
         "part_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY, help="parts uploaded in parallel per file"),
-        "multipart_threshold": Option(int, None, minimum=1,
-                                      help="files from this size (bytes) go multipart; default part_size"),
+        "multipart_threshold": Option(int, None, minimum=1, maximum=PUT_OBJECT_MAX,
+                                      help="files from this size (bytes) go multipart; default part_size "
+                                           "(at most 5 GB: OSS refuses larger PutObjects)"),
+        "oss_signature": Option(str, "v1", choices=SIGNATURES,  # v4 once the sandbox verifies it
+                                help="how OSS requests are signed: v4 (the default; what accounts opened since "
+                                     "2025-03 accept) | v1 (old set-ups)"),
         "template_group_id": Option(str, None, help="transcoding template group"),
         "workflow_id": Option(str, None, help="workflow run after upload"),
         "cate_id": Option((int, str), None, minimum=1, help="category id"),
@@ -205,7 +210,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             ctx.remote_id_known(ticket.media_id, kind)
         self._remember(ticket)
         renew = (lambda: self._refresh(ctx, ticket.media_id).credentials) if kind == "video" else None
-        keeper = StsKeeper(ticket.credentials, renew, self._oss_session, self._oss_timeout, ctx.note)
+        keeper = StsKeeper(ticket.credentials, renew, self._oss_session, self._oss_timeout, ctx.note,
+                           signature=self.config.oss_signature)
         progress = ctx.progress if name == "media" else (lambda n: None)
         uploader = OssUploader(keeper, src, cancel=ctx.cancel, retry=ctx.retry, note=ctx.note, progress=progress,
                                concurrency=self.config.part_concurrency, fingerprint=fingerprint)
@@ -309,12 +315,12 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
     def _create_ticket(self, ctx: UploadContext, request_class: type, id_field: str,
                        params: Mapping[str, Any]) -> UploadTicket:
         answer = self._call(request_class, ctx=ctx, **params)
-        return decode_ticket(answer, id_field, force_https=self.rpc.https)
+        return decode_ticket(answer, id_field, force_https=self.rpc.https, region=self.config.region)
 
     def _refresh(self, ctx: UploadContext, video_id: str) -> UploadTicket:
         """RefreshUploadVideo: fresh credentials for the same object (kept in memory only)."""
         answer = self._call(RefreshUploadVideoRequest.RefreshUploadVideoRequest, ctx=ctx, VideoId=video_id)
-        ticket = decode_ticket(answer, "VideoId", force_https=self.rpc.https)
+        ticket = decode_ticket(answer, "VideoId", force_https=self.rpc.https, region=self.config.region)
         self._remember(ticket)
         return ticket
 

@@ -29,6 +29,7 @@ from aliyunsdkcore.request import RpcRequest
 from ...core.errors import PermanentError, TransientError
 from ...core.secrets import Secret, redact, register
 from ..oss.credentials import StsCredentials
+from ..oss.signing import region_from_endpoint
 
 # Codes worth another try besides any 5xx (the service spells ServiceUnAvailable both ways).
 _TRANSIENT_CODES = frozenset({
@@ -121,8 +122,10 @@ def oss_endpoint(endpoint: str, force_https: bool) -> str:
 
 
 def decode_ticket(answer: Mapping[str, Any], id_field: str, force_https: bool,
-                  received_at: float | None = None) -> UploadTicket:
-    """Decode UploadAddress/UploadAuth of a Create*/Refresh answer; register the secrets first."""
+                  received_at: float | None = None, region: str = "") -> UploadTicket:
+    """Decode UploadAddress/UploadAuth of a Create*/Refresh answer; register the secrets first.
+    The bucket's region (signed into OSS V4 requests) is UploadAuth's `Region`, else what the
+    endpoint's host name says, else `region` (the target's)."""
     raw_auth = answer.get("UploadAuth")
     register(str(raw_auth or ""))  # the SDK's debug log shows the Base64 form
     auth = _b64json(raw_auth, "UploadAuth")
@@ -143,10 +146,11 @@ def decode_ticket(answer: Mapping[str, Any], id_field: str, force_https: bool,
     absolute = _parse_utc(str(auth.get("ExpireUTCTime") or ""))
     if absolute is not None:
         expires_at = min(expires_at, absolute)
+    endpoint = oss_endpoint(str(address["Endpoint"]), force_https)
+    bucket_region = str(auth.get("Region") or "") or region_from_endpoint(endpoint) or region
     creds = StsCredentials(str(auth["AccessKeyId"]), Secret(str(auth["AccessKeySecret"]), "sts"),
-                           Secret(str(auth["SecurityToken"]), "sts"), expires_at, lifetime,
-                           oss_endpoint(str(address["Endpoint"]), force_https), str(address["Bucket"]),
-                           str(address["FileName"]))
+                           Secret(str(auth["SecurityToken"]), "sts"), expires_at, lifetime, endpoint,
+                           str(address["Bucket"]), str(address["FileName"]), bucket_region)
     urls = {k: str(answer[k]) for k in ("ImageURL", "MediaURL", "FileURL") if answer.get(k)}
     return UploadTicket(media_id, creds, urls)
 

@@ -3,7 +3,8 @@
 A platform grants an upload an OSS address and STS credentials that expire (VOD: with
 Create*/RefreshUploadVideo; Youku: uploads/get_sts_inf.json). `StsCredentials` is that
 grant as one frozen value; the secret and the token are `Secret`s, so no repr, log line or
-exception can show them. `StsKeeper` holds the live oss2.Bucket built on them and renews
+exception can show them. `StsKeeper` holds the live oss2.Bucket built on them (by
+`signing.make_bucket`, V4 by default) and renews
 them through the platform's `renew` callback at most ONCE per expiry however many part
 threads notice it (shortly before they expire, or when OSS answers SecurityTokenExpired /
 InvalidAccessKeyId / InvalidSecurityToken), so the same multipart upload goes on.
@@ -19,8 +20,9 @@ from typing import Callable
 import oss2
 
 from ...core.errors import CredentialsExpired, PermanentError
-from ...core.secrets import Secret, reveal
+from ...core.secrets import Secret
 from .errors import Fatal
+from .signing import DEFAULT_SIGNATURE, check_signature, make_bucket
 
 RENEW_MARGIN_MAX = 300.0  # renew credentials this many seconds before they expire at most...
 RENEW_MARGIN_FRACTION = 0.1  # ...or this fraction of their lifetime, whichever is smaller
@@ -41,6 +43,7 @@ class StsCredentials:
     endpoint: str  # with its scheme, e.g. https://oss-cn-shanghai.aliyuncs.com
     bucket: str
     key: str
+    region: str = ""  # the bucket's region ID (cn-shanghai), signed into V4 requests; "" if not granted
 
     def renewal_due(self, now: float | None = None) -> bool:
         """Whether they are close enough to expiry to renew before the next call."""
@@ -59,7 +62,10 @@ class StsKeeper:
     the same bucket and key."""
 
     def __init__(self, credentials: StsCredentials, renew: Renew | None, session: oss2.Session,
-                 timeout: tuple[float, float], note: Note):
+                 timeout: tuple[float, float], note: Note, signature: str = DEFAULT_SIGNATURE,
+                 region_setting: str = "region"):
+        self._signature = check_signature(signature)
+        self._region_setting = region_setting  # the config key named when V4 lacks a region
         self._renew_fn = renew
         self._session = session
         self._timeout = timeout
@@ -70,9 +76,8 @@ class StsKeeper:
         self._bucket = self._make(credentials)
 
     def _make(self, c: StsCredentials) -> oss2.Bucket:
-        auth = oss2.StsAuth(c.access_key_id, reveal(c.access_key_secret), reveal(c.security_token))
-        return oss2.Bucket(auth, c.endpoint, c.bucket, session=self._session, connect_timeout=self._timeout,
-                           enable_crc=False)  # CRC-64 is computed while streaming, with fastcrc
+        return make_bucket(c, self._signature, session=self._session, timeout=self._timeout,
+                           region_setting=self._region_setting)  # CRC-64 is computed while streaming
 
     @property
     def credentials(self) -> StsCredentials:

@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 MIN_PART_SIZE = 100 * 1024  # OSS refuses smaller parts (but the last) at Complete
 MAX_PARTS = 10_000
+PUT_OBJECT_MAX = 5 << 30  # OSS refuses a larger PutObject (EntityTooLarge): such files go multipart
 _MAX_RENEWALS = 2  # per call: a fresh credential refused again is not an expiry problem
 _MANY_PARTS = 1000  # above this, checkpoint saves are spaced out (each save writes every part)
 _SAVE_SPACING = 0.5
