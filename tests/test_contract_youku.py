@@ -34,7 +34,7 @@ class YoukuBackend(Backend):
         self.given.update(creds[k] for k in ("client_secret", "access_token", "refresh_token"))
         return {"client_id": creds["client_id"], "client_secret": creds["client_secret"],
                 "access_token": creds["access_token"], "refresh_token": creds["refresh_token"],
-                "api_base": self.sb.api_base, "tags": ["vidupd", "test"], "slice_concurrency": 2,
+                "api_base": self.sb.api_base, "tags": ["vidupd", "test"], "slice_concurrency": 2, "upload_protocol": "slices",
                 "confirm_wait": 0.2, "confirm_timeout": 30.0, "request_timeout": 10.0}
 
     def bad_credentials(self) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from vidupd.ledger import Ledger, LedgerShared
 from vidupd.providers.youku.api import TokenPair
 from vidupd.providers.youku.wire import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, UploadTokenExpired, _decode,
                                          _translate)
-from vidupd.providers.youku.provider import YoukuProvider, _clean_tags
+from vidupd.providers.youku.params import clean_tags as _clean_tags
+from vidupd.providers.youku.provider import YoukuProvider
 from vidupd.providers.youku.slices import Checkpoint, resolve_upload_server
 from vidupd.providers.youku.tokens import TokenKeeper
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
@@ -293,7 +294,7 @@ def test_normal_upload(env: Env) -> None:
 
     [entry] = env.entries()
     assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
-    assert entry["size"] == job.request.size and entry["title"] == "t" * 60
+    assert entry["size"] == job.request.size and entry["title"] == "t" * 50  # cut to Youku's 2-50 characters
     assert result.remote_kind == "video" and job.remote_ids == [(result.remote_id, "video")]
     assert_monotonic(job.progress)
     assert job.progress[-1] == job.request.size

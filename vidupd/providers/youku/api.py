@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
-from ...core.errors import TransientError
+from ...core.errors import CredentialsExpired, PermanentError, TransientError
 from ...core.secrets import Secret, register
 from ..part_body import PartBody
 from .wire import SLICE_LENGTH_KB, _answer, _as_bool, _as_int, _cause_name, _SliceConnections

@@ -20,7 +20,7 @@ from ...core.errors import CredentialsExpired, TransientError
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..oss.abort import abort_multipart
-from ..oss.credentials import StsCredentials, StsKeeper
+from ..oss.credentials import StsCredentials
 from ..oss.multipart import MultipartState, OssUploader
 from ..oss.signing import region_from_endpoint
 from .api import OssGrant

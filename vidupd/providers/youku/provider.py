@@ -253,9 +253,10 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
         return "; ".join(done)
 
     def _abandon_refused(self, checkpoint: Mapping[str, Any], ctx: UploadContext) -> None:
-        """Youku refused the content: give the upload up (best effort), with an event either way."""
+        """Youku refused the content: give the upload up (best effort), with an event either way.
+        A commit it refused for the content created no video, so it does not hold the cancel back."""
         try:
-            done = self.abandon(checkpoint)
+            done = self.abandon(dict(checkpoint, committing=False))
         except ProviderError as e:
             ctx.note("upload.cancel_failed", f"the refused upload was not fully abandoned: {e}", level="warning",
                      error=str(e))
