@@ -75,15 +75,16 @@ def warm(path: Path) -> float:
 
 
 class SandboxProcess:
-    """`python -m vidupd sandbox --dir D --hash-only` in its own process; `target` names the
-    generated vidupd.toml target the benchmark uses."""
+    """`python -m vidupd sandbox --dir D --hash-only [ARGS]` in its own process; `target` names
+    the generated vidupd.toml target the benchmark uses."""
 
-    def __init__(self, directory: Path, start_timeout: float, target: str, env: dict[str, str] | None = None):
+    def __init__(self, directory: Path, start_timeout: float, target: str, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()):
         self.dir = directory
         self.config_path = directory / "vidupd.toml"
         self.log_path = directory.parent / "sandbox.log"
         self.log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only"]
+        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only", *args]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + start_timeout
