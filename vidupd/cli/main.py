@@ -290,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--max-rate", type=int, default=0)
     sb.add_argument("--hash-only", action="store_true")
     sb.add_argument("--seed", type=int, default=None)
+    sb.add_argument("--youku-protocol", choices=("oss", "slices", "both"), default="both",
+                    help="Youku create: oss = isnew=1 only, slices = the six steps always, both = by isnew")
+    sb.add_argument("--youku-slice-length", type=int, default=0,
+                    help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

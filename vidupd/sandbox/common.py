@@ -29,6 +29,8 @@ class SandboxOptions:
     hash_only: bool = False  # keep digests of received bytes, not the bytes (benchmarks)
     slice_task_timeout: float = 30.0  # Youku: a handed-out slice not uploaded is re-issued
     seed: int | None = None  # random seed for reproducible fault runs
+    youku_protocol: str = "both"  # Youku create: "oss" (isnew=1 only), "slices" (isnew ignored) or "both"
+    youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):

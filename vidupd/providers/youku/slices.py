@@ -10,6 +10,7 @@ the same upload instead of creating a second one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from ...core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from ...core.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..part_body import PartBody, hash_range
@@ -241,11 +242,21 @@ class SliceUpload:
         # else one read of the slice to hash it. The body is then streamed from the file (a
         # fresh read on every try); FileChanged / UploadCancelled escape while it is sent.
         known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
-        digest = known or hash_range(self.src, task.offset, task.length)[0]
+        body: Callable[[], bytes | PartBody] = lambda: PartBody(self.src, task.offset, task.length, crc=False)
+        if known:
+            digest = known
+        elif task.length <= SLICE_LENGTH_KB * 1024:
+            # Upload servers decide slice lengths (not the 2 MiB pieces hashed beforehand): a
+            # slice no longer than what we asked for is read once, hashed and sent from memory
+            # (at most slice_concurrency such buffers), not read twice.
+            data = self.src.read_at(task.offset, task.length)
+            if len(data) != task.length:
+                raise FileChanged(f"{self.src.path} became shorter while it was being uploaded")
+            digest, body = hashlib.md5(data).hexdigest(), lambda: data
+        else:
+            digest = hash_range(self.src, task.offset, task.length)[0]
         answer = self._retry("upload_slice",
-                             lambda: self.api.upload_slice(st.server, st.upload_token, task,
-                                                           PartBody(self.src, task.offset, task.length, crc=False),
-                                                           digest),
+                             lambda: self.api.upload_slice(st.server, st.upload_token, task, body(), digest),
                              stop)
         self._report(answer.transferred)
         return unless_none_left(answer)
