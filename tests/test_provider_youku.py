@@ -66,6 +66,7 @@ class Env:
             "category": None,
             "copyright_type": "original",
             "public_type": "all",
+            "upload_protocol": "slices",  # this file tests the six-step flow (the OSS flow: test_youku_oss_e2e)
             "slice_concurrency": 4,
             "confirm_wait": 0.2,
             "confirm_timeout": 30.0,

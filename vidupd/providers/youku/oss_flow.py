@@ -126,10 +126,12 @@ class OssUpload:
         grant, self._grant = self._grant or self._renewed(), None
         keeper = self.p.sts_keeper(credentials(grant, st.endpoint, st.oss_bucket, st.oss_object, self.cfg.oss_region),
                                    self._renew_credentials, self.ctx.note)
-        # No fingerprint for the parts: Youku's commit checks the object against create's
-        # file_md5; parts kept from the checkpoint are read again and checked on a resume.
+        # The fingerprint is the file's MD5 (create's file_md5): kept parts are not read again
+        # on a resume, since Youku's commit checks the whole object against that MD5 (a
+        # rewritten file is refused there as ContentMismatch, and hashed and sent again).
         uploader = OssUploader(keeper, self.src, cancel=self.ctx.cancel, retry=self.ctx.retry, note=self.ctx.note,
-                               progress=self.ctx.progress, concurrency=self.cfg.part_concurrency)
+                               progress=self.ctx.progress, concurrency=self.cfg.part_concurrency,
+                               fingerprint=self.request.content_id)
 
         def save(state: MultipartState | None) -> None:
             self._save(oss=state.to_json() if state else None)
