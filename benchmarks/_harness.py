@@ -79,12 +79,12 @@ class SandboxProcess:
     the generated vidupd.toml target the benchmark uses."""
 
     def __init__(self, directory: Path, start_timeout: float, target: str, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = ()):
         self.dir = directory
         self.config_path = directory / "vidupd.toml"
         self.log_path = directory.parent / "sandbox.log"
         self.log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only", *args]
+        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only", *extra_args]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + start_timeout

@@ -35,7 +35,9 @@ def serve(data_dir: Path) -> None:
     from vidupd.sandbox.common import SandboxOptions, UploadsJournal
     from vidupd.sandbox.oss import OssSandbox
 
-    sandbox = OssSandbox(data_dir, SandboxOptions(hash_only=True), UploadsJournal(data_dir / "uploads.jsonl"))
+    # The bench signs its PUT with V1 (computed below, no SDK): a sandbox taking both versions.
+    sandbox = OssSandbox(data_dir, SandboxOptions(hash_only=True, oss_signature="both"),
+                         UploadsJournal(data_dir / "uploads.jsonl"))
     sandbox.start()
     print(json.dumps({"endpoint": sandbox.endpoint, "bucket": sandbox.bucket, "sts": sandbox.issue_sts(7200)}),
           flush=True)

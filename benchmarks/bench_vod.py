@@ -3,9 +3,10 @@
 on one sandbox, in one run (issue 4).
 
     .venv/bin/python benchmarks/bench_vod.py [--size-mib 1024] [--runs 3] [--part-mib 8] [--threads 4]
+                                             [--signature v4|v1|both]
 
-The sandbox runs in its own process (`python -m vidupd sandbox --dir D --hash-only`: MD5
-and CRC-64 of every byte, nothing written), shared by the three clients. Per run, three
+The sandbox runs in its own process (`python -m vidupd sandbox --dir D --hash-only
+--oss-signature both`: MD5 and CRC-64 of every byte, nothing written), shared by the three clients. Per run, three
 fresh files of --size-mib MiB are written under --tmp (local disk; 4 KiB of fresh random
 bytes first, then a random pattern, so every upload is a distinct video), fsynced, and
 read once each before any clock starts, so all three start from a warm page cache. Then,
@@ -25,7 +26,7 @@ in an order rotated per run, each client runs as a child process:
   getrusage); its whole-process figures are printed too. (oss2 2.19's resumable_upload
   takes no `enable_crc` argument: CRC-64 checking is the Bucket's `enable_crc`, crcmod.)
 - sdk:     a small driver that points voduploadsdk at the sandbox as
-  tests/test_sandbox_vod.py does (region_provider.add_endpoint for its AcsClient;
+  tests/test_interop_oss.py does (region_provider.add_endpoint for its AcsClient;
   HTTP_PROXY=the VOD sandbox for its hard-coded progress-report POST, NO_PROXY for
   loopback OSS) and calls `AliyunVodUploader(ak, secret).uploadLocalVideo(
   UploadVideoRequest(FILE, title))` after `setMultipartUpload(part, part, threads)`. It
@@ -41,6 +42,14 @@ reported VideoId with the file's size (hash-only multipart objects have no MD5, 
 is compared only when there is one), and a HeadObject (credentials from
 RefreshUploadVideo) must show the object with the file's size and CRC-64/XZ; anything
 else aborts the benchmark.
+
+OSS signatures (issue 10): `--signature v4` (the default) has vidupd (`oss_signature`) and
+raw oss2 (`StsAuth(..., auth_version="v4")`, `Bucket(..., region=UploadAuth's Region)`)
+sign V4, `v1` has both sign V1; `both` runs vidupd and oss2 once with each in every run, V4
+and V1 alternately (the order rotated with the rest), and prints each one's wall and
+CPU-s/GiB and the V4/V1 ratios (the issue's target: V4 no slower than V1 within noise).
+voduploadsdk signs V1 whatever is asked (it cannot sign V4). The sandbox runs with
+`--oss-signature both` so that every client is accepted.
 
 Targets (issue 4): vidupd at least 0.9x raw oss2's speed (wall_vidupd <= wall_oss2 / 0.9,
 oss2 counted for its OSS upload only) and 2x voduploadsdk's; at most 2 CPU-s/GiB; peak
@@ -71,6 +80,7 @@ from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, req
 GIB = 1 << 30
 PATTERN_BYTES = 16 * MIB + 4093  # random filler, repeated; its length is not a multiple of a part
 CLIENTS = ("vidupd", "oss2", "sdk")
+SIGNS = ("vidupd", "oss2")  # the clients that can sign either version (voduploadsdk: V1 only)
 RESULT_MARK = "BENCH-RESULT "
 
 # Raw oss2 with the credentials of one CreateUploadVideo (done before the clock starts).
@@ -91,8 +101,13 @@ req.set_FileSize(str(os.path.getsize(path)))
 answer = json.loads(client.do_action_with_exception(req))
 address = json.loads(base64.b64decode(answer["UploadAddress"]))
 auth = json.loads(base64.b64decode(answer["UploadAuth"]))
-bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
-                     address["Endpoint"], address["Bucket"], enable_crc=True)
+if cfg["signature"] == "v4":  # V4 needs the bucket's region: UploadAuth's Region
+    bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"],
+                                      auth_version="v4"), address["Endpoint"], address["Bucket"], enable_crc=True,
+                         region=auth["Region"])
+else:
+    bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
+                         address["Endpoint"], address["Bucket"], enable_crc=True)
 part = int(cfg["part_size"])
 r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
 result = oss2.resumable_upload(bucket, address["FileName"], path, store=oss2.ResumableStore(root=cfg["store"]),
@@ -104,7 +119,7 @@ print("BENCH-RESULT " + json.dumps({
     "upload_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}), flush=True)
 """
 
-# The stock SDK, redirected through its own mechanisms only (see tests/test_sandbox_vod.py).
+# The stock SDK, redirected through its own mechanisms only (see tests/test_interop_oss.py).
 SDK_DRIVER = r"""
 import json, os, resource, sys, time
 from aliyunsdkcore.profile import region_provider
@@ -133,7 +148,7 @@ class Sandbox(SandboxProcess):
     """The sandbox process, its `vod` target, and a look at stored objects."""
 
     def __init__(self, directory: Path, start_timeout: float):
-        super().__init__(directory, start_timeout, "vod", env=client_env())
+        super().__init__(directory, start_timeout, "vod", env=client_env(), extra_args=("--oss-signature", "both"))
         self.vod = self.target
         self._client: Any = None
 
@@ -152,8 +167,9 @@ class Sandbox(SandboxProcess):
         answer = json.loads(self._client.do_action_with_exception(req))
         address = json.loads(base64.b64decode(answer["UploadAddress"]))
         auth = json.loads(base64.b64decode(answer["UploadAuth"]))
-        bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
-                             address["Endpoint"], address["Bucket"], connect_timeout=30)
+        bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"],
+                                          auth_version="v4"), address["Endpoint"], address["Bucket"],
+                             connect_timeout=30, region=auth["Region"])
         head = bucket.head_object(address["FileName"])
         crc = head.headers.get("x-oss-hash-crc64ecma")
         return address["FileName"], int(head.content_length), int(crc) if crc is not None else None
@@ -168,9 +184,11 @@ def client_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def vidupd_config(box: Sandbox, work: Path, run: int, part: int, threads: int) -> tuple[Path, Path]:
-    """A copy of the sandbox's vidupd.toml: own state_dir and event log, part size and concurrency set."""
-    state, events = work / f"run{run}-vidupd-state", work / f"run{run}-vidupd-events.jsonl"
+def vidupd_config(box: Sandbox, work: Path, run: int, part: int, threads: int, signature: str,
+                  label: str = "vidupd") -> tuple[Path, Path]:
+    """A copy of the sandbox's vidupd.toml: own state_dir and event log, part size, concurrency
+    and OSS signature set."""
+    state, events = work / f"run{run}-{label}-state", work / f"run{run}-{label}-events.jsonl"
     out, in_vod, done = [], False, set()
     for line in box.config_text.splitlines():
         stripped = line.strip()
@@ -182,15 +200,16 @@ def vidupd_config(box: Sandbox, work: Path, run: int, part: int, threads: int) -
             done.add("events")
         elif stripped.startswith("["):
             in_vod = stripped == "[targets.vod]"
-        elif in_vod and stripped.split("=", 1)[0].strip() in ("part_size", "part_concurrency", "multipart_threshold"):
+        elif in_vod and stripped.split("=", 1)[0].strip() in ("part_size", "part_concurrency", "multipart_threshold",
+                                                               "oss_signature"):
             continue  # replaced below
         out.append(line)
         if stripped == "[targets.vod]":
-            out += [f"part_size = {part}", f"part_concurrency = {threads}"]
+            out += [f"part_size = {part}", f"part_concurrency = {threads}", f'oss_signature = "{signature}"']
             done.add("vod")
     if done != {"state_dir", "events", "vod"}:
         raise BenchError(f"{box.config_path}: unexpected layout (found {sorted(done)})")
-    path = work / f"run{run}-vidupd.toml"
+    path = work / f"run{run}-{label}.toml"
     path.write_text("\n".join(out) + "\n")
     return path, events
 
@@ -285,17 +304,21 @@ def verify(box: Sandbox, before: int, client: str, path: Path, size: int, md5: s
                          f"expected size {size} CRC-64 {crc}")
 
 
-def one_upload(client: str, box: Sandbox, path: Path, size: int, md5: str, crc: int, work: Path, run: int,
+def one_upload(label: str, box: Sandbox, path: Path, size: int, md5: str, crc: int, work: Path, run: int,
                args: argparse.Namespace, children: list[subprocess.Popen]) -> dict[str, Any]:
+    """One upload by `label`: a client ("vidupd", "oss2", "sdk"), with "-v4"/"-v1" under --signature both."""
+    client, _, signature = label.partition("-")
+    signature = signature or (args.signature if client in SIGNS else "v1")
     before = len(box.entries())
     part, threads = args.part_mib * MIB, args.threads
     cfg = {"endpoint": box.vod["endpoint"], "region": box.vod["region"],
            "access_key_id": box.vod["access_key_id"], "access_key_secret": box.vod["access_key_secret"],
-           "part_size": part, "threads": threads, "store": str(work / f"run{run}-oss2-store")}
+           "part_size": part, "threads": threads, "store": str(work / f"run{run}-{label}-store"),
+           "signature": signature}
     events = None
     limit = args.timeout
     if client == "vidupd":
-        cfg_path, events = vidupd_config(box, work, run, part, threads)
+        cfg_path, events = vidupd_config(box, work, run, part, threads, signature, label)
         argv = [sys.executable, "-m", "vidupd", "upload", "-c", str(cfg_path), "--target", "vod", str(path),
                 "--no-progress"]
         env = client_env()
@@ -311,7 +334,7 @@ def one_upload(client: str, box: Sandbox, path: Path, size: int, md5: str, crc: 
         limit = args.sdk_timeout
     sb0, busy0, launched = box.cpu(), machine_busy_seconds(), time.time()
     with CpuSampler(box) as sampler:
-        r = run_child(argv, env, work, f"run{run}-{client}", limit, children)
+        r = run_child(argv, env, work, f"run{run}-{label}", limit, children)
     sb1, busy1 = box.cpu(), machine_busy_seconds()
     r["sandbox_cpu"] = None if sb0 is None or sb1 is None else sb1 - sb0
     r["other_cpu"] = max(0.0, busy1 - busy0 - r["cpu"] - (r["sandbox_cpu"] or 0.0))
@@ -363,10 +386,27 @@ def fmt_run(run: int, client: str, r: dict[str, Any], size: int) -> str:
     sb_share = "" if r["sandbox_cpu"] is None else f" ({r['sandbox_cpu'] / r['process_wall'] * 100:.0f}% of a core)"
     verified = f"id {r['video_id']} verified" if r.get("video_id") else "NOT verified"
     ge, le, part = (">= ", "<= ", " until killed") if r["timed_out"] else ("", "", "")
-    return (f"run {run} {client:<6}: wall {ge}{r['wall']:7.2f} s = {le}{size / 1e6 / r['wall']:6.1f} MB/s; "
+    return (f"run {run} {client:<9}: wall {ge}{r['wall']:7.2f} s = {le}{size / 1e6 / r['wall']:6.1f} MB/s; "
             f"CPU{part} {r['cpu']:6.2f} s = {r['cpu'] / gib:5.2f} CPU-s/GiB (process: user {r['user']:.2f} + "
             f"sys {r['sys']:.2f}); peak RSS {r['rss_mib']:6.1f} MiB; sandbox CPU {sb}{sb_share}; "
             f"other processes {r['other_cpu']:.1f} CPU-s; {verified}" + (f"; {r['extra']}" if r["extra"] else ""))
+
+
+def signature_ratios(med: dict[str, dict[str, float]], gib: float) -> dict[str, dict[str, float]]:
+    """Print and return, per signing client, V4's and V1's median wall and CPU-s/GiB and their ratios."""
+    out: dict[str, dict[str, float]] = {}
+    for c in SIGNS:
+        v4, v1 = med.get(f"{c}-v4"), med.get(f"{c}-v1")
+        if v4 is None or v1 is None:
+            continue
+        out[c] = {"wall_v4": v4["wall"], "wall_v1": v1["wall"], "wall_ratio": v4["wall"] / v1["wall"],
+                  "cpu_per_gib_v4": v4["cpu"] / gib, "cpu_per_gib_v1": v1["cpu"] / gib,
+                  "cpu_ratio": v4["cpu"] / v1["cpu"] if v1["cpu"] else float("nan")}
+        o = out[c]
+        print(f"signature {c:<6}: V4 wall {o['wall_v4']:.2f} s, {o['cpu_per_gib_v4']:.2f} CPU-s/GiB; V1 wall "
+              f"{o['wall_v1']:.2f} s, {o['cpu_per_gib_v1']:.2f} CPU-s/GiB; V4/V1 wall {o['wall_ratio']:.3f}, "
+              f"CPU {o['cpu_ratio']:.3f}")
+    return out
 
 
 def main() -> int:
@@ -380,12 +420,16 @@ def main() -> int:
     ap.add_argument("--tmp", type=Path, default=Path("/var/tmp"), help="where files and the sandbox live (local disk)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per vidupd / oss2 upload")
     ap.add_argument("--sdk-timeout", type=float, default=1800.0, help="seconds allowed per voduploadsdk upload")
+    ap.add_argument("--signature", choices=("v4", "v1", "both"), default="v4",
+                    help="OSS signature of vidupd and raw oss2: v4 (default), v1, or both alternately in one run")
     args = ap.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     if args.size_mib < 1 or args.runs < 1 or args.part_mib < 1 or args.threads < 1:
         ap.error("--size-mib, --runs, --part-mib and --threads must be at least 1")
     if not clients or any(c not in CLIENTS for c in clients):
         ap.error(f"--clients: choose from {','.join(CLIENTS)}")
+    if args.signature == "both":  # each signing client twice per run, V4 and V1 alternately
+        clients = [v for c in clients for v in ((f"{c}-v4", f"{c}-v1") if c in SIGNS else (c,))]
     size = args.size_mib * MIB
     gib = size / GIB
     free = shutil.disk_usage(args.tmp).free
@@ -401,7 +445,7 @@ def main() -> int:
         box = Sandbox(work / "sandbox", start_timeout=60)
         print(f"# sandbox pid {box.proc.pid} (hash-only): vod {box.vod['endpoint']}; config {box.config_path}")
         print(f"# {args.runs} run(s) x {len(clients)} uploads of {args.size_mib} MiB, part {args.part_mib} MiB, "
-              f"{args.threads} threads; files under {work} (fsynced, then read once each before the run's "
+              f"{args.threads} threads, OSS signature {args.signature} (voduploadsdk: v1); files under {work} (fsynced, then read once each before the run's "
               f"clocks start: page cache warm for every client); {os.cpu_count()} CPUs; load average at start "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         pattern = os.urandom(PATTERN_BYTES)
@@ -437,7 +481,7 @@ def main() -> int:
             other = statistics.median(r["other_cpu"] for r in rs)
             timeouts = sum(1 for r in rs if r["timed_out"])
             lower = ">= " if timeouts else ""
-            print(f"median {c:<6}: wall {lower}{m['wall']:7.2f} s = {'<= ' if timeouts else ''}"
+            print(f"median {c:<9}: wall {lower}{m['wall']:7.2f} s = {'<= ' if timeouts else ''}"
                   f"{size / 1e6 / m['wall']:6.1f} MB/s; "
                   f"{m['cpu'] / gib:5.2f} CPU-s/GiB; peak RSS {m['rss_mib']:.1f} MiB "
                   f"(max {max(r['rss_mib'] for r in rs):.1f}){sb}; other processes {other:.1f} CPU-s "
@@ -446,7 +490,12 @@ def main() -> int:
                   + (f"; Create + OSS + Complete phase alone {statistics.median(rates):.0f} MB/s"
                      if (rates := [r["phase_rate"] for r in rs if "phase_rate" in r]) else ""))
         summary: dict[str, Any] = {"size_mib": args.size_mib, "runs": args.runs, "part_mib": args.part_mib,
-                                   "threads": args.threads, "median": med}
+                                   "threads": args.threads, "signature": args.signature, "median": med}
+        if args.signature == "both":
+            summary["v4_vs_v1"] = signature_ratios(med, gib)
+            for c in SIGNS:  # the issue-4 targets below compare the V4 runs
+                if f"{c}-v4" in med:
+                    med[c], results[c] = med[f"{c}-v4"], results[f"{c}-v4"]
         if "vidupd" in med:
             v = med["vidupd"]
             checks = []
@@ -476,7 +525,7 @@ def main() -> int:
         summary["per_run"] = {c: [{k: (round(r[k], 3) if isinstance(r[k], float) else r[k])
                                    for k in ("wall", "cpu", "user", "sys", "rss_mib", "process_wall", "process_cpu",
                                              "sandbox_cpu", "other_cpu", "timed_out")} for r in rs]
-                              for c, rs in results.items()}
+                              for c, rs in results.items() if not (args.signature == "both" and c in SIGNS)}
         summary["load_average_end"] = os.getloadavg()
         print(json.dumps(summary))
         return 0

@@ -59,7 +59,7 @@ class Sandbox(SandboxProcess):
     """The sandbox process and its `youku` target."""
 
     def __init__(self, directory: Path, start_timeout: float):
-        super().__init__(directory, start_timeout, "youku", args=sandbox_args())
+        super().__init__(directory, start_timeout, "youku", extra_args=sandbox_args())
         self.youku = self.target
         self.configs = {c: protocol_config(self, p) for c, p in PROTOCOL_OF.items()}
 

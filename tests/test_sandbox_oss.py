@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
-import hmac
 import http.client
 import inspect
 import os
@@ -19,6 +17,7 @@ import pytest
 import requests
 from oss2.models import PartInfo
 
+from oss_signers import signed_headers
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.oss import OssSandbox
 from vidupd.sandbox.oss_crc import crc64, crc64_combine
@@ -41,28 +40,16 @@ def oss(tmp_path: Path):
     sandbox.shutdown()
 
 
-def bucket_for(sandbox: OssSandbox, creds: dict[str, str] | None = None, **kw) -> oss2.Bucket:
+def bucket_for(sandbox: OssSandbox, creds: dict[str, str] | None = None, version: str = "v4", **kw) -> oss2.Bucket:
+    """oss2 signing V4 (the sandbox's default) for the sandbox's region, or V1."""
     creds = creds or sandbox.issue_sts()
-    auth = oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"])
-    return oss2.Bucket(auth, sandbox.endpoint, sandbox.bucket, enable_crc=True, **kw)
+    auth = oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"], auth_version=version)
+    region = sandbox.region if version == "v4" else None
+    return oss2.Bucket(auth, sandbox.endpoint, sandbox.bucket, enable_crc=True, region=region, **kw)
 
 
 def md5_hex(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def signed_headers(creds: dict[str, str], method: str, bucket: str, key: str, sub: str = "",
-                   content_type: str = "") -> dict[str, str]:
-    """The test's own V1 signer, for requests oss2 cannot be made to send."""
-    date = email.utils.formatdate(usegmt=True)
-    text = (f"{method}\n\n{content_type}\n{date}\nx-oss-security-token:{creds['SecurityToken']}\n"
-            f"/{bucket}/{key}{sub}")
-    sig = base64.b64encode(hmac.new(creds["AccessKeySecret"].encode(), text.encode(), hashlib.sha1).digest()).decode()
-    headers = {"Date": date, "x-oss-security-token": creds["SecurityToken"],
-               "Authorization": f"OSS {creds['AccessKeyId']}:{sig}"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    return headers
 
 
 def test_public_api_signatures() -> None:
@@ -177,8 +164,8 @@ def test_list_parts_pages(oss: OssSandbox) -> None:
     every = list(oss2.PartIterator(b, "pages", upload_id, max_parts=2))
     assert [p.part_number for p in every] == list(range(1, 8))
     creds = oss.issue_sts()  # more than 1000 asked: capped to 1000
-    sub = f"?uploadId={upload_id}"
-    raw = requests.get(f"{oss.endpoint}/{oss.bucket}/pages{sub}&max-parts=5000", timeout=5,
+    sub = f"?uploadId={upload_id}&max-parts=5000"  # V4 signs every query parameter
+    raw = requests.get(f"{oss.endpoint}/{oss.bucket}/pages{sub}", timeout=5,
                        headers=signed_headers(creds, "GET", oss.bucket, "pages", sub))
     assert raw.status_code == 200 and "<MaxParts>1000</MaxParts>" in raw.text and "xmlns" not in raw.text
 
@@ -224,8 +211,8 @@ def test_signature_and_credential_errors(oss: OssSandbox) -> None:
         with pytest.raises(oss2.exceptions.OssError) as err:
             bucket_for(oss, bad).put_object("k", b"data" * 1000)
         assert (err.value.status, err.value.code) == (status, code)
-    other = oss2.Bucket(oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"]),
-                        oss.endpoint, "another-bucket")
+    other = oss2.Bucket(oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"],
+                                     auth_version="v4"), oss.endpoint, "another-bucket", region=oss.region)
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         other.put_object("k", b"x")
     assert requests.get(f"{oss.endpoint}/{oss.bucket}/k", timeout=5).status_code == 403  # anonymous

@@ -1,4 +1,5 @@
-"""The VOD sandbox against aliyunsdkcore + aliyunsdkvod, oss2 and the stock voduploadsdk."""
+"""The VOD sandbox against aliyunsdkcore + aliyunsdkvod and oss2 (the stock voduploadsdk:
+test_interop_oss.py)."""
 
 from __future__ import annotations
 
@@ -78,10 +79,15 @@ def decode(b64: str) -> dict[str, str]:
     return json.loads(base64.b64decode(b64))
 
 
+def sts_bucket(auth: dict[str, str], endpoint: str, bucket: str, **kw: Any) -> oss2.Bucket:
+    """oss2 signing V4 (what the sandbox accepts by default) for UploadAuth's Region."""
+    return oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"],
+                                    auth_version="v4"), endpoint, bucket, region=auth.get("Region", "cn-shanghai"), **kw)
+
+
 def upload_with_oss2(answer: dict[str, Any], data: bytes, tmp_path: Path) -> None:
     address, auth = decode(answer["UploadAddress"]), decode(answer["UploadAuth"])
-    bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
-                         address["Endpoint"], address["Bucket"], enable_crc=True)
+    bucket = sts_bucket(auth, address["Endpoint"], address["Bucket"], enable_crc=True)
     path = tmp_path / f"upload-{uuid.uuid4().hex}"
     path.write_bytes(data)
     oss2.resumable_upload(bucket, address["FileName"], str(path), store=oss2.ResumableStore(root=str(tmp_path / "rs")),
@@ -138,8 +144,7 @@ def test_video_upload_reaches_normal_and_is_journaled_once(sb: Sandboxes, tmp_pa
     assert decode(refreshed["UploadAddress"])["FileName"] == address["FileName"]
     assert decode(refreshed["UploadAuth"])["AccessKeyId"] != auth["AccessKeyId"]
 
-    scoped = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
-                         address["Endpoint"], address["Bucket"])
+    scoped = sts_bucket(auth, address["Endpoint"], address["Bucket"])
     with pytest.raises(oss2.exceptions.AccessDenied):  # the credentials reach this video's prefix only
         scoped.put_object("sv/someone-else.mp4", b"x")
     data = os.urandom(700 * KB)
@@ -277,8 +282,7 @@ def test_upload_media_by_url(sb: Sandboxes, file_server: tuple[Path, str]) -> No
 
 def test_register_media(sb: Sandboxes) -> None:
     creds = sb.oss.issue_sts()
-    bucket = oss2.Bucket(oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"]),
-                         sb.oss.endpoint, sb.oss.bucket)
+    bucket = sts_bucket(creds, sb.oss.endpoint, sb.oss.bucket)
     data = os.urandom(10 * KB)
     bucket.put_object("archive/old film.mp4", data)
     url = sb.oss.object_url("archive/old film.mp4")
@@ -338,8 +342,7 @@ def test_token_ttl_option_sets_sts_lifetime(tmp_path: Path) -> None:
         issued = time.time()
         address, auth = decode(answer["UploadAddress"]), decode(answer["UploadAuth"])
         assert auth["Expiration"] == "1"
-        bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"]),
-                             address["Endpoint"], address["Bucket"])
+        bucket = sts_bucket(auth, address["Endpoint"], address["Bucket"])
         time.sleep(max(0.0, issued + 1.05 - time.time()))
         with pytest.raises(oss2.exceptions.ServerError) as err:
             bucket.put_object(address["FileName"], b"late")
@@ -367,54 +370,3 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert decode(refreshed["UploadAddress"])["Endpoint"] == second.oss.endpoint
     finally:
         second.shutdown()
-
-
-@pytest.fixture
-def stock_sdk_pointed_at(monkeypatch: pytest.MonkeyPatch):
-    """Point the stock voduploadsdk at the sandbox through its own mechanisms.
-
-    VOD: aliyunsdkcore's process-wide endpoint table (region_provider.add_endpoint), which
-    every AcsClient consults first, including the one the uploader builds. The progress
-    report goes to a hard-coded http://vod.cn-shanghai.aliyuncs.com with `requests`, which
-    honours HTTP_PROXY: the VOD sandbox accepts absolute-form requests for *.aliyuncs.com
-    hosts. NO_PROXY keeps oss2's loopback traffic direct (aliyunsdkcore ignores NO_PROXY,
-    so its calls arrive at the sandbox through the same "proxy", which is the sandbox).
-    """
-    from aliyunsdkcore.endpoint.default_endpoint_resolver import DefaultEndpointResolver
-    from aliyunsdkcore.profile import region_provider
-
-    def point(sb: Sandboxes) -> None:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, f"http://{sb.vod.endpoint}")
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.setenv(name, "127.0.0.1,localhost")
-        region_provider.add_endpoint("vod", sb.vod.region, sb.vod.endpoint)
-
-    yield point
-    DefaultEndpointResolver.predefined_endpoint_resolver.reset()
-
-
-def test_stock_voduploadsdk_uploads_to_the_sandbox(sb: Sandboxes, tmp_path: Path, stock_sdk_pointed_at,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    stock_sdk_pointed_at(sb)
-    from voduploadsdk.AliyunVodUploader import AliyunVodUploader
-    from voduploadsdk.UploadImageRequest import UploadImageRequest
-    from voduploadsdk.UploadVideoRequest import UploadVideoRequest
-
-    uploader = AliyunVodUploader(sb.vod.credentials["access_key_id"], sb.vod.credentials["access_key_secret"])
-    uploader.setMultipartUpload(multipartThreshold=512 * KB, multipartPartSize=200 * KB, multipartThreadsNum=2)
-    files = {"multipart.mp4": os.urandom(900 * KB + 5), "single.mp4": os.urandom(40 * KB)}
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-        info = uploader.uploadLocalVideo(UploadVideoRequest(str(tmp_path / name), name))
-        # The SDK's retry loop can return normally without an object: check the sandbox got the bytes.
-        entry = next(e for e in sb.journal.entries() if e["remote_id"] == info["VideoId"])
-        assert entry["md5"] == hashlib.md5(data).hexdigest() and entry["size"] == len(data)
-        assert sb.vod.state.media(info["VideoId"]).reported_bytes == len(data)  # its progress report arrived
-    image = tmp_path / "cover.png"
-    image.write_bytes(b"\x89PNG" + os.urandom(2 * KB))
-    image_id, image_url = uploader.uploadImage(UploadImageRequest(str(image), "cover"))
-    entry = next(e for e in sb.journal.entries() if e["remote_id"] == image_id)
-    assert entry["kind"] == "image" and entry["md5"] == hashlib.md5(image.read_bytes()).hexdigest()
-    assert image_url.startswith(sb.oss.endpoint)
-    capsys.readouterr()  # the SDK prints its progress; keep the test output clean

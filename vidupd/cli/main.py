@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Youku create: oss = isnew=1 only, slices = the six steps always, both = by isnew")
     sb.add_argument("--youku-slice-length", type=int, default=0,
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
+    sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
+                    help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

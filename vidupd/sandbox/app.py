@@ -131,8 +131,8 @@ def render_config(box: Sandbox, settle_seconds: float) -> str:
 def options_from(args: argparse.Namespace) -> SandboxOptions:
     return SandboxOptions(fail_rate=args.fail_rate, token_ttl=args.token_ttl, confirm_delay=args.confirm_delay,
                           duplicate_ids=args.duplicate_ids, max_rate=args.max_rate, hash_only=args.hash_only,
-                          seed=args.seed,
-                          youku_protocol=args.youku_protocol, youku_slice_length=args.youku_slice_length)
+                          seed=args.seed, youku_protocol=args.youku_protocol,
+                          youku_slice_length=args.youku_slice_length, oss_signature=getattr(args, "oss_signature", "v4"))
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ class SandboxOptions:
     seed: int | None = None  # random seed for reproducible fault runs
     youku_protocol: str = "both"  # Youku create: "oss" (isnew=1 only), "slices" (isnew ignored) or "both"
     youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
+    oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):

@@ -1,4 +1,5 @@
-"""Alibaba Cloud OSS emulation: one bucket, path-style URLs, V1 signatures, STS tokens.
+"""Alibaba Cloud OSS emulation: one bucket, path-style URLs, V4 and/or V1 signatures
+(`--oss-signature`), STS tokens.
 
 Enough of the object API for `oss2`'s simple and resumable uploads and downloads and for
 `voduploadsdk`: PutObject, the multipart calls, Head/Get/DeleteObject, GetBucketInfo.
@@ -32,7 +33,8 @@ from .common import (
     drop_connection,
     receive_body,
 )
-from .oss_auth import StsStore, canonical_resource, verify_request
+from .oss_auth import StsStore, canonical_resource
+from .oss_auth_v4 import SIGNATURE_MODES, authenticate
 from .oss_crc import Crc64
 from .oss_request import BytesSink, RequestTarget, byte_range
 from .oss_store import MAX_PART_NUMBER, Digest, ObjectInfo, OssStore, Staged
@@ -49,6 +51,7 @@ from .oss_xml import (
 
 DEFAULT_BUCKET = "vidupd-sandbox"
 DEFAULT_STS_TTL = 3600.0
+PUT_OBJECT_MAX = 5 << 30  # bytes: a larger PutObject is refused (EntityTooLarge); multipart is the way
 _MAX_XML_BODY = 4 << 20  # a CompleteMultipartUpload list of 10,000 parts fits easily
 _XML = "application/xml"
 
@@ -61,6 +64,8 @@ class OssSandbox:
 
     def __init__(self, data_dir: Path, options: SandboxOptions, journal: UploadsJournal, port: int = 0,
                  bucket: str = DEFAULT_BUCKET, region: str = "cn-shanghai"):
+        if options.oss_signature not in SIGNATURE_MODES:
+            raise ValueError(f"oss_signature must be one of {', '.join(SIGNATURE_MODES)}")
         root = Path(data_dir) / "oss"
         root.mkdir(parents=True, exist_ok=True)
         self.options = options
@@ -79,11 +84,16 @@ class OssSandbox:
         self._stats_lock = threading.Lock()
         self.parts_received = 0  # UploadPart bodies stored, repeats included (tests count re-sends)
         self.part_bytes_received = 0
+        self.signatures: dict[str, int] = {"v1": 0, "v4": 0}  # authenticated requests per signature version
 
     def count_part(self, size: int) -> None:
         with self._stats_lock:
             self.parts_received += 1
             self.part_bytes_received += size
+
+    def count_signature(self, version: str) -> None:
+        with self._stats_lock:
+            self.signatures[version] = self.signatures.get(version, 0) + 1
 
     # ----- lifecycle -----
     def start(self) -> None:
@@ -198,8 +208,11 @@ class _OssHandler(QuietHandler):
                 raise OssError(status, "InternalError" if status == 500 else "ServiceUnavailable",
                                "Injected failure (sandbox fail_rate); please retry.")
             req = RequestTarget(self.path)
+            sb = self.sandbox
             resource = canonical_resource(req.bucket, req.key, req.params)
-            cred = verify_request(self.sandbox.sts, self.command, self.headers, resource)
+            cred, version = authenticate(sb.sts, sb.options.oss_signature, self.command, self.headers, req.bucket,
+                                         req.key, req.params, resource, sb.region)
+            sb.count_signature(version)
             if not cred.allows(req.key):
                 raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
             if req.bucket != self.sandbox.bucket:
@@ -383,9 +396,18 @@ class _OssHandler(QuietHandler):
             staged.discard()
             raise
 
+    def _refuse_too_large(self) -> None:
+        """EntityTooLarge for a PutObject or part body over 5 GB, on its Content-Length alone:
+        the body is neither read nor drained, and the connection closes."""
+        if isinstance(self._pending, int) and self._pending > PUT_OBJECT_MAX:
+            proposed, self._pending, self.close_connection = self._pending, 0, True
+            raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.",
+                           MaxSizeAllowed=str(PUT_OBJECT_MAX), ProposedSize=str(proposed))
+
     def _put_object(self, req: RequestTarget) -> None:
         if "x-oss-copy-source" in self.headers:
             raise OssError(501, "NotImplemented", "CopyObject is not emulated by the sandbox.")
+        self._refuse_too_large()
         store = self.sandbox.store
         ctype = self._content_type()
         got, info = self._store_body(lambda staged, d: store.commit_object(req.key, staged, d, ctype))
@@ -402,6 +424,7 @@ class _OssHandler(QuietHandler):
             raise OssError(400, "InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.")
         store, upload_id = self.sandbox.store, req.params["uploadId"]
         store.check_upload(upload_id, req.key)
+        self._refuse_too_large()  # a part, too, is at most 5 GB
         _, part = self._store_body(lambda staged, d: store.commit_part(upload_id, req.key, number, staged, d))
         self.sandbox.count_part(part.size)
         self._send(200, headers={"ETag": f'"{part.etag}"', "x-oss-hash-crc64ecma": str(part.crc64)})

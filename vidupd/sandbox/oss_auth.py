@@ -1,4 +1,5 @@
-"""OSS side of authentication: temporary (STS) credentials and the V1 header signature.
+"""OSS side of authentication: temporary (STS) credentials and the V1 header signature
+(V4 is `oss_auth_v4`, which also chooses between the two).
 
 The signature is recomputed here from the request as received (never with oss2), so a
 client that signs the wrong bytes is refused the way the real service refuses it.
@@ -126,6 +127,21 @@ def sign(secret: str, text: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def check_credential(store: StsStore, ak: str, headers: Mapping[str, str], now: float) -> StsCredential:
+    """The live STS credentials `ak` names, with the token the request carries (V1 and V4 alike)."""
+    cred = store.get(ak)
+    if cred is None:
+        raise OssError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.",
+                       OSSAccessKeyId=ak)
+    token = headers.get("x-oss-security-token", "")
+    if not hmac.compare_digest(token.encode("utf-8"), cred.security_token.encode("utf-8")):
+        raise OssError(403, "InvalidSecurityToken", "The security token you provided is invalid.")
+    if now >= cred.expires_at:
+        raise OssError(403, "SecurityTokenExpired", "The security token you provided has expired.",
+                       ExpireTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cred.expires_at)))
+    return cred
+
+
 def verify_request(
     store: StsStore, method: str, headers: Mapping[str, str], resource: str, now: float | None = None
 ) -> StsCredential:
@@ -139,16 +155,7 @@ def verify_request(
     if scheme != "OSS" or not sep or not ak:
         raise OssError(400, "InvalidArgument",
                        "Authorization header is invalid (expected 'OSS AccessKeyId:Signature').")
-    cred = store.get(ak)
-    if cred is None:
-        raise OssError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.",
-                       OSSAccessKeyId=ak)
-    token = headers.get("x-oss-security-token", "")
-    if not hmac.compare_digest(token.encode("utf-8"), cred.security_token.encode("utf-8")):
-        raise OssError(403, "InvalidSecurityToken", "The security token you provided is invalid.")
-    if now >= cred.expires_at:
-        raise OssError(403, "SecurityTokenExpired", "The security token you provided has expired.",
-                       ExpireTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cred.expires_at)))
+    cred = check_credential(store, ak, headers, now)
     date = headers.get("x-oss-date") or headers.get("Date")
     if not date:
         raise OssError(403, "AccessDenied", "The request carries no Date header.")

@@ -149,7 +149,7 @@ class VodSandbox:
         prefix = posixpath.dirname(key) + "/"
         address = {"Endpoint": self.oss.endpoint, "Bucket": self.oss.bucket, "FileName": key, "ObjectPrefix": prefix}
         sts = self.oss.issue_sts(self.options.token_ttl or DEFAULT_STS_TTL, prefix=prefix)
-        auth = {**sts, "Region": self.region}
+        auth = {**sts, "Region": self.oss.region}  # the bucket's region: what OSS V4 signatures are scoped to
         return {"UploadAddress": _b64json(address), "UploadAuth": _b64json(auth)}
 
     def _issue(self, kind: str, build: Callable[[str], MediaRecord]) -> MediaRecord:

@@ -47,7 +47,7 @@ from ..base import MediaStatus, Option, Provider, UploadContext, UploadRequest, 
 from ..features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 from ..oss.credentials import StsKeeper
 from ..oss.multipart import MIN_PART_SIZE, PUT_OBJECT_MAX, MultipartState, OssUploader, content_id
-from ..oss.signing import SIGNATURES
+from ..oss.signing import DEFAULT_SIGNATURE, SIGNATURES
 from .checkpoint import UploadState
 from .media import (BUSINESS_TYPES, DESCRIPTION_MAX, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE,
                     REGISTER_GROUP, TITLE_MAX, URL_LIST_MAX, PullJob, VodSettings, cate_id, check_url, chunks,
@@ -75,12 +75,9 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         "part_size": Option(int, 8 * MIB, minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE,
                             help="multipart part size in bytes (at least 100 KiB)"),
         "part_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY, help="parts uploaded in parallel per file"),
-        "multipart_threshold": Option(int, None, minimum=1, maximum=PUT_OBJECT_MAX,
-                                      help="files from this size (bytes) go multipart; default part_size "
-                                           "(at most 5 GB: OSS refuses larger PutObjects)"),
-        "oss_signature": Option(str, "v1", choices=SIGNATURES,  # v4 once the sandbox verifies it
-                                help="how OSS requests are signed: v4 (the default; what accounts opened since "
-                                     "2025-03 accept) | v1 (old set-ups)"),
+        "multipart_threshold": Option(int, None, minimum=1, maximum=PUT_OBJECT_MAX,  # OSS's PutObject limit
+                                      help="files from this size (bytes) go multipart; default part_size; max 5 GB"),
+        "oss_signature": Option(str, DEFAULT_SIGNATURE, choices=SIGNATURES, help="OSS signature: v4 | v1 (old set-ups)"),
         "template_group_id": Option(str, None, help="transcoding template group"),
         "workflow_id": Option(str, None, help="workflow run after upload"),
         "cate_id": Option((int, str), None, minimum=1, help="category id"),
