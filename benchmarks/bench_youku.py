@@ -130,6 +130,7 @@ print(json.dumps({"video_id": video_id, "slept_seconds": 0, "sleeps": 0}), flush
 CLIENTS = ("vidupd-oss", "youku-upload", "vidupd-slices", "youku-0.1.1")
 DEFAULT_CLIENTS = "vidupd-oss,youku-upload,vidupd-slices"
 PROTOCOL_OF = {"vidupd-oss": "oss", "vidupd-slices": "slices"}
+FLOW_OF = {"vidupd-oss": "oss", "youku-upload": "oss", "vidupd-slices": "slices", "youku-0.1.1": "slices"}
 
 
 def protocol_config(box: "Sandbox", protocol: str) -> Path:
@@ -186,6 +187,9 @@ def verify(box: Sandbox, before: int, client: str, path: Path, md5: str, size: i
                          f"id={e.get('remote_id')}, expected md5={md5} size={size} id={video_id}")
     if e.get("duplicate_id"):
         raise BenchError(f"{client}: the sandbox handed out a duplicate id: {e}")
+    flow = FLOW_OF[client]
+    if e.get("flow", flow) != flow:
+        raise BenchError(f"{client}: uploaded through the {e.get('flow')} flow, not the {flow} flow")
 
 
 def one_upload(client: str, box: Sandbox, path: Path, md5: str, size: int, work: Path, run: int, limit: float,
