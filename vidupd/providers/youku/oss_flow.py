@@ -3,7 +3,8 @@
 create (isnew=1; the provider makes it and hands the grant over) -> checkpoint {upload token,
 OSS endpoint/bucket/object, the file's MD5 and size} before the first byte -> the shared OSS
 multipart upload (parallel parts, CRC-64 per part, ListParts-based resume; the part state is
-saved in the checkpoint as parts complete) -> commit.json (no upload_server_ip) -> video_id.
+saved in the checkpoint as parts complete; a file of at most one part: one PutObject) ->
+commit.json (no upload_server_ip) -> video_id.
 The STS credentials are never saved: a resumed upload asks get_sts_inf.json for fresh ones,
 and the same call renews them before `expire_time` or when OSS answers SecurityTokenExpired,
 for every part thread at once (oss.StsKeeper), so the same multipart upload goes on.
@@ -136,7 +137,10 @@ class OssUpload:
         def save(state: MultipartState | None) -> None:
             self._save(oss=state.to_json() if state else None)
 
-        uploader.multipart(MultipartState.from_json(self._st.oss), self.cfg.part_size, save)
+        if self.request.size <= self.cfg.part_size and not self._st.oss:
+            uploader.put()  # one part's worth: one PutObject (checked against the MD5), not three calls
+        else:
+            uploader.multipart(MultipartState.from_json(self._st.oss), self.cfg.part_size, save)
         self._save(uploaded=True)
 
     def _renewed(self) -> OssGrant:
