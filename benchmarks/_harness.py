@@ -75,8 +75,8 @@ def warm(path: Path) -> float:
 
 
 class SandboxProcess:
-    """`python -m vidupd sandbox --dir D --hash-only` in its own process; `target` names the
-    generated vidupd.toml target the benchmark uses."""
+    """`python -m vidupd sandbox --dir D --hash-only [ARGS]` in its own process; `target` names
+    the generated vidupd.toml target the benchmark uses."""
 
     def __init__(self, directory: Path, start_timeout: float, target: str, env: dict[str, str] | None = None,
                  extra_args: tuple[str, ...] = ()):

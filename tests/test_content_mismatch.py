@@ -72,9 +72,9 @@ def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
     started = actions(env.events, "upload.started")
     assert len(started) == 2 and started[1]["vidupd.attempt"] == 2  # the re-send counted as an attempt
     # the refused upload was cancelled on the platform, not left holding slices until it expires
-    assert not actions(env.events, "upload.cancel_failed")
+    assert not actions(env.events, "upload.cancel_failed") and actions(env.events, "upload.abandoned")
     sessions = json.loads((env.root / "sandbox" / "youku" / "uploads.json").read_text())["sessions"]
-    assert list(sessions) == [entry["upload_token"]]
+    assert set(sessions) <= {entry["upload_token"]}  # the refused one is gone (the committed one may be saved)
 
 
 def test_vod_rewritten_mid_upload_is_not_completed_mixed(make_site):

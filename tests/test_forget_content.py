@@ -14,7 +14,7 @@ from vidupd.core.content import ContentHash, content_hash
 from vidupd.core.errors import ContentMismatch, LeaseLost, PermanentError
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import ContentReset, Failed, Ledger
-from vidupd.providers.youku.api import _decode, _translate
+from vidupd.providers.youku.wire import _decode, _translate
 
 META = Metadata(title="t")
 OLD_MD5 = "0" * 32

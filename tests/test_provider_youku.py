@@ -23,15 +23,18 @@ from vidupd.core.errors import CredentialsExpired, PermanentError, TransientErro
 from vidupd.core.model import Metadata
 from vidupd.core.secrets import Secret
 from vidupd.ledger import Ledger, LedgerShared
-from vidupd.providers.youku.api import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, TokenPair, UploadTokenExpired,
-                                        _decode, _translate)
-from vidupd.providers.youku.provider import YoukuProvider, _clean_tags
+from vidupd.providers.youku.api import TokenPair
+from vidupd.providers.youku.wire import (CODE_UPLOAD_TOKEN_EXPIRED, AccessTokenInvalid, UploadTokenExpired, _decode,
+                                         _translate)
+from vidupd.providers.youku.params import clean_tags as _clean_tags
+from vidupd.providers.youku.provider import YoukuProvider
 from vidupd.providers.youku.slices import Checkpoint, resolve_upload_server
 from vidupd.providers.youku.tokens import TokenKeeper
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
+from vidupd.sandbox.youku_state import granted_slice_length
 
-SLICE = 2 * MIB  # the provider asks for 2048 KB slices, the sandbox grants them
+SLICE = 2 * MIB  # the provider asks for 2048 KB slices (the sandbox grants 12,345 bytes less)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,6 +66,7 @@ class Env:
             "category": None,
             "copyright_type": "original",
             "public_type": "all",
+            "upload_protocol": "slices",  # this file tests the six-step flow (the OSS flow: test_youku_oss_e2e)
             "slice_concurrency": 4,
             "confirm_wait": 0.2,
             "confirm_timeout": 30.0,
@@ -292,7 +296,7 @@ def test_normal_upload(env: Env) -> None:
 
     [entry] = env.entries()
     assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
-    assert entry["size"] == job.request.size and entry["title"] == "t" * 60
+    assert entry["size"] == job.request.size and entry["title"] == "t" * 50  # cut to Youku's 2-50 characters
     assert result.remote_kind == "video" and job.remote_ids == [(result.remote_id, "video")]
     assert_monotonic(job.progress)
     assert job.progress[-1] == job.request.size
@@ -323,7 +327,8 @@ def test_parallel_slices(env: Env) -> None:
     result = provider.upload(job.request, job.ctx)
     assert len(calls) >= 9
     assert inflight[1] >= 3, f"at most {inflight[1]} slices in flight"
-    assert sorted(c[2].offset for c in calls) == [i * SLICE for i in range(9)]
+    granted = granted_slice_length(2048, 0)  # the server decides: not the 2 MiB asked for
+    assert sorted(c[2].offset for c in calls) == list(range(0, 9 * SLICE - 1000, granted))
     [entry] = env.entries()
     assert entry["remote_id"] == result.remote_id and entry["md5"] == job.request.md5
     assert_monotonic(job.progress)

@@ -61,12 +61,24 @@ def counted_requests(monkeypatch: pytest.MonkeyPatch) -> collections.Counter:
     return counts
 
 
-def test_small_files_cost_six_youku_and_two_vod_requests_each(tmp_path: Path, counted_requests) -> None:
+# Youku's OSS flow (the sandbox's default answer): create, one PutObject, commit; its
+# six-step flow: create, create_file, new_slice, upload_slice, check, commit.
+YOUKU_REQUESTS = {
+    "oss": ("POST /uploads/create.json", "POST /uploads/commit.json"),
+    "slices": ("POST /uploads/create.json", "POST /gupload/create_file", "GET /gupload/new_slice",
+               "POST /gupload/upload_slice", "GET /gupload/check", "POST /uploads/commit.json"),
+}
+
+
+@pytest.mark.parametrize("protocol", ["oss", "slices"])
+def test_small_files_cost_few_youku_and_two_vod_requests_each(tmp_path: Path, counted_requests,
+                                                              protocol: str) -> None:
     box = start_sandbox(tmp_path / "sandbox", SandboxOptions(hash_only=True))
     try:
         targets = {name: {k: v for k, v in t.items() if k != "ready_timeout"}
                    for name, t in tomllib.loads(box.config.read_text())["targets"].items()}
         assert set(targets) == {"youku", "vod"}
+        targets["youku"]["upload_protocol"] = protocol
         outbox, events = tmp_path / "outbox", tmp_path / "events.jsonl"
         outbox.mkdir()
         config = write_config(tmp_path / "vidupd.toml", {"state_dir": str(tmp_path / "state")}, targets,
@@ -81,12 +93,13 @@ def test_small_files_cost_six_youku_and_two_vod_requests_each(tmp_path: Path, co
         assert not actions(events, "upload.failed") and not actions(events, "upload.retrying")
         journal = collections.Counter(e["provider"] for e in box.journal.entries())
         assert journal == {"youku": n, "aliyun-vod": n}
-        youku = {k: counted_requests[k] for k in ("GET /uploads/create.json", "POST /gupload/create_file",
-                                                 "GET /gupload/new_slice", "POST /gupload/upload_slice",
-                                                 "GET /gupload/check", "POST /uploads/commit.json")}
+        youku = {k: counted_requests[k] for k in YOUKU_REQUESTS[protocol]}
         # one slice: one new_slice (not one per slice thread), and no check before the slices go out
         assert youku == dict.fromkeys(youku, n), dict(counted_requests)
-        assert counted_requests["POST CreateUploadVideo"] == n and counted_requests["PUT OSS object"] == n
+        youku_puts = n if protocol == "oss" else 0  # one PutObject per small file, no multipart calls
+        assert counted_requests["POST CreateUploadVideo"] == n
+        assert counted_requests["PUT OSS object"] == n + youku_puts, dict(counted_requests)
+        assert sum(v for k, v in counted_requests.items() if k.startswith("POST /youku-sandbox/")) == 0
     finally:
         box.shutdown()
 

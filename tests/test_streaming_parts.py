@@ -32,7 +32,7 @@ from vidupd.core.source import SourceFile
 from vidupd.core.throttle import Throttle
 from vidupd.providers.oss.credentials import StsCredentials, StsKeeper
 from vidupd.providers.part_body import BLOCK, PartBody
-from vidupd.providers.youku.api import _SliceConnections
+from vidupd.providers.youku.wire import _SliceConnections
 
 MIB = 1 << 20
 PART = 64 * MIB

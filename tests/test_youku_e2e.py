@@ -31,6 +31,7 @@ class Env(SandboxSite):
             "provider": "youku", "api_base": self.box.api_base, "client_id": self.creds["client_id"],
             "client_secret": self.creds["client_secret"], "access_token": self.creds["access_token"],
             "refresh_token": self.creds["refresh_token"], "confirm_wait": 1, "slice_concurrency": 4,
+            "upload_protocol": "slices",  # the six-step flow (the OSS flow: test_youku_oss_e2e.py)
             "ready_timeout": 60}})
 
     def close(self) -> None:

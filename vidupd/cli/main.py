@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="VOD: the status GetVideoInfo reports once a video is uploaded")
     sb.add_argument("--vod-forbidden", default="", metavar="CODE",
                     help="VOD: refuse every signed call with 403 CODE (e.g. Forbidden.RAM)")
+    sb.add_argument("--youku-protocol", choices=("oss", "slices", "both"), default="both",
+                    help="Youku create: oss = isnew=1 only, slices = the six steps always, both = by isnew")
+    sb.add_argument("--youku-slice-length", type=int, default=0,
+                    help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
     sb.set_defaults(func=cmd_sandbox)

@@ -35,9 +35,10 @@ from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Faile
                       Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, outcomes)
 from ..providers.base import Provider, UploadContext, UploadRequest, UploadResult
 from ..providers.features import features
+from .abandon import abandon_upload
 from .after_upload import AfterUpload
 from .poll import describe as _describe, poll_safely
-from .prepare import Prepared, prepare
+from .prepare import VANISHED, Prepared, prepare
 from .progress import ProgressReporter
 
 LEASE_SECONDS = 120.0
@@ -322,6 +323,8 @@ class Pool:
                 fields: dict) -> None:
         prepared = prepare(job, provider, self.ledger, self._lease(job), self.settings.skip_duplicates, cancel)
         if not isinstance(prepared, Prepared):  # failed, a duplicate, or waiting for a twin
+            if isinstance(prepared, Failed) and prepared.error_type == VANISHED:
+                abandon_upload(job, provider, self.ledger, self._lease(job), fields, "the file vanished")
             self._apply(job, prepared)
             if isinstance(prepared, Skipped):
                 self.after.maybe_run(job)

@@ -34,6 +34,8 @@ from ..core.safe_open import check_regular
 from ..ledger import Failed, Job, Ledger, Outcome, Skipped, WaitForTwin
 from ..providers.base import Provider
 
+VANISHED = "FileNotFoundError"  # the error_type of a job failed because its file is gone: given up for good
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -50,7 +52,7 @@ def prepare(job: Job, provider: Provider, ledger: Ledger, lease: dict, skip_dupl
         st = os.stat(job.path)
         check_regular(job.path, st)  # a FIFO would block the worker in open(); a directory is no media
     except FileNotFoundError:
-        return Failed("file disappeared before it was uploaded", "FileNotFoundError")
+        return Failed("file disappeared before it was uploaded", VANISHED)
     except NotRegularFile as e:  # permanent: no retries (queued by a one-shot of an older version)
         return Failed(e.reason, type(e).__name__)
     if FileIdentity.of(st) != job.identity:

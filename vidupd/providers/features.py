@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from .base import MediaStatus, Provider
 
@@ -53,6 +54,18 @@ class RegistersMedia(ABC):
         """(file URL, media id) pairs registered, and the URLs the platform refused."""
 
 
+class Abandons(ABC):
+    """Can give an upload up for good on the platform from its checkpoint alone (cancel it,
+    abort what storage holds for it), so nothing is left to expire there. The engine calls it
+    when a job with a checkpoint is given up for good (its file vanished); `vidupd cancel`
+    can reuse it."""
+
+    @abstractmethod
+    def abandon(self, checkpoint: Mapping[str, Any]) -> str | None:
+        """Best effort, one try of each call (with the request timeout): what was done, None
+        when there was nothing to do; a ProviderError (naming what failed) otherwise."""
+
+
 @dataclass(frozen=True)
 class Features:
     """What a provider can do besides uploading; every flag comes from its declared types."""
@@ -62,6 +75,7 @@ class Features:
     cover: bool = False
     pull: bool = False
     register: bool = False
+    abandon: bool = False
 
 
 def features(provider: Provider | type[Provider]) -> Features:
@@ -69,4 +83,4 @@ def features(provider: Provider | type[Provider]) -> Features:
     cls = provider if isinstance(provider, type) else type(provider)
     return Features(resume=issubclass(cls, Resumable), status=issubclass(cls, ReportsStatus),
                     cover=issubclass(cls, TakesCovers), pull=issubclass(cls, PullsFromUrl),
-                    register=issubclass(cls, RegistersMedia))
+                    register=issubclass(cls, RegistersMedia), abandon=issubclass(cls, Abandons))

@@ -33,6 +33,7 @@ class Sandbox:
     vod: VodSandbox
     config: Path
     journal: UploadsJournal
+    youku_oss: OssSandbox  # the Youku bucket of the OSS flow (owned and started by `youku`)
 
     def shutdown(self) -> None:
         for service in (self.vod, self.oss, self.youku):
@@ -45,7 +46,7 @@ def _port(address: str) -> int:
 
 def _start_all(data: Path, options: SandboxOptions, journal: UploadsJournal, ports: dict[str, int]) -> Sandbox:
     youku = YoukuSandbox(data, options, journal, api_port=ports.get("youku_api", 0),
-                         upload_port=ports.get("youku_upload", 0))
+                         upload_port=ports.get("youku_upload", 0), oss_port=ports.get("youku_oss", 0))
     oss = OssSandbox(data, options, journal, port=ports.get("oss", 0))
     vod = VodSandbox(data, options, journal, oss, port=ports.get("vod", 0))
     started = []
@@ -57,7 +58,7 @@ def _start_all(data: Path, options: SandboxOptions, journal: UploadsJournal, por
         for s in reversed(started):
             s.shutdown()
         raise
-    return Sandbox(data, youku, oss, vod, data / "vidupd.toml", journal)
+    return Sandbox(data, youku, oss, vod, data / "vidupd.toml", journal, youku.oss)
 
 
 def start_sandbox(directory: Path, options: SandboxOptions, settle_seconds: float = 1.0) -> Sandbox:
@@ -72,7 +73,8 @@ def start_sandbox(directory: Path, options: SandboxOptions, settle_seconds: floa
     except OSError:  # a remembered port is taken now: take fresh ones
         box = _start_all(data, options, journal, {})
     ports = {"youku_api": _port(box.youku.api_base), "youku_upload": _port(box.youku.upload_server),
-             "oss": _port(box.oss.endpoint), "vod": _port(box.vod.endpoint)}
+             "oss": _port(box.oss.endpoint), "vod": _port(box.vod.endpoint),
+             "youku_oss": _port(box.youku_oss.endpoint)}
     write_atomic(ports_file, json.dumps(ports).encode())
     write_atomic(box.config, render_config(box, settle_seconds).encode())
     return box
@@ -133,14 +135,14 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
                           drop_create_answer=args.drop_create_answer, drop_complete_answer=args.drop_complete_answer,
                           refresh_new_key=args.refresh_new_key, refresh_new_endpoint=args.refresh_new_endpoint,
                           throttle_rate=args.throttle_rate, video_status=args.video_status,
-                          vod_forbidden=args.vod_forbidden,
-                          oss_signature=args.oss_signature)
+                          vod_forbidden=args.vod_forbidden, youku_protocol=args.youku_protocol,
+                          youku_slice_length=args.youku_slice_length, oss_signature=args.oss_signature)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
     box = start_sandbox(args.dir, options_from(args))
     print(f"sandbox running on 127.0.0.1: youku api {box.youku.api_base}, upload {box.youku.upload_server}, "
-          f"vod {box.vod.endpoint}, oss {box.oss.endpoint}", flush=True)
+          f"youku oss {box.youku_oss.endpoint}, vod {box.vod.endpoint}, oss {box.oss.endpoint}", flush=True)
     print(f"config: {box.config}  (vidupd run -c {box.config})", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -37,6 +37,8 @@ class SandboxOptions:
     throttle_rate: float = 0.0  # VOD: fraction of RPC calls refused with 503 Throttling.User
     video_status: str = ""  # VOD: GetVideoInfo reports this status once the object is uploaded
     vod_forbidden: str = ""  # VOD: every signed call refused with 403 and this code (e.g. Forbidden.RAM)
+    youku_protocol: str = "both"  # Youku create: "oss" (isnew=1 only), "slices" (isnew ignored) or "both"
+    youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
 
 

@@ -1,10 +1,14 @@
-"""Emulated Youku open platform on 127.0.0.1: the API host (uploads/create, commit, cancel,
-oauth2/token, videos/show) and the upload server (gupload/create_file, new_slice,
-upload_slice, check), as PROTOCOLS.md section 1 describes them.
+"""Emulated Youku open platform on 127.0.0.1: the API host (uploads/create, get_sts_inf,
+commit, cancel, oauth2/token, videos/show), the upload server (gupload/create_file,
+new_slice, upload_slice, check) and the Youku OSS bucket, as PROTOCOLS.md sections 1 and 3
+describe them. `create` with isnew=1 starts the OSS flow (youku_oss.py), without it the six
+steps; SandboxOptions.youku_protocol can allow only one of them.
 
-It checks what the real service checks (client id, access token, upload token, slice MD5,
-task offsets, whole-file MD5 at commit), streams slices to disk, survives a restart, and can
-misbehave on purpose (SandboxOptions) so clients can be tested against faults.
+It checks what the real service checks (client id, access token, upload token, the
+documented metadata limits, slice MD5, task offsets, the upload_server_ip `check` named,
+whole-file MD5 at commit), refuses request lines over 8 KB with 414 as common front ends
+do, streams slices to disk, survives a restart, and can misbehave on purpose
+(SandboxOptions) so clients can be tested against faults.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from .common import (
     send_json,
     write_atomic,
 )
+from .oss import OssSandbox
+from .youku_oss import YoukuOssFlow
 from .youku_state import (
     ACCESS_TOKEN_EXPIRED,
     ACCESS_TOKEN_INVALID,
@@ -42,6 +48,7 @@ from .youku_state import (
     PARAM_INVALID,
     PARAM_MISSING,
     SERVICE_EXCEPTION,
+    SERVICE_UNAVAILABLE,
     SLICE_HASH_MISMATCH,
     SLICE_TASK_MISMATCH,
     SlicePlan,
@@ -59,6 +66,11 @@ VIDEO_EXTENSIONS = frozenset(
     {"mp4", "mov", "mkv", "flv", "avi", "wmv", "mpg", "mpeg", "m4v", "3gp", "rm", "rmvb", "vob"}
 )
 _MAX_FORM = 1 << 20
+MAX_REQUEST_LINE = 8192  # bytes of "METHOD target HTTP/1.1"; longer ones get 414, as nginx's default
+TITLE_LENGTH = (2, 50)  # characters (youku-upload 0.1.2's docstrings and the cloud.youku.com page)
+TAG_LENGTH = (2, 20)
+MAX_TAGS = 10
+MAX_DESCRIPTION = 2000  # "less than 2000 characters"; the public clients cut to 2000, which passes
 _MAX_SLICE = 64 << 20
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 Params = dict[str, str]
@@ -154,17 +166,34 @@ def _invalid(name: str, why: str) -> YoukuError:
     return YoukuError(PARAM_INVALID, f"Invalid parameter: {name} {why}", "SystemException")
 
 
+def _float(params: Params, name: str, low: float, high: float) -> None:
+    raw = params.get(name)
+    if not raw:
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _invalid(name, "must be a number") from None
+    if not low <= value <= high:
+        raise _invalid(name, f"must be in {low:g}..{high:g}")
+
+
 def _upload_meta(params: Params, client_id: str) -> UploadMeta:
-    """Validate create.json's video fields the way the documentation states them."""
+    """Validate create.json's video fields the way the documentation states them
+    (PROTOCOLS.md sections 1 and 3): 1012 when a required one is missing, 1013 when one
+    is out of its documented range."""
     title = _need(params, "title")
-    if len(title) > 60:
-        raise _invalid("title", "is longer than 60 characters")
+    if not TITLE_LENGTH[0] <= len(title) <= TITLE_LENGTH[1]:
+        raise _invalid("title", f"must be {TITLE_LENGTH[0]}-{TITLE_LENGTH[1]} characters (got {len(title)})")
     tags = [t.strip() for t in _need(params, "tags").split(",")]
-    if not 1 <= len(tags) <= 10 or any(not 2 <= len(t) <= 20 for t in tags):
-        raise _invalid("tags", "must be 1-10 comma-separated tags of 2-20 characters")
+    low, high = TAG_LENGTH
+    if not 1 <= len(tags) <= MAX_TAGS or any(not low <= len(t) <= high for t in tags):
+        raise _invalid("tags", f"must be 1-{MAX_TAGS} comma-separated tags of {low}-{high} characters")
     description = params.get("description", "")
-    if len(description) > 2000:
-        raise _invalid("description", "is longer than 2000 characters")
+    if len(description) > MAX_DESCRIPTION:
+        raise _invalid("description", f"is longer than {MAX_DESCRIPTION} characters (got {len(description)})")
+    _float(params, "latitude", -90, 90)
+    _float(params, "longitude", -180, 180)
     copyright_type = params.get("copyright_type") or "original"
     if copyright_type not in ("original", "reproduced"):
         raise _invalid("copyright_type", "must be original or reproduced")
@@ -193,6 +222,10 @@ def _upload_meta(params: Params, client_id: str) -> UploadMeta:
     )
 
 
+def _port_of(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
 class _Server(SandboxHTTPServer):
     app: YoukuSandbox
 
@@ -209,6 +242,16 @@ class _Handler(QuietHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    def parse_request(self) -> bool:
+        """Refuse request lines over 8 KB with 414 (and close), as common front ends do:
+        a GET create with a 2,000-character Chinese description in its query is ~18 KB."""
+        if not super().parse_request():
+            return False
+        if len(self.raw_requestline.rstrip(b"\r\n")) > MAX_REQUEST_LINE:
+            self.send_error(414, "Request-URI Too Large")  # closes the connection (headers sent, body unread)
+            return False
+        return True
+
     def _dispatch(self, method: str) -> None:
         app = self.server.app
         url = urlsplit(self.path)
@@ -224,7 +267,7 @@ class _Handler(QuietHandler):
                 self._drain_body()
                 if route is None:
                     raise YoukuError(PARAM_INVALID, f"no such API: {method} {url.path}", "SystemException", 404)
-                raise YoukuError(SERVICE_EXCEPTION, "Service exception", "SystemException", app.fault_status())
+                raise app.injected_error(api=isinstance(self, _ApiHandler))
             route(params)
         except YoukuError as e:
             send_json(self, e.status, e.body())
@@ -279,22 +322,27 @@ class _ApiHandler(_Handler):
     """api.youku.com: needs client_id and (except for videos/show) a live access token."""
 
     def create(self, params: Params) -> None:
+        """GET with a query or POST with a form (both public clients exist); isnew=1 asks
+        for the OSS flow."""
         app = self.server.app
         params = self._form(params)
         app.auth.check(params)
+        oss = app.wants_oss(params)
         meta = _upload_meta(params, params["client_id"])
+        if oss:
+            send_json(self, 201, app.oss_flow.create(meta))
+            return
         token, instant = app.store.create(meta)
         answer = {"upload_token": token, "upload_server_uri": app.upload_server}
         send_json(self, 201, {**answer, "instant_upload_ok": "yes" if instant else "no"})
 
     def commit(self, params: Params) -> None:
+        """Six-step uploads send the upload_server_ip `check` answered; OSS ones send none."""
         app = self.server.app
         params = self._form(params)
         app.auth.check(params)
-        ip = params.get("upload_server_ip")
-        if ip and ip.split(":")[0] != "127.0.0.1":
-            raise _invalid("upload_server_ip", "is not the server that took this upload")
-        video_id = app.store.commit(_need(params, "upload_token"), params["client_id"])
+        video_id = app.store.commit(_need(params, "upload_token"), params["client_id"],
+                                    params.get("upload_server_ip"), app.oss_flow.check_object)
         if app.faults.roll():  # committed, but the answer is lost: a retry must get the same id
             drop_connection(self)
             return
@@ -305,8 +353,16 @@ class _ApiHandler(_Handler):
         params = self._form(params)
         app.auth.check(params)
         token = _need(params, "upload_token")
-        app.store.cancel(token, params["client_id"])
+        app.oss_flow.discard(app.store.cancel(token, params["client_id"]))
         send_json(self, 200, {"upload_token": token})
+
+    def get_sts_inf(self, params: Params) -> None:
+        app = self.server.app
+        params = self._form(params)
+        app.auth.check(params)
+        for name in ("upload_token", "oss_bucket", "oss_object"):
+            _need(params, name)
+        send_json(self, 200, app.oss_flow.renew(params))
 
     def token(self, params: Params) -> None:
         app = self.server.app
@@ -321,6 +377,7 @@ class _ApiHandler(_Handler):
         ("*", "/uploads/create.json"): "create",
         ("*", "/uploads/commit.json"): "commit",
         ("*", "/uploads/cancel.json"): "cancel",
+        ("*", "/uploads/get_sts_inf.json"): "get_sts_inf",
         ("POST", "/oauth2/token.json"): "token",
         ("GET", "/videos/show.json"): "show",
     }
@@ -455,10 +512,12 @@ class YoukuSandbox:
         encode_seconds: float = 2.0,
         upload_token_ttl: float = 24 * 3600,
         clock: Callable[[], float] = time.time,
+        oss_port: int = 0,
     ):
         """encode_seconds: how long videos/show says "encoding" after commit.
         upload_token_ttl: seconds an uncommitted upload lives. clock: wall-clock seconds;
-        tests pass a fake one to step through timeouts without sleeping."""
+        tests pass a fake one to step through timeouts without sleeping. oss_port: the
+        Youku bucket's port (0 = the one used last time if free, else any)."""
         root = Path(data_dir) / "youku"
         root.mkdir(parents=True, exist_ok=True)
         self._ports_path = root / "ports.json"
@@ -471,6 +530,12 @@ class YoukuSandbox:
         self.store = UploadStore(root, options, journal, upload_token_ttl, clock)
         self._rng = random.Random(options.seed)
         self._ports = (api_port, upload_port)
+        try:
+            previous = json.loads(self._ports_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            previous = []
+        last_oss = previous[2] if len(previous) > 2 else 0
+        self.oss_flow = YoukuOssFlow(root, options, journal, self.store, port=oss_port or last_oss)
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
         self._stats_lock = threading.Lock()
@@ -482,7 +547,7 @@ class YoukuSandbox:
         A port given as 0 means the one used last time if it is free: resuming clients
         remember the upload server's address, so a restart should not move it."""
         try:
-            previous = json.loads(self._ports_path.read_bytes())
+            previous = json.loads(self._ports_path.read_bytes())[:2]
         except (FileNotFoundError, ValueError):
             previous = [0, 0]
         for handler, port, last in zip((_ApiHandler, _UploadHandler), self._ports, previous, strict=True):
@@ -492,7 +557,9 @@ class YoukuSandbox:
                 server = _Server(handler, port)
             server.app = self
             self._servers.append(server)
-        write_atomic(self._ports_path, json.dumps([s.server_address[1] for s in self._servers]).encode())
+        self.oss_flow.start()
+        ports = [s.server_address[1] for s in self._servers] + [_port_of(self.oss.endpoint)]
+        write_atomic(self._ports_path, json.dumps(ports).encode())
         self._threads = [  # a short poll interval makes shutdown quick (tests start many sandboxes)
             threading.Thread(target=s.serve_forever, args=(0.05,), name=f"youku-{s.address}", daemon=True)
             for s in self._servers
@@ -506,6 +573,7 @@ class YoukuSandbox:
         for s in self._servers:
             s.shutdown()
             s.server_close()
+        self.oss_flow.shutdown()
         self.store.stop()
         for t in self._threads:
             t.join(timeout=5)
@@ -537,10 +605,55 @@ class YoukuSandbox:
 
     def expire_upload_token(self, token: str) -> None:
         """Forget an upload now, as the service does after a day: calls answer 120010223."""
-        self.store.expire(token)
+        self.oss_flow.discard(self.store.expire(token))
+
+    @property
+    def oss(self) -> OssSandbox:
+        """The Youku bucket (an OssSandbox of its own: endpoint, bucket, region, counters)."""
+        return self.oss_flow.oss
+
+    def wants_oss(self, params: Params) -> bool:
+        """Which flow a create asks for, under SandboxOptions.youku_protocol."""
+        isnew = params.get("isnew", "") not in ("", "0")
+        protocol = self.options.youku_protocol
+        if protocol == "slices":
+            return False  # an account still on upload servers: isnew is ignored
+        if protocol == "oss" and not isnew:
+            # An account whose upload servers are gone. 1013 (invalid parameter) because the
+            # request is well-formed but asks for a flow this service no longer offers.
+            raise YoukuError(PARAM_INVALID, "Invalid parameter: isnew; this service uploads through OSS only, "
+                             "send isnew=1", "SystemException")
+        return isnew
+
+    def counters(self) -> dict[str, int]:
+        """What the e2e tests count, in one place:
+        slice_bytes_received: complete slice bodies the upload server read (repeats included);
+        oss_bytes_received: bytes the Youku bucket received (every UploadPart body, repeats
+          included, plus objects completed by PutObject); oss_parts_received: UploadPart bodies;
+        sts_issued / sts_renewed: OSS credentials handed out (create + get_sts_inf / get_sts_inf);
+        open_oss / open_slices: uploads created and not yet committed, cancelled or expired;
+        cancelled_oss / cancelled_slices, expired_*, committed_*: the same per end state."""
+        counts = {f"{state}_{flow}": 0 for state in ("open", "cancelled", "expired", "committed")
+                  for flow in ("oss", "slices")}
+        counts.update(self.store.counts())
+        return {
+            "slice_bytes_received": self.slice_bytes_received,
+            "oss_bytes_received": self.oss_flow.bytes_received,
+            "oss_parts_received": self.oss.parts_received,
+            "sts_issued": self.oss_flow.sts_issued,
+            "sts_renewed": self.oss_flow.sts_renewed,
+            **counts,
+        }
 
     def fault_status(self) -> int:
         return self._rng.choice((500, 503))
+
+    def injected_error(self, api: bool) -> YoukuError:
+        """An injected failure (fail_rate): 1002 with 500/503, and on the API host also
+        1001 "Service temporarily unavailable" (answered 503, what it means)."""
+        if api and self._rng.random() < 0.5:
+            return YoukuError(SERVICE_UNAVAILABLE, "Service temporarily unavailable", "SystemException", 503)
+        return YoukuError(SERVICE_EXCEPTION, "Service exception", "SystemException", self.fault_status())
 
     def video_json(self, video_id: str) -> dict[str, Any]:
         """videos/show.json: the seed's fields; "encoding" until encode_seconds have passed."""

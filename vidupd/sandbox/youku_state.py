@@ -24,7 +24,8 @@ from typing import Any
 
 from .common import BLOCK, SandboxOptions, UploadsJournal, write_atomic
 
-# Published codes (PROTOCOLS.md section 1).
+# Published codes (PROTOCOLS.md sections 1 and 3).
+SERVICE_UNAVAILABLE = 1001
 SERVICE_EXCEPTION = 1002
 CLIENT_ID_INVALID = 1005
 ACCESS_TOKEN_INVALID = 1008
@@ -215,6 +216,7 @@ class Session:
     video_id: str | None = None
     dead: str | None = None  # "expired" or "cancelled"
     digest: RunningMd5 | None = None
+    oss_object: str = ""  # the OSS flow's object key (youku_oss.py); "" = the six-step flow
 
     @property
     def transferred(self) -> int:
@@ -223,6 +225,24 @@ class Session:
     @property
     def all_received(self) -> bool:
         return self.instant or (self.next_offset >= self.meta.file_size and len(self.received) == len(self.tasks))
+
+    @property
+    def flow(self) -> str:
+        return "oss" if self.oss_object else "slices"
+
+
+def upload_server_ip(token: str) -> str:
+    """The address `check` reports for an upload and commit must send back: an internal
+    address of "the server that took it", never the one the client resolved (as the
+    PHP SDK's fixtures show), so a client that sends its own resolved IP is caught."""
+    h = hashlib.sha256(token.encode()).digest()
+    return f"10.{h[0]}.{h[1]}.{h[2] % 254 + 1}"
+
+
+def granted_slice_length(requested_kb: int, configured: int) -> int:
+    """Bytes per slice task: the server decides (SandboxOptions.youku_slice_length), by
+    default 12,345 bytes short of what was asked, so never a multiple of 1 KiB."""
+    return configured if configured > 0 else max(requested_kb * 1024 - 12345, 1024)
 
 
 def new_video_id() -> str:
@@ -264,27 +284,57 @@ class UploadStore:
 
     # ---- create / create_file / tasks ----
 
-    def create(self, meta: UploadMeta) -> tuple[str, bool]:
-        """A new upload; instant when a committed video already has this content."""
+    def create(self, meta: UploadMeta, oss_key: Callable[[str], str] | None = None) -> tuple[str, bool]:
+        """A new upload; instant when a committed video already has this content.
+
+        With `oss_key` (token -> object key) it is an OSS-flow upload: never instant, no
+        upload-server calls, its bytes expected at that key of the Youku bucket."""
         token = secrets.token_hex(16)
         with self._lock:
-            instant = any(
-                v.meta.file_md5 == meta.file_md5 and v.meta.file_size == meta.file_size for v in self._videos.values()
-            )
-            self._sessions[token] = Session(token, meta, self._clock(), instant=instant)
+            if oss_key is not None:
+                instant, key = False, oss_key(token)
+            else:
+                instant, key = any(
+                    v.meta.file_md5 == meta.file_md5 and v.meta.file_size == meta.file_size
+                    for v in self._videos.values()
+                ), ""
+            self._sessions[token] = Session(token, meta, self._clock(), instant=instant, oss_object=key)
         self.save()
         return token, instant
 
-    def create_file(self, token: str, file_size: int, ext: str, slice_kb: int) -> None:
+    def oss_session(self, token: str, client_id: str) -> Session:
+        """A live OSS-flow upload of this client (get_sts_inf); refuses six-step tokens."""
         with self._lock:
             s = self._live(token)
+            if s.meta.client_id != client_id:
+                raise YoukuError(CLIENT_ID_INVALID, "upload token belongs to another client", "SystemException")
+            if not s.oss_object:
+                raise YoukuError(PARAM_INVALID, "Invalid parameter: upload_token belongs to an upload-server "
+                                 "(six-step) upload, not an OSS one", "SystemException")
+            if s.video_id:
+                raise YoukuError(ALREADY_COMMITTED, f"upload was committed as video {s.video_id}")
+            return s
+
+    def counts(self) -> dict[str, int]:
+        """Uploads per state and flow, e.g. {"open_oss": 1, "cancelled_slices": 2}."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for s in self._sessions.values():
+                state = "committed" if s.video_id else s.dead or "open"
+                name = f"{state}_{s.flow}"
+                out[name] = out.get(name, 0) + 1
+        return out
+
+    def create_file(self, token: str, file_size: int, ext: str, slice_kb: int) -> None:
+        with self._lock:
+            s = self._live_slices(token)
             if file_size != s.meta.file_size:
                 raise YoukuError(
                     FILE_SIZE_MISMATCH, f"file_size {file_size} differs from {s.meta.file_size} given at create"
                 )
             if s.slice_length or s.instant:
                 return  # a resuming client may repeat create_file
-            s.slice_length = slice_kb * 1024
+            s.slice_length = granted_slice_length(slice_kb, self._options.youku_slice_length)
             s.ext = ext.lower() if re.fullmatch(r"[A-Za-z0-9]{1,8}", ext) else "bin"  # it names a file
             self._attach_digest(s)
         if not self._options.hash_only:
@@ -298,7 +348,7 @@ class UploadStore:
     def next_task(self, token: str) -> dict[str, Any]:
         """Hand out a task: first one whose holder went quiet, else the next unassigned range."""
         with self._lock:
-            s = self._live(token)
+            s = self._live_slices(token)
             task = self._hand_out(s)
             self._dirty.set()
             return _task_fields(s, task)
@@ -327,7 +377,7 @@ class UploadStore:
     def begin_slice(self, token: str, task_id: int, offset: int, length: int) -> SlicePlan:
         """Validate an upload_slice against the task handed out and claim it."""
         with self._lock:
-            s = self._live(token)
+            s = self._live_slices(token)
             task = s.tasks.get(task_id)
             if task is None:
                 raise YoukuError(SLICE_TASK_MISMATCH, f"slice task {task_id} was not handed out")
@@ -390,7 +440,7 @@ class UploadStore:
 
     def check(self, token: str) -> dict[str, Any]:
         with self._lock:
-            s = self._live(token)
+            s = self._live_slices(token)
             size = s.meta.file_size
             now = self._clock()
             transferred = s.transferred
@@ -417,17 +467,33 @@ class UploadStore:
             "confirmed_percent": confirmed * 100 // size,
             "empty_tasks": (0 if s.instant or s.video_id else unassigned + stale),
             "finished": status == 1,
-            "upload_server_ip": "127.0.0.1",
+            "upload_server_ip": upload_server_ip(token),
         }
 
-    def commit(self, token: str, client_id: str) -> str:
-        """Idempotent: the same upload token always gets the same video id."""
+    def commit(self, token: str, client_id: str, server_ip: str | None = None,
+               check_object: Callable[[Session], None] | None = None) -> str:
+        """Idempotent: the same upload token always gets the same video id.
+
+        A six-step upload needs `server_ip` equal to what `check` reported; an OSS-flow
+        upload needs none, and `check_object` (youku_oss) verifies its object instead."""
         with self._lock:
             s = self._live(token)
             if s.meta.client_id != client_id:
                 raise YoukuError(CLIENT_ID_INVALID, "upload token belongs to another client", "SystemException")
+            if not s.oss_object:
+                if not server_ip:
+                    raise YoukuError(PARAM_MISSING, "Necessary parameter missing: upload_server_ip", "SystemException")
+                if server_ip != upload_server_ip(token):
+                    raise YoukuError(PARAM_INVALID, "Invalid parameter: upload_server_ip is not the server that took "
+                                     "this upload (send the upload_server_ip `check` answered)", "SystemException")
             if s.video_id:
                 return s.video_id
+        if s.oss_object:
+            if check_object is None:
+                raise YoukuError(SERVICE_EXCEPTION, "Service exception: no OSS bucket", "SystemException", 500)
+            check_object(s)
+            return self._record_video(s)
+        with self._lock:
             if not s.all_received:
                 raise YoukuError(UPLOAD_INCOMPLETE, "upload is not complete; check until status is 1")
             if self._clock() - s.last_slice_at < self._options.confirm_delay:
@@ -442,17 +508,26 @@ class UploadStore:
                     FILE_MD5_MISMATCH,
                     f"assembled file MD5 {digest.hexdigest()} differs from file_md5 {s.meta.file_md5}",
                 )
+        return self._record_video(s)
+
+    def _record_video(self, s: Session) -> str:
+        """The shared end of a commit: one video id, commits.jsonl, the uploads journal."""
+        token = s.token
         with self._save_lock:  # commits.jsonl lines are appended in commit order
             with self._lock:
                 if s.video_id:
                     return s.video_id
+                if s.dead:  # cancelled while its object was being checked
+                    raise YoukuError(UPLOAD_TOKEN_EXPIRED, "Expired upload token")
                 duplicate = self._options.duplicate_ids and bool(self._videos)
                 video_id = next(reversed(self._videos)) if duplicate else self._unused_video_id()
                 s.video_id = video_id
                 if not duplicate:
                     self._videos[video_id] = Video(video_id, s.meta, token, self._clock())
                 line = self._commit_line(s, None if duplicate else self._videos[video_id])
-            if s.instant or self._options.hash_only:
+            if s.oss_object:
+                pass  # the bytes stay in the Youku bucket
+            elif s.instant or self._options.hash_only:
                 self._forget_part(token)  # hash-only mode may have spilled slices there
             else:
                 os.replace(self._part(token), self.files / f"{token}.{s.ext}")
@@ -465,11 +540,14 @@ class UploadStore:
             md5=s.meta.file_md5,
             title=s.meta.title,
             upload_token=token,
+            flow=s.flow,
+            **({"oss_object": s.oss_object} if s.oss_object else {}),
             **({"duplicate_id": True} if duplicate else {}),
         )
         return video_id
 
-    def cancel(self, token: str, client_id: str) -> None:
+    def cancel(self, token: str, client_id: str) -> str:
+        """Kill an upload token for good; returns its OSS object key ("" for six-step)."""
         with self._lock:
             s = self._live(token)
             if s.meta.client_id != client_id:
@@ -481,15 +559,18 @@ class UploadStore:
             s.dead = "cancelled"
         self._forget_part(token)
         self.save()
+        return s.oss_object
 
-    def expire(self, token: str) -> None:
-        """Forget an upload as the real service does after a day (tests force 120010223)."""
+    def expire(self, token: str) -> str:
+        """Forget an upload as the real service does after a day (tests force 120010223);
+        returns its OSS object key ("" for six-step or unknown tokens)."""
         with self._lock:
             s = self._sessions.get(token)
             if s is not None and s.video_id is None:
                 s.dead = "expired"
         self._forget_part(token)
         self.save()
+        return s.oss_object if s is not None and s.video_id is None else ""
 
     def video(self, video_id: str) -> Video:
         with self._lock:
@@ -504,6 +585,14 @@ class UploadStore:
         s = self._sessions.get(token)
         if s is None or s.dead or (s.video_id is None and self._clock() - s.created_at > self._token_ttl):
             raise YoukuError(UPLOAD_TOKEN_EXPIRED, "Expired upload token")
+        return s
+
+    def _live_slices(self, token: str) -> Session:
+        """A live upload the upload server may serve: an OSS-flow token is not one."""
+        s = self._live(token)
+        if s.oss_object:
+            raise YoukuError(PARAM_INVALID, "Invalid parameter: upload_token belongs to an OSS upload; the upload "
+                             "server does not take it", "SystemException")
         return s
 
     def _unused_video_id(self) -> str:
@@ -569,6 +658,8 @@ class UploadStore:
         """One committed session (and the video it created, unless it reused an id)."""
         rec: dict[str, Any] = {"token": s.token, "meta": asdict(s.meta), "created_at": s.created_at,
                                "instant": s.instant, "video_id": s.video_id}
+        if s.oss_object:
+            rec["oss_object"] = s.oss_object
         if video is not None:
             rec["committed_at"] = video.committed_at
         return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
@@ -596,6 +687,8 @@ class UploadStore:
                 "instant": s.instant,
                 "video_id": s.video_id,
             }
+            if s.oss_object:
+                rec["oss_object"] = s.oss_object
             if s.video_id is None and s.slice_length:
                 tasks = s.tasks.values() if keep_slices else ()
                 rec.update(
@@ -620,7 +713,8 @@ class UploadStore:
         now = self._clock()
         for token, rec in state.get("sessions", {}).items():
             s = Session(
-                token, UploadMeta(**rec["meta"]), rec["created_at"], instant=rec["instant"], video_id=rec["video_id"]
+                token, UploadMeta(**rec["meta"]), rec["created_at"], instant=rec["instant"], video_id=rec["video_id"],
+                oss_object=rec.get("oss_object", ""),
             )
             self._sessions[token] = s
             if s.video_id or not rec.get("slice_length"):
@@ -654,7 +748,7 @@ class UploadStore:
             meta = UploadMeta(**rec["meta"])
             seen.add(rec["token"])
             self._sessions[rec["token"]] = Session(rec["token"], meta, rec["created_at"], instant=rec["instant"],
-                                                   video_id=rec["video_id"])
+                                                   video_id=rec["video_id"], oss_object=rec.get("oss_object", ""))
             if "committed_at" in rec:
                 self._videos[rec["video_id"]] = Video(rec["video_id"], meta, rec["token"], rec["committed_at"])
         for vid, v in old:

@@ -1,59 +1,32 @@
-"""Youku open-platform wire client: one method per protocol call (PROTOCOLS.md section 1).
+"""Youku open-platform wire client: one method per protocol call (PROTOCOLS.md sections 1
+and 3): the API host's create/commit/cancel/get_sts_inf/oauth2/videos calls and the upload
+server's slice calls.
 
-It knows URLs, parameters and response fields, and translates every HTTP, JSON and
-connection failure into vidupd's error tree at this boundary, so the provider decides on
-retries by type alone. It keeps no upload state and never retries: pacing belongs to
-`vidupd.core.retry.call_with_retry` in the caller. No error message carries a token: requests'
-own exceptions quote URLs (the access token travels in create's query string), so they
-are reported by type name only and never chained.
+It knows URLs, parameters and response fields; failures become vidupd's errors in `wire`, so
+the provider decides on retries by type alone. It keeps no upload state and never retries:
+pacing belongs to `vidupd.core.retry.call_with_retry` in the caller. `create` is a POST with
+the metadata in the form body (as documented; a 2,000-character Chinese description in a
+query string makes an 18 KB request line, which front ends refuse with 414).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
+import calendar
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from ...core.errors import ContentMismatch, CredentialsExpired, PermanentError, TransientError
-from ...core.secrets import redact
+from ...core.errors import CredentialsExpired, PermanentError, TransientError
+from ...core.secrets import Secret, register
 from ..part_body import PartBody
+from .wire import SLICE_LENGTH_KB, _answer, _as_bool, _as_int, _cause_name, _SliceConnections
 
-CODE_UPLOAD_TOKEN_EXPIRED = 120010223
-CODE_ACCESS_TOKEN_EXPIRED = 1009
-CODE_ACCESS_TOKEN_INVALID = 1008
-CODE_SERVICE_EXCEPTION = 1002  # Youku's generic "service exception": worth another try
-# "The bytes differ from the MD5 you declared": a slice against its `hash`, the assembled file
-# against create's `file_md5`. Youku does not publish its 1200102xx meanings (PROTOCOLS.md
-# section 1); these are the codes the sandbox assigns, the only answers seen for it so far.
-CODE_SLICE_HASH_MISMATCH = 120010226
-CODE_FILE_MD5_MISMATCH = 120010228
-CONTENT_MISMATCH_CODES = frozenset({CODE_SLICE_HASH_MISMATCH, CODE_FILE_MD5_MISMATCH})
-SLICE_LENGTH_KB = 2048  # what every known client asks for; the server may hand out other lengths
-
-
-class UploadTokenExpired(PermanentError):
-    """Error 120010223: the saved upload is dead on the server; only a new `create` helps."""
-
-
-class YoukuApiError(PermanentError):
-    """A 4xx answer Youku explained with an error code; retrying the same call cannot help."""
-
-    def __init__(self, message: str, *, code: int | None, http_status: int):
-        super().__init__(message)
-        self.code = code
-        self.http_status = http_status
-
-
-class AccessTokenInvalid(YoukuApiError):
-    """Error 1008. Permanent for a token that is current; but a token replaced by a refresh
-    meanwhile may be forgotten by the server and answer 1008 instead of 1009."""
-
+EXPIRE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # expire_time of an OSS grant, UTC
+DEFAULT_GRANT_LIFETIME = 900.0  # seconds assumed when a grant's expire_time cannot be read
 
 @dataclass(frozen=True)
 class CreateResult:
@@ -96,17 +69,51 @@ class TokenPair:
     expires_in: float | None = None
 
 
-def _as_int(value: Any, default: int = 0) -> int:
+@dataclass(frozen=True)
+class OssGrant:
+    """create (isnew=1) or get_sts_inf's answer: where the file goes on OSS and the STS
+    credentials to send it with. Never persisted: the secret and token are Secrets."""
+
+    upload_token: str = field(repr=False)  # "" for get_sts_inf (the caller knows it)
+    endpoint: str
+    bucket: str
+    key: str
+    access_key_id: str
+    access_key_secret: Secret = field(repr=False)
+    security_token: Secret = field(repr=False)
+    expires_at: float  # local epoch seconds
+    lifetime: float
+
+
+def expire_epoch(value: Any, now: float) -> float:
+    """`expire_time` (UTC `%Y-%m-%dT%H:%M:%SZ`; epoch seconds accepted too) as epoch seconds;
+    unreadable: `now` + DEFAULT_GRANT_LIFETIME (OSS's SecurityTokenExpired renews them anyway)."""
+    text = str(value or "").strip()
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(calendar.timegm(time.strptime(text, EXPIRE_FORMAT)))
+    except ValueError:
+        return now + DEFAULT_GRANT_LIFETIME
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
+def parse_grant(call: str, body: Mapping[str, Any], bucket: str = "", key: str = "") -> OssGrant:
+    """The OSS grant of an answer; secrets registered for redaction before anything else."""
+    secret, token = str(body.get("temp_access_secret") or ""), str(body.get("security_token") or "")
+    register(secret)
+    register(token)
+    bucket = str(body.get("oss_bucket") or bucket)
+    key = str(body.get("oss_object") or key)
+    access_id, endpoint = str(body.get("temp_access_id") or ""), str(body.get("endpoint") or "")
+    if not (access_id and secret and token and endpoint and bucket and key):
+        raise TransientError(f"youku {call}: answer lacks part of the OSS grant (endpoint, oss_bucket, oss_object, "
+                             "temp_access_id, temp_access_secret, security_token)")
+    now = time.time()
+    expires = expire_epoch(body.get("expire_time"), now)
+    return OssGrant(str(body.get("upload_token") or ""), endpoint, bucket, key, access_id,
+                    Secret(secret, "sts"), Secret(token, "sts"), expires, max(1.0, expires - now))
 
 
 class YoukuApi:
@@ -129,21 +136,39 @@ class YoukuApi:
 
     # ---- API host -------------------------------------------------------------------
 
-    def create(self, access_token: str, params: Mapping[str, Any]) -> CreateResult:
-        """Step 1: register the upload; the access token rides in the query (clients use GET)."""
-        query = dict(params, client_id=self.client_id, access_token=access_token)
-        body = self._request("create", "GET", f"{self.api_base}/uploads/create.json",
-                             params=query, secrets=(access_token,))
+    def create(self, access_token: str, params: Mapping[str, Any], *, isnew: bool = False) -> CreateResult | OssGrant:
+        """Register the upload (POST, form body). `isnew`: ask for the OSS-based upload; the
+        answer is an OssGrant, or a CreateResult (upload server) from a server that only
+        speaks the six-step flow."""
+        form = dict(params, client_id=self.client_id, access_token=access_token)
+        if isnew:
+            form["isnew"] = 1
+        body = self._request("create", "POST", f"{self.api_base}/uploads/create.json", data=form,
+                             secrets=(access_token, str(params.get("watch_password") or "")))
         token = str(body.get("upload_token") or "")
+        if not token:
+            raise TransientError("youku create: answer lacks upload_token")
         uri = str(body.get("upload_server_uri") or "")
-        if not token or not uri:
-            raise TransientError("youku create: answer lacks upload_token or upload_server_uri")
-        return CreateResult(token, uri, str(body.get("instant_upload_ok", "")).lower() == "yes")
+        if uri and not body.get("oss_bucket"):
+            return CreateResult(token, uri, str(body.get("instant_upload_ok", "")).lower() == "yes")
+        if not body.get("oss_bucket"):
+            raise TransientError("youku create: answer names neither an upload server nor an OSS bucket")
+        return parse_grant("create", body)
 
-    def commit(self, access_token: str, upload_token: str, upload_server_ip: str) -> str:
-        """Step 6: turn the finished upload into a video; returns its video_id."""
-        form = {"client_id": self.client_id, "access_token": access_token,
-                "upload_token": upload_token, "upload_server_ip": upload_server_ip}
+    def get_sts_inf(self, access_token: str, upload_token: str, bucket: str, key: str) -> OssGrant:
+        """Fresh STS credentials for the OSS object of an upload (the same bucket and object)."""
+        query = {"client_id": self.client_id, "access_token": access_token, "upload_token": upload_token,
+                 "oss_bucket": bucket, "oss_object": key}
+        body = self._request("get_sts_inf", "GET", f"{self.api_base}/uploads/get_sts_inf.json", params=query,
+                             secrets=(access_token, upload_token))
+        return parse_grant("get_sts_inf", body, bucket, key)
+
+    def commit(self, access_token: str, upload_token: str, upload_server_ip: str = "") -> str:
+        """Turn the finished upload into a video; returns its video_id. The slice flow sends
+        the upload server's IP (from check); the OSS flow sends none."""
+        form = {"client_id": self.client_id, "access_token": access_token, "upload_token": upload_token}
+        if upload_server_ip:
+            form["upload_server_ip"] = upload_server_ip
         body = self._request("commit", "POST", f"{self.api_base}/uploads/commit.json",
                              data=form, secrets=(access_token, upload_token))
         video_id = str(body.get("video_id") or "")
@@ -152,7 +177,7 @@ class YoukuApi:
         return video_id
 
     def cancel(self, access_token: str, upload_token: str) -> None:
-        """Abandon an upload that will not be committed, so the server can drop its slices."""
+        """Abandon an upload that will not be committed, so the server can drop what it holds."""
         query = {"client_id": self.client_id, "access_token": access_token, "upload_token": upload_token}
         self._request("cancel", "GET", f"{self.api_base}/uploads/cancel.json", params=query,
                       secrets=(access_token, upload_token))
@@ -263,129 +288,3 @@ class YoukuApi:
                 raise TransientError(f"youku {call}: {failure}")
             return _answer(call, resp.status_code, resp.headers, text, tuple(secrets))
 
-
-def _answer(call: str, status: int, headers: Mapping[str, str], text: str, secrets: tuple[str, ...]) -> dict[str, Any]:
-    """The decoded JSON body of a success, else the matching vidupd error."""
-    body = _decode(text)
-    error = body.get("error") if isinstance(body, dict) else None
-    if 200 <= status < 300 and not error:
-        if not isinstance(body, dict):
-            raise TransientError(f"youku {call}: HTTP {status} with an unreadable body")
-        return body
-    raise _translate(call, status, headers, error, tuple(s for s in secrets if s))
-
-
-class _SliceConnections:
-    """Keep-alive connections to upload servers, one per (thread, server)."""
-
-    def __init__(self, timeout: float):
-        self._timeout = timeout
-        self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def _conn(self, server: str) -> http.client.HTTPConnection:
-        conns = self._local.__dict__.setdefault("conns", {})
-        conn = conns.get(server)
-        if conn is None:
-            host, _, port = server.rpartition(":") if ":" in server else (server, "", "80")
-            conn = http.client.HTTPConnection(host, int(port or 80), timeout=self._timeout)
-            conns[server] = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def _drop(self, server: str) -> None:
-        conn = self._local.__dict__.get("conns", {}).pop(server, None)
-        if conn is not None:
-            conn.close()
-
-    def post(self, server: str, path: str, data: bytes | PartBody) -> tuple[int, Mapping[str, str], str]:
-        failure = ""
-        try:
-            conn = self._conn(server)
-            # Content-Length given: http.client would send an iterable body chunked otherwise.
-            conn.request("POST", path, body=data, headers={"Content-Type": "application/octet-stream",
-                                                           "Content-Length": str(len(data)),
-                                                           "User-Agent": "vidupd-youku"})
-            resp = conn.getresponse()
-            text = resp.read().decode("utf-8", "replace")
-            if resp.will_close:
-                self._drop(server)
-            return resp.status, resp.headers, text
-        except TimeoutError:
-            failure = "timed out"
-        except (OSError, http.client.HTTPException) as e:
-            failure = f"connection failed ({type(e).__name__})"
-        except BaseException:  # the body's read stopped (cancelled, file changed): half a request went out
-            self._drop(server)
-            raise
-        self._drop(server)  # outside the except blocks: the error names no URL (token in the query)
-        raise TransientError(f"youku upload_slice: {failure}")
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-
-
-def _cause_name(error: BaseException) -> str:
-    """The innermost exception type (e.g. ConnectionRefusedError): useful, and holds no URL."""
-    seen = error
-    for _ in range(6):  # requests wraps urllib3's MaxRetryError(reason=...) wraps the socket error
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in seen.args if isinstance(a, BaseException)), None) or seen.__cause__
-        if inner is None:
-            break
-        seen = inner
-    return type(seen).__name__
-
-
-def _decode(text: str) -> Any:
-    """JSON body, else a form-encoded one (Youku answers errors either way), else None."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    form = parse_qs(text) if "=" in text else {}
-    if "code" in form:
-        return {"error": {k: v[0] for k, v in form.items()}}
-    return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        value = float(headers.get("Retry-After") or "")
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for s in secrets:
-        text = text.replace(s, "***")
-    return redact(text)[:300]
-
-
-def _translate(call: str, status: int, headers: Mapping[str, str], error: Any, secrets: tuple[str, ...]) -> Exception:
-    """Map an HTTP status and Youku error body to TransientError/CredentialsExpired/PermanentError."""
-    code: int | None = None
-    desc = ""
-    if isinstance(error, dict):
-        code = _as_int(error.get("code"), 0) or None
-        desc = _scrub(f"{error.get('type') or ''}: {error.get('description') or ''}".strip(": "), secrets)
-    what = f"youku {call}: HTTP {status}" + (f", error {code}" if code else "") + (f" ({desc})" if desc else "")
-    if code == CODE_UPLOAD_TOKEN_EXPIRED:
-        return UploadTokenExpired(what)
-    if code in CONTENT_MISMATCH_CODES:
-        return ContentMismatch(what)
-    if code == CODE_ACCESS_TOKEN_EXPIRED or status == 401:
-        return CredentialsExpired(what)
-    if status >= 500 or status in (408, 429) or code == CODE_SERVICE_EXCEPTION:
-        return TransientError(what, retry_after=_retry_after(headers))
-    if 200 <= status < 500:  # 4xx, or an error body under a success status: trust the body
-        kind = AccessTokenInvalid if code == CODE_ACCESS_TOKEN_INVALID else YoukuApiError
-        return kind(what, code=code, http_status=status)
-    return TransientError(what)

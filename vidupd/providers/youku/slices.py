@@ -10,6 +10,7 @@ the same upload instead of creating a second one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import socket
 import threading
 import time
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from ...core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
-from ...core.retry import call_with_retry
+from ...core.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..part_body import PartBody, hash_range
 from ..transfer import ForwardProgress, run_chunks
-from .api import SLICE_LENGTH_KB, CheckResult, SliceTask, UploadTokenExpired
+from .api import CheckResult, CreateResult, SliceTask
+from .steps import retry_step, with_token
+from .wire import SLICE_LENGTH_KB, UploadTokenExpired
 
 if TYPE_CHECKING:
     from .provider import YoukuProvider
@@ -54,12 +56,14 @@ class Checkpoint:
     video_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(dataclasses.asdict(self), version=CHECKPOINT_VERSION, provider="youku")
+        return dict(dataclasses.asdict(self), version=CHECKPOINT_VERSION, provider="youku", protocol="slices")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Checkpoint | None":
         """None when the stored value is not a usable version-1 Youku checkpoint."""
         if data.get("version") != CHECKPOINT_VERSION or data.get("provider") != "youku":
+            return None
+        if data.get("protocol", "slices") != "slices":  # older checkpoints name none: all were slices
             return None
         names = {f.name for f in dataclasses.fields(cls)}
         try:
@@ -94,12 +98,14 @@ class SliceUpload:
 
     # ---- the flow -------------------------------------------------------------------
 
-    def execute(self) -> UploadResult:
+    def execute(self, created: CreateResult | None = None) -> UploadResult:
+        """Resume the checkpointed upload, else start one (from `created`, the answer of a
+        create the caller already made, if given)."""
         self.state = self._load()
         if self.state is not None and self.state.video_id:
             return self._done(self.state.video_id)  # committed before a crash: report, never redo
         if self.state is None:
-            self._create()
+            self._create(created)
         elif self.state.committing and self.state.upload_server_ip:
             return self._commit()  # the daemon died during commit: commit again, same token
         fresh = not self._st.file_created and not self._st.instant
@@ -124,9 +130,13 @@ class SliceUpload:
         self.state = dataclasses.replace(self.state, **changes)
         self.ctx.checkpoint.save(self.state.to_json())
 
-    def _create(self) -> None:
-        params = self.p.create_params(self.request)
-        created = self._with_token("create", lambda at: self.api.create(at, params))
+    def _create(self, created: CreateResult | None = None) -> None:
+        if created is None:
+            params = self.p.create_params(self.request)
+            answer = self._with_token("create", lambda at: self.api.create(at, params))
+            if not isinstance(answer, CreateResult):
+                raise PermanentError("youku create: the server answered a six-step create with an OSS grant")
+            created = answer
         server = self._retry("resolve", lambda: resolve_upload_server(created.upload_server_uri))
         ident = self.request.identity
         self.state = Checkpoint(
@@ -232,11 +242,21 @@ class SliceUpload:
         # else one read of the slice to hash it. The body is then streamed from the file (a
         # fresh read on every try); FileChanged / UploadCancelled escape while it is sent.
         known = self.request.digests.piece(task.offset, task.length, size) if self.request.digests else None
-        digest = known or hash_range(self.src, task.offset, task.length)[0]
+        body: Callable[[], bytes | PartBody] = lambda: PartBody(self.src, task.offset, task.length, crc=False)
+        if known:
+            digest = known
+        elif task.length <= SLICE_LENGTH_KB * 1024:
+            # Upload servers decide slice lengths (not the 2 MiB pieces hashed beforehand): a
+            # slice no longer than what we asked for is read once, hashed and sent from memory
+            # (at most slice_concurrency such buffers), not read twice.
+            data = self.src.read_at(task.offset, task.length)
+            if len(data) != task.length:
+                raise FileChanged(f"{self.src.path} became shorter while it was being uploaded")
+            digest, body = hashlib.md5(data).hexdigest(), lambda: data
+        else:
+            digest = hash_range(self.src, task.offset, task.length)[0]
         answer = self._retry("upload_slice",
-                             lambda: self.api.upload_slice(st.server, st.upload_token, task,
-                                                           PartBody(self.src, task.offset, task.length, crc=False),
-                                                           digest),
+                             lambda: self.api.upload_slice(st.server, st.upload_token, task, body(), digest),
                              stop)
         self._report(answer.transferred)
         return unless_none_left(answer)
@@ -249,17 +269,10 @@ class SliceUpload:
         return self.state
 
     def _retry(self, step: str, fn: Callable[[], T], cancel: threading.Event | None = None) -> T:
-        def on_retry(attempt: int, error: BaseException, wait_s: float) -> None:
-            self.ctx.note("upload.retrying", f"youku {step} failed; retrying", step=step, attempt=attempt,
-                          wait_seconds=round(wait_s, 3), error=str(error))
-
-        return call_with_retry(fn, self.ctx.retry, cancel or self.ctx.cancel, on_retry=on_retry)
+        return retry_step(self.ctx, step, fn, cancel)
 
     def _with_token(self, step: str, fn: Callable[[str], T]) -> T:
-        def refreshed() -> None:
-            self.ctx.note("auth.refreshed", "Youku access token refreshed")
-
-        return self._retry(step, lambda: self.p.tokens.call(fn, refreshed))
+        return with_token(self.p.tokens, self.ctx, step, fn)
 
 
 def split_host_port(uri: str) -> tuple[str, int | None]:

@@ -26,7 +26,8 @@ from typing import Any, Callable, TypeVar
 from ...core.errors import CredentialsExpired, PermanentError, TransientError
 from ...core.model import SharedStore, SharedValue
 from ...core.secrets import register
-from .api import AccessTokenInvalid, TokenPair, YoukuApi
+from .api import TokenPair, YoukuApi
+from .wire import AccessTokenInvalid
 
 T = TypeVar("T")
 
