@@ -329,3 +329,16 @@ def test_app_wires_the_youku_bucket(tmp_path: Path) -> None:
         assert box.youku_oss.bucket == YOUKU_BUCKET and box.oss.bucket != YOUKU_BUCKET
     finally:
         box.shutdown()
+
+
+def test_hash_only_mode_checks_what_oss_knows(make_box: Any) -> None:
+    """hash_only keeps no bytes: a multipart object has only its size to check (OSS keeps
+    part digests), a PutObject object its MD5 too."""
+    box = make_box(hash_only=True)
+    content = os.urandom(3 * PART)
+    created = box.create(content)
+    multipart(bucket(created), created["oss_object"], content)
+    assert box.commit(created["upload_token"]).status_code == 200
+    small = box.create(b"y" * 10)
+    bucket(small).put_object(small["oss_object"], b"z" * 10)
+    assert_error(box.commit(small["upload_token"]), FILE_MD5_MISMATCH)
