@@ -342,3 +342,15 @@ def test_hash_only_mode_checks_what_oss_knows(make_box: Any) -> None:
     small = box.create(b"y" * 10)
     bucket(small).put_object(small["oss_object"], b"z" * 10)
     assert_error(box.commit(small["upload_token"]), FILE_MD5_MISMATCH)
+
+
+def test_cli_switches_reach_the_options() -> None:
+    from vidupd.cli.main import build_parser
+    from vidupd.sandbox.app import options_from
+
+    args = build_parser().parse_args(["sandbox", "--dir", "d", "--youku-protocol", "oss",
+                                      "--youku-slice-length", "12345"])
+    opts = options_from(args)
+    assert (opts.youku_protocol, opts.youku_slice_length) == ("oss", 12345)
+    default = options_from(build_parser().parse_args(["sandbox", "--dir", "d"]))
+    assert (default.youku_protocol, default.youku_slice_length) == ("both", 0)
