@@ -132,6 +132,10 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
     return SandboxOptions(fail_rate=args.fail_rate, token_ttl=args.token_ttl, confirm_delay=args.confirm_delay,
                           duplicate_ids=args.duplicate_ids, max_rate=args.max_rate, hash_only=args.hash_only,
                           seed=args.seed,
+                          drop_create_answer=args.drop_create_answer, drop_complete_answer=args.drop_complete_answer,
+                          refresh_new_key=args.refresh_new_key, refresh_new_endpoint=args.refresh_new_endpoint,
+                          throttle_rate=args.throttle_rate, video_status=args.video_status,
+                          vod_forbidden=args.vod_forbidden,
                           youku_protocol=args.youku_protocol, youku_slice_length=args.youku_slice_length)
 
 
