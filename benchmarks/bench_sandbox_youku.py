@@ -39,7 +39,10 @@ def serve(data_dir: Path) -> None:
     from vidupd.sandbox.common import SandboxOptions, UploadsJournal
     from vidupd.sandbox.youku import YoukuSandbox
 
-    sb = YoukuSandbox(data_dir, SandboxOptions(hash_only=True), UploadsJournal(data_dir / "uploads.jsonl"))
+    # Slices of exactly SLICE_KB (the server would grant 12,345 bytes less by default): the
+    # driver cuts every slice from one pre-hashed buffer.
+    options = SandboxOptions(hash_only=True, youku_slice_length=SLICE_KB * 1024)
+    sb = YoukuSandbox(data_dir, options, UploadsJournal(data_dir / "uploads.jsonl"))
     sb.start()
     print(json.dumps({"api": sb.api_base, "upload": sb.upload_server, "creds": sb.credentials}), flush=True)
     for _ in sys.stdin:
@@ -148,7 +151,9 @@ def one_run(info: dict[str, Any], size: int, buf: bytes, connections: int) -> fl
         t.join()
     if errors:
         raise errors[0]
-    video = api.call("POST", "/uploads/commit.json", {**auth, "upload_token": token}, form=True)["video_id"]
+    server_ip = conns[0].call("GET", "/gupload/check", {"upload_token": token})["upload_server_ip"]
+    commit = {**auth, "upload_token": token, "upload_server_ip": server_ip}
+    video = api.call("POST", "/uploads/commit.json", commit, form=True)["video_id"]
     elapsed = time.perf_counter() - start
     for c in [api, *conns]:
         c.close()

@@ -73,8 +73,12 @@ def test_rewritten_mid_upload_is_hashed_again_and_sent_once(env_factory):
     assert len(started) == 2 and started[1]["vidupd.attempt"] == 2  # the re-send counted as an attempt
     # the refused upload was cancelled on the platform, not left holding slices until it expires
     assert not actions(env.events, "upload.cancel_failed") and actions(env.events, "upload.abandoned")
+    # (uploads.json holds live sessions only, saved within ~0.5 s: the committed one may or
+    # may not be in it yet, the cancelled one must not be)
     sessions = json.loads((env.root / "sandbox" / "youku" / "uploads.json").read_text())["sessions"]
-    assert set(sessions) <= {entry["upload_token"]}  # the refused one is gone (the committed one may be saved)
+    assert set(sessions) <= {entry["upload_token"]}
+    counts = env.box.counters()
+    assert (counts["cancelled_slices"], counts["open_slices"], counts["committed_slices"]) == (1, 0, 1)
 
 
 def test_vod_rewritten_mid_upload_is_not_completed_mixed(make_site):

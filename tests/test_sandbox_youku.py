@@ -29,6 +29,7 @@ from vidupd.sandbox.youku_state import (ALREADY_COMMITTED, FILE_MD5_MISMATCH, FI
                                         SLICE_TASK_MISMATCH, UPLOAD_INCOMPLETE, upload_server_ip)
 
 KIB = 1024
+MIB = 1024 * KIB
 SLICE = 64 * KIB  # tests ask for 64 KB slices (slice_length=64) to stay small and fast
 # The server decides slice lengths (by default 12,345 bytes short of the request, see
 # test_server_decides_unaligned_slice_lengths); the task arithmetic below is easier to read
@@ -671,3 +672,103 @@ def test_concurrent_keep_alive_connections_do_not_block_each_other(make_yk: Any)
         t.join(30)
     assert len(set(ids)) == 3
     assert sorted(e["md5"] for e in yk.journal.entries()) == sorted(md5(c) for c in contents)
+
+
+# ---- the realistic legacy server (issue 10) ----
+
+
+def test_server_decides_unaligned_slice_lengths(make_yk: Any) -> None:
+    """By default the server grants 12,345 bytes less than asked: not 2 MiB, not KiB-aligned,
+    and a slice sent with the requested length is refused."""
+    yk = make_yk(youku_slice_length=0)
+    content = os.urandom(2 * MIB + 5000)
+    token = yk.create(content)["upload_token"]
+    yk.create_file(token, len(content), slice_kb=2048)
+    first = yk.new_slice(token)
+    granted = 2 * MIB - 12345
+    assert (first["offset"], first["length"]) == (0, granted)
+    assert_error(yk.upload_slice(token, {**first, "length": 2 * MIB}, content), SLICE_TASK_MISMATCH)
+    nxt = yk.upload_slice(token, first, content).json()
+    assert (nxt["offset"], nxt["length"]) == (granted, len(content) - granted)
+    assert yk.upload_slice(token, nxt, content).json()["finished"] is True
+    assert yk.commit(token).status_code == 200
+    assert (yk.sb.store.files / f"{token}.mp4").read_bytes() == content
+    fixture = make_yk(data_dir=yk.sb.store.root.parent.parent / "fixture", youku_slice_length=12345)
+    token = fixture.create(content)["upload_token"]
+    fixture.create_file(token, len(content), slice_kb=2048)
+    assert fixture.new_slice(token)["length"] == 12345  # the PHP SDK's fixture value
+
+
+def test_commit_needs_the_upload_server_ip_check_named(yk: Yk) -> None:
+    content = os.urandom(SLICE)
+    token = yk.create(content)["upload_token"]
+    yk.create_file(token, len(content))
+    yk.upload_all(token, content)
+    named = yk.check(token)["upload_server_ip"]
+    assert named != "127.0.0.1" and named.count(".") == 3  # not the address the client resolved
+    assert_error(yk.api("POST", "uploads/commit.json", upload_token=token, upload_server_ip="127.0.0.1"), 1013)
+    assert_error(yk.api("POST", "uploads/commit.json", upload_token=token), 1012)
+    r = yk.api("POST", "uploads/commit.json", upload_token=token, upload_server_ip=named)
+    assert r.status_code == 200 and r.json()["video_id"].startswith("X")
+
+
+def test_request_lines_over_8k_get_414(yk: Yk) -> None:
+    """A GET create with a 2,000-character Chinese description is ~18 KB of request line:
+    refused like nginx does; the same create as a POST form goes through."""
+    content = os.urandom(SLICE)
+    description = "优酷视频描述" * 333 + "优酷"  # 2,000 characters, 6,000 UTF-8 bytes, 18,000 escaped
+    fields = {"title": "长描述", "tags": "vidupd,test", "file_name": "clip.mp4", "file_size": len(content),
+              "file_md5": md5(content), "description": description}
+    r = yk.api("GET", "uploads/create.json", **fields)
+    assert r.status_code == 414 and r.headers.get("Connection") == "close"
+    r = yk.api("POST", "uploads/create.json", **fields)
+    assert r.status_code == 201, r.text
+    token = r.json()["upload_token"]
+    assert yk.up("GET", "check", {"upload_token": token, "pad": "x" * 8200}).status_code == 414
+    exact = f"{yk.sb.api_base}/videos/show.json?client_id={yk.creds['client_id']}&video_id=XNope&pad="
+    line = len("GET ") + len(exact) - len(yk.sb.api_base) + len(" HTTP/1.1")
+    at_limit = yk.http.get(exact + "p" * (8192 - line), timeout=10)  # 8192 bytes exactly: served
+    assert_error(at_limit, 120020001)
+    assert yk.http.get(exact + "p" * (8193 - line), timeout=10).status_code == 414
+
+
+def test_create_is_validated_as_documented(yk: Yk) -> None:
+    content = os.urandom(100)
+    base = {"title": "ok", "tags": "vidupd,test", "file_name": "clip.mp4", "file_size": len(content),
+            "file_md5": md5(content)}
+
+    def create(**change: Any) -> requests.Response:
+        return yk.api("POST", "uploads/create.json", **{**base, **change})
+
+    for good in ({"title": "标题"}, {"title": "x" * 50}, {"tags": ",".join(f"tag{i}" for i in range(10))},
+                 {"tags": "x" * 20}, {"description": "描" * 2000}, {"copyright_type": "reproduced"},
+                 {"public_type": "friend"}, {"public_type": "password", "watch_password": "s3cret"},
+                 {"latitude": "31.23", "longitude": "121.47", "shoot_time": "2026-01-02 03:04:05"}):
+        assert create(**good).status_code == 201, good
+    for bad in ({"title": "x"}, {"title": "x" * 51}, {"tags": ",".join(f"tag{i}" for i in range(11))},
+                {"tags": "x" * 21}, {"tags": "ok,,go"}, {"description": "描" * 2001},
+                {"copyright_type": "stolen"}, {"public_type": "nobody"}, {"latitude": "91"},
+                {"longitude": "east"}):
+        assert_error(create(**bad), 1013)
+    assert_error(create(public_type="password"), 1012)  # needs watch_password
+    assert_error(create(tags=None), 1012)
+
+
+def test_injected_faults_include_1001_on_the_api(make_yk: Any) -> None:
+    yk = make_yk(fail_rate=1.0, seed=3)
+    seen: set[tuple[int, int]] = set()
+    for _ in range(60):
+        try:
+            r = yk.api("GET", "uploads/create.json", title="tt")
+        except requests.ConnectionError:
+            continue
+        err = r.json()["error"]
+        seen.add((r.status_code, err["code"]))
+        assert err["description"] in ("Service temporarily unavailable", "Service exception")
+    assert (503, 1001) in seen and {code for _, code in seen} == {1001, 1002}
+    for _ in range(30):  # the upload server keeps its own 1002
+        try:
+            r = yk.up("GET", "check", {"upload_token": "x"})
+        except requests.ConnectionError:
+            continue
+        assert r.json()["error"]["code"] == 1002

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import re
-import secrets
 import threading
 import time
 import zlib
@@ -40,11 +39,10 @@ from .common import (
     write_atomic,
 )
 from .oss import OssSandbox
+from .youku_auth import Auth
 from .youku_oss import YoukuOssFlow
+from .youku_params import Params, integer, invalid, need, upload_meta
 from .youku_state import (
-    ACCESS_TOKEN_EXPIRED,
-    ACCESS_TOKEN_INVALID,
-    CLIENT_ID_INVALID,
     PARAM_INVALID,
     PARAM_MISSING,
     SERVICE_EXCEPTION,
@@ -52,7 +50,6 @@ from .youku_state import (
     SLICE_HASH_MISMATCH,
     SLICE_TASK_MISMATCH,
     SlicePlan,
-    UploadMeta,
     UploadStore,
     YoukuError,
 )
@@ -61,165 +58,9 @@ __all__ = ["YoukuSandbox", "YoukuError"]
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_TOKEN_TTL = 30 * 24 * 3600  # the FAQ: access tokens last about a month
-VIDEO_EXTENSIONS = frozenset(
-    {"mp4", "mov", "mkv", "flv", "avi", "wmv", "mpg", "mpeg", "m4v", "3gp", "rm", "rmvb", "vob"}
-)
 _MAX_FORM = 1 << 20
 MAX_REQUEST_LINE = 8192  # bytes of "METHOD target HTTP/1.1"; longer ones get 414, as nginx's default
-TITLE_LENGTH = (2, 50)  # characters (youku-upload 0.1.2's docstrings and the cloud.youku.com page)
-TAG_LENGTH = (2, 20)
-MAX_TAGS = 10
-MAX_DESCRIPTION = 2000  # "less than 2000 characters"; the public clients cut to 2000, which passes
 _MAX_SLICE = 64 << 20
-_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-Params = dict[str, str]
-
-
-class _Auth:
-    """The one app/user the sandbox knows; the token pair rotates on refresh (persisted)."""
-
-    def __init__(self, path: Path, ttl: float, clock: Callable[[], float]):
-        self._path = path
-        self._clock = clock
-        self.ttl = ttl if ttl > 0 else DEFAULT_TOKEN_TTL
-        self._lock = threading.Lock()
-        try:
-            saved = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            saved = {"client_id": secrets.token_hex(8), "client_secret": secrets.token_hex(16)}
-            saved.update(access_tokens={secrets.token_hex(16): clock()}, refresh_token=secrets.token_hex(16))
-        self.client_id: str = saved["client_id"]
-        self.client_secret: str = saved["client_secret"]
-        self._access: dict[str, float] = saved["access_tokens"]  # token -> issued at
-        self._refresh: str = saved["refresh_token"]
-        self._save()
-
-    def credentials(self) -> dict[str, str]:
-        with self._lock:
-            newest = max(self._access, key=self._access.__getitem__)
-            return {"client_id": self.client_id, "client_secret": self.client_secret,
-                    "access_token": newest, "refresh_token": self._refresh}  # fmt: skip
-
-    def check_client(self, params: Params) -> None:
-        if _need(params, "client_id") != self.client_id:
-            raise YoukuError(CLIENT_ID_INVALID, "Client id invalid", "SystemException")
-
-    def check(self, params: Params) -> None:
-        """Client id and access token of an API call (old tokens live until they expire)."""
-        self.check_client(params)
-        token = _need(params, "access_token")
-        with self._lock:
-            issued = self._access.get(token)
-        if issued is None:
-            raise YoukuError(ACCESS_TOKEN_INVALID, "Invalid token", "SystemException")
-        if self._clock() - issued >= self.ttl:
-            raise YoukuError(ACCESS_TOKEN_EXPIRED, "Expired token", "SystemException")
-
-    def refresh(self, params: Params) -> dict[str, str]:
-        self.check_client(params)
-        if _need(params, "grant_type") != "refresh_token":
-            raise YoukuError(PARAM_INVALID, "grant_type must be refresh_token", "SystemException")
-        secret = params.get("client_secret")
-        if secret is not None and secret != self.client_secret:
-            raise YoukuError(CLIENT_ID_INVALID, "Client secret invalid", "SystemException")
-        given = _need(params, "refresh_token")
-        with self._lock:
-            if given != self._refresh:
-                raise YoukuError(ACCESS_TOKEN_INVALID, "Invalid refresh token", "SystemException")
-            now = self._clock()
-            access, self._refresh = secrets.token_hex(16), secrets.token_hex(16)
-            self._access = {t: at for t, at in self._access.items() if now - at < self.ttl}
-            self._access[access] = now
-            refresh = self._refresh
-            self._save()
-        pair = {"access_token": access, "refresh_token": refresh}
-        return {**pair, "expires_in": str(int(self.ttl)), "token_type": "bearer"}  # expires_in is a string on the wire
-
-    def _save(self) -> None:
-        data = {"client_id": self.client_id, "client_secret": self.client_secret,
-                "access_tokens": self._access, "refresh_token": self._refresh}  # fmt: skip
-        write_atomic(self._path, json.dumps(data).encode())
-
-
-def _need(params: Params, name: str) -> str:
-    value = params.get(name)
-    if value is None or value == "":
-        raise YoukuError(PARAM_MISSING, f"Necessary parameter missing: {name}", "SystemException")
-    return value
-
-
-def _int(params: Params, name: str, default: int | None = None, low: int = 0, high: int = 1 << 62) -> int:
-    if default is not None and not params.get(name):
-        return default
-    raw = _need(params, name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise YoukuError(PARAM_INVALID, f"Invalid parameter: {name} must be an integer", "SystemException") from None
-    if not low <= value <= high:
-        raise YoukuError(PARAM_INVALID, f"Invalid parameter: {name} must be in {low}..{high}", "SystemException")
-    return value
-
-
-def _invalid(name: str, why: str) -> YoukuError:
-    return YoukuError(PARAM_INVALID, f"Invalid parameter: {name} {why}", "SystemException")
-
-
-def _float(params: Params, name: str, low: float, high: float) -> None:
-    raw = params.get(name)
-    if not raw:
-        return
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _invalid(name, "must be a number") from None
-    if not low <= value <= high:
-        raise _invalid(name, f"must be in {low:g}..{high:g}")
-
-
-def _upload_meta(params: Params, client_id: str) -> UploadMeta:
-    """Validate create.json's video fields the way the documentation states them
-    (PROTOCOLS.md sections 1 and 3): 1012 when a required one is missing, 1013 when one
-    is out of its documented range."""
-    title = _need(params, "title")
-    if not TITLE_LENGTH[0] <= len(title) <= TITLE_LENGTH[1]:
-        raise _invalid("title", f"must be {TITLE_LENGTH[0]}-{TITLE_LENGTH[1]} characters (got {len(title)})")
-    tags = [t.strip() for t in _need(params, "tags").split(",")]
-    low, high = TAG_LENGTH
-    if not 1 <= len(tags) <= MAX_TAGS or any(not low <= len(t) <= high for t in tags):
-        raise _invalid("tags", f"must be 1-{MAX_TAGS} comma-separated tags of {low}-{high} characters")
-    description = params.get("description", "")
-    if len(description) > MAX_DESCRIPTION:
-        raise _invalid("description", f"is longer than {MAX_DESCRIPTION} characters (got {len(description)})")
-    _float(params, "latitude", -90, 90)
-    _float(params, "longitude", -180, 180)
-    copyright_type = params.get("copyright_type") or "original"
-    if copyright_type not in ("original", "reproduced"):
-        raise _invalid("copyright_type", "must be original or reproduced")
-    public_type = params.get("public_type") or "all"
-    if public_type not in ("all", "friend", "password"):
-        raise _invalid("public_type", "must be all, friend or password")
-    if public_type == "password":
-        _need(params, "watch_password")
-    file_name = _need(params, "file_name")
-    if "." not in file_name or file_name.rsplit(".", 1)[1].lower() not in VIDEO_EXTENSIONS:
-        raise _invalid("file_name", "has no supported video extension")
-    file_md5 = _need(params, "file_md5")
-    if not _HEX32.match(file_md5):
-        raise _invalid("file_md5", "must be 32 hex digits")
-    return UploadMeta(
-        client_id=client_id,
-        title=title,
-        tags=",".join(tags),
-        description=description,
-        category=params.get("category", ""),
-        copyright_type=copyright_type,
-        public_type=public_type,
-        file_name=file_name,
-        file_size=_int(params, "file_size", low=1),
-        file_md5=file_md5.lower(),
-    )
 
 
 def _port_of(endpoint: str) -> int:
@@ -284,7 +125,7 @@ class _Handler(QuietHandler):
         length = self._content_length() or 0
         if length > _MAX_FORM:
             self.close_connection = True
-            raise _invalid("body", "is too large for a form")
+            raise invalid("body", "is too large for a form")
         if length:
             body = self.rfile.read(length)
             if len(body) < length:
@@ -300,7 +141,7 @@ class _Handler(QuietHandler):
             return max(int(raw), 0)
         except ValueError:
             self.close_connection = True  # cannot tell where the next request starts
-            raise _invalid("Content-Length", "is not a number") from None
+            raise invalid("Content-Length", "is not a number") from None
 
     def _drain_body(self) -> None:
         """Read and drop a body we refuse, so the client sees the answer, not a reset."""
@@ -328,7 +169,7 @@ class _ApiHandler(_Handler):
         params = self._form(params)
         app.auth.check(params)
         oss = app.wants_oss(params)
-        meta = _upload_meta(params, params["client_id"])
+        meta = upload_meta(params, params["client_id"])
         if oss:
             send_json(self, 201, app.oss_flow.create(meta))
             return
@@ -341,7 +182,7 @@ class _ApiHandler(_Handler):
         app = self.server.app
         params = self._form(params)
         app.auth.check(params)
-        video_id = app.store.commit(_need(params, "upload_token"), params["client_id"],
+        video_id = app.store.commit(need(params, "upload_token"), params["client_id"],
                                     params.get("upload_server_ip"), app.oss_flow.check_object)
         if app.faults.roll():  # committed, but the answer is lost: a retry must get the same id
             drop_connection(self)
@@ -352,7 +193,7 @@ class _ApiHandler(_Handler):
         app = self.server.app
         params = self._form(params)
         app.auth.check(params)
-        token = _need(params, "upload_token")
+        token = need(params, "upload_token")
         app.oss_flow.discard(app.store.cancel(token, params["client_id"]))
         send_json(self, 200, {"upload_token": token})
 
@@ -361,7 +202,7 @@ class _ApiHandler(_Handler):
         params = self._form(params)
         app.auth.check(params)
         for name in ("upload_token", "oss_bucket", "oss_object"):
-            _need(params, name)
+            need(params, name)
         send_json(self, 200, app.oss_flow.renew(params))
 
     def token(self, params: Params) -> None:
@@ -371,7 +212,7 @@ class _ApiHandler(_Handler):
     def show(self, params: Params) -> None:
         app = self.server.app
         app.auth.check_client(params)
-        send_json(self, 200, app.video_json(_need(params, "video_id")))
+        send_json(self, 200, app.video_json(need(params, "video_id")))
 
     routes = {
         ("*", "/uploads/create.json"): "create",
@@ -390,31 +231,31 @@ class _UploadHandler(_Handler):
         params = self._form(params)
         ext = params.get("ext", "")
         self.server.app.store.create_file(
-            _need(params, "upload_token"),
-            _int(params, "file_size", low=1),
+            need(params, "upload_token"),
+            integer(params, "file_size", low=1),
             ext,
-            _int(params, "slice_length", default=2048, low=64, high=10 * 1024),
+            integer(params, "slice_length", default=2048, low=64, high=10 * 1024),
         )
         send_json(self, 201, {})
 
     def new_slice(self, params: Params) -> None:
         params = self._form(params)
-        send_json(self, 201, self.server.app.store.next_task(_need(params, "upload_token")))
+        send_json(self, 201, self.server.app.store.next_task(need(params, "upload_token")))
 
     def check(self, params: Params) -> None:
         params = self._form(params)
-        send_json(self, 200, self.server.app.store.check(_need(params, "upload_token")))
+        send_json(self, 200, self.server.app.store.check(need(params, "upload_token")))
 
     def upload_slice(self, params: Params) -> None:
         app = self.server.app
         try:
-            token = _need(params, "upload_token")
-            task_id = _int(params, "slice_task_id", low=1)
-            offset, length = _int(params, "offset"), _int(params, "length", low=1)
-            want_md5 = _need(params, "hash").lower()
+            token = need(params, "upload_token")
+            task_id = integer(params, "slice_task_id", low=1)
+            offset, length = integer(params, "offset"), integer(params, "length", low=1)
+            want_md5 = need(params, "hash").lower()
             crc = params.get("crc") or None
             if crc is not None and not re.fullmatch(r"[0-9a-fA-F]{1,8}", crc):
-                raise _invalid("crc", "must be a hex CRC32")
+                raise invalid("crc", "must be a hex CRC32")
             body_length = self._content_length()
             if body_length is None:
                 raise YoukuError(PARAM_MISSING, "upload_slice needs a Content-Length body", "SystemException", 411)
@@ -526,7 +367,7 @@ class YoukuSandbox:
         self.faults = Faults(options)
         self.limiter = RateLimiter(options.max_rate) if options.max_rate > 0 else None
         self._clock = clock
-        self.auth = _Auth(root / "credentials.json", options.token_ttl, clock)
+        self.auth = Auth(root / "credentials.json", options.token_ttl, clock)
         self.store = UploadStore(root, options, journal, upload_token_ttl, clock)
         self._rng = random.Random(options.seed)
         self._ports = (api_port, upload_port)
