@@ -177,7 +177,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         ledger.close()
         raise
     assert isinstance(provider, RegistersMedia)  # what features() said; tells the type checker
-    events.configure(config.log)
+    events.configure(config.log, mirror=False)  # its own result lines say what happened
     registered, failed = provider.register(list(args.file_urls), args.title)
     for url, media_id in registered:
         events.emit("media.registered", f"{url}: registered as {media_id}", outcome="success", remote_id=media_id,

@@ -34,7 +34,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     """Upload `files` to `target`; return once each is committed (or, with `wait_ready`,
     processed by the platform). One result line per file goes to `say`, problems to
     `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
-    events.configure(config.log)
+    events.configure(config.log, mirror=False)  # its own result lines say what happened
     ledger = Ledger(config.state_dir)
     ledger.recover()
     provider = build_providers(config, ledger, only=target)[target]

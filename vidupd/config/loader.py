@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import providers
+from ..core.console import FORMATS
 from ..core.events import LogConfig
 from ..core.filters import PathFilter
 from ..core.retry import RetryPolicy
@@ -184,12 +185,13 @@ class _Loader:
         if not isinstance(table, dict):
             self.error("log", "must be a table")
             return LogConfig()
-        self._unknown(table, {"events", "level"}, "log")
+        self._unknown(table, {"events", "level", "format"}, "log")
         events = self._take(table, "events", "log", str, "-")
         level = self._checked(table, "level", "log", Option(str, "info", choices=LEVELS))
+        fmt = self._checked(table, "format", "log", Option(str, "auto", choices=FORMATS))
         if events and events != "-":
             events = str(_abs(base, events))
-        return LogConfig(events=events or "-", level=level)
+        return LogConfig(events=events or "-", level=level, format=fmt)
 
     def _targets(self, table: Any, state_dir: Path) -> dict[str, TargetConfig]:
         if table is None:

@@ -5,6 +5,13 @@ structlog is configured once (`configure`). Code emits events with `emit(action,
 logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action "log".
 Under systemd, each event is also written to the journal as a readable line with its
 fields attached (vidupd.core.journal), when the JSON lines go to a file.
+
+On a terminal, events are shown as one readable line each (vidupd.core.console): `[log]
+format = "auto"` (the default) renders the events on stdout as human lines when stdout is
+a terminal, and mirrors them on stderr when they go to a file and stderr is a terminal
+(`vidupd run` by hand); `"json"` keeps JSON everywhere, `"console"` forces human lines.
+The JSON lines themselves never change with the format: a file, a pipe or the journal get
+them as they are.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, TextIO
 import structlog
 
 from . import secrets
+from .console import ConsoleOutput, wanted as _console_wanted
 from .fsnames import safe_text
 from .journal import JournalOutput
 
@@ -35,6 +43,7 @@ class LogConfig:
 
     events: str = "-"  # a path, or "-" for stdout
     level: str = "info"
+    format: str = "auto"  # "auto" | "json" | "console": how a terminal sees the events (vidupd.core.console)
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -193,6 +202,8 @@ def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
 
 _sink: EventSink | None = None
 _journal: JournalOutput | None = None
+_console: ConsoleOutput | None = None
+_console_replaces_sink = False  # events on stdout, shown as human lines there instead of JSON
 _config_lock = threading.Lock()
 
 
@@ -203,6 +214,15 @@ def _to_journal(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
             out.write(event)
         except Exception:  # the journal is a convenience; the event log must not depend on it
             pass
+    return event
+
+
+def _to_console(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    out = _console
+    if out is not None:
+        out.write(event)
+        if _console_replaces_sink:
+            raise structlog.DropEvent
     return event
 
 
@@ -237,9 +257,22 @@ class _AsDebug(logging.Filter):
 _DEMOTED = ("aliyunsdkcore.client",)  # loggers of failures vidupd reports in its own events
 
 
-def configure(log: LogConfig) -> EventSink:
-    """Set up the pipeline once per process (again on reload, replacing the sink)."""
-    global _sink, _journal
+def _console_for(log: LogConfig, mirror: bool) -> tuple[ConsoleOutput | None, bool]:
+    """The human output, if any, and whether it takes the JSON lines' place (stdout)."""
+    force = log.format == "console"
+    if log.events == "-":
+        return (ConsoleOutput(sys.stdout, force), True) if _console_wanted(log.format, sys.stdout) else (None, False)
+    if mirror and _journal is None and _console_wanted(log.format, sys.stderr):
+        return ConsoleOutput(sys.stderr, force), False
+    return None, False
+
+
+def configure(log: LogConfig, mirror: bool = True) -> EventSink:
+    """Set up the pipeline once per process (again on reload, replacing the sink).
+
+    `mirror`: with events going to a file, also show them on stderr when that is a
+    terminal (the daemon run by hand); a one-shot command with its own output says no."""
+    global _sink, _journal, _console, _console_replaces_sink
     with _config_lock:
         old = _sink
         if old is not None and old.destination == log.events != "-":
@@ -248,9 +281,10 @@ def configure(log: LogConfig) -> EventSink:
         else:
             _sink = EventSink(log.events)
         _journal = JournalOutput.detect(log.events)
+        _console, _console_replaces_sink = _console_for(log, mirror)
         level = _LEVELS[log.level]
         structlog.configure(
-            processors=[_to_ecs, _to_journal, _render],
+            processors=[_to_ecs, _to_journal, _to_console, _render],
             wrapper_class=structlog.make_filtering_bound_logger(level),
             logger_factory=lambda *args: _SinkLogger(),
             cache_logger_on_first_use=False,
