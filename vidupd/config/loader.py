@@ -22,8 +22,8 @@ from ..core.filters import PathFilter
 from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
-from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
-                    TargetConfig, WatchConfig)
+from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config,
+                    ConfigError, Problem, TargetConfig, WatchConfig)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,7 +124,7 @@ class _Loader:
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
@@ -134,6 +134,7 @@ class _Loader:
         stop_timeout = self._take(raw, "stop_timeout", "", float, STOP_TIMEOUT)
         if stop_timeout is not None and not 0 < stop_timeout <= 3600:
             self.error("stop_timeout", f"must be more than 0 and at most 3600 seconds, not {stop_timeout}")
+        retain = self._checked(raw, "retain_days", "", Option(float, RETAIN_DAYS, minimum=0))
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
         targets = self._targets(raw.get("targets"), state_dir)
@@ -146,7 +147,7 @@ class _Loader:
             source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=float(stop_timeout),
-            retry=retry, log=log, warnings=tuple(self.problems),
+            retry=retry, log=log, retain_days=retain, warnings=tuple(self.problems),
         )
 
     def _rate(self, raw: dict) -> int | None:

@@ -15,6 +15,7 @@ AFTER_UPLOAD = ("keep", "delete", "move")
 LEVELS = ("debug", "info", "warning", "error")
 STOP_TIMEOUT = 60.0  # seconds a stop waits for running uploads before the daemon exits without them
 WATCH_KINDS = ("auto",) + KINDS
+RETAIN_DAYS = 90.0  # default `retain_days`
 
 # Names a writer uses while a file is incomplete, and names that are never media.
 DEFAULT_EXCLUDES = (
@@ -84,4 +85,5 @@ class Config:
     stop_timeout: float = STOP_TIMEOUT
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
     log: LogConfig = field(default_factory=LogConfig)
+    retain_days: float = RETAIN_DAYS  # finished jobs older than this are pruned from the ledger (0: never)
     warnings: tuple[Problem, ...] = ()

@@ -21,6 +21,7 @@ from ..core.secrets import redact
 from ..core.state_lock import AlreadyRunning, DaemonLock
 from ..core.statedir import make_dirs
 from ..core.throttle import Throttle
+from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.offers import Intake
@@ -28,6 +29,7 @@ from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id
 from ..providers.base import Provider
 from . import reload as reload_mod
+from .housekeeping import Housekeeper
 from .notify import Notifier
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
@@ -49,14 +51,6 @@ def build_providers(config: Config, ledger: Ledger, only: str | None = None) -> 
     share between processes (rotating tokens) lives in `ledger`."""
     names = [only] if only is not None else list(config.targets)
     return {name: _build_provider(config, name, ledger) for name in names}
-
-
-def human_rate(bps: float) -> str:
-    for unit in ("B/s", "kB/s", "MB/s", "GB/s"):
-        if bps < 1000 or unit == "GB/s":
-            return f"{bps:.1f} {unit}" if unit != "B/s" else f"{bps:.0f} {unit}"
-        bps /= 1000
-    return ""
 
 
 def healthy(pool: Pool, watcher: Watcher, now: float, stuck_after: float = STUCK_AFTER) -> str | None:
@@ -137,7 +131,10 @@ class Daemon:
                     watches=[str(w.path) for w in config.watches], targets=sorted(config.targets),
                     recovered_leases=recovered)
         self.notifier.ready(self._status_line(ledger, pool, watcher))
+        housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
+        housekeeper.start()
         self._loop(ledger, pool, watcher)
+        housekeeper.stop()
 
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
         self.notifier.stopping(f"stopping: {pool.busy} upload(s) checkpointing")
