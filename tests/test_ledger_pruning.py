@@ -48,10 +48,12 @@ def test_old_finished_jobs_are_pruned_but_files_in_place_keep_theirs(tmp_path):
 
 
 def test_retain_days_is_checked(tmp_path):
+    (tmp_path / "w").mkdir()
+
     def check(days):
         cfg = write_config(tmp_path / "vidupd.toml", {"state_dir": str(tmp_path / "state"), "retain_days": days},
-                           {"arch": {"provider": "directory", "dest": str(tmp_path)}},
-                           [{"path": str(tmp_path), "targets": ["arch"]}])
+                           {"arch": {"provider": "directory", "dest": str(tmp_path / "w")}},
+                           [{"path": str(tmp_path / "w"), "targets": ["arch"]}])
         return vidupd("check-config", "-c", str(cfg))
 
     assert check(0.5).returncode == 0 and check(0).returncode == 0  # 0: keep every job
