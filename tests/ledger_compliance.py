@@ -485,6 +485,14 @@ class LedgerCompliance:
         (o,) = ledger.offer(tmp_path / "new.mp4", "/w", [("t", "video")], ident(inode=9), META)
         assert ledger.apply(o.job_id, Completed("R1", "video"), owner=None).action == "upload.completed"
 
+    def test_check_writable_is_a_committed_write(self, backend: LedgerBackend, tmp_path: Path):
+        l = backend.open()
+        (o,) = l.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        l.check_writable()
+        l.check_writable()  # repeatable, and changes no job
+        assert l.get(o.job_id).state == "queued" and len(l.jobs()) == 1
+        l.close()
+
     # -- checkpoints --------------------------------------------------------------------------------
     def test_checkpoints_save_load_clear_and_survive_reopen(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()

@@ -99,6 +99,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from .health import check
+
+    return check(_load(args, read_secrets=False))
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     from ..ledger import Ledger
 
@@ -273,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
     st.add_argument("--interval", type=float, default=2.0, help="seconds between --watch refreshes (default 2)")
     st.set_defaults(func=cmd_status)
+    with_config(sub.add_parser("health", help="ask the running daemon's /healthz (exit 0 healthy, 1 not)")
+                ).set_defaults(func=cmd_health)
     up = with_config(sub.add_parser("upload", help="upload files now, through the same ledger"))
     up.add_argument("--target", required=True)
     up.add_argument("--no-progress", action="store_true", help="no progress bar")

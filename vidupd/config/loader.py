@@ -23,7 +23,7 @@ from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
 from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config,
-                    ConfigError, Problem, TargetConfig, WatchConfig)
+                    ConfigError, Problem, TargetConfig, WatchConfig, parse_listen)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,7 +124,7 @@ class _Loader:
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
@@ -137,6 +137,7 @@ class _Loader:
         retain = self._checked(raw, "retain_days", "", Option(float, RETAIN_DAYS, minimum=0))
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
+        metrics = self._metrics(raw.get("metrics", {}))
         targets = self._targets(raw.get("targets"), state_dir)
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
@@ -147,7 +148,7 @@ class _Loader:
             source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=float(stop_timeout),
-            retry=retry, log=log, retain_days=retain, warnings=tuple(self.problems),
+            retry=retry, log=log, retain_days=retain, metrics_listen=metrics, warnings=tuple(self.problems),
         )
 
     def _rate(self, raw: dict) -> int | None:
@@ -193,6 +194,21 @@ class _Loader:
         if events and events != "-":
             events = str(_abs(base, events))
         return LogConfig(events=events or "-", level=level, format=fmt)
+
+    def _metrics(self, table: Any) -> str | None:
+        if not isinstance(table, dict):
+            self.error("metrics", "must be a table")
+            return None
+        self._unknown(table, {"listen"}, "metrics")
+        listen = self._take(table, "listen", "metrics", str, None)
+        if listen is None:
+            return None
+        try:
+            parse_listen(listen)
+        except ValueError as e:
+            self.error("metrics.listen", str(e))
+            return None
+        return listen
 
     def _targets(self, table: Any, state_dir: Path) -> dict[str, TargetConfig]:
         if table is None:

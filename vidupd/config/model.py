@@ -24,6 +24,15 @@ DEFAULT_EXCLUDES = (
 )
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`[metrics] listen`: "127.0.0.1:9464", "[::1]:9464", ":9464" (every IPv4 interface)
+    -> (host, port); ValueError saying what is wrong otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT (e.g. 127.0.0.1:9464), not {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -86,4 +95,5 @@ class Config:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
     log: LogConfig = field(default_factory=LogConfig)
     retain_days: float = RETAIN_DAYS  # finished jobs older than this are pruned from the ledger (0: never)
+    metrics_listen: str | None = None  # [metrics] listen: HOST:PORT of /metrics and /healthz (off: None)
     warnings: tuple[Problem, ...] = ()

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import structlog
 
@@ -80,6 +80,7 @@ class EventSink:
     def __init__(self, destination: str):
         self.destination = destination
         self.lost = 0  # lines that could not be written since the last success
+        self.lost_total = 0  # ... since this sink was opened (vidupd_event_log_lines_lost_total)
         self._lock = threading.Lock()
         self._stream: TextIO | None = None
         self._ino: int | None = None
@@ -128,6 +129,7 @@ class EventSink:
                         self.lost = 0
                 except (OSError, ValueError) as e:
                     self.lost += 1
+                    self.lost_total += 1
                     if self.lost == 1:
                         _stderr_note(f"vidupd: cannot write the event log {self.destination}: {e}")
                 return
@@ -204,6 +206,7 @@ _sink: EventSink | None = None
 _journal: JournalOutput | None = None
 _console: ConsoleOutput | None = None
 _console_replaces_sink = False  # events on stdout, shown as human lines there instead of JSON
+_lost_before = 0  # lines lost by sinks a reload replaced
 _config_lock = threading.Lock()
 
 
@@ -272,7 +275,7 @@ def configure(log: LogConfig, mirror: bool = True) -> EventSink:
 
     `mirror`: with events going to a file, also show them on stderr when that is a
     terminal (the daemon run by hand); a one-shot command with its own output says no."""
-    global _sink, _journal, _console, _console_replaces_sink
+    global _sink, _journal, _console, _console_replaces_sink, _lost_before
     with _config_lock:
         old = _sink
         if old is not None and old.destination == log.events != "-":
@@ -303,6 +306,7 @@ def configure(log: LogConfig, mirror: bool = True) -> EventSink:
             if not any(isinstance(f, _AsDebug) for f in lib.filters):
                 lib.addFilter(_AsDebug())
         if old is not None:
+            _lost_before += old.lost_total
             old.close()
         return _sink
 
@@ -312,7 +316,37 @@ def reopen() -> None:
         _sink.reopen()
 
 
+Observer = Callable[[str, str, dict[str, Any]], None]
+_observers: tuple[Observer, ...] = ()
+
+
+def observe(fn: Observer) -> Callable[[], None]:
+    """Call `fn(action, level, fields)` for every event emitted, whatever the log level lets
+    through (the metrics count events the log may filter); returns the undo. `fn` runs in
+    the emitting thread and must be quick and never raise."""
+    global _observers
+    with _config_lock:
+        _observers = (*_observers, fn)
+
+    def undo() -> None:
+        global _observers
+        with _config_lock:
+            _observers = tuple(o for o in _observers if o is not fn)
+
+    return undo
+
+
+def lines_lost() -> int:
+    """Event lines the sink could not write since the process started (a full log disk)."""
+    return _lost_before + (_sink.lost_total if _sink is not None else 0)
+
+
 def emit(action: str, message: str, level: str = "info", **fields: Any) -> None:
     """One event. `fields` use the short names of FIELD_NAMES or become `vidupd.<name>`."""
     fields = {k: v for k, v in fields.items() if v is not None}
+    for fn in _observers:
+        try:
+            fn(action, level, fields)
+        except Exception:  # an observer's bug must not lose the event
+            pass
     getattr(structlog.get_logger("vidupd"), level)(message, action=action, **fields)

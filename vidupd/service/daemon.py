@@ -124,6 +124,12 @@ class Daemon:
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason))
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
+        endpoint = None
+        if config.metrics_listen:  # imported only when on: prometheus-client costs nothing otherwise
+            from .metrics import serve
+
+            endpoint = serve(config.metrics_listen, ledger, lambda: len(pool.snapshot()),
+                             lambda: healthy(pool, watcher, time.monotonic()), config.state_dir, config.targets)
         pool.start()
         watcher.start()
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
@@ -134,6 +140,8 @@ class Daemon:
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
         self._loop(ledger, pool, watcher)
+        if endpoint is not None:
+            endpoint.stop()
         housekeeper.stop()
 
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
