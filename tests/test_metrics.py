@@ -70,7 +70,7 @@ def test_scraped_counters_agree_with_the_event_log(env):
     completed = actions(e.events, "upload.completed")
     retrying = actions(e.events, "upload.retrying")
     assert len(completed) == len(sizes)
-    assert total(during, "vidupd_request_retries_total") + len(retrying) > 0, "the faults caused retries"
+    assert retrying, "the faults caused retries"
     assert total(during, "vidupd_uploads_total", target="vod", outcome="completed") == len(completed)
     assert total(during, "vidupd_uploads_total", outcome="failed") == len(actions(e.events, "upload.failed"))
     assert total(during, "vidupd_upload_bytes_total", target="vod") == sum(sizes)

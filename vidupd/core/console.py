@@ -29,7 +29,7 @@ _LEVEL_STYLES = {"debug": ("DEBUG", "dim"), "info": ("INFO ", "green"), "warn": 
 # fields worth a glance, in this order, when the message does not already show their value
 _SHOWN = (("vidupd.job_id", "job", "cyan"), ("vidupd.remote_id", "id", "bold green"),
           ("media.id", "media", "bold green"), ("vidupd.attempt", "attempt", ""),
-          ("vidupd.retry_in", "retry in", "yellow"), ("vidupd.retry_reason", "reason", "yellow"),
+          ("vidupd.retry_in_seconds", "retry in", "yellow"), ("vidupd.reason", "reason", "yellow"),
           ("error.message", "error", "red"))
 
 
@@ -63,7 +63,7 @@ def human_line(event: dict[str, Any]) -> Text:
         value = event.get(key)
         if value is None or value == "" or (isinstance(value, str) and value in message):
             continue
-        if key == "vidupd.retry_in":
+        if key == "vidupd.retry_in_seconds":
             value = f"{value}s"
         text.append("  ")
         text.append(f"{label}=", style="dim")

@@ -31,6 +31,7 @@ from typing import Any, Callable, TextIO
 
 import structlog
 
+from .. import __version__
 from . import secrets
 from .console import ConsoleOutput, wanted as _console_wanted
 from .fsnames import safe_text
@@ -165,18 +166,68 @@ def _next_event_id() -> str:
     return f"{_ID_PREFIX}-{next(_ids):x}"
 
 
+ECS_VERSION = "8.11.0"
+# Fields that moved to their ECS names (issue 11); the old vidupd.* name is written too, for
+# one release (deprecated: dashboards should move to the ECS name).
+MOVED = {"duration_seconds": "event.duration", "md5": "file.hash.md5", "url": "url.full", "version": "service.version"}
+_FAILING = ("error", "critical")
+
+
+def _categorise(action: str, level: str) -> tuple[str, list[str], list[str]]:
+    """ECS event.kind, event.category and event.type of an action (allowed values only)."""
+    family, _, step = action.partition(".")
+    category = {"upload": ["file", "web"], "media": ["web"], "file": ["file"], "watch": ["file"],
+                "auth": ["authentication"], "ledger": ["database"], "config": ["configuration"],
+                "daemon": ["process"], "metrics": ["process"], "notify": ["web"]}.get(family, [])
+    if action in ("daemon.reloaded", "daemon.reload_failed"):
+        category = ["configuration"]
+    if level in _FAILING or step.endswith("failed") or step == "error":
+        kind_of = "error"
+    elif step == "rejected":
+        kind_of = "denied"
+    elif step in ("started", "listening"):
+        kind_of = "start"
+    elif step in ("stopped", "stopping", "stop_timeout"):
+        kind_of = "end"
+    elif action in ("upload.completed", "media.ready", "media.registered", "upload.remote_id"):
+        kind_of = "creation"
+    elif step in ("deleted", "pruned"):
+        kind_of = "deletion"
+    elif step in ("moved", "renamed", "reloaded", "refreshed"):
+        kind_of = "change"
+    else:
+        kind_of = "info"
+    return ("metric" if action == "upload.progress" else "event"), category, [kind_of]
+
+
 def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    level = "warn" if method == "warning" else method
+    action = str(event.get("action", "log"))
+    kind, category, types = _categorise(action, level)
     out: dict[str, Any] = {
         "@timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "log.level": "warn" if method == "warning" else method,
+        "log.level": level,
         "message": safe_text(str(event.pop("event", ""))),
         "event.id": _next_event_id(),
         "event.dataset": "vidupd.events",
+        "event.kind": kind,
         "service.name": "vidupd",
+        "service.version": __version__,
+        "ecs.version": ECS_VERSION,
         "host.hostname": _HOST,
         "process.pid": os.getpid(),
     }
+    if category:
+        out["event.category"] = category
+    out["event.type"] = types
+    failing = level in _FAILING
     for key, value in event.items():
+        if not failing and key in ("error", "error_type"):
+            # error.* only on failures (ECS; error views): a retried 5xx is the reason of a retry
+            key = "reason" if key == "error" else "reason_type"
+        elif key in MOVED and value is not None:
+            ecs = MOVED[key]
+            out[ecs] = int(round(float(value) * 1e9)) if key == "duration_seconds" else _valid_text(value)
         if isinstance(value, secrets.Secret):
             value = "***"
         elif isinstance(value, os.PathLike):

@@ -35,22 +35,6 @@ class RetryPolicy:
         return float(self.wait()(state))
 
 
-_retry_watchers: tuple[Callable[[BaseException | None], None], ...] = ()
-
-
-def watch_retries(fn: Callable[[BaseException | None], None]) -> Callable[[], None]:
-    """Have `fn(error)` told of every request-level retry in this process (the metrics'
-    vidupd_request_retries_total); returns the undo. `fn` must be quick."""
-    global _retry_watchers
-    _retry_watchers = (*_retry_watchers, fn)
-
-    def undo() -> None:
-        global _retry_watchers
-        _retry_watchers = tuple(w for w in _retry_watchers if w is not fn)
-
-    return undo
-
-
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -72,11 +56,6 @@ def call_with_retry(
         return max(w, min(float(hint), policy.maximum)) if hint else w
 
     def _before_sleep(state: tenacity.RetryCallState) -> None:
-        for watcher in _retry_watchers:
-            try:
-                watcher(state.outcome.exception() if state.outcome else None)
-            except Exception:  # counting must never change what is retried
-                pass
         if on_retry is not None and state.outcome is not None and state.next_action is not None:
             on_retry(state.attempt_number, state.outcome.exception(), state.next_action.sleep)
 

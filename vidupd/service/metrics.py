@@ -31,7 +31,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from .. import __version__
 from ..config.model import parse_listen
 from ..core import events
-from ..core.retry import watch_retries
 from ..ledger import STATES
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, float("inf"))
@@ -48,11 +47,10 @@ class Metrics:
         self.uploads = Counter("vidupd_uploads", "Uploads that ended, by target and outcome "
                                "(completed, failed, skipped, attention)", ["target", "outcome"], registry=r)
         self.bytes = Counter("vidupd_upload_bytes", "Bytes of completed uploads, by target", ["target"], registry=r)
-        self.retries = Counter("vidupd_retries", "Upload attempts that failed transiently and are retried, "
-                               "by target and reason (the error's type)", ["target", "reason"], registry=r)
-        self.request_retries = Counter("vidupd_request_retries", "Single platform requests tried again inside "
-                                       "an attempt (a 5xx, a dropped connection), by the error's type", ["reason"],
-                                       registry=r)
+        self.retries = Counter("vidupd_retries", "Retries (upload.retrying events), by target and reason: the "
+                               "error's type for a whole attempt tried again later, the protocol step (UploadPart, "
+                               "CreateUploadVideo, ...) for one request tried again within an attempt",
+                               ["target", "reason"], registry=r)
         self.errors = Counter("vidupd_errors", "Error-level events, by kind (event action)", ["kind"], registry=r)
         self.duration = Histogram("vidupd_upload_duration_seconds", "Time a completed upload took (one attempt)",
                                   ["target"], buckets=DURATION_BUCKETS, registry=r)
@@ -81,9 +79,6 @@ class Metrics:
         for kind in ("watch", "file"):
             self.watch_errors.labels(kind)
 
-    def request_retried(self, error: BaseException | None) -> None:
-        self.request_retries.labels(type(error).__name__ if error is not None else "unknown").inc()
-
     def observe(self, action: str, level: str, fields: dict[str, Any]) -> None:
         """One event (events.observe hook): quick, never raises into the emitter."""
         target = str(fields.get("target", ""))
@@ -103,14 +98,14 @@ class Metrics:
         elif action == "upload.duplicate_remote_id":
             self.uploads.labels(target, "attention").inc()
         elif action == "upload.retrying":
-            self.retries.labels(target, str(fields.get("retry_reason") or fields.get("error_type") or "unknown")).inc()
+            self.retries.labels(target, str(fields.get("error_type") or fields.get("step") or "unknown")).inc()
         elif action in ("media.ready", "media.failed"):
             self.media.labels(target, action.split(".")[1]).inc()
         elif action == "watch.failed":
             self.watch_errors.labels("watch").inc()
         elif action == "file.rejected":
             self.watch_errors.labels("file").inc()
-        kind = fields.get("retry_reason") or fields.get("error_type")
+        kind = fields.get("error_type")
         if action.startswith(("upload.", "media.")) and kind == "CredentialsExpired":
             self.token_failures.labels(target).inc()
         if level in ("error", "critical"):
@@ -176,9 +171,7 @@ class MetricsServer:
         self._undo: Callable[[], Any] | None = None
 
     def start(self) -> "MetricsServer":
-        undo_events = events.observe(self.metrics.observe)
-        undo_retries = watch_retries(self.metrics.request_retried)
-        self._undo = lambda: (undo_events(), undo_retries())
+        self._undo = events.observe(self.metrics.observe)
         self._thread.start()
         return self
 
