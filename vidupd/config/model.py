@@ -33,6 +33,21 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+NOTIFY_EVENTS = ("upload.completed", "upload.failed", "media.ready", "media.failed", "upload.duplicate_remote_id")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One [[notify]] webhook: the events POSTed to `url`, signed with `secret` (HMAC-SHA256)."""
+
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    secret: Any = None  # a core.secrets.Secret, or None: unsigned
+    timeout: float = 10.0  # seconds per request
+    attempts: int = 5  # tries per notification, with backoff, before notify.failed
+    queue: int = 1000  # notifications waiting at most; more are dropped (uploads never wait)
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -96,4 +111,5 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     retain_days: float = RETAIN_DAYS  # finished jobs older than this are pruned from the ledger (0: never)
     metrics_listen: str | None = None  # [metrics] listen: HOST:PORT of /metrics and /healthz (off: None)
+    notify: tuple["NotifyConfig", ...] = ()  # [[notify]] webhooks
     warnings: tuple[Problem, ...] = ()

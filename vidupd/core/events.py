@@ -24,16 +24,17 @@ import os
 import socket
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 import structlog
 
 from .. import __version__
 from . import secrets
 from .console import ConsoleOutput, wanted as _console_wanted
+from .event_sink import EventSink
+from .ecs import ECS_VERSION, FAILING as _FAILING, MOVED, categorise as _categorise
 from .fsnames import safe_text
 from .journal import JournalOutput
 
@@ -66,85 +67,6 @@ FIELD_NAMES = {
 }
 
 
-def _stderr_note(text: str) -> None:
-    try:
-        sys.stderr.write(secrets.redact(text) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-class EventSink:
-    """Line-buffered output that survives logrotate: a file is reopened when it was moved
-    away (checked at most once a second) or when `reopen()` is called (SIGHUP)."""
-
-    def __init__(self, destination: str):
-        self.destination = destination
-        self.lost = 0  # lines that could not be written since the last success
-        self.lost_total = 0  # ... since this sink was opened (vidupd_event_log_lines_lost_total)
-        self._lock = threading.Lock()
-        self._stream: TextIO | None = None
-        self._ino: int | None = None
-        self._checked = 0.0
-        self._open()
-
-    def _open(self) -> None:
-        if self.destination == "-":
-            self._stream = sys.stdout
-            return
-        os.makedirs(os.path.dirname(self.destination) or ".", exist_ok=True)
-        fd = os.open(self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
-        self._ino = os.fstat(fd).st_ino
-
-    def reopen(self) -> None:
-        with self._lock:
-            if self.destination != "-" and self._stream is not None:
-                self._stream.close()
-                self._open()
-
-    def _rotated(self) -> bool:
-        now = time.monotonic()
-        if self.destination == "-" or now - self._checked < 1.0:
-            return False
-        self._checked = now
-        try:
-            return os.stat(self.destination).st_ino != self._ino
-        except FileNotFoundError:
-            return True
-
-    def write(self, line: str) -> None:
-        """Never raises: a full or broken log disk must not stop uploads (the ledger keeps
-        the facts); lost lines are counted and reported on stderr (the journal)."""
-        with self._lock:
-            if self._stream is not None:
-                try:
-                    if self._rotated():
-                        self._stream.close()
-                        self._open()
-                    assert self._stream is not None
-                    self._stream.write(line + "\n")
-                    self._stream.flush()
-                    if self.lost:
-                        _stderr_note(f"vidupd: event log writable again after losing {self.lost} line(s)")
-                        self.lost = 0
-                except (OSError, ValueError) as e:
-                    self.lost += 1
-                    self.lost_total += 1
-                    if self.lost == 1:
-                        _stderr_note(f"vidupd: cannot write the event log {self.destination}: {e}")
-                return
-        current = _sink  # closed by a reload while this line was on its way: the new sink takes it
-        if current is not None and current is not self:
-            current.write(line)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._stream is not None and self._stream is not sys.stdout:
-                self._stream.close()
-            self._stream = None
-
-
 class _SinkLogger:
     """structlog logger whose every method writes one rendered line to the current sink."""
 
@@ -164,40 +86,6 @@ _ids = itertools.count(1)
 def _next_event_id() -> str:
     """A stable id per event line, so Filebeat can ship a line twice without a duplicate document."""
     return f"{_ID_PREFIX}-{next(_ids):x}"
-
-
-ECS_VERSION = "8.11.0"
-# Fields that moved to their ECS names (issue 11); the old vidupd.* name is written too, for
-# one release (deprecated: dashboards should move to the ECS name).
-MOVED = {"duration_seconds": "event.duration", "md5": "file.hash.md5", "url": "url.full", "version": "service.version"}
-_FAILING = ("error", "critical")
-
-
-def _categorise(action: str, level: str) -> tuple[str, list[str], list[str]]:
-    """ECS event.kind, event.category and event.type of an action (allowed values only)."""
-    family, _, step = action.partition(".")
-    category = {"upload": ["file", "web"], "media": ["web"], "file": ["file"], "watch": ["file"],
-                "auth": ["authentication"], "ledger": ["database"], "config": ["configuration"],
-                "daemon": ["process"], "metrics": ["process"], "notify": ["web"]}.get(family, [])
-    if action in ("daemon.reloaded", "daemon.reload_failed"):
-        category = ["configuration"]
-    if level in _FAILING or step.endswith("failed") or step == "error":
-        kind_of = "error"
-    elif step == "rejected":
-        kind_of = "denied"
-    elif step in ("started", "listening"):
-        kind_of = "start"
-    elif step in ("stopped", "stopping", "stop_timeout"):
-        kind_of = "end"
-    elif action in ("upload.completed", "media.ready", "media.registered", "upload.remote_id"):
-        kind_of = "creation"
-    elif step in ("deleted", "pruned"):
-        kind_of = "deletion"
-    elif step in ("moved", "renamed", "reloaded", "refreshed"):
-        kind_of = "change"
-    else:
-        kind_of = "info"
-    return ("metric" if action == "upload.progress" else "event"), category, [kind_of]
 
 
 def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +159,39 @@ def _to_journal(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
     return event
 
 
+_line_observers: tuple[Callable[[dict[str, Any]], None], ...] = ()
+
+
+def observe_lines(fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+    """Call `fn(line)` with every event line as the log has it (the ECS dict, event.id and
+    all; `as_json(line)` is its JSON): only what the [log] level lets through. For webhooks;
+    `fn` runs in the emitting thread, must be quick and never emit. Returns the undo."""
+    global _line_observers
+    with _config_lock:
+        _line_observers = (*_line_observers, fn)
+
+    def undo() -> None:
+        global _line_observers
+        with _config_lock:
+            _line_observers = tuple(o for o in _line_observers if o is not fn)
+
+    return undo
+
+
+def as_json(line: dict[str, Any]) -> str:
+    """The JSON text of an event line, exactly as the event log writes it."""
+    return _render(None, "", line)
+
+
+def _to_line_observers(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    for fn in _line_observers:
+        try:
+            fn(event)
+        except Exception:  # an observer's bug must not lose the event
+            pass
+    return event
+
+
 def _to_console(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     out = _console
     if out is not None:
@@ -333,12 +254,12 @@ def configure(log: LogConfig, mirror: bool = True) -> EventSink:
             old.reopen()  # same file (a reload): keep the sink, only pick up a rotated file
             old = None
         else:
-            _sink = EventSink(log.events)
+            _sink = EventSink(log.events, current=lambda: _sink)
         _journal = JournalOutput.detect(log.events)
         _console, _console_replaces_sink = _console_for(log, mirror)
         level = _LEVELS[log.level]
         structlog.configure(
-            processors=[_to_ecs, _to_journal, _to_console, _render],
+            processors=[_to_ecs, _to_journal, _to_line_observers, _to_console, _render],
             wrapper_class=structlog.make_filtering_bound_logger(level),
             logger_factory=lambda *args: _SinkLogger(),
             cache_logger_on_first_use=False,

@@ -31,6 +31,7 @@ from ..providers.base import Provider
 from . import reload as reload_mod
 from .housekeeping import Housekeeper
 from .notify import Notifier
+from .webhooks import Webhooks
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
 # on SIGTERM (TimeoutStopSec=90s in the unit); after it the daemon exits without them
@@ -124,6 +125,7 @@ class Daemon:
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason))
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
+        hooks = Webhooks(config.notify).start()  # [[notify]]: read at start (a change needs a restart)
         endpoint = None
         if config.metrics_listen:  # imported only when on: prometheus-client costs nothing otherwise
             from .metrics import serve
@@ -140,8 +142,6 @@ class Daemon:
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
         self._loop(ledger, pool, watcher)
-        if endpoint is not None:
-            endpoint.stop()
         housekeeper.stop()
 
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
@@ -156,6 +156,9 @@ class Daemon:
                 p.close()
             except Exception:  # closing must not turn a clean stop into a failure
                 pass
+        if endpoint is not None:
+            endpoint.stop()
+        hooks.stop()
         counts = ledger.counts()
         ledger.close()
         events.emit("daemon.stopped", "stopped", jobs=counts, left_running=len(left) or None)
