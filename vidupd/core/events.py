@@ -112,7 +112,8 @@ def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if not failing and key in ("error", "error_type"):
             # error.* only on failures (ECS; error views): a retried 5xx is the reason of a retry
-            key = "reason" if key == "error" else "reason_type"
+            # (vidupd.cause where the event already names its reason)
+            key = ("reason" if "reason" not in event else "cause") + ("" if key == "error" else "_type")
         elif key in MOVED and value is not None:
             ecs = MOVED[key]
             out[ecs] = int(round(float(value) * 1e9)) if key == "duration_seconds" else _valid_text(value)
