@@ -122,8 +122,8 @@ def record_issued_secrets(oss: Any, vod: Any, into: list[str]) -> None:
         into.extend((cred.access_key_secret, cred.security_token))
         return cred
 
-    def upload_info(key: str) -> dict[str, str]:
-        info = real_info(key)
+    def upload_info(key: str, *rest: Any) -> dict[str, str]:
+        info = real_info(key, *rest)
         into.append(info["UploadAuth"])
         return info
 

@@ -273,7 +273,10 @@ def test_small_video_is_one_put_after_the_id_is_known(env: Env) -> None:
     result = env.upload(provider, job)
     assert result.remote_kind == "video" and job.remote_ids == [(result.remote_id, "video")]
     assert first_index(env.timeline, "remote-id") < first_index(env.timeline, "oss-body")
-    assert job.checkpoint.saves[0]["media"]["id"] == result.remote_id  # saved before any byte, too
+    reference = job.checkpoint.saves[0]["media"]["reference_id"]  # saved before the Create was sent
+    assert job.checkpoint.saves[0]["media"] == {"reference_id": reference}
+    assert job.checkpoint.saves[1]["media"]["id"] == result.remote_id  # saved before any byte, too
+    assert env.vod.state.media(result.remote_id).reference_id == reference
     assert "UploadAuth" not in json.dumps(job.checkpoint.saves)
     entry = env.entry(result.remote_id)
     assert (entry["md5"], entry["size"], entry["kind"]) == (md5_of(path), path.stat().st_size, "video")

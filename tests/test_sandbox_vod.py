@@ -130,7 +130,7 @@ def test_video_upload_reaches_normal_and_is_journaled_once(sb: Sandboxes, tmp_pa
     address, auth = decode(answer["UploadAddress"]), decode(answer["UploadAuth"])
     assert address["Endpoint"] == sb.oss.endpoint and address["Bucket"] == sb.oss.bucket
     assert address["FileName"].endswith(".mp4")
-    assert auth["Expiration"] == "3600" and auth["Region"] == "cn-shanghai" and auth["ExpireUTCTime"].endswith("Z")
+    assert auth["Expiration"] == "3000" and auth["Region"] == "cn-shanghai" and auth["ExpireUTCTime"].endswith("Z")
     video = partial(call, client, GetVideoInfoRequest.GetVideoInfoRequest, VideoId=answer["VideoId"])
     assert video()["Video"]["Status"] == "Uploading"
 

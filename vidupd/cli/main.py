@@ -311,6 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--max-rate", type=int, default=0)
     sb.add_argument("--hash-only", action="store_true")
     sb.add_argument("--seed", type=int, default=None)
+    sb.add_argument("--drop-create-answer", type=int, default=0, metavar="N",
+                    help="VOD: the first N CreateUploadVideo calls succeed but lose their answer")
+    sb.add_argument("--drop-complete-answer", type=int, default=0, metavar="N",
+                    help="OSS: the first N CompleteMultipartUpload calls complete, then drop the connection")
+    sb.add_argument("--refresh-new-key", type=int, default=0, metavar="N",
+                    help="VOD: the Nth RefreshUploadVideo moves the video to a new object key")
+    sb.add_argument("--refresh-new-endpoint", type=int, default=0, metavar="N",
+                    help="VOD: the Nth RefreshUploadVideo names the OSS endpoint differently")
+    sb.add_argument("--throttle-rate", type=float, default=0.0, metavar="RATE",
+                    help="VOD: fraction of calls refused with 503 Throttling.User")
+    sb.add_argument("--video-status", default="", choices=("", "Checking", "Blocked", "TranscodeFail", "ProduceFail",
+                                                           "UploadFail", "Transcoding", "Normal"),
+                    help="VOD: the status GetVideoInfo reports once a video is uploaded")
+    sb.add_argument("--vod-forbidden", default="", metavar="CODE",
+                    help="VOD: refuse every signed call with 403 CODE (e.g. Forbidden.RAM)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

@@ -129,7 +129,11 @@ def render_config(box: Sandbox, settle_seconds: float) -> str:
 def options_from(args: argparse.Namespace) -> SandboxOptions:
     return SandboxOptions(fail_rate=args.fail_rate, token_ttl=args.token_ttl, confirm_delay=args.confirm_delay,
                           duplicate_ids=args.duplicate_ids, max_rate=args.max_rate, hash_only=args.hash_only,
-                          seed=args.seed)
+                          seed=args.seed,
+                          drop_create_answer=args.drop_create_answer, drop_complete_answer=args.drop_complete_answer,
+                          refresh_new_key=args.refresh_new_key, refresh_new_endpoint=args.refresh_new_endpoint,
+                          throttle_rate=args.throttle_rate, video_status=args.video_status,
+                          vod_forbidden=args.vod_forbidden)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

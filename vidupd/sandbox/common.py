@@ -29,6 +29,14 @@ class SandboxOptions:
     hash_only: bool = False  # keep digests of received bytes, not the bytes (benchmarks)
     slice_task_timeout: float = 30.0  # Youku: a handed-out slice not uploaded is re-issued
     seed: int | None = None  # random seed for reproducible fault runs
+    # VOD and OSS as the real services behave (issue 10):
+    drop_create_answer: int = 0  # VOD: the first N CreateUploadVideo calls succeed, then lose their answer
+    drop_complete_answer: int = 0  # OSS: the first N CompleteMultipartUpload calls complete, then drop the answer
+    refresh_new_key: int = 0  # VOD: the Nth RefreshUploadVideo moves the video to a new object key
+    refresh_new_endpoint: int = 0  # VOD: the Nth RefreshUploadVideo spells the OSS endpoint differently
+    throttle_rate: float = 0.0  # VOD: fraction of RPC calls refused with 503 Throttling.User
+    video_status: str = ""  # VOD: GetVideoInfo reports this status once the object is uploaded
+    vod_forbidden: str = ""  # VOD: every signed call refused with 403 and this code (e.g. Forbidden.RAM)
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -194,3 +202,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class Countdown:
+    """A fault for the first `n` occasions only (thread-safe): `take()` is True n times."""
+
+    def __init__(self, n: int):
+        self._left = max(0, int(n))
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True

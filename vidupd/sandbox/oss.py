@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .common import (
     QuietHandler,
     BLOCK,
+    Countdown,
     Faults,
     RateLimiter,
     SandboxHTTPServer,
@@ -48,7 +49,7 @@ from .oss_xml import (
 )
 
 DEFAULT_BUCKET = "vidupd-sandbox"
-DEFAULT_STS_TTL = 3600.0
+DEFAULT_STS_TTL = 3000.0  # VOD's upload credentials last 3,000 s (the API reference)
 _MAX_XML_BODY = 4 << 20  # a CompleteMultipartUpload list of 10,000 parts fits easily
 _XML = "application/xml"
 
@@ -79,6 +80,7 @@ class OssSandbox:
         self._stats_lock = threading.Lock()
         self.parts_received = 0  # UploadPart bodies stored, repeats included (tests count re-sends)
         self.part_bytes_received = 0
+        self.drop_complete = Countdown(options.drop_complete_answer)  # complete, then no answer
 
     def count_part(self, size: int) -> None:
         with self._stats_lock:
@@ -428,6 +430,9 @@ class _OssHandler(QuietHandler):
         wanted = parse_complete(buf.data())
         info = self.sandbox.store.complete(req.params["uploadId"], req.key, wanted, expect_crc=self._sent_crc())
         self.sandbox.completed(info)
+        if self.sandbox.drop_complete.take():  # the object is complete; its answer is lost on the way
+            drop_connection(self)
+            return
         xml = complete_xml(self.sandbox.object_url(req.key), req.bucket, req.key, info.etag)
         self._send(200, xml, content_type=_XML,
                    headers={"ETag": f'"{info.etag}"', "x-oss-hash-crc64ecma": str(info.crc64)})

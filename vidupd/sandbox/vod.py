@@ -11,6 +11,7 @@ import base64
 import json
 import posixpath
 import random
+import re
 import secrets
 import threading
 import time
@@ -19,13 +20,18 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .common import Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
+from .common import Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
 from .oss import DEFAULT_STS_TTL, OssSandbox
 from .oss_store import ObjectInfo
 from .vod_pull import UrlPuller
 from .vod_rpc import NonceCache, VodError, verify
 from .vod_state import VIDEO_KINDS, MediaRecord, UrlJob, VodState, new_id
 
+# The upload overview's formats: what CreateUploadVideo takes in FileName (audio too).
+VIDEO_EXTS = ("mp4", "ts", "3gp", "mpg", "mpeg", "mpe", "dat", "vob", "asf", "avi", "wmv", "flv", "f4v", "rm",
+              "rmvb", "mov", "mkv", "m3u8", "dv", "gif", "m2t", "m4v", "mj2", "mjpeg", "mts", "ogg", "qt", "swf",
+              "webm")
+AUDIO_EXTS = ("mp3", "wma", "wav", "aac", "ra", "m4a", "flac", "ape", "ac3", "amr", "caf", "acm")
 IMAGE_EXTS = ("png", "jpg", "jpeg", "gif")
 ATTACHED_EXTS = {
     "watermark": ("png", "gif", "apng", "mov"),
@@ -35,6 +41,14 @@ ATTACHED_EXTS = {
 _EXTRA_FIELDS = ("Description", "Tags", "CateId", "CoverURL", "UserData", "TemplateGroupId", "WorkflowId",
                  "StorageLocation", "AppId", "FileSize")
 _MAX_FORM_BODY = 1 << 20
+TITLE_BYTES, DESCRIPTION_BYTES = 128, 1024  # UTF-8 bytes, as the API reference counts them
+_REFERENCE_ID = re.compile(r"[A-Za-z0-9_-]{6,64}")
+VIDEO_STATUSES = ("Uploading", "UploadFail", "UploadSucc", "Transcoding", "TranscodeFail", "Checking", "Blocked",
+                  "Normal", "ProduceFail")
+
+
+class DropAnswer(Exception):
+    """Raised by an action that did its work but whose answer the fault switches lose."""
 
 
 def _iso(t: float | None) -> str:
@@ -46,19 +60,26 @@ def _b64json(value: dict[str, Any]) -> str:
 
 
 def _text(p: dict[str, str], name: str, max_len: int, required: bool = False, default: str = "") -> str:
-    """A string parameter checked as the service checks it (length, emoji)."""
+    """A string parameter checked as the service checks it (length in UTF-8 bytes, emoji)."""
     value = p.get(name, default)
     if required and not value:
         raise VodError(400, f"Missing{name}", f"{name} is mandatory for this action.")
-    if len(value) > max_len:
-        raise VodError(400, "LengthExceededMax", f"{name} exceeds the maximum length of {max_len} characters.")
+    _check_length(name, value, max_len)
     if any(ord(c) > 0xFFFF for c in value):  # emoji and other 4-byte UTF-8 characters
         raise VodError(400, "IllegalCharacters", f"{name} contains illegal characters (emoji).")
     return value
 
 
+def _check_length(name: str, value: str, max_bytes: int) -> None:
+    if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise VodError(400, "LengthExceededMax", f"{name} exceeds the maximum length of {max_bytes} bytes (UTF-8).")
+
+
 def _check_tags(p: dict[str, str]) -> None:
-    tags = [t for t in _text(p, "Tags", 16 * 33).split(",") if t.strip()]
+    raw = p.get("Tags", "")
+    if any(ord(c) > 0xFFFF for c in raw):
+        raise VodError(400, "IllegalCharacters", "Tags contains illegal characters (emoji).")
+    tags = [t for t in raw.split(",") if t.strip()]
     if len(tags) > 16:
         raise VodError(400, "TagsExceededMax", "At most 16 tags are allowed.")
     if any(len(t) > 32 for t in tags):
@@ -97,6 +118,9 @@ class VodSandbox:
         self.faults = Faults(options)
         self.rng = random.Random(options.seed)
         self.nonces = NonceCache()
+        self.drop_create = Countdown(options.drop_create_answer)
+        self._refreshes = 0  # RefreshUploadVideo calls answered (refresh_new_key / refresh_new_endpoint)
+        self._refresh_lock = threading.Lock()
         self._port = port
         self._server: SandboxHTTPServer | None = None
         self._puller = UrlPuller(self.state, oss, self._prepare_pull, pull_step_delay)
@@ -145,9 +169,10 @@ class VodSandbox:
             self.journal.record(provider="aliyun-vod", remote_id=rec.media_id, kind=rec.kind, size=info.size,
                                 md5=info.md5, title=rec.title, object_key=info.key)
 
-    def _upload_info(self, key: str) -> dict[str, str]:
+    def _upload_info(self, key: str, endpoint: str | None = None) -> dict[str, str]:
         prefix = posixpath.dirname(key) + "/"
-        address = {"Endpoint": self.oss.endpoint, "Bucket": self.oss.bucket, "FileName": key, "ObjectPrefix": prefix}
+        address = {"Endpoint": endpoint or self.oss.endpoint, "Bucket": self.oss.bucket, "FileName": key,
+                   "ObjectPrefix": prefix}
         sts = self.oss.issue_sts(self.options.token_ttl or DEFAULT_STS_TTL, prefix=prefix)
         auth = {**sts, "Region": self.region}
         return {"UploadAddress": _b64json(address), "UploadAuth": _b64json(auth)}
@@ -182,27 +207,59 @@ class VodSandbox:
         return handler(self, p)
 
     def create_upload_video(self, p: dict[str, str]) -> dict[str, Any]:
-        title = _text(p, "Title", 128, required=True)
+        title = _text(p, "Title", TITLE_BYTES, required=True)
         file_name = _text(p, "FileName", 1024, required=True)
         ext = _extension(file_name)
-        _text(p, "Description", 1024)
+        if ext not in VIDEO_EXTS + AUDIO_EXTS:
+            raise VodError(400, "InvalidFileName.Extension", f"The file extension {ext!r} is not supported.")
+        _text(p, "Description", DESCRIPTION_BYTES)
         _check_tags(p)
+        reference = p.get("ReferenceId", "")
+        if reference and not _REFERENCE_ID.fullmatch(reference):
+            raise VodError(400, "InvalidParameter", "ReferenceId must be 6-64 letters, digits, '-' or '_'.")
         extra = {k: p[k] for k in _EXTRA_FIELDS if k in p}
-        rec = self._issue("video", lambda mid: MediaRecord(mid, "video", title, self._video_key(mid, ext), time.time(),
-                                                           ext=ext, file_name=file_name, extra=extra))
+        try:
+            rec = self._issue("video", lambda mid: MediaRecord(mid, "video", title, self._video_key(mid, ext),
+                                                               time.time(), ext=ext, file_name=file_name, extra=extra,
+                                                               reference_id=reference))
+        except ValueError:
+            raise VodError(400, "InvalidReferenceId.AlreadyExists",
+                           "The ReferenceId is already used by another video of this account.") from None
+        if self.drop_create.take():
+            raise DropAnswer()
         return {"VideoId": rec.media_id, **self._upload_info(rec.object_key)}
 
-    def refresh_upload_video(self, p: dict[str, str]) -> dict[str, Any]:
-        rec = self.state.media(_text(p, "VideoId", 64, required=True))
-        if rec is None or rec.kind != "video":
+    def _video(self, p: dict[str, str]) -> MediaRecord:
+        """The video a VideoId or a ReferenceId names, or InvalidVideo.NotFound."""
+        if p.get("VideoId"):
+            rec = self.state.media(_text(p, "VideoId", 64))
+        elif p.get("ReferenceId"):
+            rec = self.state.by_reference(_text(p, "ReferenceId", 64))
+        else:
+            raise VodError(400, "MissingVideoId", "VideoId is mandatory for this action.")
+        if rec is None or rec.kind not in VIDEO_KINDS:
             raise VodError(404, "InvalidVideo.NotFound", "The video does not exist.")
-        return {"VideoId": rec.media_id, **self._upload_info(rec.object_key)}
+        return rec
+
+    def refresh_upload_video(self, p: dict[str, str]) -> dict[str, Any]:
+        rec = self._video(p)
+        if rec.kind != "video":
+            raise VodError(404, "InvalidVideo.NotFound", "The video does not exist.")
+        with self._refresh_lock:
+            self._refreshes += 1
+            n = self._refreshes
+        if n == self.options.refresh_new_key:  # VOD's overwrite path: the object moves
+            rec = self.state.move_media(rec.media_id, self._video_key(rec.media_id, rec.ext))
+        endpoint = None
+        if n == self.options.refresh_new_endpoint:  # another name for the same OSS endpoint
+            endpoint = self.oss.endpoint.replace("127.0.0.1", "localhost")
+        return {"VideoId": rec.media_id, **self._upload_info(rec.object_key, endpoint)}
 
     def create_upload_image(self, p: dict[str, str]) -> dict[str, Any]:
         image_type = _choice(p, "ImageType", ("default", "cover"), default="default")
         ext = _choice(p, "ImageExt", IMAGE_EXTS, default="png")
-        title = _text(p, "Title", 128)
-        _text(p, "Description", 1024)
+        title = _text(p, "Title", TITLE_BYTES)
+        _text(p, "Description", DESCRIPTION_BYTES)
         _check_tags(p)
         extra = {k: p[k] for k in _EXTRA_FIELDS if k in p}
         rec = self._issue("image", lambda mid: MediaRecord(mid, "image", title, f"image/{image_type}/{mid}.{ext}",
@@ -214,8 +271,8 @@ class VodSandbox:
         business = _choice(p, "BusinessType", tuple(ATTACHED_EXTS))
         default_ext = _extension(p["FileName"]) if p.get("FileName") else ""
         ext = _choice(p, "MediaExt", ATTACHED_EXTS[business], default=default_ext)
-        title = _text(p, "Title", 128)
-        _text(p, "Description", 1024)
+        title = _text(p, "Title", TITLE_BYTES)
+        _text(p, "Description", DESCRIPTION_BYTES)
         _check_tags(p)
         extra = {k: p[k] for k in _EXTRA_FIELDS if k in p}
         rec = self._issue("attached", lambda mid: MediaRecord(
@@ -238,7 +295,9 @@ class VodSandbox:
         for sent in urls:
             url = unquote(sent.strip())
             meta = by_url.get(url, {})
-            title = str(meta.get("Title") or posixpath.basename(urlsplit(url).path) or url)[:128]
+            title = str(meta.get("Title") or "")
+            _check_length("UploadMetadatas.Title", title, TITLE_BYTES)
+            title = title or posixpath.basename(urlsplit(url).path)[:TITLE_BYTES // 4] or "untitled"
             job = UrlJob(new_id(), sent.strip(), url, new_id(), time.time(), title=title,
                          user_data=p.get("UserData", ""))
             self.state.put_job(job)
@@ -292,7 +351,10 @@ class VodSandbox:
             if rec is not None:
                 registered.append({"FileURL": file_url, "MediaId": rec.media_id, "NewRegister": False})
                 continue
-            title = str(meta.get("Title") or posixpath.basename(key))[:128]
+            title = str(meta.get("Title") or "")
+            _check_length("RegisterMetadatas.Title", title, TITLE_BYTES)
+            _check_length("RegisterMetadatas.Description", str(meta.get("Description") or ""), DESCRIPTION_BYTES)
+            title = title or posixpath.basename(key)[:TITLE_BYTES // 4]
             rec = self.state.add_media(MediaRecord(new_id(), "registered", title, key, time.time(),
                                                    completed_at=time.time(), size=info.size, md5=info.md5,
                                                    journaled=True, source_url=file_url))
@@ -304,15 +366,15 @@ class VodSandbox:
     def video_status(self, rec: MediaRecord, now: float) -> str:
         if rec.completed_at is None:
             return "Uploading"
+        if self.options.video_status:  # the switch: review, blocking or a failed job
+            return self.options.video_status
         elapsed = now - rec.completed_at
         if elapsed < self.status_delays[0]:
             return "UploadSucc"
         return "Transcoding" if elapsed < sum(self.status_delays) else "Normal"
 
     def get_video_info(self, p: dict[str, str]) -> dict[str, Any]:
-        rec = self.state.media(_text(p, "VideoId", 64, required=True))
-        if rec is None or rec.kind not in VIDEO_KINDS:
-            raise VodError(404, "InvalidVideo.NotFound", "The video does not exist.")
+        rec = self._video(p)
         status = self.video_status(rec, time.time())
         cover = rec.extra.get("CoverURL", "")
         if not cover and status == "Normal":
@@ -327,6 +389,8 @@ class VodSandbox:
             "StorageLocation": self.oss.bucket, "TemplateGroupId": rec.extra.get("TemplateGroupId", ""),
             "AppId": rec.extra.get("AppId", "app-1000000"),
         }
+        if rec.reference_id:
+            video["ReferenceId"] = rec.reference_id
         return {"Video": video}
 
     def report_upload_progress(self, p: dict[str, str]) -> dict[str, Any]:
@@ -382,10 +446,17 @@ class _VodHandler(QuietHandler):
             if action == "ReportUploadProgress" and "Signature" not in params:
                 result = sb.report_upload_progress(params)
             else:
+                if sb.options.throttle_rate > 0 and sb.rng.random() < sb.options.throttle_rate:
+                    raise VodError(503, "Throttling.User", "Request was denied due to user flow control.")
                 verify(self.command, params, sb.credentials["access_key_id"], sb.credentials["access_key_secret"],
                        sb.nonces)
+                if sb.options.vod_forbidden:
+                    raise VodError(403, sb.options.vod_forbidden,
+                                   "User not authorized to operate on the specified resource.")
                 result = sb.dispatch(action, params)
             send_json(self, 200, {"RequestId": request_id, **result})
+        except DropAnswer:  # the action happened; its answer never arrives
+            drop_connection(self)
         except VodError as err:
             send_json(self, err.status, {"RequestId": request_id, "HostId": f"vod.{sb.region}.aliyuncs.com",
                                          "Code": err.code, "Message": err.message})

@@ -37,6 +37,7 @@ class MediaRecord:
     source_url: str = ""  # URL pull source or RegisterMedia FileURL
     reported_bytes: int = 0  # from the stock SDK's ReportUploadProgress calls
     extra: dict[str, str] = field(default_factory=dict)  # Description, Tags, CateId, CoverURL, UserData, ...
+    reference_id: str = ""  # the caller's ReferenceId (CreateUploadVideo), unique per account
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class VodState:
         self._jobs: dict[str, UrlJob] = {}
         self._by_key: dict[str, str] = {}  # object key -> uploaded media id
         self._registered: dict[str, str] = {}  # object key -> registered media id
+        self._by_reference: dict[str, str] = {}  # ReferenceId -> media id
         self._last_issued: dict[str, str] = {}  # kind -> most recent media id (duplicate_ids)
         for path in sorted(self._media_dir.glob("*.json")):
             self._index(MediaRecord(**json.loads(path.read_text(encoding="utf-8"))))
@@ -85,6 +87,8 @@ class VodState:
 
     def _index(self, rec: MediaRecord) -> None:
         self._media[rec.media_id] = rec
+        if rec.reference_id:
+            self._by_reference[rec.reference_id] = rec.media_id
         if rec.kind == "registered":
             self._registered[rec.object_key] = rec.media_id
         else:
@@ -96,7 +100,10 @@ class VodState:
 
     # ----- media -----
     def add_media(self, rec: MediaRecord) -> MediaRecord:
+        """Store a new record; ValueError if its ReferenceId is already taken (checked atomically)."""
         with self._lock:
+            if rec.reference_id and rec.reference_id in self._by_reference:
+                raise ValueError(rec.reference_id)
             self._write(self._media_dir / f"{rec.media_id}.json", rec)
             self._index(rec)
             self._last_issued[rec.kind] = rec.media_id
@@ -122,6 +129,23 @@ class VodState:
             self._write(self._media_dir / f"{media_id}.json", rec)
             self._media[media_id] = rec
         return rec, first
+
+    def move_media(self, media_id: str, key: str) -> MediaRecord:
+        """Give the media a new object key (what a refresh that moves the upload address does)."""
+        with self._lock:
+            old = self._media[media_id]
+            rec = replace(old, object_key=key)
+            self._write(self._media_dir / f"{media_id}.json", rec)
+            self._media[media_id] = rec
+            if self._by_key.get(old.object_key) == media_id:
+                del self._by_key[old.object_key]
+            self._by_key[key] = media_id
+        return rec
+
+    def by_reference(self, reference_id: str) -> MediaRecord | None:
+        with self._lock:
+            media_id = self._by_reference.get(reference_id)
+            return self._media.get(media_id) if media_id else None
 
     def media(self, media_id: str) -> MediaRecord | None:
         with self._lock:

@@ -20,10 +20,10 @@ from .rpc import endpoint_setting
 
 T = TypeVar("T")
 
-TITLE_MAX = 128
-DESCRIPTION_MAX = 1024
+TITLE_MAX = 128  # bytes of UTF-8, as the API reference counts Title (43 Chinese characters are 129)
+DESCRIPTION_MAX = 1024  # bytes of UTF-8
 TAGS_MAX = 16
-TAG_LEN = 32
+TAG_LEN = 32  # characters per tag
 PULL_GROUP = 20  # UploadMediaByURL takes at most 20 URLs
 INFO_GROUP = 10  # GetURLUploadInfos takes at most 10 JobIds
 REGISTER_GROUP = 10  # RegisterMedia takes at most 10 entries
@@ -48,10 +48,25 @@ SIDECAR_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def clean_text(value: str | None, limit: int) -> str:
-    """Trimmed and cut to `limit` characters, valid UTF-8 (a non-UTF-8 file name's bytes as
-    `\\xff`), without emoji and other 4-byte characters (the service refuses them with
-    IllegalCharacters)."""
+def clean_text(value: str | None, max_bytes: int) -> str:
+    """Trimmed and cut to at most `max_bytes` bytes of UTF-8 on a character boundary (VOD
+    counts Title and Description in bytes, as its upload SDK cuts them), valid UTF-8 (a
+    non-UTF-8 file name's bytes as `\\xff`), without emoji and other 4-byte characters (the
+    service refuses them with IllegalCharacters)."""
+    text = "".join(c for c in safe_text(str(value or "")) if ord(c) <= 0xFFFF).strip()
+    return cut_utf8(text, max_bytes).strip()
+
+
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` whose UTF-8 form fits in `max_bytes` (never half a character)."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max(0, max_bytes)].decode("utf-8", "ignore")  # drops a trailing partial character
+
+
+def clean_chars(value: str | None, limit: int) -> str:
+    """As clean_text, but cut to `limit` characters (VOD counts a tag's length in characters)."""
     text = "".join(c for c in safe_text(str(value or "")) if ord(c) <= 0xFFFF).strip()
     return text[:limit].strip()
 
@@ -61,7 +76,7 @@ def clean_tags(tags: Sequence[str]) -> str:
     out: list[str] = []
     for raw in tags:
         for tag in str(raw).replace("，", ",").split(","):
-            tag = clean_text(tag, TAG_LEN)
+            tag = clean_chars(tag, TAG_LEN)
             if tag and tag not in out:
                 out.append(tag)
     return ",".join(out[:TAGS_MAX])

@@ -33,8 +33,7 @@ from typing import Any, Callable, ClassVar, Mapping
 from urllib.parse import unquote, urlsplit
 
 import oss2
-from aliyunsdkvod.request.v20170321 import (CreateUploadAttachedMediaRequest, CreateUploadImageRequest,
-                                            CreateUploadVideoRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
+from aliyunsdkvod.request.v20170321 import (CreateUploadImageRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
                                             RefreshUploadVideoRequest, RegisterMediaRequest)
 
 from ...core.errors import ContentMismatch, FileChanged, PermanentError, TransientError
@@ -46,17 +45,20 @@ from ...core.source import SourceFile
 from ..base import MediaStatus, Option, Provider, UploadContext, UploadRequest, UploadResult
 from ..features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 from ..oss.credentials import StsKeeper
+from ..oss.errors import AddressChanged
 from ..oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader, content_id
 from .checkpoint import UploadState
-from .media import (BUSINESS_TYPES, DESCRIPTION_MAX, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE,
-                    REGISTER_GROUP, TITLE_MAX, URL_LIST_MAX, PullJob, VodSettings, cate_id, check_url, chunks,
-                    clean_tags, clean_text, extension, parse_url_list, pull_status, sidecar_overrides)
+from .create import Creator, param, title_of
+from .media import (BUSINESS_TYPES, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE, REGISTER_GROUP,
+                    TITLE_MAX, URL_LIST_MAX, PullJob, VodSettings, check_url, chunks, clean_text, extension,
+                    parse_url_list, pull_status)
 from .pull import PullSubmitter
 from .rpc import UploadTicket, VodPermanentError, VodRpc, decode_ticket
 
 MIB = 1 << 20
 _CALL_RETRY = RetryPolicy(attempts=4, initial=1.0, maximum=10.0)  # status polls and CLI calls
 _VIDEO_FAILED = frozenset({"UploadFail", "TranscodeFail", "Blocked", "ProduceFail"})
+_MAX_MOVES = 3  # address changes (RefreshUploadVideo moving the object) followed within one upload
 
 
 class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Provider):
@@ -116,8 +118,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             return self._pull(request, ctx, job)
         cover = self._cover(request, ctx, job) if request.kind == "video" else None
         with ctx.open_source(request) as src:
-            slot = self._transfer(ctx, job, "media", src, request.kind, lambda: self._create(request, ctx, cover),
-                                  fingerprint=request.content_id)
+            slot = self._transfer(ctx, job, "media", src, request.kind,
+                                  lambda: self._creator(ctx).media(request, job, cover), fingerprint=request.content_id)
         # Not hashed before sending (no twin was possible): the CRC-64 the parts combined to.
         sent = None if request.content_id else slot.get("content")
         ctx.progress(request.size)
@@ -199,10 +201,25 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         ticket = self._resume_ticket(ctx, job, name, slot) if slot.get("id") else None
         if ticket is None:
             ticket = create()
-            slot = {"id": ticket.media_id, "kind": kind, "address": ticket.address.to_json(),
-                    "urls": dict(ticket.urls), "uploaded": False, "oss": None}
+            slot = {**job.slot(name), "id": ticket.media_id, "kind": kind, "address": ticket.address.to_json(),
+                    "urls": dict(ticket.urls), "uploaded": False, "oss": None}  # keeps the ReferenceId
             job.set(**{name: slot})  # before the first byte: a retried Create would be a duplicate
             ctx.remote_id_known(ticket.media_id, kind)
+        for moves in range(_MAX_MOVES + 1):
+            try:
+                return self._send(ctx, job, name, src, kind, ticket, fingerprint)
+            except AddressChanged:
+                if moves == _MAX_MOVES:
+                    raise TransientError(f"VOD moved the upload address of {ticket.media_id} {moves + 1} times "
+                                         "during one upload; trying again later") from None
+                # The refresh that moved it left its ticket in the cache; the object starts over there.
+                ticket = self._cached(ticket.media_id) or self._refresh(ctx, ticket.media_id)
+                self._readdress(ctx, job, name, ticket)
+        raise AssertionError("unreachable")
+
+    def _send(self, ctx: UploadContext, job: UploadState, name: str, src: SourceFile, kind: str,
+              ticket: UploadTicket, fingerprint: str) -> dict[str, Any]:
+        """The object's bytes to OSS (PutObject or multipart, resumed from the slot), then marked uploaded."""
         self._remember(ticket)
         renew = (lambda: self._refresh(ctx, ticket.media_id).credentials) if kind == "video" else None
         keeper = StsKeeper(ticket.credentials, renew, self._oss_session, self._oss_timeout, ctx.note)
@@ -215,10 +232,23 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             def save(state: MultipartState | None) -> None:
                 job.update_slot(name, oss=state.to_json() if state else None)
 
-            crc = uploader.multipart(MultipartState.from_json(slot.get("oss")), self.config.part_size, save)
+            crc = uploader.multipart(MultipartState.from_json(job.slot(name).get("oss")), self.config.part_size, save)
         job.update_slot(name, uploaded=True, oss=None, content=content_id(crc))
         self._forget(ticket.media_id)
         return job.slot(name)
+
+    def _readdress(self, ctx: UploadContext, job: UploadState, name: str, ticket: UploadTicket) -> None:
+        """Follow the address a refresh handed back: another bucket or key starts the object
+        over there (the parts sent cannot be completed elsewhere); another endpoint alone keeps them."""
+        saved = job.slot(name).get("address") or {}
+        new = ticket.address.to_json()
+        if (new["Bucket"], new["FileName"]) != (saved.get("Bucket"), saved.get("FileName")):
+            ctx.note("upload.restarted", "VOD moved the video's upload address (RefreshUploadVideo handed back another "
+                     "bucket or object key); the object starts over there", level="warning",
+                     reason="address changed", remote_id_kept=ticket.media_id)
+            job.update_slot(name, address=new, oss=None)
+        elif new != saved:
+            job.update_slot(name, address=new)  # a new endpoint for the same object: the parts stay
 
     def _resume_ticket(self, ctx: UploadContext, job: UploadState, name: str, slot: dict[str, Any]) -> UploadTicket | None:
         """Credentials for the saved media: cached, or RefreshUploadVideo; None means create anew."""
@@ -239,10 +269,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
                      level="warning", reason=e.code, old_remote_id=media_id)
             job.set(**{name: None})
             return None
-        if ticket.address.to_json() != slot.get("address"):
-            ctx.note("upload.restarted", "VOD moved the video's upload address; its parts are sent again",
-                     level="warning", reason="address changed")
-            job.update_slot(name, address=ticket.address.to_json(), oss=None)
+        self._readdress(ctx, job, name, ticket)
         return ticket
 
     def _cover(self, request: UploadRequest, ctx: UploadContext, job: UploadState) -> dict[str, Any] | None:
@@ -257,12 +284,12 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             with SourceFile(path, FileIdentity.of(os.stat(path)), ctx.throttle, ctx.cancel) as src:
                 params = dict(ImageType="cover", ImageExt=extension(path.name),
                               OriginalFileName=safe_text(path.name),
-                              Title=clean_text(f"{self._title(request)} cover", TITLE_MAX),
-                              StorageLocation=self._param(request, "StorageLocation", self.config.storage_location),
-                              AppId=self._param(request, "AppId", self.config.app_id))
+                              Title=clean_text(f"{title_of(request)} cover", TITLE_MAX),
+                              StorageLocation=param(request, "StorageLocation", self.config.storage_location),
+                              AppId=param(request, "AppId", self.config.app_id))
                 slot = self._transfer(ctx, job, "cover", src, "image",
-                                      lambda: self._create_ticket(ctx, CreateUploadImageRequest.CreateUploadImageRequest,
-                                                                  "ImageId", params))
+                                      lambda: self._creator(ctx).ticket(
+                                          CreateUploadImageRequest.CreateUploadImageRequest, "ImageId", params))
         except FileNotFoundError:
             ctx.note("upload.cover_failed", f"cover {path.name} disappeared; uploading the video without it",
                      level="warning", cover=str(path))
@@ -279,37 +306,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
             return None
         return slot if slot.get("urls", {}).get("ImageURL") else None
 
-    def _create(self, request: UploadRequest, ctx: UploadContext, cover: dict[str, Any] | None) -> UploadTicket:
-        """The Create* call for the request's kind, parameters from metadata and options."""
-        cfg = self.config
-        meta = request.metadata
-        common = dict(Title=self._title(request), Description=clean_text(meta.description, DESCRIPTION_MAX),
-                      Tags=clean_tags(meta.tags) or clean_tags(cfg.tags),
-                      StorageLocation=self._param(request, "StorageLocation", cfg.storage_location),
-                      AppId=self._param(request, "AppId", cfg.app_id),
-                      UserData=self._param(request, "UserData", cfg.user_data))
-        category = sidecar_overrides(meta.extra).get("CateId") or cate_id(meta, cfg.cate_id)
-        ext = extension(request.path.name)
-        if request.kind == "image":
-            params = dict(common, ImageType=cfg.image_type, ImageExt=ext,
-                          OriginalFileName=safe_text(request.path.name), CateId=category)
-            return self._create_ticket(ctx, CreateUploadImageRequest.CreateUploadImageRequest, "ImageId", params)
-        if request.kind == "attached":
-            params = dict(common, BusinessType=cfg.attached_business_type, MediaExt=ext,
-                          FileName=safe_text(request.path.name),
-                          FileSize=str(request.size), CateIds=category)
-            return self._create_ticket(ctx, CreateUploadAttachedMediaRequest.CreateUploadAttachedMediaRequest,
-                                       "MediaId", params)
-        params = dict(common, FileName=safe_text(request.path.name), FileSize=str(request.size), CateId=category,
-                      TemplateGroupId=self._param(request, "TemplateGroupId", cfg.template_group_id),
-                      WorkflowId=self._param(request, "WorkflowId", cfg.workflow_id),
-                      CoverURL=cover["urls"]["ImageURL"] if cover else None)
-        return self._create_ticket(ctx, CreateUploadVideoRequest.CreateUploadVideoRequest, "VideoId", params)
-
-    def _create_ticket(self, ctx: UploadContext, request_class: type, id_field: str,
-                       params: Mapping[str, Any]) -> UploadTicket:
-        answer = self._call(request_class, ctx=ctx, **params)
-        return decode_ticket(answer, id_field, force_https=self.rpc.https)
+    def _creator(self, ctx: UploadContext) -> Creator:
+        return Creator(self.rpc, self.config, ctx.retry, ctx.cancel, ctx.note)
 
     def _refresh(self, ctx: UploadContext, video_id: str) -> UploadTicket:
         """RefreshUploadVideo: fresh credentials for the same object (kept in memory only)."""
@@ -329,7 +327,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
         urls = parse_url_list(text, request.path.name)
         submitter = self._submitter(ctx.retry, ctx.cancel, ctx.note)
         # No title of its own (the default is the file's stem): each pull is named after its URL.
-        title = None if request.metadata.title == request.path.stem else self._title(request)
+        title = None if request.metadata.title == request.path.stem else title_of(request)
         pairs = [(str(u), str(j)) for u, j in job.state.get("jobs") or ()]
         for group in submitter.groups(urls[len(pairs):]):
             since = job.state.get("pending_since")
@@ -366,14 +364,6 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
 
         retry, cancel = (ctx.retry, ctx.cancel) if ctx is not None else (self.call_retry, self._closed)
         return call_with_retry(lambda: self.rpc.call(request_class, **params), retry, cancel, on_retry=on_retry)
-
-    def _title(self, request: UploadRequest) -> str:
-        return (clean_text(request.metadata.title, TITLE_MAX) or clean_text(request.path.stem, TITLE_MAX)
-                or "untitled")
-
-    @staticmethod
-    def _param(request: UploadRequest, name: str, configured: str | None) -> str | None:
-        return sidecar_overrides(request.metadata.extra).get(name) or configured
 
     def _remember(self, ticket: UploadTicket) -> None:
         now = time.time()

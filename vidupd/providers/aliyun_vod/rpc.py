@@ -162,6 +162,9 @@ def translate(exc: Exception, action: str) -> TransientError | PermanentError:
     if isinstance(exc, ServerException):
         code, status = str(exc.get_error_code() or ""), int(exc.get_http_status() or 0)
         message = f"VOD {action}: {code} (HTTP {status}): {_clean_message(exc.get_error_msg())}"
+        if code.startswith("Forbidden") or code.startswith("OperationDenied"):
+            message += (" (the account or its RAM user may not do this: grant the AccessKey's RAM user the VOD "
+                        "permission, e.g. AliyunVODFullAccess, and check that VOD is activated and paid up)")
         if exc.get_request_id():
             message += f" [RequestId {exc.get_request_id()}]"
         transient = status >= 500 or status == 429 or code in _TRANSIENT_CODES or code.startswith("Throttling")

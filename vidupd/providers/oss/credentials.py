@@ -18,9 +18,9 @@ from typing import Callable
 
 import oss2
 
-from ...core.errors import CredentialsExpired, PermanentError
+from ...core.errors import CredentialsExpired
 from ...core.secrets import Secret, reveal
-from .errors import Fatal
+from .errors import AddressChanged, Fatal
 
 RENEW_MARGIN_MAX = 300.0  # renew credentials this many seconds before they expire at most...
 RENEW_MARGIN_FRACTION = 0.1  # ...or this fraction of their lifetime, whichever is smaller
@@ -99,8 +99,9 @@ class StsKeeper:
                 if self._creds is not stale:
                     return
             fresh = self._renew_fn()
-            if (fresh.bucket, fresh.key) != (stale.bucket, stale.key):
-                raise Fatal(PermanentError("the renewed upload credentials are for a different upload address"))
+            if (fresh.bucket, fresh.key) != (stale.bucket, stale.key):  # only the endpoint may change
+                raise Fatal(AddressChanged("the renewed upload credentials are for a different upload address "
+                                           "(bucket or object key)"))
             with self._lock:
                 self._creds, self._bucket = fresh, self._make(fresh)
         self._note("auth.refreshed", f"upload credentials refreshed ({reason})", reason=reason)

@@ -25,6 +25,12 @@ class NoSuchUpload(PermanentError):
     """The multipart upload is gone (aborted, completed, or removed by a lifecycle rule)."""
 
 
+class AddressChanged(PermanentError):
+    """The renewed credentials are for another bucket or object key: the parts sent so far
+    cannot be completed there. VOD (RefreshUploadVideo is also its overwrite path) starts the
+    object over at the new address; a platform that does not catch it fails the upload."""
+
+
 class Fatal(Exception):
     """Carries an error out of call_with_retry without further tries."""
 

@@ -36,7 +36,7 @@ from ...core.source import SourceFile
 from ..part_body import PartBody, crc_range, hash_range
 from ..transfer import ForwardProgress, run_fixed
 from .credentials import Note, StsKeeper
-from .errors import Fatal, NoSuchUpload, StsExpired, translate_oss
+from .errors import AddressChanged, Fatal, NoSuchUpload, StsExpired, translate_oss
 
 T = TypeVar("T")
 
@@ -177,7 +177,16 @@ class OssUploader:
         """Resume `saved` (or start an upload), send the missing parts, Complete; returns the
         object's CRC-64 (combined from the parts')."""
         self._save_fn = save
-        state = self._resume(saved) if saved is not None else None
+        state = None
+        if saved is not None:
+            try:
+                state = self._resume(saved)
+            except NoSuchUpload:
+                crc = self._completed_before(saved)  # Complete succeeded, its answer lost before a restart?
+                if crc is not None:
+                    return crc
+                self._note("upload.restarted", "the saved multipart upload no longer exists on OSS; starting a new "
+                           "one for the same media", reason="NoSuchUpload", upload_id=saved.upload_id)
         if state is None:
             ps = plan_part_size(self._size, part_size)
             upload_id = self._call("InitiateMultipartUpload", lambda b: b.init_multipart_upload(self._key).upload_id)
@@ -199,13 +208,9 @@ class OssUploader:
         offset = (number - 1) * part_size
         return offset, min(part_size, self._size - offset)
 
-    def _resume(self, saved: MultipartState) -> MultipartState | None:
-        try:
-            listed = self._list_parts(saved.upload_id)
-        except NoSuchUpload:
-            self._note("upload.restarted", "the saved multipart upload no longer exists on OSS; starting a new "
-                       "one for the same media", reason="NoSuchUpload", upload_id=saved.upload_id)
-            return None
+    def _resume(self, saved: MultipartState) -> MultipartState:
+        """The saved upload reconciled with ListParts; NoSuchUpload if OSS no longer has it."""
+        listed = self._list_parts(saved.upload_id)
         mine = {p.number: p for p in saved.parts}
         kept: list[PartRecord] = []
         adopted = 0
@@ -231,6 +236,41 @@ class OssUploader:
                    upload_id=saved.upload_id, parts_done=len(kept), parts_total=count, parts_adopted=adopted)
         return state
 
+    def _completed_before(self, saved: MultipartState) -> int | None:
+        """The object's CRC-64 if it is already this file, completed from the saved parts.
+
+        NoSuchUpload on a resume also follows a Complete whose answer was lost before the
+        process stopped: when the checkpoint holds every part, HeadObject tells (size and
+        x-oss-hash-crc64ecma against the CRC the parts combine to). Only an absent or
+        different object means sending the file again."""
+        count = self._count(saved.part_size)
+        parts = sorted(saved.parts)
+        if [p.number for p in parts] != list(range(1, count + 1)) or \
+                any(p.size != self._span(p.number, saved.part_size)[1] for p in parts):
+            return None
+        expected = crc64_of_parts((p.crc, p.size) for p in parts)
+
+        def head(bucket: oss2.Bucket) -> Any:
+            try:
+                return bucket.head_object(self._key)
+            except oss2.exceptions.NotFound:
+                return None
+
+        found = self._call("HeadObject", head)
+        stored = _int_or_none(found.headers.get("x-oss-hash-crc64ecma")) if found is not None else None
+        if found is None or found.content_length != self._size or stored != expected:
+            return None
+        self._check_content_id(expected, None, "HeadObject")  # the file must still be what was sent
+        if not self._fingerprint:
+            for p in parts:
+                self._check_kept(p, self._span(p.number, saved.part_size)[0])
+        self._save_fn(None)
+        self._note("upload.resumed", "the multipart upload was completed before the restart (its answer was lost); "
+                   "the object on OSS is this file, nothing is sent again", upload_id=saved.upload_id,
+                   parts_done=count, parts_total=count, parts_adopted=0)
+        self._report(self._size)
+        return expected
+
     def _check_kept(self, rec: PartRecord, offset: int) -> None:
         """ContentMismatch if the file no longer holds what part `rec` was sent with."""
         now = crc_range(self._src, offset, rec.size)
@@ -255,7 +295,7 @@ class OssUploader:
         is left or one fails; the done parts are checkpointed at the end either way."""
         try:
             run_fixed(numbers, self._send_part, concurrency=self._concurrency, cancel=self._cancel,
-                      name="vod-oss-part", unit="parts", restart=(NoSuchUpload,))
+                      name="vod-oss-part", unit="parts", restart=(NoSuchUpload, AddressChanged))
         finally:
             self._save(force=True)
 
