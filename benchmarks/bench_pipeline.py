@@ -7,6 +7,11 @@ daemon's peak RSS (VmHWM) and its CPU seconds; then medians. Target (issue 2): 1
 files in under 60 s, peak RSS under 150 MiB, on the 2-core CI machine.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--files 10000] [--runs 3] [--workers 4]
+    .venv/bin/python benchmarks/bench_pipeline.py --observability   # issue 11: off vs on, same run
+
+With --observability every run is made twice, alternating: as above, and with `[metrics]
+listen` scraped every second plus a `[[notify]]` webhook for every upload.completed to a
+receiver on loopback (answering 204); it prints both medians and their ratio.
 """
 
 from __future__ import annotations
@@ -53,7 +58,71 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
-def one_run(files: int, workers: int, size: int) -> dict:
+class _Observer:
+    """A webhook receiver and a /metrics scraper on loopback, counting what they saw."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received = 0
+        self.scrapes = 0
+        outer = self
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.metrics_port = sock.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._scrape, daemon=True).start()
+
+    def config(self) -> str:
+        return (f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n[[notify]]\n'
+                f'url = "http://127.0.0.1:{self.server.server_address[1]}/hook"\nevents = ["upload.completed"]\n'
+                'queue = 100000\n')
+
+    def _scrape(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(1.0):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+                    r.read()
+                self.scrapes += 1
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def one_run(files: int, workers: int, size: int, observe: bool = False) -> dict:
+    observer = _Observer() if observe else None
+    try:
+        result = _one_run(files, workers, size, observer.config() if observer else "")
+    finally:
+        if observer is not None:
+            observer.close()
+    if observer is not None:
+        result.update(notified=observer.received, scrapes=observer.scrapes)
+    return result
+
+
+def _one_run(files: int, workers: int, size: int, extra: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="vidupd-bench-") as tmp:
         root = Path(tmp)
         outbox, state, events = root / "outbox", root / "state", root / "events.jsonl"
@@ -71,7 +140,7 @@ wait_ready = false
 path = "{outbox}"
 targets = ["null"]
 settle_seconds = 1
-""")
+{extra}""")
         proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(cfg)], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
@@ -110,7 +179,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--size", type=int, default=4096, help="bytes per file")
+    ap.add_argument("--observability", action="store_true", help="also with metrics scraped and a webhook, alternating")
     args = ap.parse_args()
+    if args.observability:
+        return compare(args)
     results = []
     for n in range(args.runs):
         r = one_run(args.files, args.workers, args.size)
@@ -122,6 +194,24 @@ def main() -> None:
     print(json.dumps({"files": args.files, "runs": args.runs, "workers": args.workers, "median": med}))
     print(f"median: {med['seconds']:.1f} s ({med['files_per_s']:.0f} files/s; target < 60 s -> "
           f"{60 / med['seconds']:.1f}x margin), peak RSS {med['peak_rss_mib']:.1f} MiB (target < 150 MiB)")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Off and on alternately, so the machine's load drifts over both alike."""
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    for n in range(args.runs):
+        for observe in (False, True):
+            r = one_run(args.files, args.workers, args.size, observe)
+            runs[observe].append(r)
+            extra = f"; {r['notified']} webhook POSTs received, {r['scrapes']} scrapes" if observe else ""
+            print(f"run {n + 1} {'on ' if observe else 'off'}: {r['seconds']:.1f} s = {r['files_per_s']:.0f} files/s; "
+                  f"peak RSS {r['peak_rss_mib']:.1f} MiB; daemon CPU {r['daemon_cpu_s']:.1f} s{extra}", flush=True)
+    med = {o: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "peak_rss_mib", "daemon_cpu_s")}
+           for o, rs in runs.items()}
+    print(json.dumps({"files": args.files, "runs": args.runs, "off": med[False], "on": med[True]}))
+    print(f"metrics + webhook vs off: wall x{med[True]['seconds'] / med[False]['seconds']:.2f}, "
+          f"CPU x{med[True]['daemon_cpu_s'] / med[False]['daemon_cpu_s']:.2f}, "
+          f"peak RSS {med[True]['peak_rss_mib'] - med[False]['peak_rss_mib']:+.1f} MiB")
 
 
 if __name__ == "__main__":

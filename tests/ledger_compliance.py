@@ -437,6 +437,62 @@ class LedgerCompliance:
         clash = ledger.apply(ids[1], Completed("R0", "video"), owner=None)
         assert clash.action == DUPLICATE_REMOTE_ID and ledger.get(ids[1]).state == "attention"
 
+    # -- status and housekeeping (issue 11) -----------------------------------------------------------
+    def test_jobs_filtered_by_state_and_change_time(self, ledger: Ledger, tmp_path: Path):
+        start = time.time()
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(3)]
+        done(ledger, ids[0], "R0")
+        job = ledger.get(ids[0])
+        assert start - 1 <= job.created <= job.updated <= time.time() + 1
+        assert [j.id for j in ledger.jobs(["queued"])] == ids[1:]
+        assert [j.id for j in ledger.jobs(updated_since=start - 1)] == ids
+        assert ledger.jobs(updated_since=time.time() + 60) == []
+        assert [j.id for j in ledger.jobs(["done"], updated_since=start - 1)] == ids[:1]
+
+    def test_progress_clears_an_earlier_attempts_error(self, ledger: Ledger, tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.apply(j.id, RetryLater("HTTP 503", 0.0, 1, "TransientError"), owner="A", generation=j.lease_gen)
+        assert ledger.get(o.job_id).last_error == "HTTP 503"
+        (j,) = ledger.claim("A", 1, 60)  # delay 0: runnable at once
+        assert ledger.get(o.job_id).last_error == "HTTP 503"  # current until the new attempt moves
+        ledger.progress(j.id, 50, 10.0, "A", 60, generation=j.lease_gen)
+        job = ledger.get(o.job_id)
+        assert (job.last_error, job.attempts, job.bytes_done) == (None, 1, 50)
+
+    def test_finished_jobs_before_a_cutoff_can_be_forgotten(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(5)]
+        done(ledger, ids[0], "R0")
+        done(ledger, ids[1], "R1")
+        ledger.apply(ids[2], Skipped(ids[0], str(tmp_path / "0.mp4"), "R0", "video"), owner=None)
+        ledger.apply(ids[3], Failed("bad", "PermanentError"), owner=None)  # failed: needs a person, never pruned
+        ledger.checkpoint(ids[1]).save({"k": "v"})
+        assert ledger.finished_before(time.time() - 3600) == []
+        later = time.time() + 10
+        old = ledger.finished_before(later)
+        assert [j.id for j in old] == ids[:3]
+        assert [j.id for j in ledger.finished_before(later, limit=2)] == ids[:2]
+        assert [j.id for j in ledger.finished_before(later, after=ids[0])] == ids[1:3]
+        ledger.retry([ids[2]])  # moved on since it was listed: stays
+        assert ledger.forget([j.id for j in old] + [ids[3], ids[4]], later) == 2
+        assert ledger.get(ids[0]) is None and ledger.get(ids[1]) is None
+        assert ledger.checkpoint(ids[1]).load() is None
+        assert {j.id for j in ledger.jobs()} == set(ids[2:])
+        assert ledger.forget([], later) == 0 and ledger.forget([ids[4]], later) == 0
+        # a forgotten remote id is no conflict any more (its record stays in the event log)
+        (o,) = ledger.offer(tmp_path / "new.mp4", "/w", [("t", "video")], ident(inode=9), META)
+        assert ledger.apply(o.job_id, Completed("R1", "video"), owner=None).action == "upload.completed"
+
+    def test_check_writable_is_a_committed_write(self, backend: LedgerBackend, tmp_path: Path):
+        l = backend.open()
+        (o,) = l.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        l.check_writable()
+        l.check_writable()  # repeatable, and changes no job
+        assert l.get(o.job_id).state == "queued" and len(l.jobs()) == 1
+        l.close()
+
     # -- checkpoints --------------------------------------------------------------------------------
     def test_checkpoints_save_load_clear_and_survive_reopen(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()

@@ -91,9 +91,10 @@ def test_bad_name_uploaded_and_a_good_file_beside_it_too(site, label):
     assert not errors_logged(site.events)
     assert [a["event.action"] for a in about(site.events, bad)].count("upload.queued") == 1
     # the ledger kept the exact name: `status` shows it escaped and the job is done
-    out = vidupd("status", "-c", str(site.config))
+    out = vidupd("status", "-c", str(site.config), "--all")
     assert out.returncode == 0, out.stderr
-    assert f"{safe_text(bad)}  {done['vidupd.remote_id']}" in out.stdout
+    (row,) = [line for line in out.stdout.splitlines() if done["vidupd.remote_id"] in line]
+    assert safe_text(bad.name) in row
     js = vidupd("status", "-c", str(site.config), "--json")
     assert js.returncode == 0, js.stderr
     assert {j["file"]: j["state"] for j in json.loads(js.stdout)["jobs"]}[safe_text(bad)] == "done"

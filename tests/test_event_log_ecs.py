@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import vidupd
 from helpers import DaemonProcess, actions, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,7 +24,15 @@ ECS_FIELDS = {
     "event.action", "event.outcome", "event.id", "event.dataset",
     "file.path", "file.size", "error.message", "error.type",
     "service.name", "host.hostname", "process.pid",
+    # issue 11: ECS categorisation and the fields that moved to their ECS names
+    "event.kind", "event.category", "event.type", "ecs.version", "service.version", "event.duration",
+    "file.hash.md5", "url.full",
 }
+KINDS = {"event", "metric"}
+CATEGORIES = {"file", "web", "process", "configuration", "authentication", "database"}
+TYPES = {"start", "end", "creation", "deletion", "change", "info", "error", "denied"}
+DEPRECATED = {"vidupd.duration_seconds": "event.duration", "vidupd.md5": "file.hash.md5", "vidupd.url": "url.full",
+              "vidupd.version": "service.version"}
 LEVELS = {"debug", "info", "warn", "error"}
 OUTCOMES = {"success", "failure", "unknown"}
 REMOTE_KINDS = {"video", "image", "attached", "url_pull", "registered"}
@@ -68,6 +77,23 @@ def check_line(n: int, e: dict) -> None:
     assert isinstance(e["process.pid"], int)
     if "event.outcome" in e:
         assert e["event.outcome"] in OUTCOMES, where
+    assert e["ecs.version"].startswith("8.") and e["service.version"] == vidupd.__version__, where
+    assert e["event.kind"] in KINDS, where
+    assert set(e.get("event.category", [])) <= CATEGORIES and isinstance(e.get("event.category", []), list), where
+    assert isinstance(e["event.type"], list) and len(e["event.type"]) == 1 and set(e["event.type"]) <= TYPES, where
+    if "error.message" in e or "error.type" in e:  # error.* only on failures, so error views show failures
+        assert e["log.level"] == "error", where
+    for old, new in DEPRECATED.items():  # the old name stays for one release, beside the ECS one
+        if old in e:
+            assert new in e, f"{where}: {old} without {new}"
+            if old == "vidupd.duration_seconds":
+                assert isinstance(e[new], int) and abs(e[new] - e[old] * 1e9) < 1e6, where
+            elif old != "vidupd.version":
+                assert e[new] == e[old], where
+    if e["event.action"] == "upload.completed":
+        assert e["event.type"] == ["creation"] and e["event.category"] == ["file", "web"], where
+    if e["event.action"] == "upload.failed":
+        assert e["event.type"] == ["error"], where
     if "file.size" in e:
         assert isinstance(e["file.size"], int) and e["file.size"] >= 0, where
     if "file.path" in e:
@@ -116,6 +142,8 @@ def test_every_line_of_a_full_run_uses_the_contract_names(site, tmp_path):
         check_line(n, e)
     ids = [e["event.id"] for e in lines]
     assert len(set(ids)) == len(ids), "event.id is unique per line (Filebeat's document id)"
+    # etc/filebeat.yml fingerprints a file by its first 256 bytes: the first line alone is enough
+    assert min(len(line) for line in site.events.read_bytes().split(b"\n")[:-1]) >= 256
     seen = {e["event.action"] for e in lines}
     for action in ("daemon.started", "upload.queued", "upload.started", "upload.progress", "upload.remote_id",
                    "upload.completed", "upload.skipped", "upload.failed", "file.rejected", "daemon.reloaded",
@@ -126,3 +154,34 @@ def test_every_line_of_a_full_run_uses_the_contract_names(site, tmp_path):
     assert done["vidupd.target"] == "arch" and done["vidupd.provider"] == "directory"
     (failed,) = [e for e in lines if e["event.action"] == "upload.failed"]
     assert failed["log.level"] == "error" and failed["error.message"] and failed["vidupd.target"] == "broken"
+    assert isinstance(done["event.duration"], int) and done["event.duration"] > 0
+    assert done["file.hash.md5"] == hashlib.md5(a.read_bytes()).hexdigest() == done["vidupd.md5"]
+    started = next(e for e in lines if e["event.action"] == "daemon.started")
+    assert started["event.type"] == ["start"] and started["event.category"] == ["process"]
+    progress = next(e for e in lines if e["event.action"] == "upload.progress")
+    assert progress["event.kind"] == "metric"
+
+
+def test_a_retry_is_a_warning_with_its_reason_not_an_error(make_site):
+    """upload.retrying used to carry error.message at info/warning level, so every retried 5xx
+    landed in the error views; its reason is now vidupd.reason (and vidupd.reason_type)."""
+    from test_vod_e2e import Env
+
+    env = make_site(Env, fail_rate=0.35, seed=3)
+    for n in range(4):
+        drop(env.outbox / f"r{n}.mp4", 600_000 + n, seed=n)
+    with env.daemon() as d:
+        wait_for(lambda: len(actions(env.events, "upload.completed")) + len(actions(env.events, "upload.failed"))
+                 >= 4, 180, what="every upload settled")
+        assert d.stop() == 0
+    lines = json_lines(env.events)
+    for n, e in enumerate(lines, 1):
+        check_line(n, e)
+    retrying = [e for e in lines if e["event.action"] == "upload.retrying"]
+    assert retrying, "the faults caused retries"
+    for e in retrying:  # a request tried again within an attempt: info; a whole attempt later: warning
+        assert e["log.level"] in ("info", "warn") and "error.message" not in e and "error.type" not in e
+        assert e["vidupd.reason"] and e["event.type"] == ["info"]
+        assert ("vidupd.step" in e) == (e["log.level"] == "info"), e
+        if e["log.level"] == "warn":
+            assert e["vidupd.reason_type"] == "TransientError"

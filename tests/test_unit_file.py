@@ -117,6 +117,14 @@ def test_filebeat_input_decodes_ecs_and_sets_the_document_id():
     assert "\t" not in text  # YAML: spaces only
 
 
+def test_filebeat_knows_files_by_fingerprint_and_ships_to_the_logs_data_stream():
+    text = (ROOT / "etc" / "filebeat.yml").read_text()
+    assert "file_identity.fingerprint: ~" in text
+    scanner = text[text.index("prospector.scanner.fingerprint:"):]
+    assert "enabled: true" in scanner.split("close.")[0] and "length: 256" in scanner.split("close.")[0]
+    assert "data_stream.dataset: vidupd.events" in text and 'index: "logs-vidupd.events-default"' in text
+
+
 @pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
 def test_logrotate_snippet_rotates_a_live_event_log(site, tmp_path):
     """logrotate itself rotates events.jsonl under a running daemon, which goes on in a new file."""

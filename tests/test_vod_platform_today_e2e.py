@@ -114,5 +114,6 @@ def test_throttling_user_is_retried_with_backoff(make_env):
     with env.daemon() as d:
         wait_for(lambda: env.completed(), 120, what="the upload despite throttling")
         d.stop()
-    assert any("Throttling.User" in e["error.message"] for e in actions(env.events, "upload.retrying"))
+    # a retry is no failure: its reason is vidupd.reason, not error.message (issue 11, ECS)
+    assert any("Throttling.User" in e["vidupd.reason"] for e in actions(env.events, "upload.retrying"))
     assert [e["md5"] for e in env.journal.entries()] == [md5(f)] and len(videos(env)) == 1

@@ -17,6 +17,7 @@ from .. import __version__
 from ..config import Config, ConfigError, default_path, load
 from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
+from ..ledger.model import STATES
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -59,42 +60,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(_load(args, writes=True)).run()
 
 
-def _job_dict(job) -> dict:
-    return {
-        "id": job.id, "file": safe_text(job.path), "target": job.target, "kind": job.kind, "state": job.state,
-        "size": job.size, "bytes_done": job.bytes_done, "percent": job.percent,
-        "bytes_per_second": round(job.rate) if job.state == "uploading" else 0,
-        "remote_id": job.remote_id, "remote_kind": job.remote_kind, "attempts": job.attempts,
-        "last_error": job.last_error, "updated": job.updated,
-    }
-
-
 def cmd_status(args: argparse.Namespace) -> int:
+    """The ledger's jobs (vidupd.cli.status_view): a table, `--json`, or live with `--watch`."""
     from ..ledger import Ledger, LedgerError
-    from ..service.daemon import human_rate
+    from . import status_view as view
 
     config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
-    try:
-        ledger = Ledger(config.state_dir, readonly=True)
-    except LedgerError as e:
-        if "no ledger yet" in str(e):
-            print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
-            return EXIT_OK
-        raise
-    jobs = ledger.jobs(args.state or None)
-    counts = ledger.counts()
-    ledger.close()
-    if args.json:
-        print(json.dumps({"counts": counts, "jobs": [_job_dict(j) for j in jobs]}, ensure_ascii=False, indent=1))
+
+    def open_ledger() -> Ledger | None:
+        try:
+            return Ledger(config.state_dir, readonly=True)
+        except LedgerError as e:
+            if "no ledger yet" in str(e):
+                return None
+            raise
+
+    console = view.console_for_stdout()
+    if args.watch:
+        if args.json or not sys.stdout.isatty():
+            print("status: --watch needs a terminal (and no --json); for scripts: status --json in a loop",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        return view.watch(open_ledger, args, config.retry.attempts, console)
+    if args.json and args.since is None:
+        args.all = True  # scripts get every job, as before; the table hides finished ones
+    ledger = open_ledger()
+    if ledger is None:
+        print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
-    print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no jobs yet")
-    for j in jobs:
-        rate = human_rate(j.rate) if j.state == "uploading" and j.rate else ""
-        extra = j.remote_id or ""
-        if j.last_error and j.state not in ("done",):
-            extra = f"{extra} ({j.last_error})".strip()
-        print(safe_text(f"{j.id:>6} {j.state:<10} {j.percent:>5.1f}% {rate:>11} {j.target:<12} {j.path}  {extra}"))
+    try:
+        snap = view.take(ledger, args, config.retry.attempts)
+    finally:
+        ledger.close()
+    if args.json:
+        print(view.as_json(snap))
+    else:
+        view.show(snap, console)
     return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from .health import check
+
+    return check(_load(args, read_secrets=False))
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -177,7 +185,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         ledger.close()
         raise
     assert isinstance(provider, RegistersMedia)  # what features() said; tells the type checker
-    events.configure(config.log)
+    events.configure(config.log, mirror=False)  # its own result lines say what happened
     registered, failed = provider.register(list(args.file_urls), args.title)
     for url, media_id in registered:
         events.emit("media.registered", f"{url}: registered as {media_id}", outcome="success", remote_id=media_id,
@@ -244,6 +252,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         box.shutdown()
 
 
+def _since(text: str) -> float:
+    from .status_view import since_seconds
+
+    return since_seconds(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidupd", description="Watch folders and upload finished videos, resumably.")
     p.add_argument("--version", action="version", version=f"vidupd {__version__}")
@@ -257,9 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(func=cmd_run)
     with_config(sub.add_parser("check-config", help="validate the config")).set_defaults(func=cmd_check_config)
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    st.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
+    st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
+    st.add_argument("--all", action="store_true", help="also finished jobs (done, skipped), hidden by default")
+    st.add_argument("--since", type=_since, metavar="DURATION",
+                    help="also jobs finished within DURATION (90s, 15m, 1h, 2d), or only those changed since")
+    st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between --watch refreshes (default 2)")
     st.set_defaults(func=cmd_status)
+    with_config(sub.add_parser("health", help="ask the running daemon's /healthz (exit 0 healthy, 1 not)")
+                ).set_defaults(func=cmd_health)
     up = with_config(sub.add_parser("upload", help="upload files now, through the same ledger"))
     up.add_argument("--target", required=True)
     up.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -17,11 +17,13 @@ from ..config import Config
 from ..core import events
 from ..core.model import FileIdentity
 from ..core.throttle import Throttle
+from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.examine import examine
 from ..ledger import HELD, Job, Ledger, lease_owner_id
 from ..service.daemon import build_providers
+from .status_view import human_duration
 
 SETTLED = ("committed", "done", "skipped", "failed", "attention")
 RESETTLE_SECONDS = 2.0
@@ -34,7 +36,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     """Upload `files` to `target`; return once each is committed (or, with `wait_ready`,
     processed by the platform). One result line per file goes to `say`, problems to
     `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
-    events.configure(config.log)
+    events.configure(config.log, mirror=False)  # its own result lines say what happened
     ledger = Ledger(config.state_dir)
     ledger.recover()
     provider = build_providers(config, ledger, only=target)[target]
@@ -72,8 +74,12 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     pool = Pool(settings_from(config), ledger, config.targets, {target: provider}, Throttle(config.max_rate),
                 lease_owner_id(), AfterUpload(ledger, dict), only_ids=ids)
     total = sum(j.size for j in map(ledger.get, ids) if j)
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-               disable=not (progress and sys.stderr.isatty()), desc=f"to {target}")
+    # SI units like `status`; the rate and ETA are vidupd's (acknowledged bytes, averaged), not tqdm's
+    # guess from the bar's jumps; the bar itself moves as blocks go out (ProgressReporter.shown)
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()), desc=f"to {target}",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B{postfix}",
+               miniters=1, mininterval=0.2)  # no dynamic miniters: a slow stretch still redraws
     pool.start()
     changed = _Resettle(ledger, target)
     handlers = _interrupt_on_sigterm()
@@ -84,9 +90,13 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
             pool.job_finished.clear()  # before looking: a job that ends meanwhile wakes the wait below
             jobs = [j for j in map(ledger.get, ids) if j]
             changed.check([j for j in jobs if j.not_before >= HELD])  # no watcher here: settle them ourselves
-            running = {jid: done for jid, done, _, _ in pool.snapshot()}
-            done_bytes = sum(j.size if j.state in SETTLED else running.get(j.id, j.bytes_done) for j in jobs)
+            running = pool.positions()
+            done_bytes = sum(j.size if j.state in SETTLED else running.get(j.id, (j.bytes_done, 0.0))[0]
+                             for j in jobs)
             bar.update(max(0, done_bytes - bar.n))
+            rate = sum(r for _, r in running.values())
+            left = f", ETA {human_duration((total - bar.n) / rate)}" if rate > 0 and bar.n < total else ""
+            bar.set_postfix_str(f"{human_rate(rate)}{left}" if rate > 0 else "", refresh=False)
             if all(j.state in settled for j in jobs) and not pool.busy:
                 break
             pool.job_finished.wait(0.2)  # the bar moves every 0.2 s; the end is seen at once

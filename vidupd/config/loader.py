@@ -16,13 +16,13 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import providers
-from ..core.events import LogConfig
 from ..core.filters import PathFilter
 from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
-from .model import (AFTER_UPLOAD, DEFAULT_PATH, LEVELS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
+from .model import (AFTER_UPLOAD, DEFAULT_PATH, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
                     TargetConfig, WatchConfig)
+from .service_keys import ServiceKeys, absolute as _abs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +42,7 @@ def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config
     return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
-class _Loader:
+class _Loader(ServiceKeys):
     def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
@@ -123,7 +123,7 @@ class _Loader:
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
@@ -133,8 +133,11 @@ class _Loader:
         stop_timeout = self._take(raw, "stop_timeout", "", float, STOP_TIMEOUT)
         if stop_timeout is not None and not 0 < stop_timeout <= 3600:
             self.error("stop_timeout", f"must be more than 0 and at most 3600 seconds, not {stop_timeout}")
+        retain = self._checked(raw, "retain_days", "", Option(float, RETAIN_DAYS, minimum=0))
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
+        metrics = self._metrics(raw.get("metrics", {}))
+        notify = self._notify(raw.get("notify", []))
         targets = self._targets(raw.get("targets"), state_dir)
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
@@ -145,7 +148,7 @@ class _Loader:
             source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=float(stop_timeout),
-            retry=retry, log=log, warnings=tuple(self.problems),
+            retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
         )
 
     def _rate(self, raw: dict) -> int | None:
@@ -179,17 +182,6 @@ class _Loader:
         elif maximum < initial:
             self.error("retry.max_backoff", f"must not be less than initial_backoff ({initial:g})")
         return RetryPolicy(attempts=attempts, initial=initial, maximum=maximum)
-
-    def _log(self, table: Any, base: Path) -> LogConfig:
-        if not isinstance(table, dict):
-            self.error("log", "must be a table")
-            return LogConfig()
-        self._unknown(table, {"events", "level"}, "log")
-        events = self._take(table, "events", "log", str, "-")
-        level = self._checked(table, "level", "log", Option(str, "info", choices=LEVELS))
-        if events and events != "-":
-            events = str(_abs(base, events))
-        return LogConfig(events=events or "-", level=level)
 
     def _targets(self, table: Any, state_dir: Path) -> dict[str, TargetConfig]:
         if table is None:
@@ -365,11 +357,6 @@ def _inside(child: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _abs(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
 
 
 def _type_name(t: type) -> str:

@@ -15,12 +15,37 @@ AFTER_UPLOAD = ("keep", "delete", "move")
 LEVELS = ("debug", "info", "warning", "error")
 STOP_TIMEOUT = 60.0  # seconds a stop waits for running uploads before the daemon exits without them
 WATCH_KINDS = ("auto",) + KINDS
+RETAIN_DAYS = 90.0  # default `retain_days`
 
 # Names a writer uses while a file is incomplete, and names that are never media.
 DEFAULT_EXCLUDES = (
     ".*", "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.filepart", "*.download",
     "*~", "*.swp", "*.swx", "#*#", "~$*", "*.!sync", "*.lock", "*.json", "Thumbs.db", "desktop.ini",
 )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`[metrics] listen`: "127.0.0.1:9464", "[::1]:9464", ":9464" (every IPv4 interface)
+    -> (host, port); ValueError saying what is wrong otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT (e.g. 127.0.0.1:9464), not {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+NOTIFY_EVENTS = ("upload.completed", "upload.failed", "media.ready", "media.failed", "upload.duplicate_remote_id")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One [[notify]] webhook: the events POSTed to `url`, signed with `secret` (HMAC-SHA256)."""
+
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    secret: Any = None  # a core.secrets.Secret, or None: unsigned
+    timeout: float = 10.0  # seconds per request
+    attempts: int = 5  # tries per notification, with backoff, before notify.failed
+    queue: int = 1000  # notifications waiting at most; more are dropped (uploads never wait)
 
 
 @dataclass(frozen=True)
@@ -84,4 +109,7 @@ class Config:
     stop_timeout: float = STOP_TIMEOUT
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=8, initial=2.0, maximum=300.0))
     log: LogConfig = field(default_factory=LogConfig)
+    retain_days: float = RETAIN_DAYS  # finished jobs older than this are pruned from the ledger (0: never)
+    metrics_listen: str | None = None  # [metrics] listen: HOST:PORT of /metrics and /healthz (off: None)
+    notify: tuple["NotifyConfig", ...] = ()  # [[notify]] webhooks
     warnings: tuple[Problem, ...] = ()

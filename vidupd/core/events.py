@@ -5,6 +5,13 @@ structlog is configured once (`configure`). Code emits events with `emit(action,
 logging (urllib3, oss2, watchdog, ...) goes through the same pipeline as action "log".
 Under systemd, each event is also written to the journal as a readable line with its
 fields attached (vidupd.core.journal), when the JSON lines go to a file.
+
+On a terminal, events are shown as one readable line each (vidupd.core.console): `[log]
+format = "auto"` (the default) renders the events on stdout as human lines when stdout is
+a terminal, and mirrors them on stderr when they go to a file and stderr is a terminal
+(`vidupd run` by hand); `"json"` keeps JSON everywhere, `"console"` forces human lines.
+The JSON lines themselves never change with the format: a file, a pipe or the journal get
+them as they are.
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ import os
 import socket
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Callable
 
 import structlog
 
+from .. import __version__
 from . import secrets
+from .console import ConsoleOutput, wanted as _console_wanted
+from .event_sink import EventSink
+from .ecs import ECS_VERSION, FAILING as _FAILING, MOVED, categorise as _categorise
 from .fsnames import safe_text
 from .journal import JournalOutput
 
@@ -35,6 +45,7 @@ class LogConfig:
 
     events: str = "-"  # a path, or "-" for stdout
     level: str = "info"
+    format: str = "auto"  # "auto" | "json" | "console": how a terminal sees the events (vidupd.core.console)
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -54,83 +65,6 @@ FIELD_NAMES = {
     "error_type": "error.type",
     "logger": "log.logger",
 }
-
-
-def _stderr_note(text: str) -> None:
-    try:
-        sys.stderr.write(secrets.redact(text) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-class EventSink:
-    """Line-buffered output that survives logrotate: a file is reopened when it was moved
-    away (checked at most once a second) or when `reopen()` is called (SIGHUP)."""
-
-    def __init__(self, destination: str):
-        self.destination = destination
-        self.lost = 0  # lines that could not be written since the last success
-        self._lock = threading.Lock()
-        self._stream: TextIO | None = None
-        self._ino: int | None = None
-        self._checked = 0.0
-        self._open()
-
-    def _open(self) -> None:
-        if self.destination == "-":
-            self._stream = sys.stdout
-            return
-        os.makedirs(os.path.dirname(self.destination) or ".", exist_ok=True)
-        fd = os.open(self.destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._stream = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
-        self._ino = os.fstat(fd).st_ino
-
-    def reopen(self) -> None:
-        with self._lock:
-            if self.destination != "-" and self._stream is not None:
-                self._stream.close()
-                self._open()
-
-    def _rotated(self) -> bool:
-        now = time.monotonic()
-        if self.destination == "-" or now - self._checked < 1.0:
-            return False
-        self._checked = now
-        try:
-            return os.stat(self.destination).st_ino != self._ino
-        except FileNotFoundError:
-            return True
-
-    def write(self, line: str) -> None:
-        """Never raises: a full or broken log disk must not stop uploads (the ledger keeps
-        the facts); lost lines are counted and reported on stderr (the journal)."""
-        with self._lock:
-            if self._stream is not None:
-                try:
-                    if self._rotated():
-                        self._stream.close()
-                        self._open()
-                    assert self._stream is not None
-                    self._stream.write(line + "\n")
-                    self._stream.flush()
-                    if self.lost:
-                        _stderr_note(f"vidupd: event log writable again after losing {self.lost} line(s)")
-                        self.lost = 0
-                except (OSError, ValueError) as e:
-                    self.lost += 1
-                    if self.lost == 1:
-                        _stderr_note(f"vidupd: cannot write the event log {self.destination}: {e}")
-                return
-        current = _sink  # closed by a reload while this line was on its way: the new sink takes it
-        if current is not None and current is not self:
-            current.write(line)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._stream is not None and self._stream is not sys.stdout:
-                self._stream.close()
-            self._stream = None
 
 
 class _SinkLogger:
@@ -155,17 +89,34 @@ def _next_event_id() -> str:
 
 
 def _to_ecs(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    level = "warn" if method == "warning" else method
+    action = str(event.get("action", "log"))
+    kind, category, types = _categorise(action, level)
     out: dict[str, Any] = {
         "@timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "log.level": "warn" if method == "warning" else method,
+        "log.level": level,
         "message": safe_text(str(event.pop("event", ""))),
         "event.id": _next_event_id(),
         "event.dataset": "vidupd.events",
+        "event.kind": kind,
         "service.name": "vidupd",
+        "service.version": __version__,
+        "ecs.version": ECS_VERSION,
         "host.hostname": _HOST,
         "process.pid": os.getpid(),
     }
+    if category:
+        out["event.category"] = category
+    out["event.type"] = types
+    failing = level in _FAILING
     for key, value in event.items():
+        if not failing and key in ("error", "error_type"):
+            # error.* only on failures (ECS; error views): a retried 5xx is the reason of a retry
+            # (vidupd.cause where the event already names its reason)
+            key = ("reason" if "reason" not in event else "cause") + ("" if key == "error" else "_type")
+        elif key in MOVED and value is not None:
+            ecs = MOVED[key]
+            out[ecs] = int(round(float(value) * 1e9)) if key == "duration_seconds" else _valid_text(value)
         if isinstance(value, secrets.Secret):
             value = "***"
         elif isinstance(value, os.PathLike):
@@ -193,6 +144,9 @@ def _render(logger: Any, method: str, event: dict[str, Any]) -> str:
 
 _sink: EventSink | None = None
 _journal: JournalOutput | None = None
+_console: ConsoleOutput | None = None
+_console_replaces_sink = False  # events on stdout, shown as human lines there instead of JSON
+_lost_before = 0  # lines lost by sinks a reload replaced
 _config_lock = threading.Lock()
 
 
@@ -203,6 +157,48 @@ def _to_journal(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
             out.write(event)
         except Exception:  # the journal is a convenience; the event log must not depend on it
             pass
+    return event
+
+
+_line_observers: tuple[Callable[[dict[str, Any]], None], ...] = ()
+
+
+def observe_lines(fn: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+    """Call `fn(line)` with every event line as the log has it (the ECS dict, event.id and
+    all; `as_json(line)` is its JSON): only what the [log] level lets through. For webhooks;
+    `fn` runs in the emitting thread, must be quick and never emit. Returns the undo."""
+    global _line_observers
+    with _config_lock:
+        _line_observers = (*_line_observers, fn)
+
+    def undo() -> None:
+        global _line_observers
+        with _config_lock:
+            _line_observers = tuple(o for o in _line_observers if o is not fn)
+
+    return undo
+
+
+def as_json(line: dict[str, Any]) -> str:
+    """The JSON text of an event line, exactly as the event log writes it."""
+    return _render(None, "", line)
+
+
+def _to_line_observers(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    for fn in _line_observers:
+        try:
+            fn(event)
+        except Exception:  # an observer's bug must not lose the event
+            pass
+    return event
+
+
+def _to_console(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    out = _console
+    if out is not None:
+        out.write(event)
+        if _console_replaces_sink:
+            raise structlog.DropEvent
     return event
 
 
@@ -237,20 +233,34 @@ class _AsDebug(logging.Filter):
 _DEMOTED = ("aliyunsdkcore.client",)  # loggers of failures vidupd reports in its own events
 
 
-def configure(log: LogConfig) -> EventSink:
-    """Set up the pipeline once per process (again on reload, replacing the sink)."""
-    global _sink, _journal
+def _console_for(log: LogConfig, mirror: bool) -> tuple[ConsoleOutput | None, bool]:
+    """The human output, if any, and whether it takes the JSON lines' place (stdout)."""
+    force = log.format == "console"
+    if log.events == "-":
+        return (ConsoleOutput(sys.stdout, force), True) if _console_wanted(log.format, sys.stdout) else (None, False)
+    if mirror and _journal is None and _console_wanted(log.format, sys.stderr):
+        return ConsoleOutput(sys.stderr, force), False
+    return None, False
+
+
+def configure(log: LogConfig, mirror: bool = True) -> EventSink:
+    """Set up the pipeline once per process (again on reload, replacing the sink).
+
+    `mirror`: with events going to a file, also show them on stderr when that is a
+    terminal (the daemon run by hand); a one-shot command with its own output says no."""
+    global _sink, _journal, _console, _console_replaces_sink, _lost_before
     with _config_lock:
         old = _sink
         if old is not None and old.destination == log.events != "-":
             old.reopen()  # same file (a reload): keep the sink, only pick up a rotated file
             old = None
         else:
-            _sink = EventSink(log.events)
+            _sink = EventSink(log.events, current=lambda: _sink)
         _journal = JournalOutput.detect(log.events)
+        _console, _console_replaces_sink = _console_for(log, mirror)
         level = _LEVELS[log.level]
         structlog.configure(
-            processors=[_to_ecs, _to_journal, _render],
+            processors=[_to_ecs, _to_journal, _to_line_observers, _to_console, _render],
             wrapper_class=structlog.make_filtering_bound_logger(level),
             logger_factory=lambda *args: _SinkLogger(),
             cache_logger_on_first_use=False,
@@ -269,6 +279,7 @@ def configure(log: LogConfig) -> EventSink:
             if not any(isinstance(f, _AsDebug) for f in lib.filters):
                 lib.addFilter(_AsDebug())
         if old is not None:
+            _lost_before += old.lost_total
             old.close()
         return _sink
 
@@ -278,7 +289,37 @@ def reopen() -> None:
         _sink.reopen()
 
 
+Observer = Callable[[str, str, dict[str, Any]], None]
+_observers: tuple[Observer, ...] = ()
+
+
+def observe(fn: Observer) -> Callable[[], None]:
+    """Call `fn(action, level, fields)` for every event emitted, whatever the log level lets
+    through (the metrics count events the log may filter); returns the undo. `fn` runs in
+    the emitting thread and must be quick and never raise."""
+    global _observers
+    with _config_lock:
+        _observers = (*_observers, fn)
+
+    def undo() -> None:
+        global _observers
+        with _config_lock:
+            _observers = tuple(o for o in _observers if o is not fn)
+
+    return undo
+
+
+def lines_lost() -> int:
+    """Event lines the sink could not write since the process started (a full log disk)."""
+    return _lost_before + (_sink.lost_total if _sink is not None else 0)
+
+
 def emit(action: str, message: str, level: str = "info", **fields: Any) -> None:
     """One event. `fields` use the short names of FIELD_NAMES or become `vidupd.<name>`."""
     fields = {k: v for k, v in fields.items() if v is not None}
+    for fn in _observers:
+        try:
+            fn(action, level, fields)
+        except Exception:  # an observer's bug must not lose the event
+            pass
     getattr(structlog.get_logger("vidupd"), level)(message, action=action, **fields)

@@ -39,7 +39,7 @@ from .abandon import abandon_upload
 from .after_upload import AfterUpload
 from .poll import describe as _describe, poll_safely
 from .prepare import VANISHED, Prepared, prepare
-from .progress import ProgressReporter
+from .progress import MeteredThrottle, ProgressReporter
 
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
@@ -160,6 +160,12 @@ class Pool:
     def busy(self) -> int:
         with self._lock:
             return len(self._running)
+
+    def positions(self) -> dict[int, tuple[int, float]]:
+        """job id -> (bytes a progress bar shows, acknowledged bytes/s) of running uploads."""
+        with self._lock:
+            running = [(jid, p) for jid, (_, _, p) in self._running.items() if p is not None]
+        return {jid: (p.shown, p.rate) for jid, p in running}
 
     def snapshot(self) -> list[tuple[int, int, int, float]]:
         """(job id, bytes done, size, bytes/s) of running uploads, for status lines."""
@@ -356,7 +362,8 @@ class Pool:
             events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
 
         ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
-                            remote_id_known=remote_id_known, note=note, cancel=cancel, throttle=self.throttle,
+                            remote_id_known=remote_id_known, note=note, cancel=cancel,
+                            throttle=MeteredThrottle(self.throttle, reporter.note_sent),
                             retry=self.settings.request_retry)
         companions: dict[str, Path] = {}
         if job.kind == "video" and features(provider).cover:

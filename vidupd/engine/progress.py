@@ -1,10 +1,27 @@
-"""Progress of one upload: rate-limited events, ledger updates for `status`, lease renewal."""
+"""Progress of one upload: rate-limited events, ledger updates for `status`, lease renewal,
+and what a progress bar shows.
+
+Two counts per upload: the bytes the platform has acknowledged (`done`: a part or slice
+counts once its answer is in; this is what the ledger, `status` and the events say), and
+the bytes handed to the network so far (`sent`: every block read for sending goes through
+the job's MeteredThrottle). A bar drawn from `done` alone sits at 0 and jumps a whole part
+at a time; `shown` moves with the blocks as they go out, and never runs ahead of the file.
+The rate is always from acknowledged bytes, averaged over the last RATE_WINDOW seconds (a
+part acknowledged at once no longer reads as a burst far above `max_rate`); SI units, as
+everywhere (vidupd.core.units).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Callable
+
+from ..core.throttle import Throttle
+
+RATE_WINDOW = 10.0  # seconds of acknowledged bytes the rate is averaged over
+_SAMPLE_EVERY = 0.5  # seconds between the samples of that window (at most ~20 kept)
 
 
 class ProgressReporter:
@@ -12,12 +29,12 @@ class ProgressReporter:
 
     Writes to the ledger at most once a second (that also renews the job's lease) and asks
     for an `upload.progress` event at most every `event_every` seconds or `event_step` of the
-    file, whichever comes first. The rate is an exponentially weighted bytes/s.
+    file, whichever comes first.
     """
 
     def __init__(self, size: int, record: Callable[[int, float], None], announce: Callable[[int, float], None],
                  event_every: float = 5.0, event_step: float = 0.10, record_every: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, window: float = RATE_WINDOW):
         self.size = size
         self._record = record
         self._announce = announce
@@ -25,13 +42,39 @@ class ProgressReporter:
         self._step = max(1, int(size * event_step))
         self._record_every = record_every
         self._clock = clock
+        self._window = window
         self._lock = threading.Lock()
         start = clock()
         self.done = 0
-        self.rate = 0.0
-        self._last_sample = (start, 0)
+        self.sent = 0
+        self._shown = 0
+        self._samples: deque[tuple[float, int]] = deque([(start, 0)])
         self._last_record = start - record_every  # the first report is recorded at once
         self._last_event = (start, 0)
+
+    @property
+    def rate(self) -> float:
+        """Acknowledged bytes per second over the last `window` seconds."""
+        with self._lock:
+            return self._rate(self._clock())
+
+    def _rate(self, now: float) -> float:
+        t0, b0 = self._samples[0]
+        return (self.done - b0) / (now - t0) if now - t0 >= 0.2 else 0.0
+
+    @property
+    def shown(self) -> int:
+        """Where a bar stands: the acknowledged bytes, or further as blocks go out (below the
+        end until the platform acknowledged it all). Only moves forward."""
+        with self._lock:
+            ahead = min(self.sent, self.size - 1) if self.done < self.size else self.size
+            self._shown = max(self._shown, self.done, ahead)
+            return self._shown
+
+    def note_sent(self, n: int) -> None:
+        """`n` more bytes read for sending (MeteredThrottle)."""
+        with self._lock:
+            self.sent += n
 
     def __call__(self, done: int) -> None:
         now = self._clock()
@@ -39,11 +82,11 @@ class ProgressReporter:
             if done < self.done:
                 return  # out-of-order report from a slower thread
             self.done = done
-            t0, b0 = self._last_sample
-            if now - t0 >= 0.5:
-                inst = (done - b0) / (now - t0)
-                self.rate = inst if self.rate == 0 else 0.7 * self.rate + 0.3 * inst
-                self._last_sample = (now, done)
+            if now - self._samples[-1][0] >= _SAMPLE_EVERY:
+                self._samples.append((now, done))
+                while len(self._samples) > 2 and now - self._samples[1][0] >= self._window:
+                    self._samples.popleft()  # keep one sample at least `window` old
+            rate = self._rate(now)
             record = now - self._last_record >= self._record_every and done < self.size  # the end is recorded by commit
             if record:
                 self._last_record = now
@@ -51,8 +94,29 @@ class ProgressReporter:
             event = now - te >= self._event_every or done - be >= self._step
             if event:
                 self._last_event = (now, done)
-            rate = self.rate
         if record:
             self._record(done, rate)
         if event and done < self.size:
             self._announce(done, rate)
+
+
+class MeteredThrottle(Throttle):
+    """The shared throttle as one upload sees it: the same bandwidth cap (the shared bucket
+    decides), and every byte taken is counted for that upload's `sent`."""
+
+    def __init__(self, shared: Throttle, count: Callable[[int], None]):
+        self._shared = shared
+        self._count = count
+
+    @property  # type: ignore[override]
+    def rate(self) -> int:
+        return self._shared.rate
+
+    @rate.setter
+    def rate(self, value: int) -> None:
+        self._shared.rate = value
+
+    def take(self, n: int, cancel: threading.Event | None = None) -> None:
+        self._shared.take(n, cancel)
+        if n > 0:
+            self._count(n)

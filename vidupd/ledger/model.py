@@ -44,6 +44,7 @@ class Job:
     committed_at: float | None
     lease_gen: int = 0  # bumped by every claim (fencing: see Ledger._hold)
     media_ids: tuple[str, ...] = ()  # ids that exist only once processing finished (a URL pull's MediaIds)
+    created: float = 0.0  # when the job was first queued (`status` shows its age)
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
@@ -58,7 +59,7 @@ class Job:
             state=r["state"], attempts=r["attempts"], last_error=r["last_error"], remote_id=r["remote_id"],
             remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
             lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
-            lease_gen=r["lease_gen"], media_ids=_media_ids(r["details"]),
+            lease_gen=r["lease_gen"], media_ids=_media_ids(r["details"]), created=r["created"],
         )
 
     @property

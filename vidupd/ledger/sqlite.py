@@ -18,7 +18,7 @@ from ..core.fsnames import path_from_db, path_to_db, safe_text
 from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
-from .sqlite_store import SqliteStore
+from .sqlite_queries import SqliteQueries
 
 
 def lease_owner_id() -> str:
@@ -40,7 +40,7 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-class Ledger(SqliteStore):
+class Ledger(SqliteQueries):
     """Thread-safe access to the ledger database (one connection, one lock): jobs, claims,
     leases and transitions."""
 
@@ -218,7 +218,8 @@ class Ledger(SqliteStore):
         lease is no longer `owner`'s (the pool then cancels the upload)."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
-            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=? WHERE id=?",
+            # progress makes an earlier attempt's error history: `status` shows only a current one
+            db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=?, last_error=NULL WHERE id=?",
                        (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
 
     def apply(self, job_id: int, outcome: Outcome, *, owner: str | None,
@@ -358,31 +359,3 @@ class Ledger(SqliteStore):
                               "AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1",  # jobs_content: found by md5
                               (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
-
-    def uploads_of_path(self, path: Path) -> int:
-        """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
-        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
-
-    def jobs(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
-        sql = "SELECT * FROM jobs"
-        args: list[Any] = []
-        if states:
-            st = list(states)
-            sql += f" WHERE state IN ({','.join('?' * len(st))})"
-            args += st
-        sql += " ORDER BY id"
-        if limit:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [Job.from_row(r) for r in self._all(sql, args)]
-
-    def counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self._all("SELECT state, count(*) FROM jobs GROUP BY state")}
-
-    def next_wakeup(self) -> float | None:
-        """The earliest future time a waiting job (retry or status poll) becomes runnable."""
-        now = time.time()
-        times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
-                                          "AND not_before<?", (state, now, HELD))
-                                for state in ("queued", "committed")) if r and r[0] is not None]
-        return min(times) if times else None

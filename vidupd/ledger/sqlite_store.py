@@ -120,6 +120,16 @@ class SqliteStore:
         if row is None or row["lease_owner"] != owner or (generation is not None and row["lease_gen"] != generation):
             raise LeaseLost(job_id, owner)
 
+    # -- health ----------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """One small committed write (the time of this check), so a health probe knows the
+        ledger still takes the transitions every upload needs; LedgerError says why not."""
+        try:
+            with self._tx() as db:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('health_checked', ?)", (repr(time.time()),))
+        except sqlite3.Error as e:
+            raise LedgerError(f"{self.path}: the ledger does not take writes ({e})") from None
+
     # -- shared values (vidupd.ledger.shared) ---------------------------------------------------
     def shared_get(self, key: str) -> SharedValue | None:
         r = self._one("SELECT generation, data FROM shared WHERE key=?", (key,))

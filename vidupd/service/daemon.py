@@ -21,6 +21,7 @@ from ..core.secrets import redact
 from ..core.state_lock import AlreadyRunning, DaemonLock
 from ..core.statedir import make_dirs
 from ..core.throttle import Throttle
+from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.offers import Intake
@@ -28,7 +29,9 @@ from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id
 from ..providers.base import Provider
 from . import reload as reload_mod
+from .housekeeping import Housekeeper
 from .notify import Notifier
+from .webhooks import Webhooks
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
 # on SIGTERM (TimeoutStopSec=90s in the unit); after it the daemon exits without them
@@ -49,14 +52,6 @@ def build_providers(config: Config, ledger: Ledger, only: str | None = None) -> 
     share between processes (rotating tokens) lives in `ledger`."""
     names = [only] if only is not None else list(config.targets)
     return {name: _build_provider(config, name, ledger) for name in names}
-
-
-def human_rate(bps: float) -> str:
-    for unit in ("B/s", "kB/s", "MB/s", "GB/s"):
-        if bps < 1000 or unit == "GB/s":
-            return f"{bps:.1f} {unit}" if unit != "B/s" else f"{bps:.0f} {unit}"
-        bps /= 1000
-    return ""
 
 
 def healthy(pool: Pool, watcher: Watcher, now: float, stuck_after: float = STUCK_AFTER) -> str | None:
@@ -130,6 +125,13 @@ class Daemon:
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason))
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
+        hooks = Webhooks(config.notify).start()  # [[notify]]: read at start (a change needs a restart)
+        endpoint = None
+        if config.metrics_listen:  # imported only when on: prometheus-client costs nothing otherwise
+            from .metrics import serve
+
+            endpoint = serve(config.metrics_listen, ledger, lambda: len(pool.snapshot()),
+                             lambda: healthy(pool, watcher, time.monotonic()), config.state_dir, config.targets)
         pool.start()
         watcher.start()
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
@@ -137,7 +139,10 @@ class Daemon:
                     watches=[str(w.path) for w in config.watches], targets=sorted(config.targets),
                     recovered_leases=recovered)
         self.notifier.ready(self._status_line(ledger, pool, watcher))
+        housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
+        housekeeper.start()
         self._loop(ledger, pool, watcher)
+        housekeeper.stop()
 
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
         self.notifier.stopping(f"stopping: {pool.busy} upload(s) checkpointing")
@@ -151,6 +156,9 @@ class Daemon:
                 p.close()
             except Exception:  # closing must not turn a clean stop into a failure
                 pass
+        if endpoint is not None:
+            endpoint.stop()
+        hooks.stop()
         counts = ledger.counts()
         ledger.close()
         events.emit("daemon.stopped", "stopped", jobs=counts, left_running=len(left) or None)

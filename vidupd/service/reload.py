@@ -2,8 +2,9 @@
 
 Pure functions over two `Config`s; the daemon applies the result. Everything except
 `state_dir` can change at runtime: watches, targets, workers, max_rate, retry policy,
-rescan interval, duplicate skipping and the log (file and level). Moving the ledger
-while uploads run is refused; that takes a restart.
+rescan interval, duplicate skipping, retain_days and the log (file, level, format).
+Moving the ledger while uploads run is refused; that takes a restart. `[metrics]` and
+`[[notify]]` are set up at start: a change is reported and applies at the next start.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def plan(old: Config, new: Config) -> Plan:
         problems.append(f"{new.source}: state_dir: cannot change from {old.state_dir} to {new.state_dir} "
                         "while running; restart the service to move the ledger")
     changes: list[str] = []
-    for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "stop_timeout", "retry"):
+    for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "stop_timeout", "retry",
+                 "retain_days"):
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             changes.append(f"{name} {a} -> {b}")
@@ -37,6 +39,13 @@ def plan(old: Config, new: Config) -> Plan:
         changes.append(f"log.level {old.log.level} -> {new.log.level}")
     if old.log.events != new.log.events:
         changes.append(f"log.events {old.log.events} -> {new.log.events}")
+    if old.log.format != new.log.format:
+        changes.append(f"log.format {old.log.format} -> {new.log.format}")
+    # the endpoint and the webhooks are set up at start: said, not applied (secrets not compared by value)
+    if old.metrics_listen != new.metrics_listen:
+        changes.append(f"metrics.listen {old.metrics_listen} -> {new.metrics_listen} (at the next start)")
+    if [(n.url, n.events) for n in old.notify] != [(n.url, n.events) for n in new.notify]:
+        changes.append("notify changed (at the next start)")
 
     added = tuple(sorted(set(new.targets) - set(old.targets)))
     removed = tuple(sorted(set(old.targets) - set(new.targets)))

@@ -1,0 +1,78 @@
+"""The SQLite ledger's read queries (`status`, the dispatcher's wake-ups) and its
+housekeeping (pruning finished jobs): no transitions here, see vidupd.ledger.sqlite."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..core.fsnames import path_to_db
+from .model import HELD, Job
+from .sqlite_store import SqliteStore
+
+
+class SqliteQueries(SqliteStore):
+    """Queries without side effects, and the one housekeeping write (`forget`)."""
+
+    def uploads_of_path(self, path: Path) -> int:
+        """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
+
+    def jobs(self, states: Iterable[str] | None = None, limit: int | None = None,
+             updated_since: float | None = None) -> list[Job]:
+        """Jobs by id, only those in `states` and/or changed at or after `updated_since` (epoch s)."""
+        sql = "SELECT * FROM jobs"
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            st = list(states)
+            where.append(f"state IN ({','.join('?' * len(st))})")
+            args += st
+        if updated_since is not None:
+            where.append("updated>=?")
+            args.append(updated_since)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Job.from_row(r) for r in self._all(sql, args)]
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def finished_before(self, cutoff: float, limit: int = 500, after: int = 0) -> list[Job]:
+        """Finished jobs (done, skipped) last changed before `cutoff` (epoch s), by id from
+        `after` on (paging): the candidates for pruning. Read-only; the caller decides."""
+        rows = self._all("SELECT * FROM jobs WHERE state IN ('done','skipped') AND updated<? AND id>? "
+                         "ORDER BY id LIMIT ?", (cutoff, after, limit))
+        return [Job.from_row(r) for r in rows]
+
+    def forget(self, job_ids: Iterable[int], cutoff: float) -> int:
+        """Delete these jobs (and their checkpoints) if they are still finished and unchanged
+        since before `cutoff`; returns how many went. A job that moved on meanwhile
+        (`vidupd retry`) stays."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with self._tx() as db:
+            gone = [r[0] for r in db.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN "
+                                             f"('done','skipped') AND updated<?", (*ids, cutoff))]
+            if not gone:
+                return 0
+            keep = ",".join("?" * len(gone))
+            db.execute(f"DELETE FROM checkpoints WHERE job_id IN ({keep})", gone)
+            db.execute(f"DELETE FROM jobs WHERE id IN ({keep})", gone)
+        return len(gone)
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._all("SELECT state, count(*) FROM jobs GROUP BY state")}
+
+    def next_wakeup(self) -> float | None:
+        """The earliest future time a waiting job (retry or status poll) becomes runnable."""
+        now = time.time()
+        times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
+                                          "AND not_before<?", (state, now, HELD))
+                                for state in ("queued", "committed")) if r and r[0] is not None]
+        return min(times) if times else None
