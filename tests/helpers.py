@@ -194,3 +194,17 @@ class SandboxSite:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when a test says so: timeouts without sleeping
+    (the sandbox's Youku side takes a clock; OSS credentials keep real time)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

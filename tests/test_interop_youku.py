@@ -22,7 +22,6 @@ after commit verified the whole file's MD5 (the assembled slices, or the OSS obj
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import socket
@@ -34,6 +33,7 @@ from typing import Any
 import pytest
 import requests
 
+from helpers import FakeClock
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
 
@@ -45,22 +45,9 @@ def md5(data: bytes) -> str:
 
 
 def options(**kw: Any) -> SandboxOptions:
-    """youku-upload signs OSS requests V1; once the OSS sandbox has --oss-signature
-    (default v4), it must run with "both". Until then the sandbox only speaks V1."""
-    if "oss_signature" in {f.name for f in dataclasses.fields(SandboxOptions)}:
-        kw.setdefault("oss_signature", "both")
+    """youku-upload signs OSS requests V1 (plain oss2.StsAuth): an older account, "both"."""
+    kw.setdefault("oss_signature", "both")
     return SandboxOptions(**kw)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class _RedirectRequests:

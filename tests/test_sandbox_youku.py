@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from helpers import FakeClock
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
 from vidupd.sandbox.youku_state import (ALREADY_COMMITTED, FILE_MD5_MISMATCH, FILE_NOT_CREATED, SLICE_HASH_MISMATCH,
@@ -139,19 +140,6 @@ class Yk:
         r = self.commit(token)
         assert r.status_code == 200, r.text
         return token, r.json()["video_id"]
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so: timeouts without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def assert_error(r: requests.Response, code: int, status: int = 400) -> None:

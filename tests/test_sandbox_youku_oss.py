@@ -19,6 +19,7 @@ import oss2
 import pytest
 import requests
 
+from helpers import FakeClock
 from vidupd.sandbox.app import start_sandbox
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
 from vidupd.sandbox.youku import YoukuSandbox
@@ -47,16 +48,6 @@ def options(**kw: Any) -> SandboxOptions:
 def assert_error(r: requests.Response, code: int, status: int = 400) -> None:
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code, r.text
-
-
-class FakeClock:
-    """Youku-side time (access and upload tokens); OSS credentials keep real time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Box:

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, TypeVar
+
+D = TypeVar("D")
 
 KINDS = ("video", "image", "attached", "url_pull")
 
@@ -61,3 +64,14 @@ class SharedStore(Protocol):
         returns None. Returns the value stored afterwards. Exceptions from `change` pass
         through and nothing is written."""
         ...
+
+
+def from_fields(cls: type[D], data: Mapping[str, Any]) -> D | None:
+    """An instance of dataclass `cls` from the keys of `data` it declares (others ignored:
+    a newer writer's extra fields); None when required ones are missing. For values read
+    back from storage, such as checkpoints, that must be dropped rather than trusted."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None

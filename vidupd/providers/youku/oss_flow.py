@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ...core.errors import CredentialsExpired, TransientError
+from ...core.model import from_fields
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..oss.abort import abort_multipart
@@ -59,10 +60,8 @@ class OssCheckpoint:
         """None when the stored value is not a usable OSS-flow Youku checkpoint."""
         if (data.get("version"), data.get("provider"), data.get("protocol")) != (CHECKPOINT_VERSION, "youku", PROTOCOL):
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            cp = cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError:
+        cp = from_fields(cls, data)
+        if cp is None:
             return None
         if not (cp.upload_token and cp.endpoint and cp.oss_bucket and cp.oss_object) or not isinstance(cp.size, int):
             return None

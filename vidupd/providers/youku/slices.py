@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from ...core.errors import CredentialsExpired, FileChanged, PermanentError, TransientError, UploadCancelled
+from ...core.model import from_fields
 from ...core.source import SourceFile
 from ..base import UploadContext, UploadRequest, UploadResult
 from ..part_body import PartBody, hash_range
@@ -65,10 +66,8 @@ class Checkpoint:
             return None
         if data.get("protocol", "slices") != "slices":  # older checkpoints name none: all were slices
             return None
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            cp = cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError:
+        cp = from_fields(cls, data)
+        if cp is None:
             return None
         if not cp.upload_token or not cp.server or not isinstance(cp.size, int):
             return None
