@@ -71,10 +71,13 @@ class _Observer:
         outer = self
 
         class Hook(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real receivers (nginx, Slack, ...) answer
+
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 outer.received += 1
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

@@ -33,7 +33,7 @@ from .oss_flow import OssCheckpoint, OssUpload
 from .slices import Checkpoint, SliceUpload
 from .steps import with_token
 from .tokens import TokenKeeper
-from .wire import CODE_UPLOAD_TOKEN_EXPIRED, SLICE_LENGTH_KB, UploadTokenExpired
+from .wire import CODE_UPLOAD_TOKEN_EXPIRED, UploadTokenExpired
 
 MIB = 1 << 20
 MAX_RESTARTS = 2  # new `create`s after expired upload tokens within one attempt
@@ -141,10 +141,11 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
         if shared is None:
             raise TypeError("YoukuProvider needs the ledger's shared store: its refresh token rotates")
         cfg = self.config
-        # The pool's hashing pass adds the 2 MiB slice MD5s only for the slice flow; the OSS
-        # flow (the expected answer under "auto") needs the file's MD5 alone. An "auto"
-        # upload the server sends to the slice flow hashes each slice as it goes instead.
-        self.piece_size = SLICE_LENGTH_KB * 1024 if cfg.upload_protocol == "slices" else None
+        # The pool's hashing pass computes the file's MD5 alone, in both flows: the upload
+        # server decides each slice's offset and length (a realistic one hands out lengths
+        # that are not 2 MiB, PROTOCOLS.md section 3), so 2 MiB piece MD5s taken up front
+        # would be wasted and every slice hashed again; a slice is hashed once as it is sent.
+        self.piece_size = None
         self._api = YoukuApi(cfg.api_base, cfg.client_id, timeout=cfg.request_timeout,
                              pool_size=max(16, 2 * cfg.slice_concurrency))
         self._oss_session = oss2.Session(pool_size=max(16, 4 * cfg.part_concurrency))
