@@ -17,6 +17,7 @@ import datetime as _dt
 import threading
 from typing import Any, TextIO
 
+from rich.color import ColorSystem
 from rich.console import Console
 from rich.text import Text
 
@@ -24,6 +25,9 @@ from . import secrets
 
 FORMATS = ("auto", "json", "console")  # [log] format: human on a terminal / always JSON / always human
 
+# rich's names for what a terminal can show (Console.color_system; None: no colours at all)
+_COLOR_SYSTEMS = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                  "truecolor": ColorSystem.TRUECOLOR, "windows": ColorSystem.WINDOWS}
 _LEVEL_STYLES = {"debug": ("DEBUG", "dim"), "info": ("INFO ", "green"), "warn": ("WARN ", "yellow"),
                  "error": ("ERROR", "bold red"), "critical": ("CRIT ", "bold white on red")}
 # fields worth a glance, in this order, when the message does not already show their value
@@ -90,12 +94,25 @@ class ConsoleOutput:
         self._lock = threading.Lock()
 
     def write(self, event: dict[str, Any]) -> None:
-        line = human_line(event)
+        text = self.ansi(human_line(event)) + "\n"
         with self._lock:
             try:
-                self._console.print(line, soft_wrap=True, crop=False)
+                self.stream.write(text)
+                self.stream.flush()
             except (OSError, ValueError):  # a closed terminal must not stop uploads
                 pass
+
+    def ansi(self, line: Text) -> str:
+        """`line` as this terminal shows it: its styles as ANSI codes (colours left out under
+        NO_COLOR, everything on a stream that is no terminal), never wrapped or cropped."""
+        system = _COLOR_SYSTEMS.get(self._console.color_system or "")
+        if system is None:
+            return line.plain
+        parts = []
+        for seg in line.render(self._console, end=""):
+            style = seg.style.without_color if seg.style and self._console.no_color else seg.style
+            parts.append(style.render(seg.text, color_system=system) if style else seg.text)
+        return "".join(parts)
 
 
 def wanted(fmt: str, stream: TextIO) -> bool:
