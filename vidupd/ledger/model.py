@@ -21,6 +21,12 @@ class LedgerError(Exception):
     """The ledger cannot be opened or is damaged; the message says what to do."""
 
 
+class LedgerUnavailable(LedgerError):
+    """The ledger's database did not answer (server down or unreachable, a timeout, a lock
+    not granted in time): transient, the same call may work later. Like SQLite's busy or
+    full disk, it is the ledger's trouble, not one file's (see Ledger.failure)."""
+
+
 @dataclass(frozen=True)
 class Job:
     id: int

@@ -1,5 +1,5 @@
-"""The SQLite ledger's read queries (`status`, the dispatcher's wake-ups) and its
-housekeeping (pruning finished jobs): no transitions here, see vidupd.ledger.sqlite."""
+"""The ledger's read queries (`status`, the dispatcher's wake-ups) and its housekeeping
+(pruning finished jobs), for every store: no transitions here, see vidupd.ledger.sqlite."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.fsnames import path_to_db
 from .model import HELD, Job
-from .sqlite_store import SqliteStore
+from .base import LedgerBase
 
 
-class SqliteQueries(SqliteStore):
+class LedgerQueries(LedgerBase):
     """Queries without side effects, and the one housekeeping write (`forget`)."""
 
     def uploads_of_path(self, path: Path) -> int:
         """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
-        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (self._p(path),))[0])
 
     def jobs(self, states: Iterable[str] | None = None, limit: int | None = None,
              updated_since: float | None = None) -> list[Job]:
@@ -58,7 +57,7 @@ class SqliteQueries(SqliteStore):
         marks = ",".join("?" * len(ids))
         with self._tx() as db:
             gone = [r[0] for r in db.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN "
-                                             f"('done','skipped') AND updated<?", (*ids, cutoff))]
+                                             f"('done','skipped') AND updated<?{self._dialect.lock_row}", (*ids, cutoff))]
             if not gone:
                 return 0
             keep = ",".join("?" * len(gone))
