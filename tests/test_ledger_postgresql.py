@@ -130,7 +130,7 @@ def test_unreachable_server_is_a_transient_error_without_the_password(pg_server)
         open_ledger(LedgerSettings(url, Secret("hunter2-secret")), Path("/nonexistent"))
     assert "hunter2-secret" not in str(e.value) and "127.0.0.1" in str(e.value)
     with pytest.raises(LedgerUnavailable) as e:  # nothing listens there
-        open_ledger(f"postgresql://u:pw-in-url-123@127.0.0.1:1/db", Path("/nonexistent"))
+        open_ledger("postgresql://u:pw-in-url-123@127.0.0.1:1/db", Path("/nonexistent"))
     assert "pw-in-url-123" not in str(e.value)
 
 

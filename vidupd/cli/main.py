@@ -62,14 +62,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The ledger's jobs (vidupd.cli.status_view): a table, `--json`, or live with `--watch`."""
-    from ..ledger import Ledger, LedgerError
+    from ..ledger import Ledger, LedgerError, open_ledger
     from . import status_view as view
 
     config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
 
-    def open_ledger() -> Ledger | None:
+    def open_readonly() -> Ledger | None:
         try:
-            return Ledger(config.state_dir, readonly=True)
+            return open_ledger(config, config.state_dir, readonly=True)
         except LedgerError as e:
             if "no ledger yet" in str(e):
                 return None
@@ -81,10 +81,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("status: --watch needs a terminal (and no --json); for scripts: status --json in a loop",
                   file=sys.stderr)
             return EXIT_USAGE
-        return view.watch(open_ledger, args, config.retry.attempts, console)
+        return view.watch(open_readonly, args, config.retry.attempts, console)
     if args.json and args.since is None:
         args.all = True  # scripts get every job, as before; the table hides finished ones
-    ledger = open_ledger()
+    ledger = open_readonly()
     if ledger is None:
         print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
@@ -106,13 +106,13 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
 
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
         return EXIT_USAGE
     config = _load(args, writes=True)
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     n = ledger.retry(args.jobs, failed=args.failed)
     ledger.close()
     print(f"{n} job(s) queued again")
@@ -165,7 +165,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     """RegisterMedia for files already in the platform's storage; each MediaId is logged."""
     from ..core import events
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
     from ..providers import provider_class
     from ..providers.features import RegistersMedia, features
     from ..service.daemon import build_providers
@@ -178,7 +178,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if not features(provider_class(target.provider)).register:  # before a ledger or a session is opened
         print(f"register: provider {target.provider} cannot register media", file=sys.stderr)
         return EXIT_USAGE
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     try:
         provider = build_providers(config, ledger, only=args.target)[args.target]
     except BaseException:
@@ -213,7 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from ..config.state_modes import secured
     from ..core.events import LogConfig
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
     from ..sandbox.app import start_sandbox
     from ..sandbox.common import SandboxOptions
     from ..service.daemon import Daemon
@@ -236,7 +236,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             while time.monotonic() - started < 300:
                 time.sleep(0.5)
                 try:
-                    ledger = Ledger(config.state_dir, readonly=True)
+                    ledger = open_ledger(config, config.state_dir, readonly=True)
                 except Exception:
                     continue
                 counts = ledger.counts()

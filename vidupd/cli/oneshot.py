@@ -21,7 +21,7 @@ from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.examine import examine
-from ..ledger import HELD, Job, Ledger, lease_owner_id
+from ..ledger import HELD, Job, Ledger, lease_owner_id, open_ledger
 from ..service.daemon import build_providers
 from .status_view import human_duration
 
@@ -37,7 +37,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     processed by the platform). One result line per file goes to `say`, problems to
     `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
     events.configure(config.log, mirror=False)  # its own result lines say what happened
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     ledger.recover()
     provider = build_providers(config, ledger, only=target)[target]
     settled = FINAL if wait_ready else SETTLED

@@ -22,6 +22,7 @@ from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
 from .model import (AFTER_UPLOAD, DEFAULT_PATH, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
                     TargetConfig, WatchConfig)
+from .ledger_keys import LedgerKeys
 from .service_keys import ServiceKeys, absolute as _abs
 
 if sys.version_info >= (3, 11):
@@ -42,7 +43,7 @@ def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config
     return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
-class _Loader(ServiceKeys):
+class _Loader(ServiceKeys, LedgerKeys):
     def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
@@ -123,7 +124,8 @@ class _Loader(ServiceKeys):
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify",
+                            "ledger"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
@@ -138,6 +140,7 @@ class _Loader(ServiceKeys):
         log = self._log(raw.get("log", {}), base)
         metrics = self._metrics(raw.get("metrics", {}))
         notify = self._notify(raw.get("notify", []))
+        ledger = self._ledger(raw.get("ledger", {}))
         targets = self._targets(raw.get("targets"), state_dir)
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
@@ -149,6 +152,7 @@ class _Loader(ServiceKeys):
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=float(stop_timeout),
             retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
+            ledger=ledger,
         )
 
     def _rate(self, raw: dict) -> int | None:

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from ..core.events import LogConfig
 from ..core.model import KINDS
 from ..core.retry import RetryPolicy
+from ..ledger.location import LedgerSettings
 
 DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
 AFTER_UPLOAD = ("keep", "delete", "move")
@@ -113,3 +114,4 @@ class Config:
     metrics_listen: str | None = None  # [metrics] listen: HOST:PORT of /metrics and /healthz (off: None)
     notify: tuple["NotifyConfig", ...] = ()  # [[notify]] webhooks
     warnings: tuple[Problem, ...] = ()
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)  # [ledger]: SQLite under state_dir unless url
