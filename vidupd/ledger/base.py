@@ -5,7 +5,6 @@ adds the jobs on top."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, ContextManager, Iterable, Mapping
 
@@ -50,6 +49,10 @@ class LedgerBase:
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         return self._store.all(sql, args)
 
+    def _now(self) -> float:
+        """The ledger's clock (epoch s): leases written by one host are read by others."""
+        return self._store.now()
+
     def _p(self, path: Any) -> Any:
         """A path as the store's `path` column holds it."""
         return self._dialect.path(path)
@@ -89,7 +92,7 @@ class LedgerBase:
         try:
             with self._tx() as db:
                 db.execute("INSERT INTO meta(key, value) VALUES('health_checked', ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (repr(time.time()),))
+                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (repr(self._now()),))
         except LedgerError:
             raise
         except Exception as e:
@@ -106,7 +109,7 @@ class LedgerBase:
         """Compare and set: store `data` as generation `expected + 1` only if the stored
         generation is still `expected` (0: no value yet); LedgerError otherwise. One
         statement, so it is atomic on every store without a lock of its own."""
-        text, now = json.dumps(dict(data), sort_keys=True), time.time()
+        text, now = json.dumps(dict(data), sort_keys=True), self._now()
         with self._tx() as db:
             if expected == 0:
                 stored = db.execute("INSERT INTO shared(key, generation, data, updated) VALUES(?,1,?,?) "
@@ -134,7 +137,7 @@ class LedgerBase:
             self._hold(db, job_id, owner, generation)
             db.execute("INSERT INTO checkpoints(job_id, data, updated) VALUES(?,?,?) "
                        "ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, updated=excluded.updated",
-                       (job_id, data, time.time()))
+                       (job_id, data, self._now()))
 
     def _cp_clear(self, job_id: int, owner: str | None = None, generation: int | None = None) -> None:
         with self._tx() as db:

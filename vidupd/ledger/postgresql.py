@@ -17,6 +17,7 @@ limit for a pooled connection. Connection failures and timeouts become LedgerUna
 from __future__ import annotations
 
 import hashlib
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Sequence
@@ -104,6 +105,7 @@ class PostgresStore(LedgerStore):
         cannot be reached, LedgerError if the database is not a ledger this vidupd can use."""
         self.where = scrub_url(url)
         self._readonly = readonly
+        self._ahead = 0.0  # the server's clock minus ours, measured by every new connection
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError:
@@ -139,10 +141,14 @@ class PostgresStore(LedgerStore):
             migrate(db, self.where)
 
     def _configure(self, conn: psycopg.Connection) -> None:
-        """Every connection's limits (and read-only-ness), in one round trip."""
-        conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false), "
-                     "set_config('default_transaction_read_only', %s, false)",
-                     (str(STATEMENT_TIMEOUT_MS), str(LOCK_TIMEOUT_MS), "on" if self._readonly else "off"))
+        """Every connection's limits (and read-only-ness), and the server's clock, in one round trip."""
+        sent = time.time()
+        row = conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false), "
+                           "set_config('default_transaction_read_only', %s, false), "
+                           "extract(epoch from clock_timestamp())::float8",
+                           (str(STATEMENT_TIMEOUT_MS), str(LOCK_TIMEOUT_MS), "on" if self._readonly else "off")
+                           ).fetchone()
+        self._ahead = float(row[3]) - (sent + time.time()) / 2
 
     def _unavailable(self, e: BaseException, doing: str = "the ledger did not answer") -> LedgerUnavailable:
         detail = redact(" ".join(str(e).split())) or type(e).__name__
@@ -167,6 +173,11 @@ class PostgresStore(LedgerStore):
     def read(self) -> Iterator[PgConn]:
         with self._connection() as conn:
             yield PgConn(conn)
+
+    def now(self) -> float:
+        """The server's clock (our clock plus the offset measured when connecting), so hosts
+        whose clocks disagree still agree on when a lease runs out."""
+        return time.time() + self._ahead
 
     def serialize(self, db: Any, *key: Any) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?::bigint)", (lock_key(*key),))

@@ -57,7 +57,7 @@ class Ledger(LedgerQueries):
 
     def offer_many(self, intents: Iterable["Intent"]) -> list[Offer]:
         """`offer` for many files in one transaction (a burst of drops costs one fsync)."""
-        now = time.time()
+        now = self._now()
         out: list[Offer] = []
         with self._tx() as db:
             self._store.serialize(db, "offer")  # two hosts seeing one file version make one job
@@ -114,7 +114,7 @@ class Ledger(LedgerQueries):
                  reason: str) -> int | None:
         """Record a file version that will not be uploaded to `target` (once, so rescans stay
         quiet). Returns the new job id, or None if it was already recorded."""
-        now = time.time()
+        now = self._now()
         ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
             self._store.serialize(db, "offer")
@@ -140,7 +140,7 @@ class Ledger(LedgerQueries):
         O(queue length): 100,000 waiting jobs do not slow the pool down. On a shared
         store the candidates are locked as they are picked and rows another host is
         claiming are skipped (FOR UPDATE SKIP LOCKED), so two hosts never claim one job."""
-        now = time.time()
+        now = self._now()
         only = list(ids) if ids is not None else None
         if only is not None and not only:
             return []
@@ -182,7 +182,7 @@ class Ledger(LedgerQueries):
         marks = ','.join('?' * len(ids))
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({marks})",
-                       (time.time() + lease_seconds, owner, *ids))
+                       (self._now() + lease_seconds, owner, *ids))
             held = {r[0] for r in db.execute(f"SELECT id FROM jobs WHERE lease_owner=? AND id IN ({marks})",
                                              (owner, *ids))}
         return [i for i in ids if i not in held]
@@ -224,7 +224,7 @@ class Ledger(LedgerQueries):
             self._hold(db, job_id, owner, generation)
             # progress makes an earlier attempt's error history: `status` shows only a current one
             db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=?, last_error=NULL WHERE id=?",
-                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
+                       (bytes_done, rate, self._now() + lease_seconds, self._now(), job_id))
 
     def apply(self, job_id: int, outcome: Outcome, *, owner: str | None,
               generation: int | None = None) -> Event | None:
@@ -238,7 +238,7 @@ class Ledger(LedgerQueries):
             if row is None:
                 raise LedgerError(f"{self.where}: no job {job_id}")
             job = Job.from_row(row)
-            now = time.time()
+            now = self._now()
             change = outcome.decide(job, json.loads(row["details"] or "{}"), now)
             columns = dict(change.columns)
             if change.check_remote_id is not None:
@@ -283,10 +283,10 @@ class Ledger(LedgerQueries):
             n = 0
             if failed:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
-                                "WHERE state='failed'", (time.time(),)).rowcount
+                                "WHERE state='failed'", (self._now(),)).rowcount
             for jid in job_ids:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
-                                "WHERE id=? AND state IN ('failed','attention','skipped')", (time.time(), jid)).rowcount
+                                "WHERE id=? AND state IN ('failed','attention','skipped')", (self._now(), jid)).rowcount
             return n
 
     def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
@@ -338,7 +338,7 @@ class Ledger(LedgerQueries):
             self._serialize_size(db, job_id)
             if self._twin_possible(db, job_id):
                 return False
-            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, time.time(), job_id))
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, self._now(), job_id))
             return True
 
     def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
@@ -352,7 +352,7 @@ class Ledger(LedgerQueries):
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
             me = self._serialize_size(db, job_id)
-            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, self._now(), job_id))
             if not skip_duplicates:
                 return "go", None
             same = (me["target"], me["size"], job_id)

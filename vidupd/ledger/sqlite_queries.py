@@ -70,8 +70,9 @@ class LedgerQueries(LedgerBase):
 
     def next_wakeup(self) -> float | None:
         """The earliest future time a waiting job (retry or status poll) becomes runnable."""
-        now = time.time()
+        now = self._now()
+        ahead = now - time.time()  # the ledger's clock may be another machine's: answer in ours
         times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
                                           "AND not_before<?", (state, now, HELD))
                                 for state in ("queued", "committed")) if r and r[0] is not None]
-        return min(times) if times else None
+        return min(times) - ahead if times else None

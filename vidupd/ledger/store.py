@@ -13,6 +13,7 @@ decisions that span rows: offers, twins, remote-id conflicts). On SQLite these a
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,10 @@ class LedgerStore(ABC):
     def all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
         with self.read() as db:
             return db.execute(sql, tuple(args)).fetchall()
+
+    def now(self) -> float:
+        """The clock every lease of this ledger is measured by (epoch s)."""
+        return time.time()
 
     def serialize(self, db: Conn, *key: Any) -> None:
         """Inside a transaction: wait until no other transaction holds `key`, then hold it
