@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import queue
 import sqlite3
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from ledger_compliance import META, LedgerCompliance, ident
 
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.core.secrets import Secret
-from vidupd.ledger import (MIGRATIONS, Ledger, LedgerError, LedgerSettings, LedgerShared, LedgerUnavailable,
+from vidupd.ledger import (MIGRATIONS, Intent, Ledger, LedgerError, LedgerSettings, LedgerShared, LedgerUnavailable,
                            open_ledger)
 from vidupd.ledger import pg_schema
 
@@ -145,8 +146,9 @@ def test_a_file_name_that_is_not_utf8_round_trips(backend: PgBackend, tmp_path: 
 
 # -- what only a shared ledger has: several processes at once -------------------------------------
 
-def _claimer(url: str, password: str, owner: str, rounds: int, out) -> None:
+def _claimer(url: str, password: str, owner: str, rounds: int, start, out) -> None:
     ledger = open_ledger(LedgerSettings(url, Secret(password)), Path("/nonexistent"))
+    start.wait(60)
     got = []
     for _ in range(rounds):
         got += [j.id for j in ledger.claim(owner, 3, 3600)]
@@ -154,26 +156,29 @@ def _claimer(url: str, password: str, owner: str, rounds: int, out) -> None:
     out.put((owner, got))
 
 
-def _offerer(url: str, password: str, n: int, out) -> None:
+def _offerer(url: str, password: str, n: int, start, out) -> None:
     ledger = open_ledger(LedgerSettings(url, Secret(password)), Path("/nonexistent"))
-    ids = []
-    for i in range(n):
-        (o,) = ledger.offer(Path(f"/shared/{i}.mp4"), "/shared", [("t", "video")], FileIdentity(7, i, 100, 5),
-                            Metadata("m"))
-        ids.append(o.job_id)
+    intents = [Intent(Path(f"/shared/{i}.mp4"), "/shared", (("t", "video"),), FileIdentity(7, i, 100, 5),
+                      Metadata("m")) for i in range(n)]
+    start.wait(60)
+    half = n // 2  # a batch in one transaction, then one file per transaction
+    ids = [o.job_id for o in ledger.offer_many(intents[:half])]
+    ids += [o.job_id for it in intents[half:] for o in ledger.offer_many([it])]
     ledger.close()
     out.put(ids)
 
 
-def _migrator(url: str, password: str, out) -> None:
+def _migrator(url: str, password: str, start, out) -> None:
+    start.wait(60)
     ledger = open_ledger(LedgerSettings(url, Secret(password)), Path("/nonexistent"))
     out.put(ledger.schema_version)
     ledger.close()
 
 
-def _refresher(url: str, password: str, n: int, out) -> None:
+def _refresher(url: str, password: str, n: int, start, out) -> None:
     ledger = open_ledger(LedgerSettings(url, Secret(password)), Path("/nonexistent"))
     shared = LedgerShared(ledger)
+    start.wait(60)
     seen = []
 
     def rotate(current):
@@ -188,12 +193,21 @@ def _refresher(url: str, password: str, n: int, out) -> None:
 
 
 def _run_all(target, args_list) -> list:
+    """Run `target` in one process per args (spawned: nothing shared but the database), all
+    let go at the same moment; their results, or a failure as soon as one of them fails."""
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, out)) for args in args_list]
+    out, start = ctx.Queue(), ctx.Barrier(len(args_list))
+    procs = [ctx.Process(target=target, args=(*args, start, out)) for args in args_list]
     for p in procs:
         p.start()
-    results = [out.get(timeout=120) for _ in procs]
+    results: list = []
+    deadline = time.monotonic() + 120
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=0.5))
+        except queue.Empty:
+            failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not failed and time.monotonic() < deadline, f"a process failed: exit codes {failed}"
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
@@ -237,3 +251,30 @@ def test_a_shared_value_changed_by_processes_at_once_loses_no_update(backend: Pg
     l = backend.open()
     assert l.shared_get("oauth").data == {"count": 45} and l.shared_get("oauth").generation == 45
     l.close()
+
+
+def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(backend: PgBackend,
+                                                                                 tmp_path: Path):
+    l = backend.open()
+    (o,) = l.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+    with l.store.read() as db:  # every call is bounded by the server too
+        assert db.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+        assert db.execute("SHOW lock_timeout").fetchone()[0] == "30s"
+    with backend.server.admin() as admin:  # the server drops every connection of the ledger
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name='vidupd'")
+    with pytest.raises(LedgerUnavailable) as e:
+        l.get(o.job_id)
+    assert l.failure(e.value) and backend.server.password not in str(e.value)
+    assert wait_for_value(lambda: l.get(o.job_id)).state == "queued"  # the pool has connected again
+    l.close()
+
+
+def wait_for_value(call, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except LedgerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
