@@ -278,3 +278,23 @@ def wait_for_value(call, timeout: float = 30.0):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_the_readme_set_up_works_and_a_role_without_privileges_is_told_so(pg_server, pg_ledger_url):
+    """README: a login role owning its database is all vidupd needs (PostgreSQL 15 lets a
+    database's owner create in its public schema); a role that may not create tables gets
+    a LedgerError that says where to look, not a traceback."""
+    with pg_server.admin() as db:
+        db.execute("DROP DATABASE IF EXISTS vidupd_readme")
+        db.execute("DROP ROLE IF EXISTS vidupd_readme")
+        db.execute("CREATE ROLE vidupd_readme LOGIN PASSWORD 'readme-pw-1'")
+        db.execute("CREATE DATABASE vidupd_readme OWNER vidupd_readme")
+    url = f"postgresql://vidupd_readme@127.0.0.1:{pg_server.port}/vidupd_readme"
+    l = open_ledger(LedgerSettings(url, Secret("readme-pw-1")), Path("/nonexistent"))
+    assert l.schema_version == len(MIGRATIONS) and l.jobs() == []
+    l.close()
+    other_schema = (f"postgresql://vidupd_readme@127.0.0.1:{pg_server.port}/postgres?options="
+                    + pg_ledger_url.rpartition("options=")[2])
+    with pytest.raises(LedgerError, match="privileges") as e:  # the test's schema belongs to the superuser
+        open_ledger(LedgerSettings(other_schema, Secret("readme-pw-1")), Path("/nonexistent"))
+    assert "readme-pw-1" not in str(e.value)

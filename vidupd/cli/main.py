@@ -51,6 +51,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
         print(f"warning: {w}", file=sys.stderr)
     print(f"{config.source}: ok ({len(config.watches)} watch(es), targets: {', '.join(config.targets)})")
+    if config.ledger.shared:  # not connected: a config check must not depend on the server being up
+        print(f"{config.source}: ledger: {config.ledger.describe(config.state_dir)} (PostgreSQL; not contacted)")
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ limit for a pooled connection. Connection failures and timeouts become LedgerUna
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -106,6 +107,8 @@ class PostgresStore(LedgerStore):
         self.where = scrub_url(url)
         self._readonly = readonly
         self._ahead = 0.0  # the server's clock minus ours, measured by every new connection
+        self._sections: dict[str, threading.Lock] = {}  # `exclusive`: one thread per process waits on the server
+        self._sections_lock = threading.Lock()
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError:
@@ -124,6 +127,10 @@ class PostgresStore(LedgerStore):
                 self._open(PgConn(conn), conn)
         except TROUBLE as e:
             raise self._unavailable(e, "cannot open the ledger") from None
+        except psycopg.Error as e:  # e.g. no CREATE privilege: the README's set-up says which grants
+            detail = redact(" ".join(str(e).split()))
+            raise LedgerError(f"{self.where}: cannot open the ledger ({detail}); see the README's PostgreSQL "
+                              "set-up for the role's privileges") from None
         self._pool = ConnectionPool(self._conninfo, kwargs=self._kwargs, min_size=1, max_size=POOL_SIZE,
                                     timeout=POOL_WAIT, configure=self._configure, name="vidupd-ledger", open=False)
         self._pool.open(wait=False)
@@ -184,7 +191,12 @@ class PostgresStore(LedgerStore):
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        with self._connection() as conn:
+        """An advisory lock in a transaction of its own. The threads of this process queue
+        on a local lock first: each holder keeps a pooled connection, and the section's
+        own reads need another one."""
+        with self._sections_lock:
+            local = self._sections.setdefault(name, threading.Lock())
+        with local, self._connection() as conn:
             with conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(EXCLUSIVE_WAIT_MS),))
                 conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (lock_key("exclusive", name),))
