@@ -68,8 +68,15 @@ class PgRow:
 
 
 def _rows(cursor: Any) -> Any:
-    index = {c.name: i for i, c in enumerate(cursor.description or ())}
+    result = cursor.pgresult  # the names straight from libpq: cursor.description builds objects per column
+    names = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
+    index = _index(names)
     return lambda values: PgRow(values, index)
+
+
+@lru_cache(maxsize=256)
+def _index(names: tuple[bytes, ...]) -> dict[str, int]:
+    return {n.decode(): i for i, n in enumerate(names)}
 
 
 @lru_cache(maxsize=1024)
