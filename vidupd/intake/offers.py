@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 from ..config import TargetConfig, WatchConfig
 from ..core import events
 from ..core.model import FileIdentity
-from ..ledger import Intent, Ledger, Offer
+from ..ledger import Intent, Ledger, Offer, ledger_failure
 from ..providers.base import Provider
 from .examine import examine
 from .sidecar import sidecar_paths
@@ -50,14 +50,14 @@ class Intake:
         try:
             offers = self._ledger.offer_many(intents)
         except Exception as e:
-            if self._ledger.failure(e):
+            if ledger_failure(e):
                 raise  # the ledger itself (disk full, locked): the watcher offers the whole batch again
             offers = []  # one file's values broke the batch: offer each alone, so the others go in
             for intent in intents:
                 try:
                     offers += self._ledger.offer_many([intent])
                 except Exception as e:
-                    if self._ledger.failure(e):
+                    if ledger_failure(e):
                         raise
                     self._reject_once(intent.path, intent.identity, e)
         self._announce(offers, {it.path: it for it in intents})

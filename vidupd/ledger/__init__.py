@@ -38,7 +38,8 @@ transaction, so of identical files exactly one is sent.
 from ..core.errors import LeaseLost
 from .base import LedgerCheckpoint
 from .location import LedgerSettings, open_ledger, scrub_url
-from .model import FINISHED, HELD, STATES, Intent, Job, LedgerError, LedgerUnavailable, Offer, metadata_json
+from .model import (FINISHED, HELD, STATES, Intent, Job, LedgerError, LedgerUnavailable, Offer, ledger_failure,
+                    metadata_json)
 from .outcomes import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted,
                        MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped, Unconfigured,
                        WaitForTwin)
@@ -49,5 +50,5 @@ from .sqlite import Ledger, lease_owner_id
 __all__ = ["DUPLICATE_REMOTE_ID", "FINISHED", "HELD", "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
            "Failed", "HeldForChange", "Interrupted", "Intent", "Job", "Ledger", "LedgerCheckpoint", "LedgerError",
            "LedgerSettings", "LedgerShared", "LedgerUnavailable", "LeaseLost", "MediaFailed", "Offer", "Outcome", "PollLater", "Ready", "RemoteIdRecorded",
-           "RetryLater", "Skipped", "Unconfigured", "WaitForTwin", "lease_owner_id", "metadata_json", "open_ledger",
+           "RetryLater", "Skipped", "Unconfigured", "WaitForTwin", "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger",
            "scrub_url"]

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from ..core.state_lock import FileLock
 from ..core.statedir import prepare_ledger_files
-from .model import LedgerError, LedgerUnavailable
+from .model import LedgerError, ledger_failure
 from .schema import MIGRATIONS, migrate
 from .store import SQLITE, LedgerStore
 
@@ -95,7 +95,7 @@ class SqliteStore(LedgerStore):
             yield
 
     def failure(self, e: BaseException) -> bool:
-        return isinstance(e, (sqlite3.OperationalError, LedgerUnavailable)) or type(e) is sqlite3.DatabaseError
+        return ledger_failure(e)
 
     def close(self) -> None:
         with self._lock:
