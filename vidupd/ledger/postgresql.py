@@ -198,16 +198,24 @@ class PostgresStore(LedgerStore):
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
-        """An advisory lock in a transaction of its own. The threads of this process queue
+        """An advisory lock in a transaction of its own, ended by a rollback (it wrote
+        nothing): a connection lost meanwhile took the lock with it, and the section's own
+        writes, committed on other connections, stand. The threads of this process queue
         on a local lock first: each holder keeps a pooled connection, and the section's
         own reads need another one."""
         with self._sections_lock:
             local = self._sections.setdefault(name, threading.Lock())
         with local, self._connection() as conn:
-            with conn.transaction():
+            conn.execute("BEGIN")
+            try:
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(EXCLUSIVE_WAIT_MS),))
                 conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (lock_key("exclusive", name),))
                 yield
+            finally:
+                try:
+                    conn.execute("ROLLBACK")
+                except TROUBLE:
+                    conn.close()  # the pool drops it; the server ended its transaction and lock
 
     def failure(self, e: BaseException) -> bool:
         return isinstance(e, (LedgerUnavailable, *TROUBLE))
