@@ -113,8 +113,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = _load(args, writes=True)
     ledger = Ledger(config.state_dir)
-    n = ledger.retry(args.jobs, failed=args.failed)
-    ledger.close()
+    try:
+        missing = [j for j in args.jobs if ledger.get(j) is None]
+        if missing:  # a mistyped id changes nothing, and says so (not "0 job(s) queued again")
+            print(f"retry: no such job: {', '.join(map(str, missing))} (vidupd status --all lists them)",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        n = ledger.retry(args.jobs, failed=args.failed)
+    finally:
+        ledger.close()
     print(f"{n} job(s) queued again")
     return EXIT_OK
 

@@ -21,6 +21,7 @@ from ..core.model import FileIdentity, Metadata, SharedStore
 from ..core.retry import RetryPolicy
 from ..core.source import SourceFile
 from ..core.throttle import Throttle
+from ..core.units import parse_duration
 
 REQUIRED: Any = object()  # marker: an Option without a default must be given
 
@@ -39,10 +40,24 @@ class Option:
     minimum: float | None = None  # numbers: the smallest value allowed
     maximum: float | None = None  # numbers: the largest value allowed
     positive: bool = False  # numbers: must be > 0 (a timeout of 0 means no time at all)
+    # A duration: the seconds in one bare number (1: seconds; DAY: days). The key then also
+    # takes a string with units ("90s", "2m", "1h30m", "90d"), kept in the bare number's unit.
+    duration: float = 0.0
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        """The TOML value types the key takes (a duration: also a string with units)."""
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        return kinds + (str,) if self.duration and str not in kinds else kinds
 
     def check(self, value: Any) -> tuple[Any, str | None]:
         """(the value to use, what is wrong with it or None), for a value of the right type.
         A secret's value is never quoted in the message."""
+        if self.duration and isinstance(value, str):
+            try:
+                value = parse_duration(value, self.duration) / self.duration
+            except ValueError as e:
+                return value, str(e)
         shown = "" if self.secret else f", not {value!r}"
         if self.choices and isinstance(value, str):
             for choice in self.choices:

@@ -90,7 +90,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
                              help="ImageType of images uploaded on their own: default | cover"),
         "attached_business_type": Option(str, "subtitle", choices=BUSINESS_TYPES,
                                          help="BusinessType of attached media: subtitle | watermark | material"),
-        "request_timeout": Option((int, float), 60.0, positive=True, help="per-request timeout (s), RPC and OSS"),
+        "request_timeout": Option((int, float), 60.0, positive=True, duration=1,
+                                  help="per-request timeout (s), RPC and OSS"),
         "tags": Option(list, [], help="tags when the sidecar has none (at most 16 of 32 characters)"),
     }
 
