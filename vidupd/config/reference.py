@@ -41,8 +41,7 @@ def render_markdown() -> str:
     parts.append(_section(f"## {TARGET.title}", TARGET.help, TARGET.options))
     for name in providers.names():
         cls = providers.provider_class(name)
-        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        parts.append(_section(f"### provider = \"{name}\"", doc, cls.options))
+        parts.append(_section(f"### provider = \"{name}\"", cls.summary, cls.options))
     return "\n".join(parts)
 
 

@@ -193,6 +193,8 @@ class Provider(ABC):
     # Whether the platform needs the whole file's MD5 (Youku's create does). If not, the pool
     # fingerprints content with CRC-64 instead: ~20x cheaper than an MD5 pass.
     needs_md5: ClassVar[bool] = True
+    # One line for the config reference (docs/CONFIG.md): what the target sends files to.
+    summary: ClassVar[str] = ""
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
                  shared: SharedStore | None = None):

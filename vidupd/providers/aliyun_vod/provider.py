@@ -66,6 +66,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
     """Uploads to ApsaraVideo VOD; see the module docstring for the flow and checkpoint."""
 
     name: ClassVar[str] = "aliyun-vod"
+    summary: ClassVar[str] = ("Alibaba Cloud ApsaraVideo VOD: videos, images and attached media into VOD's "
+                              "OSS storage (multipart, resumable), and URL pulls.")
     kinds: ClassVar[frozenset[str]] = frozenset({"video", "image", "attached", "url_pull"})
     needs_md5: ClassVar[bool] = False  # OSS checks CRC-64 per part; no whole-file MD5 pass needed
     options: ClassVar[Mapping[str, Option]] = {

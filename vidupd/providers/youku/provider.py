@@ -102,6 +102,8 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
     """Uploads videos through Youku's open platform: the OSS flow or the six-step slice flow."""
 
     name: ClassVar[str] = "youku"
+    summary: ClassVar[str] = ("Youku's open platform: videos through the OSS flow or the six-step slice flow, "
+                              "OAuth tokens refreshed as they expire.")
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
     options: ClassVar[Mapping[str, Option]] = {
         "client_id": Option(str, help="Youku app client_id"),
