@@ -142,7 +142,7 @@ def test_status_with_an_unknown_state_exits_2(tmp_path: Path):
 
 def test_config_mode_helper_sees_group_and_other_bits(tmp_path: Path):
     """The two warnings share one test of the mode: group read/write or any other bit."""
-    from vidupd.config.loader import _exposed
+    from vidupd.config.secret_refs import exposed as _exposed
 
     f = tmp_path / "f"
     f.write_text("")

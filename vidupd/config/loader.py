@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import stat
 import sys
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +21,7 @@ from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
 from .model import DEFAULT_PATH, Config, ConfigError, Problem, TargetConfig, WatchConfig
 from .options import RETRY, TARGET, TOP, TOP_KEYS, WATCH
+from .secret_refs import SecretRefs, exposed as _exposed
 from .service_keys import ServiceKeys, absolute as _abs
 
 if sys.version_info >= (3, 11):
@@ -43,7 +43,7 @@ def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config
     return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
-class _Loader(ServiceKeys):
+class _Loader(SecretRefs, ServiceKeys):
     def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
@@ -236,51 +236,6 @@ class _Loader(ServiceKeys):
             return _abs(self.path.parent, value) if isinstance(value, str) else value
         return value
 
-    def _secret(self, ref: dict, key: str) -> Secret | None:
-        """A secret given by reference. Nothing of the table is quoted (not even an unknown
-        key: a pasted secret may be one), only which references exist."""
-        unknown = [k for k in ref if k not in ("env", "file", "credential")]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], ["env", "file", "credential"], n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.error(key, f"a secret's table takes one of env, file or credential; it has another key{hint}")
-            return None
-        if len(ref) != 1:
-            self.error(key, "give exactly one of env, file or credential")
-            return None
-        (how, name), = ref.items()
-        if not isinstance(name, str) or not name:
-            self.error(f"{key}.{how}", "must be a non-empty string")
-            return None
-        if not self.read_secrets:
-            return Secret.unread(f"{how}:{name}")
-        if how == "env":
-            value = os.environ.get(name)
-            if value is None:
-                self.error(f"{key}.env", f"environment variable {name} is not set")
-                return None
-            return Secret(value, f"env:{name}")
-        if how == "credential":
-            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not cred_dir:
-                self.error(f"{key}.credential", "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-                return None
-            path = Path(cred_dir) / name
-        else:
-            path = _abs(self.path.parent, name)
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            self.error(f"{key}.{how}", f"cannot read secret file {path}: {e.strerror}")
-            return None
-        exposed = _exposed(path) if how == "file" else ""
-        if exposed:
-            self.warn(f"{key}.file", f"secret file {path} {exposed}; chmod 600 it")
-        if not value:
-            self.error(f"{key}.{how}", f"secret file {path} is empty")
-            return None
-        return Secret(value, f"{how}:{path}")
-
     def _watches(self, items: Any, base: Path, targets: dict[str, TargetConfig], state_dir: Path) -> tuple[WatchConfig, ...]:
         if items is None:
             self.error("watch", "at least one [[watch]] table is required")
@@ -347,16 +302,6 @@ def _sees(watch: WatchConfig, folder: Path) -> bool:
     if not watch.recursive:
         return False
     return PathFilter(watch).enters(rel)
-
-
-def _exposed(path: Path) -> str:
-    """How a file holding secrets is open to group/other ("is readable by others (mode 644)"),
-    or "" if it is not (or cannot be looked at: reading it will say why)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return ""
-    return f"is readable by others (mode {mode:o})" if mode & (stat.S_IRWXO | stat.S_IRGRP | stat.S_IWGRP) else ""
 
 
 def _inside(child: Path, parent: Path) -> bool:
