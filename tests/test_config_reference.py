@@ -94,9 +94,22 @@ def _sample(option):
     return {str: "x", int: 1, float: 1.0, bool: True, list: ["x"]}[kinds[0]]
 
 
-def test_every_defined_key_is_taken_by_the_loader(tmp_path: Path):
-    """Each definition given a value: whatever else is wrong, no key is 'unknown'."""
+def test_every_defined_key_is_taken_by_the_loader(tmp_path: Path, monkeypatch):
+    """Each definition given a value: whatever else is wrong, no key is 'unknown'. And the
+    other way, per table: every allowed set the loader checks a table against (however it is
+    written) holds only keys defined for that table."""
     from helpers import write_config
+
+    from vidupd.config import loader
+
+    allowed: dict[str, set[str]] = {}
+    real_unknown = loader._Loader._unknown
+
+    def recording(self, table, keys, where):
+        allowed.setdefault(where, set()).update(keys)
+        return real_unknown(self, table, keys, where)
+
+    monkeypatch.setattr(loader._Loader, "_unknown", recording)
 
     top = {k: _sample(o) for k, o in SECTIONS[0].options.items()}
     sections = {s.key: {k: _sample(o) for k, o in s.options.items()} for s in SECTIONS[1:]}
@@ -112,6 +125,16 @@ def test_every_defined_key_is_taken_by_the_loader(tmp_path: Path):
     with pytest.raises(ConfigError) as e:  # sample values need not make sense together
         load(cfg)
     assert not [str(p) for p in e.value.problems if "unknown key" in p.message]
+    tables = defined()
+    kinds = {name: body["provider"] for name, body in targets.items()}
+    for where, keys in allowed.items():
+        table = re.sub(r"\[\d+\]$", "", where)
+        if table.startswith("targets."):
+            expected = tables["targets"] | tables[kinds[table.split(".", 1)[1]]]
+        else:
+            expected = tables[table]
+        assert keys <= expected, f"{where}: allowed but not defined: {sorted(keys - expected)}"
+    assert {"", "retry", "log", "metrics", "notify[0]", "watch[0]", "targets.t_youku"} <= set(allowed)
     assert len({s.key for s in SECTIONS}) == len(SECTIONS) and TARGET in SECTIONS
 
 
