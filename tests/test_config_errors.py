@@ -84,12 +84,15 @@ def _check_as(nobody: pwd.struct_passwd, tmp_path: Path) -> None:
     cfg = _config(tmp_path, log={"events": str(logs / "events.jsonl")})
     os.chown(cfg, nobody.pw_uid, nobody.pw_gid)
 
-    def as_nobody() -> subprocess.CompletedProcess:
+    def as_nobody(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                               sys.executable, "-m", "vidupd", "check-config", "-c", str(cfg)],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT,
-                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                               sys.executable, *(argv or ("-m", "vidupd", "check-config", "-c", str(cfg)))],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                   "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))})
 
+    if as_nobody("-c", "import vidupd.cli.main").returncode != 0:
+        pytest.skip(f"user nobody cannot read this checkout ({ROOT}) or its Python")
     out = as_nobody()
     assert out.returncode == 2 and f"no permission to write in {logs}" in out.stderr, out.stdout + out.stderr
     os.chown(logs, nobody.pw_uid, nobody.pw_gid)
