@@ -53,12 +53,15 @@ class Option:
     def check(self, value: Any) -> tuple[Any, str | None]:
         """(the value to use, what is wrong with it or None), for a value of the right type.
         A secret's value is never quoted in the message."""
+        shown = "" if self.secret else f", not {value!r}"
         if self.duration and isinstance(value, str):
             try:
-                value = parse_duration(value, self.duration) / self.duration
+                seconds = parse_duration(value, self.duration)
             except ValueError as e:
                 return value, str(e)
-        shown = "" if self.secret else f", not {value!r}"
+            if not self.secret:  # a range is in bare numbers: say what the text came to
+                shown = f", not {value!r} ({_number(seconds)} s)"
+            value = seconds / self.duration
         if self.choices and isinstance(value, str):
             for choice in self.choices:
                 if value.lower() == choice.lower():
