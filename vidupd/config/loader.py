@@ -19,6 +19,7 @@ from .. import providers
 from ..core.filters import PathFilter
 from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
+from ..ledger.claim_order import DEFAULT_ORDER, ORDERS
 from ..providers.base import REQUIRED, Option
 from .model import (AFTER_UPLOAD, DEFAULT_PATH, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
                     TargetConfig, WatchConfig)
@@ -123,7 +124,8 @@ class _Loader(ServiceKeys):
         base = self.path.parent
 
         self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify"}, "")
+                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify",
+                            "order"}, "")
         state_raw = self._take(raw, "state_dir", "", str)
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
         workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
@@ -134,11 +136,15 @@ class _Loader(ServiceKeys):
         if stop_timeout is not None and not 0 < stop_timeout <= 3600:
             self.error("stop_timeout", f"must be more than 0 and at most 3600 seconds, not {stop_timeout}")
         retain = self._checked(raw, "retain_days", "", Option(float, RETAIN_DAYS, minimum=0))
+        order = self._checked(raw, "order", "", Option(str, DEFAULT_ORDER, choices=ORDERS))
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
         metrics = self._metrics(raw.get("metrics", {}))
         notify = self._notify(raw.get("notify", []))
         targets = self._targets(raw.get("targets"), state_dir)
+        for name, t in targets.items():
+            if t.workers is not None and workers is not None and t.workers > workers:
+                self.error(f"targets.{name}.workers", f"must be at most the global workers ({workers}), not {t.workers}")
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
         errors = [p for p in self.problems if not p.warning]
@@ -149,6 +155,7 @@ class _Loader(ServiceKeys):
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=float(stop_timeout),
             retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
+            order=order,
         )
 
     def _rate(self, raw: dict) -> int | None:
@@ -207,15 +214,17 @@ class _Loader(ServiceKeys):
             except ImportError as e:
                 self.error(f"{where}.provider", f"provider {provider!r} cannot be loaded: {e}")
                 continue
-            common = {"provider", "wait_ready", "ready_timeout"}
+            common = {"provider", "wait_ready", "ready_timeout", "workers"}
             self._unknown(body, common | set(cls.options), where)
             wait_ready = self._take(body, "wait_ready", where, bool, True)
             ready_timeout = self._checked(body, "ready_timeout", where, Option(float, 7200.0, positive=True))
+            target_workers = self._checked(body, "workers", where, Option(int, None, minimum=1, maximum=64))
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
             for key, message in cls.settings_problems(settings):
                 self.error(f"{where}.{key}", message)
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
-                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout)
+                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout,
+                                     workers=target_workers)
         if not out and not any(p.key.startswith("targets") for p in self.problems):
             self.error("targets", "at least one [targets.NAME] table is required")
         return out
@@ -288,7 +297,7 @@ class _Loader(ServiceKeys):
             return ()
         out: list[WatchConfig] = []
         allowed = {"path", "targets", "include", "exclude", "recursive", "settle_seconds", "after_upload",
-                   "move_to", "poll", "poll_interval", "ready_marker", "kind"}
+                   "move_to", "poll", "poll_interval", "ready_marker", "kind", "priority"}
         for i, body in enumerate(items):
             where = f"watch[{i}]"
             if not isinstance(body, dict):
@@ -313,6 +322,7 @@ class _Loader(ServiceKeys):
                 poll_interval=self._checked(body, "poll_interval", where, Option(float, 5.0, positive=True)),
                 ready_marker=self._take(body, "ready_marker", where, str, None),
                 kind=self._checked(body, "kind", where, Option(str, "auto", choices=WATCH_KINDS)),
+                priority=self._checked(body, "priority", where, Option(int, 0, minimum=-1_000_000, maximum=1_000_000)),
             )
             if w["ready_marker"] is not None and not w["ready_marker"].startswith("."):
                 self.error(f"{where}.ready_marker", "must be a suffix starting with '.', e.g. \".done\"")
