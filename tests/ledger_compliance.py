@@ -330,6 +330,14 @@ class LedgerCompliance:
         (new,) = ledger.offer_many([Intent(p, "/w", (("t", "video"),), ident(mtime=2), META, 7)])
         assert new.job_id == o.job_id and ledger.get(o.job_id).priority == 7
 
+    def test_related_finds_a_files_jobs_and_same_size_jobs_of_the_target(self, ledger: Ledger, tmp_path: Path):
+        ids = self._queue(ledger, tmp_path, [("a.mp4", 100, 0), ("b.mp4", 100, 0), ("c.mp4", 200, 0)])
+        other = self._queue(ledger, tmp_path, [("a.mp4", 100, 0)], target="other")
+        found = ledger.related("t", tmp_path / "a.mp4", 100)
+        assert [j.id for j in found] == [ids["a.mp4"], ids["b.mp4"]]  # by id; not c (size), not the other target
+        assert [j.id for j in ledger.related("t", tmp_path / "c.mp4", 7)] == [ids["c.mp4"]]  # by path alone
+        assert ledger.related("t", tmp_path / "z.mp4", 5) == [] and other
+
     # -- fencing ------------------------------------------------------------------------------------
     @pytest.fixture
     def taken_over(self, ledger: Ledger, tmp_path: Path) -> tuple[Job, Job]:

@@ -11,7 +11,7 @@ fingerprint the ledger holds (a duplicate it would skip)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -149,7 +149,6 @@ def _known(e: PlanEntry, j: Job) -> PlanEntry:
 
 
 def _with(e: PlanEntry, action: str, detail: str, j: Job, **more: Any) -> PlanEntry:
-    from dataclasses import replace
-
+    """`e` as the ledger's job `j` says; a job of this very file shows the title it was queued with."""
     return replace(e, action=action, detail=" ".join(detail.split()), job_id=j.id, remote_id=j.remote_id,
                    title=j.metadata.title if j.path == e.path and action != "upload" else e.title, **more)
