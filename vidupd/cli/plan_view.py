@@ -67,10 +67,10 @@ def render(entries: list[PlanEntry], config: Config, width: int | None) -> Any:
             n += 1
         rows.append(_cells(n if e.action in WOULD_UPLOAD else None, e))
     widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(_COLUMNS)]
-    if width is not None:  # FILE, TITLE and WHAT share what is left (2:2:3), cut with an ellipsis
+    if width is not None:  # FILE and TITLE take up to 2/7 each of what is left, WHAT the rest; cut with …
         left = max(15, width - sum(widths[:-3]) - (len(_COLUMNS) - 1))
-        for i, share in ((-3, 2), (-2, 2), (-1, 3)):
-            widths[i] = max(4, min(widths[i], left * share // 7))
+        widths[-3], widths[-2] = (max(4, min(widths[i], left * 2 // 7)) for i in (-3, -2))
+        widths[-1] = max(5, min(widths[-1], left - widths[-3] - widths[-2]))
     t = Table(expand=False, box=None, header_style="bold", pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
     for i, name in enumerate(_COLUMNS):
         t.add_column(name, justify="right" if name in _RIGHT else "left", width=widths[i], no_wrap=True,
