@@ -161,6 +161,7 @@ def test_dry_run_lists_new_done_and_duplicate_files_and_writes_nothing(make):
     shutil.copyfile(site.outbox / "a.mp4", site.outbox / "b.mp4")  # the same content under another name
     drop(site.outbox / "c.mp4", 200 * KB)
     (site.outbox / "c.mp4.json").write_text(json.dumps({"title": "Evening news"}))
+    shutil.copyfile(site.outbox / "c.mp4", site.outbox / "c2.mp4")  # two new files, one content
     (site.outbox / "notes.txt").write_text("not media")
     state, journal = _tree(site.state), site.journal.entries()
 
@@ -174,16 +175,18 @@ def test_dry_run_lists_new_done_and_duplicate_files_and_writes_nothing(make):
     assert rows == [("c.mp4", "upload", "vod", "video", 200_000, "Evening news", None),
                     ("a.mp4", "done", "vod", "video", 300_000, "a", remote),
                     ("b.mp4", "duplicate", "vod", "video", 300_000, "b", remote),
+                    ("c2.mp4", "duplicate", "vod", "video", 200_000, "c2", None),
                     ("notes.txt", "not-sent", "vod", None, 9, None, None)]
     dup = plan["entries"][2]
     assert dup["job_id"] == first["vidupd.job_id"] and f"job {first['vidupd.job_id']}" in dup["detail"]
-    assert [e["would_upload"] for e in plan["entries"]] == [True, False, False, False]
+    assert [e["would_upload"] for e in plan["entries"]] == [True, False, False, False, False]
+    assert "same content as c.mp4" in plan["entries"][3]["detail"]
     same = vidupd("check-config", "--show-plan", "--json", "-c", str(site.config))
     assert same.returncode == 0 and json.loads(same.stdout) == plan
     table = vidupd("run", "--dry-run", "-c", str(site.config))
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("dry run: 1 upload(s) would start (200.0 kB)") and "1 done; 1 duplicate" in lines[0]
+    assert lines[0].startswith("dry run: 1 upload(s) would start (200.0 kB)") and "1 done; 2 duplicate" in lines[0]
     assert lines[2].split()[:7] == ["1", "upload", "vod", "video", "200.0", "kB", "0"]
     assert "Evening news" in lines[2] and remote in lines[3] and "duplicate" in lines[4] and remote in lines[4]
     assert _tree(site.state) == state and site.journal.entries() == journal  # nothing written, nothing sent
@@ -192,9 +195,13 @@ def test_dry_run_lists_new_done_and_duplicate_files_and_writes_nothing(make):
 
     site.config.write_text(site.config.read_text().replace("workers = 0", "workers = 2"))
     with site.daemon() as d:  # what the plan said is what the daemon does
-        wait_for(lambda: len(site.completed()) >= 2 and actions(site.events, "upload.skipped"), 60,
-                 what="c uploaded and b skipped")
+        dups = lambda: [e for e in actions(site.events, "upload.skipped") if "vidupd.remote_id" in e]  # noqa: E731
+        wait_for(lambda: len(site.completed()) >= 2 and len(dups()) >= 2, 60,
+                 what="one of c and c2 uploaded, b and the other skipped as duplicates")
         assert d.stop() == 0
-    (skipped,) = [e for e in actions(site.events, "upload.skipped") if e["file.path"].endswith("b.mp4")]
-    assert skipped["vidupd.remote_id"] == remote
-    assert [e["title"] for e in site.journal.entries()] == ["a", "Evening news"]
+    skipped = {Path(e["file.path"]).name: e["vidupd.remote_id"] for e in dups()}
+    sent = {Path(e["file.path"]).name: e["vidupd.remote_id"] for e in site.completed()[1:]}
+    ((sent_name, sent_id),) = sent.items()  # one of the two identical new files went, the other was skipped
+    other = ({"c.mp4", "c2.mp4"} - {sent_name}).pop()
+    assert sent_name in ("c.mp4", "c2.mp4") and skipped == {"b.mp4": remote, other: sent_id}
+    assert len(site.journal.entries()) == 2 and site.journal.entries()[0]["title"] == "a"

@@ -11,6 +11,7 @@ fingerprint the ledger holds (a duplicate it would skip)."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,6 +47,7 @@ class PlanEntry:
     job_id: int | None = None
     remote_id: str | None = None
     order_id: int = NEW_ID  # the job id (or NEW_ID + scan position) the claim order ends with
+    identity: FileIdentity | None = None  # the file version looked at (to hash it, if it comes to that)
 
     def to_json(self) -> dict[str, Any]:
         return {"file": safe_text(self.path), "watch": self.watch, "target": self.target, "kind": self.kind,
@@ -65,10 +67,32 @@ def plan(config: Config, ledger: Ledger | None) -> list[PlanEntry]:
     queue = sorted((e for e in entries if e.action in WOULD_UPLOAD),
                    key=lambda e: key({"id": e.order_id, "priority": e.priority, "size": e.size,
                                       "path": path_to_db(e.path)}))
+    if config.skip_duplicates:
+        queue = _twins_among_new(queue)
     running = [e for e in entries if e.action == "uploading"]
-    rest = sorted((e for e in entries if e.action not in WOULD_UPLOAD and e.action != "uploading"),
-                  key=lambda e: (safe_text(e.path), e.target or ""))
-    return running + queue + rest
+    rest = [e for e in entries if e.action not in WOULD_UPLOAD and e.action != "uploading"]
+    rest += [e for e in queue if e.action not in WOULD_UPLOAD]  # duplicates among the new files
+    return running + [e for e in queue if e.action in WOULD_UPLOAD] + sorted(
+        rest, key=lambda e: (safe_text(e.path), e.target or ""))
+
+
+def _twins_among_new(queue: list[PlanEntry]) -> list[PlanEntry]:
+    """New files of identical content for one target: the daemon hashes them (same size)
+    and sends one, skipping the others; here the first in the claim order goes."""
+    sizes = Counter((e.target, e.size) for e in queue if e.action == "upload")
+    seen: dict[tuple[str | None, str], PlanEntry] = {}
+    hashes: dict[Path, str] = {}
+    out = []
+    for e in queue:
+        if e.action == "upload" and sizes[(e.target, e.size)] > 1 and e.identity is not None:
+            if e.path not in hashes:
+                hashes[e.path] = content_hash(e.path, e.identity, "crc64").content_id
+            first = seen.setdefault((e.target, hashes[e.path]), e)
+            if first is not e:
+                e = replace(e, action="duplicate", detail=f"would be skipped: same content as "
+                            f"{safe_text(first.path.name)}, a new file that goes first")
+        out.append(e)
+    return out
 
 
 def _files(watch: WatchConfig) -> Iterator[Path]:
@@ -105,7 +129,7 @@ def _entries(config: Config, ledger: Ledger | None, watch: WatchConfig, path: Pa
     for target, kind in seen.wanted:
         assert seen.metadata is not None
         base = PlanEntry(path, where, target, kind, size, seen.metadata.title, "upload", "new: would upload",
-                         watch.priority, order_id=NEW_ID + n + len(out))
+                         watch.priority, order_id=NEW_ID + n + len(out), identity=seen.identity)
         out.append(_verdict(config, ledger, base, seen.identity, hashes))
     return out
 
