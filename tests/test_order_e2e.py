@@ -126,7 +126,7 @@ def test_a_slow_target_capped_at_one_worker_leaves_the_others_to_the_fast_one(ma
 
 def test_prioritize_moves_a_waiting_job_to_the_front(make):
     site = make(rates={"vod": 1_000_000})
-    drop(site.outbox / "a.mp4", 5_000 * KB)  # about 5 s at the sandbox's 1 MB/s: time to reorder the rest
+    drop(site.outbox / "a.mp4", 8_000 * KB)  # about 8 s at the sandbox's 1 MB/s: time to reorder the rest
     for name in ("b.mp4", "c.mp4", "d.mp4"):
         drop(site.outbox / name, 100 * KB + len(name) + ord(name[0]))
     site.configure({"workers": 1, "order": "name"}, [{"path": str(site.outbox), "targets": ["vod"],

@@ -63,6 +63,7 @@ def plan(config: Config, ledger: Ledger | None) -> list[PlanEntry]:
     for watch in config.watches:
         for path in _files(watch):
             entries += _entries(config, ledger, watch, path, len(entries))
+    entries += _unseen(ledger, {e.job_id for e in entries if e.job_id is not None})
     key = sort_key(config.order)
     queue = sorted((e for e in entries if e.action in WOULD_UPLOAD),
                    key=lambda e: key({"id": e.order_id, "priority": e.priority, "size": e.size,
@@ -74,6 +75,20 @@ def plan(config: Config, ledger: Ledger | None) -> list[PlanEntry]:
     rest += [e for e in queue if e.action not in WOULD_UPLOAD]  # duplicates among the new files
     return running + [e for e in queue if e.action in WOULD_UPLOAD] + sorted(
         rest, key=lambda e: (safe_text(e.path), e.target or ""))
+
+
+def _unseen(ledger: Ledger | None, seen: set[int]) -> list[PlanEntry]:
+    """Waiting and running jobs no file in the watches stands for now (a one-shot upload's,
+    a file deleted or changed since): the pool takes them too."""
+    out = []
+    for j in ledger.jobs(["queued", "uploading"]) if ledger is not None else ():
+        if j.id in seen:
+            continue
+        where = "not in a watched folder now" if j.path.exists() else "its file is gone: it would fail"
+        e = PlanEntry(j.path, j.watch or "-", j.target, j.kind, j.size, j.metadata.title, "upload", "")
+        e = _known(e, j)
+        out.append(replace(e, detail=f"{e.detail} ({where})"))
+    return out
 
 
 def _twins_among_new(queue: list[PlanEntry]) -> list[PlanEntry]:
@@ -146,6 +161,10 @@ def _verdict(config: Config, ledger: Ledger | None, e: PlanEntry, identity: File
     if moved:
         j = moved[-1]
         return _with(e, "renamed", f"renamed from {safe_text(j.path.name)}: already {j.state} as job {j.id}", j)
+    older = [j for j in related if j.path == e.path and j.state in ("queued", "failed")]
+    if older:  # the same name with new content, not uploaded yet: `offer` starts that job over
+        j = older[-1]
+        e = replace(e, detail=f"new version: job {j.id} ({j.state}) starts over", job_id=j.id, order_id=j.id)
     if config.skip_duplicates:
         for j in related:
             if j.md5 and j.remote_id and j.state in ("done", "committed"):
