@@ -18,6 +18,7 @@ from ..config import Config, ConfigError, default_path, load
 from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
 from ..ledger.model import STATES
+from . import order_cmds
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -47,6 +48,8 @@ def _load(args: argparse.Namespace, writes: bool = False, read_secrets: bool = T
 def cmd_check_config(args: argparse.Namespace) -> int:
     from ..config.state_modes import secured
 
+    if args.show_plan:  # vidupd.cli.order_cmds: the config checked the same way, then the plan
+        return order_cmds.cmd_plan(args)
     config = load(args.config)
     for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
         print(f"warning: {w}", file=sys.stderr)
@@ -57,6 +60,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..service.daemon import Daemon
 
+    if args.dry_run:
+        return order_cmds.cmd_plan(args)
     return Daemon(_load(args, writes=True)).run()
 
 
@@ -243,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"config file (default: $VIDUPD_CONFIG or {default_path()})")
         return sp
 
-    with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(func=cmd_run)
-    with_config(sub.add_parser("check-config", help="validate the config as run would (exit 2 on a problem); "
-                               "writes nothing")).set_defaults(func=cmd_check_config)
+    run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
+    run.set_defaults(func=cmd_run)
+    check = with_config(sub.add_parser("check-config", help="validate the config as run would (exit 2 on a "
+                                       "problem); writes nothing"))
+    check.set_defaults(func=cmd_check_config)
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
     st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
     st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
@@ -324,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("config-reference", help="print every config key (type, default, allowed values, meaning)")
     cr.add_argument("--format", choices=("markdown",), default="markdown", help="output format (docs/CONFIG.md is it)")
     cr.set_defaults(func=cmd_config_reference)
+    order_cmds.add_arguments(sub, run, check, with_config)
     return p
 
 

@@ -86,7 +86,7 @@ class JobView:
             "next_poll": iso(self.next_try) if j.state == "committed" else None,
             "held_for_change": j.not_before >= HELD,
             "last_error": self.error, "created": iso(j.created or None), "updated": iso(j.updated),
-            "age_seconds": round(self.age, 1),
+            "age_seconds": round(self.age, 1), "priority": j.priority,
         }
 
 

@@ -135,11 +135,15 @@ class _Loader(SecretRefs, ServiceKeys):
         skip_dup = self._checked(raw, "skip_duplicates", "", top["skip_duplicates"])
         stop_timeout = self._checked(raw, "stop_timeout", "", top["stop_timeout"])
         retain = self._checked(raw, "retain_days", "", top["retain_days"])
+        order = self._checked(raw, "order", "", top["order"])
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
         metrics = self._metrics(raw.get("metrics", {}))
         notify = self._notify(raw.get("notify", []))
         targets = self._targets(raw.get("targets"), state_dir)
+        for name, t in targets.items():
+            if t.workers is not None and workers is not None and t.workers > workers:
+                self.error(f"targets.{name}.workers", f"must be at most the global workers ({workers}), not {t.workers}")
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
         errors = [p for p in self.problems if not p.warning]
@@ -150,6 +154,7 @@ class _Loader(SecretRefs, ServiceKeys):
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=stop_timeout,
             retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
+            order=order,
         )
 
     def _rate(self, raw: dict) -> int | None:
@@ -210,11 +215,13 @@ class _Loader(SecretRefs, ServiceKeys):
             self._unknown(body, set(TARGET.options) | set(cls.options), where)
             wait_ready = self._checked(body, "wait_ready", where, TARGET.options["wait_ready"])
             ready_timeout = self._checked(body, "ready_timeout", where, TARGET.options["ready_timeout"])
+            target_workers = self._checked(body, "workers", where, TARGET.options["workers"])
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
             for key, message in cls.settings_problems(settings):
                 self.error(f"{where}.{key}", message)
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
-                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout)
+                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout,
+                                     workers=target_workers)
         if not out and not any(p.key.startswith("targets") for p in self.problems):
             self.error("targets", "at least one [targets.NAME] table is required")
         return out
@@ -265,7 +272,8 @@ class _Loader(SecretRefs, ServiceKeys):
                 include=self._strings(body, "include", where, opt["include"].default) or opt["include"].default,
                 exclude=self._strings(body, "exclude", where, opt["exclude"].default) or (),
                 **{key: self._checked(body, key, where, opt[key]) for key in (
-                    "recursive", "settle_seconds", "after_upload", "poll", "poll_interval", "ready_marker", "kind")},
+                    "recursive", "settle_seconds", "after_upload", "poll", "poll_interval", "ready_marker", "kind",
+                    "priority")},
             )
             if w["ready_marker"] is not None and not w["ready_marker"].startswith("."):
                 self.error(f"{where}.ready_marker", "must be a suffix starting with '.', e.g. \".done\"")

@@ -11,6 +11,7 @@ from typing import Mapping
 
 from ..core.console import FORMATS
 from ..core.units import DAY
+from ..ledger.claim_order import DEFAULT_ORDER, ORDERS
 from ..providers.base import REQUIRED, Option
 from .model import AFTER_UPLOAD, LEVELS, NOTIFY_EVENTS, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS
 
@@ -48,6 +49,9 @@ TOP = Section("", "Top level", "The daemon as a whole: where its state lives and
     retain_days=Option(float, RETAIN_DAYS, minimum=0, duration=DAY,
                        help="finished jobs older than this are pruned from the ledger once their file has left "
                        "the watched folder (a bare number is days; 0: keep every job)"),
+    order=Option(str, DEFAULT_ORDER, choices=ORDERS,
+                 help="which waiting job of equal priority goes first: oldest (queued first), smallest, largest "
+                 "or name (path order); applies to every waiting job at once"),
 ))
 
 RETRY = Section("retry", "[retry]", "How often and how patiently a failing job is tried again.", _table(
@@ -102,6 +106,9 @@ WATCH = Section("watch", "[[watch]]", "A watched folder (repeat the table for mo
     ready_marker=Option(str, None, help="suffix of a marker file, e.g. \".done\": NAME is taken only once "
                         "NAME.done exists"),
     kind=Option(str, "auto", choices=WATCH_KINDS, help="what the files are; auto: by extension"),
+    priority=Option(int, 0, minimum=-1_000_000, maximum=1_000_000,
+                    help="jobs of a watch with a higher priority are sent first; recorded when a job is queued "
+                    "(a change applies to jobs queued after the reload; `vidupd prioritize` changes waiting ones)"),
 ))
 
 TARGET = Section("targets", "[targets.NAME]", "A platform account files are sent to. These keys are common to "
@@ -110,6 +117,9 @@ TARGET = Section("targets", "[targets.NAME]", "A platform account files are sent
     wait_ready=Option(bool, True, help="after upload, poll the platform until the media is playable (media.ready)"),
     ready_timeout=Option(float, 7200.0, positive=True, duration=SECONDS,
                          help="how long media may stay processing before it counts as failed"),
+    workers=Option(int, None, minimum=1, maximum=64,
+                   help="uploads to this target at once, under the global workers (unset: the global value), "
+                   "so a slow platform cannot occupy every worker"),
 ))
 
 # The tables in the order of the file and the reference; the top level's own keys come first.

@@ -6,8 +6,9 @@ One job per (file version, target). States:
 The in-memory work queue is a bounded window onto these rows, so 100,000 waiting files cost
 rows on disk, not objects in RAM. Modules: `model` (states, Job, Intent, Offer,
 LedgerError), `schema` (the migrations), `outcomes` (what a worker reports, and the event
-each report implies), `sqlite` (the SQLite Ledger), `shared` (values every process of one
-ledger shares, such as rotating OAuth tokens).
+each report implies), `sqlite` (the SQLite Ledger; its claims in `sqlite_claim`), `claim_order`
+(priority, then `order`: the order claims take waiting jobs in), `shared` (values every process
+of one ledger shares, such as rotating OAuth tokens).
 
 Fencing: every claim bumps the job's lease generation. Each transition a worker makes names
 the lease it holds (`owner=`, `generation=`) and runs only if the row still carries that
