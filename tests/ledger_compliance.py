@@ -24,7 +24,7 @@ import pytest
 from vidupd.core.errors import LeaseLost
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.ledger import (DUPLICATE_REMOTE_ID, HELD, MIGRATIONS, Completed, ContentReset, Failed, HeldForChange,
-                           Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
+                           Intent, Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
                            RetryLater, Skipped, Unconfigured, WaitForTwin)
 
 META = Metadata(title="t")
@@ -245,6 +245,99 @@ class LedgerCompliance:
         assert ledger.recover() == 1
         (j,) = ledger.claim("X", 1, 60)
         assert j.state == "uploading"
+
+    # -- order and priority -------------------------------------------------------------------------
+    @staticmethod
+    def _queue(ledger: Ledger, tmp_path: Path, files: list[tuple[str, int, int]], target: str = "t",
+               watch: str | None = "/w") -> dict[str, int]:
+        """Offer (name, size, priority) files in this order; name -> job id."""
+        intents = [Intent(tmp_path / name, watch, ((target, "video"),), ident(inode=hash((target, name)) % 10**9,
+                                                                              size=size), META, priority)
+                   for name, size, priority in files]
+        return {o.path.name: o.job_id for o in ledger.offer_many(intents)}
+
+    @pytest.mark.parametrize("order, expected", [
+        ("oldest", ["a", "b", "c", "d", "e"]), ("smallest", ["d", "a", "e", "c", "b"]),
+        ("largest", ["b", "c", "e", "a", "d"]), ("name", ["a", "b", "c", "d", "e"])])
+    def test_claim_takes_higher_priority_first_then_the_order(self, ledger: Ledger, tmp_path: Path, order: str,
+                                                              expected: list[str]):
+        ids = self._queue(ledger, tmp_path, [("c", 300, 0), ("a", 200, 0), ("x", 900, -1), ("e", 250, 0),
+                                             ("b", 400, 0), ("d", 100, 0), ("hi", 50, 5)])
+        by_id = {v: k for k, v in ids.items()}
+        if order == "oldest":
+            expected = ["c", "a", "e", "b", "d"]  # by job id: the order they were queued in
+        taken = [by_id[j.id] for _ in range(7) for j in ledger.claim("A", 1, 60, order=order)]
+        assert taken == ["hi", *expected, "x"]  # priority 5 first, -1 last, whatever the order
+        assert ledger.get(ids["hi"]).priority == 5 and ledger.get(ids["a"]).priority == 0
+
+    def test_claim_of_several_merges_the_groups_in_order(self, ledger: Ledger, tmp_path: Path):
+        a = self._queue(ledger, tmp_path, [("a1", 10, 0), ("a2", 30, 0), ("a3", 50, 1)], target="A")
+        b = self._queue(ledger, tmp_path, [("b1", 20, 0), ("b2", 40, 0)], target="B", watch="/v")
+        c = self._queue(ledger, tmp_path, [("c1", 5, 0)], target="A", watch=None)  # a one-shot upload's job
+        got = [j.id for j in ledger.claim("X", 4, 60, order="smallest")]
+        assert sorted(got) == sorted([a["a3"], c["c1"], a["a1"], b["b1"]])
+        assert [j.id for j in ledger.claim("X", 5, 60, order="smallest")] == sorted([a["a2"], b["b2"]])
+
+    def test_skip_targets_and_watches_leave_the_rest_to_the_others(self, ledger: Ledger, tmp_path: Path):
+        slow = self._queue(ledger, tmp_path, [(f"s{i}.mp4", 100, 9) for i in range(20)], target="slow")
+        fast = self._queue(ledger, tmp_path, [(f"f{i}.mp4", 100, 0) for i in range(3)], target="fast")
+        paused = self._queue(ledger, tmp_path, [("p.mp4", 1, 99)], target="fast", watch="/paused")
+        # the slow target's higher-priority queue does not starve the fast one: its jobs fill the claim
+        got = ledger.claim("A", 3, 60, skip_targets=["slow"], skip_watches=["/paused"])
+        assert [j.id for j in got] == [fast[f"f{i}.mp4"] for i in range(3)]
+        assert ledger.claim("A", 3, 60, skip_targets=("slow", "fast")) == []
+        assert [j.id for j in ledger.claim("A", 1, 60, skip_watches={"/w"})] == [paused["p.mp4"]]
+        (first,) = ledger.claim("A", 1, 60)
+        assert first.id == slow["s0.mp4"]
+
+    def test_skip_applies_to_expired_uploads_but_not_to_status_polls(self, ledger: Ledger, tmp_path: Path):
+        ids = self._queue(ledger, tmp_path, [("up.mp4", 100, 0), ("poll.mp4", 200, 0)], target="slow")
+        ledger.claim("A", 2, 0.05)
+        ledger.apply(ids["poll.mp4"], Completed("R1", "video", final=False, poll_in=0), owner=None)
+        time.sleep(0.1)  # the upload's lease ran out
+        assert ledger.claim("B", 5, 60, skip_targets=["slow"], poll_limit=0) == []
+        (poll,) = ledger.claim("B", 0, 60, poll_limit=1, skip_targets=["slow"])
+        assert poll.id == ids["poll.mp4"] and poll.state == "committed"
+        (up,) = ledger.claim("B", 1, 60)
+        assert up.id == ids["up.mp4"] and up.state == "uploading"
+
+    def test_claim_restricted_to_ids_follows_the_order_too(self, ledger: Ledger, tmp_path: Path):
+        ids = self._queue(ledger, tmp_path, [("a", 300, 0), ("b", 100, 0), ("c", 200, 0), ("d", 50, 1)])
+        got = ledger.claim("A", 2, 60, ids=[ids["a"], ids["b"], ids["c"]], order="smallest")
+        assert [j.id for j in got] == sorted([ids["b"], ids["c"]])
+        assert ledger.get(ids["d"]).state == "queued"
+
+    def test_prioritize_moves_waiting_jobs_to_the_front(self, ledger: Ledger, tmp_path: Path):
+        ids = self._queue(ledger, tmp_path, [("a", 1, 0), ("b", 2, 3), ("c", 3, 0), ("d", 4, 0)])
+        (running,) = ledger.claim("A", 1, 60)
+        assert running.id == ids["b"]
+        priority, refused = ledger.prioritize([ids["d"], ids["b"], 999])  # b runs: not waiting; 999: no such job
+        assert priority == 4 and refused == [ids["b"], 999]  # one above the highest in the ledger
+        assert ledger.get(ids["d"]).priority == 4 and ledger.get(ids["b"]).priority == 3
+        assert [j.id for j in ledger.claim("A", 1, 60)] == [ids["d"]]
+        assert ledger.prioritize([ids["a"]], priority=-2) == (-2, [])
+        assert [j.id for j in ledger.claim("A", 1, 60)] == [ids["c"]]  # a, older, now comes after c
+        assert [j.id for j in ledger.claim("A", 1, 60)] == [ids["a"]] and ledger.get(ids["a"]).priority == -2
+
+    def test_prioritize_with_nothing_to_change(self, ledger: Ledger, tmp_path: Path):
+        assert ledger.prioritize([]) == (1, [])
+        assert ledger.prioritize([5], priority=7) == (7, [5])
+
+    def test_requeued_new_content_takes_the_priority_configured_now(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.mp4"
+        (o,) = ledger.offer_many([Intent(p, "/w", (("t", "video"),), ident(mtime=1), META, 1)])
+        (again,) = ledger.offer_many([Intent(p, "/w", (("t", "video"),), ident(mtime=1), META, 7)])
+        assert again.outcome == "known" and ledger.get(o.job_id).priority == 1  # queued before the change
+        (new,) = ledger.offer_many([Intent(p, "/w", (("t", "video"),), ident(mtime=2), META, 7)])
+        assert new.job_id == o.job_id and ledger.get(o.job_id).priority == 7
+
+    def test_related_finds_a_files_jobs_and_same_size_jobs_of_the_target(self, ledger: Ledger, tmp_path: Path):
+        ids = self._queue(ledger, tmp_path, [("a.mp4", 100, 0), ("b.mp4", 100, 0), ("c.mp4", 200, 0)])
+        other = self._queue(ledger, tmp_path, [("a.mp4", 100, 0)], target="other")
+        found = ledger.related("t", tmp_path / "a.mp4", 100)
+        assert [j.id for j in found] == [ids["a.mp4"], ids["b.mp4"]]  # by id; not c (size), not the other target
+        assert [j.id for j in ledger.related("t", tmp_path / "c.mp4", 7)] == [ids["c.mp4"]]  # by path alone
+        assert ledger.related("t", tmp_path / "z.mp4", 5) == [] and other
 
     # -- fencing ------------------------------------------------------------------------------------
     @pytest.fixture
@@ -545,6 +638,7 @@ class LedgerCompliance:
         assert half.state == "uploading" and l.checkpoint(half.id).load() == {"upload_token": "tok"}
         assert l.recover() == 0  # no lease owner recorded: nothing to free, and nothing lost
         assert half.lease_gen == 0 and done.lease_gen == 0  # never claimed under fencing yet
+        assert half.priority == 0 and done.priority == 0  # jobs queued before priorities existed
         # left `uploading` with no lease at all (a kill -9 before leases had expiries): it is
         # runnable, and resumes from its checkpoint
         (claimed,) = l.claim("me", 5, 60)

@@ -1,5 +1,6 @@
 """systemd/vidupd.service: `systemd-analyze verify` is clean, `systemd-analyze security`
-rates it 2.0 or lower, and it agrees with the daemon and the example config.
+rates it 2.0 or lower, it agrees with the daemon and the example config, and its reload
+checks the config (the one ExecStart uses) before signalling.
 The logrotate snippet passes `logrotate` itself, when it is installed."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def local_copy(tmp_path: Path) -> Path:
         exe.write_text(f"#!/bin/sh\nexec {sys.executable} -m vidupd \"$@\"\n")
         exe.chmod(0o755)
     text = UNIT.read_text()
-    assert "ExecStart=/usr/local/bin/vidupd run -c /etc/vidupd/vidupd.toml" in text
+    assert "ExecStart=/usr/local/bin/vidupd run\n" in text and "ExecReload=/usr/local/bin/vidupd check-config\n" in text
     copy = tmp_path / "vidupd.service"
     copy.write_text(text.replace("/usr/local/bin/vidupd", str(exe)))
     return copy
@@ -84,7 +85,11 @@ def test_unit_matches_the_daemon_and_the_example_config():
     d = directives(UNIT.read_text())
     one = {k: v[-1] for k, v in d.items()}
     assert one["Type"] == "notify" and one["NotifyAccess"] == "main"
-    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # reload: check the config first (a bad one fails `systemctl reload`), then signal
+    assert d["ExecReload"] == ["/usr/local/bin/vidupd check-config", "/bin/kill -HUP $MAINPID"]
+    # both read the config ExecStart's run reads: the one in $VIDUPD_CONFIG, named once
+    assert d["Environment"] == ["VIDUPD_CONFIG=/etc/vidupd/vidupd.toml"]
+    assert "-c" not in one["ExecStart"].split() and one["ExecStart"].endswith(" run")
     assert one["Restart"] == "on-failure" and one["RestartPreventExitStatus"] == "2"  # config error: no loop
     assert one["User"] == "vidupd" and one["StateDirectory"] == "vidupd" and one["LogsDirectory"] == "vidupd"
     # running uploads get STOP_TIMEOUT to checkpoint, threads are joined after: systemd must wait longer
@@ -155,3 +160,33 @@ def test_logrotate_snippet_rotates_a_live_event_log(site, tmp_path):
         assert d.stop() == 0
     assert len(read_events(rotated)) == n
     assert oct(site.events.stat().st_mode & 0o777) == "0o640"
+
+
+def _reload_check(unit: str, config: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The unit's first ExecReload= command, run as systemd would: its Environment= with the
+    config moved to `config` (a drop-in's Environment=VIDUPD_CONFIG=...), nothing else."""
+    d = directives(unit)
+    env_name, _, _ = d["Environment"][0].partition("=")
+    argv = d["ExecReload"][0].split()
+    exe = local_copy(tmp_path).read_text()
+    argv[0] = re.search(r"ExecReload=(\S+) check-config", exe).group(1)
+    env = {"PATH": os.environ["PATH"], env_name: str(config), "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_reload_fails_on_a_bad_config_before_the_daemon_is_signalled(tmp_path):
+    """`systemctl reload` runs the ExecReload= lines in order and stops at the first failure:
+    the check-config line exits 2 on a config the daemon would refuse, so the reload job
+    fails visibly (today's unit reported success) and kill -HUP never runs."""
+    from helpers import write_config
+
+    (tmp_path / "outbox").mkdir()
+    cfg = write_config(tmp_path / "vidupd.toml", {"state_dir": str(tmp_path / "state")}, {"a": {"provider": "null"}},
+                       [{"path": str(tmp_path / "outbox"), "targets": ["a"]}], {"events": str(tmp_path / "ev.jsonl")})
+    unit = UNIT.read_text()
+    good = _reload_check(unit, cfg, tmp_path)
+    assert good.returncode == 0 and f"{cfg}: ok" in good.stdout, good.stdout + good.stderr
+    cfg.write_text(cfg.read_text().replace('targets = ["a"]', 'targets = ["a", "a"]'))
+    bad = _reload_check(unit, cfg, tmp_path)
+    assert bad.returncode == 2 and "watch[0].targets: target 'a' is listed more than once" in bad.stderr, bad.stderr
+    assert not (tmp_path / "state").exists() and not (tmp_path / "ev.jsonl").exists()  # the check wrote nothing

@@ -18,6 +18,7 @@ from ..config import Config, ConfigError, default_path, load
 from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
 from ..ledger.model import STATES
+from . import order_cmds
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -47,6 +48,8 @@ def _load(args: argparse.Namespace, writes: bool = False, read_secrets: bool = T
 def cmd_check_config(args: argparse.Namespace) -> int:
     from ..config.state_modes import secured
 
+    if args.show_plan:  # vidupd.cli.order_cmds: the config checked the same way, then the plan
+        return order_cmds.cmd_plan(args)
     config = load(args.config)
     for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
         print(f"warning: {w}", file=sys.stderr)
@@ -59,6 +62,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..service.daemon import Daemon
 
+    if args.dry_run:
+        return order_cmds.cmd_plan(args)
     return Daemon(_load(args, writes=True)).run()
 
 
@@ -115,8 +120,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = _load(args, writes=True)
     ledger = open_ledger(config, config.state_dir)
-    n = ledger.retry(args.jobs, failed=args.failed)
-    ledger.close()
+    try:
+        missing = [j for j in args.jobs if ledger.get(j) is None]
+        if missing:  # a mistyped id changes nothing, and says so (not "0 job(s) queued again")
+            print(f"retry: no such job: {', '.join(map(str, missing))} (vidupd status --all lists them)",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        n = ledger.retry(args.jobs, failed=args.failed)
+    finally:
+        ledger.close()
     print(f"{n} job(s) queued again")
     return EXIT_OK
 
@@ -209,49 +221,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Sandbox + daemon in one process, events on stdout, and a sample file to watch go through."""
-    import dataclasses
-    import threading
+    from .demo import run_demo
 
-    from ..config.state_modes import secured
-    from ..core.events import LogConfig
-    from ..ledger import open_ledger
-    from ..sandbox.app import start_sandbox
-    from ..sandbox.common import SandboxOptions
-    from ..service.daemon import Daemon
+    return run_demo(args)
 
-    box = start_sandbox(args.dir, SandboxOptions())
-    config = dataclasses.replace(secured(load(box.config)), log=LogConfig(events="-", level="info"))
-    outbox = config.watches[0].path
-    print(f"# vidupd demo: platforms emulated on 127.0.0.1; config {box.config}", file=sys.stderr)
-    print(f"# copy video files into {outbox}/ and watch their ids appear below; "
-          f"accepted media are listed in {box.journal.path}. Ctrl-C stops.", file=sys.stderr)
-    if not args.no_sample:
-        sample = outbox / "vidupd-sample.mp4"
-        tmp = outbox / ".vidupd-sample.mp4.part"
-        tmp.write_bytes(os.urandom(args.sample_mib << 20))  # random bytes: a new video every run
-        os.replace(tmp, sample)
-    daemon = Daemon(config)
-    if args.once:
-        def stop_when_settled() -> None:
-            started = time.monotonic()
-            while time.monotonic() - started < 300:
-                time.sleep(0.5)
-                try:
-                    ledger = open_ledger(config, config.state_dir, readonly=True)
-                except Exception:
-                    continue
-                counts = ledger.counts()
-                ledger.close()
-                if counts and not any(counts.get(s) for s in ("queued", "uploading", "committed")):
-                    break
-            daemon.request_stop()
 
-        threading.Thread(target=stop_when_settled, daemon=True).start()
-    try:
-        return daemon.run()
-    finally:
-        box.shutdown()
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from ..config.reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return EXIT_OK
 
 
 def _since(text: str) -> float:
@@ -262,16 +241,20 @@ def _since(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidupd", description="Watch folders and upload finished videos, resumably.")
-    p.add_argument("--version", action="version", version=f"vidupd {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"vidupd {__version__}", help="show the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do (COMMAND --help: its flags)")
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("-c", "--config", type=Path, default=None,
                         help=f"config file (default: $VIDUPD_CONFIG or {default_path()})")
         return sp
 
-    with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(func=cmd_run)
-    with_config(sub.add_parser("check-config", help="validate the config")).set_defaults(func=cmd_check_config)
+    run = with_config(sub.add_parser("run", help="run the daemon in the foreground"))
+    run.set_defaults(func=cmd_run)
+    check = with_config(sub.add_parser("check-config", help="validate the config as run would (exit 2 on a "
+                                       "problem); writes nothing"))
+    check.set_defaults(func=cmd_check_config)
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
     st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
     st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
@@ -284,35 +267,41 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("health", help="ask the running daemon's /healthz (exit 0 healthy, 1 not)")
                 ).set_defaults(func=cmd_health)
     up = with_config(sub.add_parser("upload", help="upload files now, through the same ledger"))
-    up.add_argument("--target", required=True)
+    up.add_argument("--target", required=True, help="the [targets.NAME] to upload to")
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
     up.add_argument("--wait", action="store_true", help="also wait until the platform has processed the media")
-    up.add_argument("files", nargs="+")
+    up.add_argument("files", nargs="+", help="the files to upload")
     up.set_defaults(func=cmd_upload)
     pl = with_config(sub.add_parser("pull", help="have the platform fetch media from URLs (UploadMediaByURL)"))
-    pl.add_argument("--target", required=True)
+    pl.add_argument("--target", required=True, help="the [targets.NAME] whose platform fetches the URLs")
     pl.add_argument("--title", help="title for the pulled media (default: from the URL)")
     pl.add_argument("--no-wait", action="store_true", help="return once submitted; the daemon polls the status")
-    pl.add_argument("urls", nargs="+")
+    pl.add_argument("urls", nargs="+", help="http(s) URLs of the media")
     pl.set_defaults(func=cmd_pull)
     rg = with_config(sub.add_parser("register", help="register files already in platform storage (RegisterMedia)"))
-    rg.add_argument("--target", required=True)
-    rg.add_argument("--title")
-    rg.add_argument("file_urls", nargs="+")
+    rg.add_argument("--target", required=True, help="the [targets.NAME] whose storage holds the files")
+    rg.add_argument("--title", help="title for the registered media (default: from the file name)")
+    rg.add_argument("file_urls", nargs="+", help="URLs of the files in the platform's storage")
     rg.set_defaults(func=cmd_register)
     rt = with_config(sub.add_parser("retry", help="queue failed jobs again"))
-    rt.add_argument("jobs", nargs="*", type=int)
+    rt.add_argument("jobs", nargs="*", type=int, help="job ids (vidupd status); an unknown one changes nothing, exit 1")
     rt.add_argument("--failed", action="store_true", help="every failed job")
     rt.set_defaults(func=cmd_retry)
     sb = sub.add_parser("sandbox", help="run the emulated platforms on 127.0.0.1")
     sb.add_argument("--dir", type=Path, required=True, help="data folder; DIR/vidupd.toml is written there")
-    sb.add_argument("--fail-rate", type=float, default=0.0)
-    sb.add_argument("--token-ttl", type=float, default=0.0)
-    sb.add_argument("--confirm-delay", type=float, default=0.0)
-    sb.add_argument("--duplicate-ids", action="store_true")
-    sb.add_argument("--max-rate", type=int, default=0)
-    sb.add_argument("--hash-only", action="store_true")
-    sb.add_argument("--seed", type=int, default=None)
+    sb.add_argument("--fail-rate", type=float, default=0.0, metavar="RATE",
+                    help="fraction of requests answered 5xx or dropped (0-1)")
+    sb.add_argument("--token-ttl", type=float, default=0.0, metavar="SECONDS",
+                    help="lifetime of access tokens and STS credentials (0: each service's default)")
+    sb.add_argument("--confirm-delay", type=float, default=0.0, metavar="SECONDS",
+                    help="Youku: how long `check` reports 2/3 after the last slice")
+    sb.add_argument("--duplicate-ids", action="store_true",
+                    help="hand back an id already issued (a platform bug seen in the wild)")
+    sb.add_argument("--max-rate", type=int, default=0, metavar="BPS",
+                    help="bytes/s for request bodies, per server (0: unlimited)")
+    sb.add_argument("--hash-only", action="store_true",
+                    help="keep digests of received bytes, not the bytes (benchmarks)")
+    sb.add_argument("--seed", type=int, default=None, help="random seed, for reproducible fault runs")
     sb.add_argument("--drop-create-answer", type=int, default=0, metavar="N",
                     help="VOD: the first N CreateUploadVideo calls succeed but lose their answer")
     sb.add_argument("--drop-complete-answer", type=int, default=0, metavar="N",
@@ -330,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="VOD: refuse every signed call with 403 CODE (e.g. Forbidden.RAM)")
     sb.add_argument("--youku-protocol", choices=("oss", "slices", "both"), default="both",
                     help="Youku create: oss = isnew=1 only, slices = the six steps always, both = by isnew")
-    sb.add_argument("--youku-slice-length", type=int, default=0,
+    sb.add_argument("--youku-slice-length", type=int, default=0, metavar="BYTES",
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
@@ -341,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--sample-mib", type=int, default=8, help="size of the sample file")
     dm.add_argument("--once", action="store_true", help="stop when everything in the outbox is uploaded")
     dm.set_defaults(func=cmd_demo)
+    cr = sub.add_parser("config-reference", help="print every config key (type, default, allowed values, meaning)")
+    cr.add_argument("--format", choices=("markdown",), default="markdown", help="output format (docs/CONFIG.md is it)")
+    cr.set_defaults(func=cmd_config_reference)
+    order_cmds.add_arguments(sub, run, check, with_config)
     return p
 
 

@@ -12,26 +12,22 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.fsnames import safe_text
-from ..core.units import human_rate
+from ..core.units import human_rate, parse_duration
 from ..ledger import FINISHED, HELD, STATES, Job
 
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def since_seconds(text: str) -> float:
-    """`--since` value: 90, 90s, 15m, 1h, 2d, 1w -> seconds (argparse type: exit 2 otherwise)."""
-    m = _SINCE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 15m, 1h, 2d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    """`--since` value: 90, 90s, 15m, 1h, 2d, 1w, 1h30m -> seconds (core.units.parse_duration,
+    the config's durations; argparse type: exit 2 otherwise)."""
+    try:
+        return parse_duration(text)  # a string: never negative
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def iso(ts: float | None) -> str | None:
@@ -90,7 +86,7 @@ class JobView:
             "next_poll": iso(self.next_try) if j.state == "committed" else None,
             "held_for_change": j.not_before >= HELD,
             "last_error": self.error, "created": iso(j.created or None), "updated": iso(j.updated),
-            "age_seconds": round(self.age, 1),
+            "age_seconds": round(self.age, 1), "priority": j.priority,
         }
 
 

@@ -1,4 +1,6 @@
-"""The configuration: one TOML file read into frozen values (`model`) by `loader`.
+"""The configuration: one TOML file read into frozen values (`model`) by `loader`, through the
+key definitions of `options` (and each provider's `Option`s), which `reference` renders into
+docs/CONFIG.md.
 
 Everything above this layer (intake, engine, service, cli) reads these values and never the
 TOML itself; a problem found here names the file and the key (`FILE: KEY: what is wrong`), and

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..ledger.location import SCHEMES, LedgerSettings, scrub_url, url_password
-from ..providers.base import Option
+from .options import LEDGER
 
-KEYS = {"url", "password"}
+KEYS = set(LEDGER.options)
 INSTALL = "pip install 'vidupd[postgresql]'"
 
 
@@ -44,7 +44,7 @@ class LedgerKeys:
             self.error("ledger", "must be a table")
             return LedgerSettings()
         self._unknown(table, KEYS, "ledger")
-        url = self._take(table, "url", "ledger", str, None)
+        url = self._checked(table, "url", "ledger", LEDGER.options["url"])
         if url is not None:
             problem = _url_problem(url)
             if problem:
@@ -64,6 +64,6 @@ class LedgerKeys:
         try:
             if isinstance(table.get("password"), dict):
                 return self._secret(table["password"], "ledger.password")
-            return self._option(table, "password", Option(str, None, secret=True), "ledger")
+            return self._option(table, "password", LEDGER.options["password"], "ledger")
         finally:
             self.read_secrets = keep

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import stat
 import sys
 from pathlib import Path
 from types import MappingProxyType
@@ -20,9 +19,10 @@ from ..core.filters import PathFilter
 from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
-from .model import (AFTER_UPLOAD, DEFAULT_PATH, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS, Config, ConfigError, Problem,
-                    TargetConfig, WatchConfig)
+from .model import DEFAULT_PATH, Config, ConfigError, Problem, TargetConfig, WatchConfig
+from .options import RETRY, TARGET, TOP, TOP_KEYS, WATCH
 from .ledger_keys import LedgerKeys
+from .secret_refs import SecretRefs, exposed as _exposed
 from .service_keys import ServiceKeys, absolute as _abs
 
 if sys.version_info >= (3, 11):
@@ -37,18 +37,20 @@ def default_path() -> Path:
 def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem.
 
-    `read_secrets=False` is for read-only commands (`status`): a secret given by reference
-    is checked for its form but not read (no environment variable, file or systemd
-    credential is needed), and holds a value that refuses to be revealed."""
+    `read_secrets=False` is for read-only commands (`status`, `health`): a secret given by
+    reference is checked for its form but not read (no environment variable, file or systemd
+    credential is needed), and holds a value that refuses to be revealed; nor need the event
+    log be writable (they never write it)."""
     return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
-class _Loader(ServiceKeys, LedgerKeys):
+class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
     def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
         self.read_secrets = read_secrets
         self.problems: list[Problem] = []
+        self.exposed = ""  # how the config file is open to group/other ("" if it is not)
 
     # -- reporting -------------------------------------------------------------------
     def error(self, key: str, message: str) -> None:
@@ -80,9 +82,9 @@ class _Loader(ServiceKeys, LedgerKeys):
         return value
 
     def _checked(self, table: dict, key: str, where: str, spec: Option) -> Any:
-        """The value of `key` as `spec` declares it (type, then choices and range); on a
-        problem it is reported and the default (None if required) comes back."""
-        value = self._take(table, key, where, spec.type, spec.default, secret=spec.secret)
+        """The value of `key` as `spec` declares it (type, then choices, units and range); on
+        a problem it is reported and the default (None if required) comes back."""
+        value = self._take(table, key, where, spec.types, spec.default, secret=spec.secret)
         if key not in table or value is None:
             return value
         value, problem = spec.check(value)
@@ -122,26 +124,28 @@ class _Loader(ServiceKeys, LedgerKeys):
         except tomllib.TOMLDecodeError as e:
             raise ConfigError([Problem(self.file, "-", f"not valid TOML: {e}")]) from None
         base = self.path.parent
+        self.exposed = _exposed(self.path)
 
-        self._unknown(raw, {"state_dir", "workers", "max_rate", "rescan_interval", "skip_duplicates",
-                            "stop_timeout", "retry", "log", "targets", "watch", "retain_days", "metrics", "notify",
-                            "ledger"}, "")
-        state_raw = self._take(raw, "state_dir", "", str)
+        self._unknown(raw, TOP_KEYS, "")
+        top = TOP.options
+        state_raw = self._checked(raw, "state_dir", "", top["state_dir"])
         state_dir = _abs(base, state_raw) if state_raw else Path("/nonexistent")
-        workers = self._checked(raw, "workers", "", Option(int, 2, minimum=1, maximum=64))
+        workers = self._checked(raw, "workers", "", top["workers"])
         max_rate = self._rate(raw)
-        rescan = self._checked(raw, "rescan_interval", "", Option(float, 300.0, minimum=1))
-        skip_dup = self._take(raw, "skip_duplicates", "", bool, True)
-        stop_timeout = self._take(raw, "stop_timeout", "", float, STOP_TIMEOUT)
-        if stop_timeout is not None and not 0 < stop_timeout <= 3600:
-            self.error("stop_timeout", f"must be more than 0 and at most 3600 seconds, not {stop_timeout}")
-        retain = self._checked(raw, "retain_days", "", Option(float, RETAIN_DAYS, minimum=0))
+        rescan = self._checked(raw, "rescan_interval", "", top["rescan_interval"])
+        skip_dup = self._checked(raw, "skip_duplicates", "", top["skip_duplicates"])
+        stop_timeout = self._checked(raw, "stop_timeout", "", top["stop_timeout"])
+        retain = self._checked(raw, "retain_days", "", top["retain_days"])
+        order = self._checked(raw, "order", "", top["order"])
         retry = self._retry(raw.get("retry", {}))
         log = self._log(raw.get("log", {}), base)
         metrics = self._metrics(raw.get("metrics", {}))
         notify = self._notify(raw.get("notify", []))
         ledger = self._ledger(raw.get("ledger", {}))
         targets = self._targets(raw.get("targets"), state_dir)
+        for name, t in targets.items():
+            if t.workers is not None and workers is not None and t.workers > workers:
+                self.error(f"targets.{name}.workers", f"must be at most the global workers ({workers}), not {t.workers}")
         watches = self._watches(raw.get("watch"), base, targets, state_dir)
 
         errors = [p for p in self.problems if not p.warning]
@@ -150,9 +154,10 @@ class _Loader(ServiceKeys, LedgerKeys):
         return Config(
             source=self.path, state_dir=state_dir, targets=MappingProxyType(targets), watches=watches,
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
-            stop_timeout=float(stop_timeout),
+            stop_timeout=stop_timeout,
             retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
             ledger=ledger,
+            order=order,
         )
 
     def _rate(self, raw: dict) -> int | None:
@@ -177,10 +182,9 @@ class _Loader(ServiceKeys, LedgerKeys):
         if not isinstance(table, dict):
             self.error("retry", "must be a table")
             return RetryPolicy()
-        self._unknown(table, {"attempts", "initial_backoff", "max_backoff"}, "retry")
-        attempts = self._checked(table, "attempts", "retry", Option(int, 8, minimum=1))
-        initial = self._checked(table, "initial_backoff", "retry", Option(float, 2.0, positive=True))
-        maximum = self._checked(table, "max_backoff", "retry", Option(float, 300.0, positive=True))
+        self._unknown(table, set(RETRY.options), "retry")
+        attempts, initial, maximum = (self._checked(table, key, "retry", RETRY.options[key])
+                                      for key in ("attempts", "initial_backoff", "max_backoff"))
         if "max_backoff" not in table:
             maximum = max(maximum, initial)  # the default cap follows a long initial_backoff
         elif maximum < initial:
@@ -200,7 +204,7 @@ class _Loader(ServiceKeys, LedgerKeys):
             if not isinstance(body, dict):
                 self.error(where, "must be a table")
                 continue
-            provider = self._take(body, "provider", where, str)
+            provider = self._checked(body, "provider", where, TARGET.options["provider"])
             if provider is None:
                 continue
             try:
@@ -211,15 +215,16 @@ class _Loader(ServiceKeys, LedgerKeys):
             except ImportError as e:
                 self.error(f"{where}.provider", f"provider {provider!r} cannot be loaded: {e}")
                 continue
-            common = {"provider", "wait_ready", "ready_timeout"}
-            self._unknown(body, common | set(cls.options), where)
-            wait_ready = self._take(body, "wait_ready", where, bool, True)
-            ready_timeout = self._checked(body, "ready_timeout", where, Option(float, 7200.0, positive=True))
+            self._unknown(body, set(TARGET.options) | set(cls.options), where)
+            wait_ready = self._checked(body, "wait_ready", where, TARGET.options["wait_ready"])
+            ready_timeout = self._checked(body, "ready_timeout", where, TARGET.options["ready_timeout"])
+            target_workers = self._checked(body, "workers", where, TARGET.options["workers"])
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
             for key, message in cls.settings_problems(settings):
                 self.error(f"{where}.{key}", message)
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
-                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout)
+                                     wait_ready=bool(wait_ready), ready_timeout=ready_timeout,
+                                     workers=target_workers)
         if not out and not any(p.key.startswith("targets") for p in self.problems):
             self.error("targets", "at least one [targets.NAME] table is required")
         return out
@@ -233,55 +238,13 @@ class _Loader(ServiceKeys, LedgerKeys):
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 self.error(full, "must be a list of strings")
         if spec.secret and isinstance(value, str):
+            if self.exposed and key in table:  # (not the default "" of an optional secret)
+                self.warn(full, f"secret given inline in {self.file}, which {self.exposed}; chmod 600 it, or give "
+                          "the secret as { credential = \"NAME\" }, { file = \"PATH\" } or { env = \"NAME\" }")
             return Secret(value, "inline")
         if key.endswith("_dir") or key in ("dest",):
             return _abs(self.path.parent, value) if isinstance(value, str) else value
         return value
-
-    def _secret(self, ref: dict, key: str) -> Secret | None:
-        """A secret given by reference. Nothing of the table is quoted (not even an unknown
-        key: a pasted secret may be one), only which references exist."""
-        unknown = [k for k in ref if k not in ("env", "file", "credential")]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], ["env", "file", "credential"], n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.error(key, f"a secret's table takes one of env, file or credential; it has another key{hint}")
-            return None
-        if len(ref) != 1:
-            self.error(key, "give exactly one of env, file or credential")
-            return None
-        (how, name), = ref.items()
-        if not isinstance(name, str) or not name:
-            self.error(f"{key}.{how}", "must be a non-empty string")
-            return None
-        if not self.read_secrets:
-            return Secret.unread(f"{how}:{name}")
-        if how == "env":
-            value = os.environ.get(name)
-            if value is None:
-                self.error(f"{key}.env", f"environment variable {name} is not set")
-                return None
-            return Secret(value, f"env:{name}")
-        if how == "credential":
-            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not cred_dir:
-                self.error(f"{key}.credential", "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")
-                return None
-            path = Path(cred_dir) / name
-        else:
-            path = _abs(self.path.parent, name)
-        try:
-            st = path.stat()
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            self.error(f"{key}.{how}", f"cannot read secret file {path}: {e.strerror}")
-            return None
-        if how == "file" and st.st_mode & (stat.S_IRWXO | stat.S_IRGRP | stat.S_IWGRP):
-            self.warn(f"{key}.file", f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); chmod 600 it")
-        if not value:
-            self.error(f"{key}.{how}", f"secret file {path} is empty")
-            return None
-        return Secret(value, f"{how}:{path}")
 
     def _watches(self, items: Any, base: Path, targets: dict[str, TargetConfig], state_dir: Path) -> tuple[WatchConfig, ...]:
         if items is None:
@@ -291,36 +254,33 @@ class _Loader(ServiceKeys, LedgerKeys):
             self.error("watch", "must be an array of tables ([[watch]])")
             return ()
         out: list[WatchConfig] = []
-        allowed = {"path", "targets", "include", "exclude", "recursive", "settle_seconds", "after_upload",
-                   "move_to", "poll", "poll_interval", "ready_marker", "kind"}
+        allowed, opt = set(WATCH.options), WATCH.options
         for i, body in enumerate(items):
             where = f"watch[{i}]"
             if not isinstance(body, dict):
                 self.error(where, "must be a table")
                 continue
             self._unknown(body, allowed, where)
-            raw_path = self._take(body, "path", where, str)
+            raw_path = self._checked(body, "path", where, opt["path"])
             path = _abs(base, raw_path) if raw_path else None
             names = self._strings(body, "targets", where)
             if names is not None and not names:
                 self.error(f"{where}.targets", "must name at least one target")
+            for twice in sorted({n for k, n in enumerate(names or ()) if n in names[:k]}):
+                self.error(f"{where}.targets", f"target {twice!r} is listed more than once")
             for n in names or ():
                 if n not in targets and not any(p.key.startswith(f"targets.{n}") for p in self.problems):
                     self.error(f"{where}.targets", f"unknown target {n!r} (defined: {', '.join(targets) or 'none'})")
             w = dict(
-                include=self._strings(body, "include", where, ("*",)) or ("*",),
-                exclude=self._strings(body, "exclude", where, ()) or (),
-                recursive=self._take(body, "recursive", where, bool, False),
-                settle_seconds=self._checked(body, "settle_seconds", where, Option(float, 10.0, minimum=0)),
-                after_upload=self._checked(body, "after_upload", where, Option(str, "keep", choices=AFTER_UPLOAD)),
-                poll=self._take(body, "poll", where, bool, False),
-                poll_interval=self._checked(body, "poll_interval", where, Option(float, 5.0, positive=True)),
-                ready_marker=self._take(body, "ready_marker", where, str, None),
-                kind=self._checked(body, "kind", where, Option(str, "auto", choices=WATCH_KINDS)),
+                include=self._strings(body, "include", where, opt["include"].default) or opt["include"].default,
+                exclude=self._strings(body, "exclude", where, opt["exclude"].default) or (),
+                **{key: self._checked(body, key, where, opt[key]) for key in (
+                    "recursive", "settle_seconds", "after_upload", "poll", "poll_interval", "ready_marker", "kind",
+                    "priority")},
             )
             if w["ready_marker"] is not None and not w["ready_marker"].startswith("."):
                 self.error(f"{where}.ready_marker", "must be a suffix starting with '.', e.g. \".done\"")
-            move_raw = self._take(body, "move_to", where, str, None)
+            move_raw = self._checked(body, "move_to", where, opt["move_to"])
             move_to = _abs(base, move_raw) if move_raw else None
             if w["after_upload"] == "move" and move_to is None:
                 self.error(f"{where}.move_to", "is required when after_upload = \"move\"")

@@ -75,6 +75,7 @@ class TargetConfig:
     settings: Mapping[str, Any]  # the provider's own options, validated; secrets as Secret
     wait_ready: bool = True  # poll the platform after upload until the media is playable
     ready_timeout: float = 7200.0
+    workers: int | None = None  # concurrent uploads to this target at most (None: the global `workers`)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class WatchConfig:
     poll_interval: float = 5.0
     ready_marker: str | None = None
     kind: str = "auto"
+    priority: int = 0  # jobs this watch queues are claimed before those of lower priority
 
     @property
     def excludes(self) -> tuple[str, ...]:
@@ -114,4 +116,9 @@ class Config:
     metrics_listen: str | None = None  # [metrics] listen: HOST:PORT of /metrics and /healthz (off: None)
     notify: tuple["NotifyConfig", ...] = ()  # [[notify]] webhooks
     warnings: tuple[Problem, ...] = ()
+    order: str = "oldest"  # jobs of equal priority: oldest, smallest, largest, name (ledger.claim_order)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)  # [ledger]: SQLite under state_dir unless url
+
+    def target_caps(self) -> tuple[tuple[str, int], ...]:
+        """(target, how many uploads to it may run at once) for targets capped below `workers`."""
+        return tuple((t.name, t.workers) for t in self.targets.values() if t.workers and t.workers < self.workers)

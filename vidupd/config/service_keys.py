@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.console import FORMATS
 from ..core.events import LogConfig
-from ..providers.base import Option
-from .model import LEVELS, NOTIFY_EVENTS, NotifyConfig, parse_listen
+from ..core.writable import append_problem
+from .model import NOTIFY_EVENTS, NotifyConfig, parse_listen
+from .options import LOG, METRICS, NOTIFY
 
 
 def absolute(base: Path, value: str) -> Path:
@@ -19,26 +19,29 @@ def absolute(base: Path, value: str) -> Path:
 
 
 class ServiceKeys:
-    """Mixin of the loader (it provides error, _take, _checked, _strings, _unknown, _secret)."""
+    """Mixin of the loader (it provides error, _take, _checked, _strings, _unknown, _secret,
+    read_secrets: False for a read-only command, which never writes the event log)."""
 
     def _log(self, table: Any, base: Path) -> LogConfig:
         if not isinstance(table, dict):
             self.error("log", "must be a table")
             return LogConfig()
-        self._unknown(table, {"events", "level", "format"}, "log")
-        events = self._take(table, "events", "log", str, "-")
-        level = self._checked(table, "level", "log", Option(str, "info", choices=LEVELS))
-        fmt = self._checked(table, "format", "log", Option(str, "auto", choices=FORMATS))
+        self._unknown(table, set(LOG.options), "log")
+        events, level, fmt = (self._checked(table, key, "log", LOG.options[key]) for key in ("events", "level", "format"))
         if events and events != "-":
             events = str(absolute(base, events))
+            # what `run` would fail on (FileNotFoundError, exit 1, a restart loop), found without writing
+            problem = append_problem(Path(events)) if self.read_secrets else None
+            if problem:
+                self.error("log.events", problem)
         return LogConfig(events=events or "-", level=level, format=fmt)
 
     def _metrics(self, table: Any) -> str | None:
         if not isinstance(table, dict):
             self.error("metrics", "must be a table")
             return None
-        self._unknown(table, {"listen"}, "metrics")
-        listen = self._take(table, "listen", "metrics", str, None)
+        self._unknown(table, set(METRICS.options), "metrics")
+        listen = self._checked(table, "listen", "metrics", METRICS.options["listen"])
         if listen is None:
             return None
         try:
@@ -57,8 +60,9 @@ class ServiceKeys:
         out = []
         for n, table in enumerate(tables):
             where = f"notify[{n}]"
-            self._unknown(table, {"url", "events", "secret", "timeout", "attempts", "queue"}, where)
-            url = self._take(table, "url", where, str)
+            opt = NOTIFY.options
+            self._unknown(table, set(opt), where)
+            url = self._checked(table, "url", where, opt["url"])
             if url is not None and not url.startswith(("http://", "https://")):
                 self.error(f"{where}.url", f"must be an http:// or https:// URL, not {url!r}")
                 url = None
@@ -70,10 +74,8 @@ class ServiceKeys:
             if isinstance(table.get("secret"), dict):
                 secret = self._secret(table["secret"], f"{where}.secret")
             elif "secret" in table:
-                secret = self._option(table, "secret", Option(str, None, secret=True), where)
-            timeout = self._checked(table, "timeout", where, Option(float, 10.0, positive=True, maximum=300))
-            attempts = self._checked(table, "attempts", where, Option(int, 5, minimum=1, maximum=100))
-            queue = self._checked(table, "queue", where, Option(int, 1000, minimum=1, maximum=1_000_000))
+                secret = self._option(table, "secret", opt["secret"], where)
+            timeout, attempts, queue = (self._checked(table, key, where, opt[key]) for key in ("timeout", "attempts", "queue"))
             if url is not None:
                 out.append(NotifyConfig(url=url, events=tuple(wanted or NOTIFY_EVENTS), secret=secret,
                                         timeout=timeout, attempts=attempts, queue=queue))

@@ -37,6 +37,7 @@ from ..providers.base import Provider, UploadContext, UploadRequest, UploadResul
 from ..providers.features import features
 from .abandon import abandon_upload
 from .after_upload import AfterUpload
+from .claiming import claim_within_caps
 from .poll import describe as _describe, poll_safely
 from .prepare import VANISHED, Prepared, prepare
 from .progress import MeteredThrottle, ProgressReporter
@@ -65,10 +66,13 @@ class PoolSettings:
     request_retry: RetryPolicy = REQUEST_RETRY
     poll_first: float = POLL_FIRST
     poll_max: float = POLL_MAX
+    order: str = "oldest"  # jobs of equal priority (vidupd.ledger.claim_order)
+    target_workers: tuple[tuple[str, int], ...] = ()  # (target, its cap) for targets capped below `workers`
 
 
 def settings_from(config: Config) -> PoolSettings:
-    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates)
+    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates,
+                        order=config.order, target_workers=config.target_caps())
 
 
 def job_fields(job: Job, provider: str | None = None) -> dict:
@@ -92,7 +96,7 @@ class Pool:
         self._poller = ThreadPoolExecutor(max_workers=POLL_WORKERS, thread_name_prefix="vidupd-poll")
         self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
         self._threads: dict[int, threading.Thread] = {}  # job id -> the worker running it
-        self._polling: set[int] = set()  # the ids in _running that are status polls
+        self._uploads: dict[int, str] = {}  # the ids in _running that are uploads (not polls) -> their target
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -191,18 +195,15 @@ class Pool:
             # instead of leaving a worker idle for up to a second.
             self._wake.clear()
             with self._lock:
-                polls = len(self._polling)
-                uploads = len(self._running) - polls
-            free_uploads = max(0, self.settings.workers - uploads)
+                per_target = list(self._uploads.values())  # the targets of the running uploads
+                polls = len(self._running) - len(per_target)
+            free_uploads = max(0, self.settings.workers - len(per_target))
             free_polls = max(0, POLL_WORKERS - polls)
             free = free_uploads + free_polls
             claimed = 0
-            if free > 0:  # both lanes in one transaction
-                jobs = self.ledger.claim(self.owner, free_uploads, LEASE_SECONDS, self._only_ids,
-                                         poll_limit=free_polls)
-                for job in jobs:
-                    self._submit(job)
-                claimed = len(jobs)
+            if free > 0:  # within the targets' caps (vidupd.engine.claiming); both lanes in one transaction
+                claimed = claim_within_caps(self._claim, self._submit, dict(self.settings.target_workers),
+                                            free_uploads, free_polls, per_target)
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
@@ -217,6 +218,10 @@ class Pool:
                 if nxt is not None:
                     delay = min(1.0, max(0.01, nxt - time.time()))
             self._wake.wait(delay)
+
+    def _claim(self, limit: int, polls: int, full: list[str]) -> list[Job]:
+        return self.ledger.claim(self.owner, limit, LEASE_SECONDS, self._only_ids, poll_limit=polls,
+                                 order=self.settings.order, skip_targets=full)
 
     def _lease(self, job: Job) -> dict:
         """The fence every ledger write for `job` carries: this pool's lease as claimed."""
@@ -252,18 +257,17 @@ class Pool:
                 bytes_done=done, percent=round(100 * done / max(1, j.size), 1), bytes_per_second=round(rate),
                 **job_fields(j, self._provider_name(j))))
         with self._lock:
-            poll = job.state == "committed"
-            fut = (self._poller if poll else self._executor).submit(self._run, job, cancel, reporter)
+            if job.state != "committed":  # an upload, not a status poll
+                self._uploads[job.id] = job.target
+            fut = (self._executor if job.id in self._uploads else self._poller).submit(self._run, job, cancel, reporter)
             self._running[job.id] = (fut, cancel, reporter)
-            if poll:
-                self._polling.add(job.id)
         fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: int) -> None:
         with self._lock:
             self._running.pop(job_id, None)
             self._threads.pop(job_id, None)
-            self._polling.discard(job_id)
+            self._uploads.pop(job_id, None)
         self._wake.set()
         self.job_finished.set()
 

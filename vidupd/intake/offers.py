@@ -113,7 +113,7 @@ class Intake:
         if not seen.wanted:
             return None
         assert seen.metadata is not None
-        return Intent(path, str(watch.path), seen.wanted, identity, seen.metadata)
+        return Intent(path, str(watch.path), seen.wanted, identity, seen.metadata, watch.priority)
 
     def refused(self, path: Path, reason: str) -> None:
         events.emit("file.rejected", f"{path.name}: refused: {reason}", level="error", outcome="failure",

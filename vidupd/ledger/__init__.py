@@ -6,8 +6,9 @@ One job per (file version, target). States:
 The in-memory work queue is a bounded window onto these rows, so 100,000 waiting files cost
 rows on disk, not objects in RAM. Modules: `model` (states, Job, Intent, Offer,
 LedgerError), `schema` (the migrations), `outcomes` (what a worker reports, and the event
-each report implies), `sqlite` (the Ledger: the transitions, written once for every store),
-`store` (what a store provides: connection, transactions, dialect), `sqlite_store` and
+each report implies), `sqlite` (the Ledger: the transitions, written once for every store;
+its claims in `sqlite_claim`), `claim_order` (priority, then `order`: the order claims take
+waiting jobs in), `store` (what a store provides: connection, transactions, dialect), `sqlite_store` and
 `postgresql` (the two stores; `pg_schema` the latter's migrations), `location` (`[ledger]`
 and `open_ledger`, which every command uses), `shared` (values every process of one
 ledger shares, such as rotating OAuth tokens).

@@ -58,6 +58,7 @@ class Job:
     lease_gen: int = 0  # bumped by every claim (fencing: see Ledger._hold)
     media_ids: tuple[str, ...] = ()  # ids that exist only once processing finished (a URL pull's MediaIds)
     created: float = 0.0  # when the job was first queued (`status` shows its age)
+    priority: int = 0  # higher is claimed first (its watch's priority when queued; `vidupd prioritize`)
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
@@ -73,6 +74,7 @@ class Job:
             remote_kind=r["remote_kind"], bytes_done=r["bytes_done"], rate=r["rate"], not_before=r["not_before"],
             lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
             lease_gen=r["lease_gen"], media_ids=_media_ids(r["details"]), created=r["created"],
+            priority=r["priority"],
         )
 
     @property
@@ -95,6 +97,7 @@ class Intent:
     targets: tuple[tuple[str, str], ...]
     identity: FileIdentity
     metadata: Metadata
+    priority: int = 0  # the watch's priority as configured now: kept on the jobs it queues
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_twins ON jobs(target, size)
     """,
+    # 6: order and priority: a job's priority and one index per `order`, grouped by
+    # (target, watch) (see ledger.claim_order); NULL watches first, as SQLite orders them, so
+    # the claim's skip scan over the groups walks the index in the same order on both
+    """
+    ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_queue_oldest ON jobs(state, target, watch NULLS FIRST, priority DESC, id);
+    CREATE INDEX jobs_queue_smallest ON jobs(state, target, watch NULLS FIRST, priority DESC, size, id);
+    CREATE INDEX jobs_queue_largest ON jobs(state, target, watch NULLS FIRST, priority DESC, size DESC, id);
+    CREATE INDEX jobs_queue_name ON jobs(state, target, watch NULLS FIRST, priority DESC, path, id)
+    """,
 )
 assert len(MIGRATIONS) == len(SQLITE_MIGRATIONS), "both stores have every schema version"
 

@@ -68,6 +68,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_twins ON jobs(target, size)
     """,
+    # 6: order and priority: a job's priority (from its watch when queued; `vidupd prioritize`)
+    # and one index per `order`, grouped by (target, watch) so a claim that skips a full
+    # target or a paused watch still walks only the rows it takes (see ledger.claim_order)
+    """
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_queue_oldest ON jobs(state, target, watch, priority DESC, id);
+    CREATE INDEX jobs_queue_smallest ON jobs(state, target, watch, priority DESC, size, id);
+    CREATE INDEX jobs_queue_largest ON jobs(state, target, watch, priority DESC, size DESC, id);
+    CREATE INDEX jobs_queue_name ON jobs(state, target, watch, priority DESC, path, id)
+    """,
 )
 
 

@@ -18,7 +18,7 @@ from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
-from .sqlite_queries import LedgerQueries
+from .sqlite_claim import SqliteClaims
 from .store import Conn
 
 
@@ -41,7 +41,7 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-class Ledger(LedgerQueries):
+class Ledger(SqliteClaims):
     """Thread-safe access to the ledger: jobs, claims, leases and transitions.
     `Ledger(state_dir)` is the SQLite ledger; `Ledger(store=...)` any other store."""
 
@@ -94,8 +94,8 @@ class Ledger(LedgerQueries):
                 db.execute(
                     "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
                     "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
-                    "lease_owner=NULL, lease_until=NULL, updated=? WHERE id=?",
-                    (*ident, meta, kind, now, reusable["id"]))
+                    "lease_owner=NULL, lease_until=NULL, priority=?, updated=? WHERE id=?",
+                    (*ident, meta, kind, it.priority, now, reusable["id"]))
                 db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
                 out.append(Offer(target, "requeued", reusable["id"], path))
                 continue
@@ -105,8 +105,8 @@ class Ledger(LedgerQueries):
                 continue
             new = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
-                "created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?) RETURNING id",
-                (self._p(path), watch, target, kind, *ident, meta, now, now)).fetchone()
+                "priority, created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?,?) RETURNING id",
+                (self._p(path), watch, target, kind, *ident, meta, it.priority, now, now)).fetchone()
             out.append(Offer(target, "queued", int(new[0]), path))
         return out
 
@@ -127,53 +127,7 @@ class Ledger(LedgerQueries):
                 (self._p(path), watch, target, kind, *ident, reason, now, now)).fetchone()
             return int(new[0])
 
-    # -- claiming --------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
-              poll_limit: int | None = None) -> list[Job]:
-        """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
-        (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
-        lease (its process died). `ids` restricts the choice (one-shot uploads). With
-        `poll_limit`, `limit` counts uploads only and up to `poll_limit` status polls are
-        claimed besides, in the same transaction (the pool runs polls on their own threads).
-
-        Each candidate query walks an index in id order, so a claim costs O(limit), not
-        O(queue length): 100,000 waiting jobs do not slow the pool down. On a shared
-        store the candidates are locked as they are picked and rows another host is
-        claiming are skipped (FOR UPDATE SKIP LOCKED), so two hosts never claim one job."""
-        now = self._now()
-        only = list(ids) if ids is not None else None
-        if only is not None and not only:
-            return []
-        extra = f" AND id IN ({','.join('?' * len(only))})" if only else ""
-        args = tuple(only or ())
-        jobs, locked = f"jobs {self._dialect.claim_index}", self._dialect.skip_locked
-        with self._tx() as db:
-            chosen: list[int] = []
-            polls: list[int] = []
-            for sql, params, is_poll in (
-                (f"SELECT id FROM {jobs} WHERE state='uploading' "
-                 "AND (lease_until IS NULL OR lease_until<?)", (now,),
-                 False),
-                (f"SELECT id FROM {jobs} WHERE state='committed' AND not_before<=? "
-                 "AND lease_owner IS NULL", (now,), True),
-                (f"SELECT id FROM {jobs} WHERE state='queued' AND not_before<=?", (now,), False),
-            ):
-                into, room = ((polls, poll_limit - len(polls)) if is_poll and poll_limit is not None
-                              else (chosen, limit - len(chosen)))
-                if room <= 0:
-                    continue
-                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?{locked}", (*params, *args, room))
-                into += [r[0] for r in rows]
-            chosen += polls
-            if not chosen:
-                return []
-            rows = db.execute(
-                f"UPDATE jobs SET lease_owner=?, lease_until=?, updated=?, lease_gen=lease_gen+1, "
-                f"state=CASE WHEN state='queued' THEN 'uploading' ELSE state END "
-                f"WHERE id IN ({','.join('?' * len(chosen))}) RETURNING *",
-                (owner, now + lease_seconds, now, *chosen)).fetchall()
-        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
-
+    # -- claiming: claim and prioritize are in vidupd.ledger.sqlite_claim -------------------------
     def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> list[int]:
         """Extend `owner`'s leases on `ids`; returns those it no longer holds (taken over)."""
         ids = list(ids)

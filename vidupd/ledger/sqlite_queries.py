@@ -39,6 +39,13 @@ class LedgerQueries(LedgerBase):
             args.append(limit)
         return [Job.from_row(r) for r in self._all(sql, args)]
 
+    def related(self, target: str, path: Path, size: int) -> list[Job]:
+        """Jobs of `target` for `path`, or of `size` (the same version renamed, a possible
+        twin), by id: what a dry run compares a file with. Read-only; two indexed lookups."""
+        rows = self._all("SELECT * FROM jobs WHERE path=? AND target=? UNION SELECT * FROM jobs WHERE target=? "
+                         "AND size=? ORDER BY id", (self._p(path), target, target, size))
+        return [Job.from_row(r) for r in rows]
+
     # -- housekeeping ------------------------------------------------------------------------
     def finished_before(self, cutoff: float, limit: int = 500, after: int = 0) -> list[Job]:
         """Finished jobs (done, skipped) last changed before `cutoff` (epoch s), by id from

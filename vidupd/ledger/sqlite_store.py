@@ -21,6 +21,14 @@ from .store import SQLITE, LedgerStore
 FILE = "ledger.sqlite3"
 
 
+def _ro_extra(path: Path) -> str:
+    """A read-only open of a WAL ledger creates (and leaves) its -wal and -shm files when
+    they are missing, i.e. when no process has it open: then it is opened immutable, so a
+    look (`status`, a dry run) writes nothing under state_dir. A writer starting meanwhile
+    writes to its new -wal, which this snapshot does not see."""
+    return "" if path.with_name(path.name + "-wal").exists() else "&immutable=1"
+
+
 class SqliteStore(LedgerStore):
     """Thread-safe access to the ledger database (one connection, one lock)."""
 
@@ -40,7 +48,7 @@ class SqliteStore(LedgerStore):
             except OSError as e:
                 raise LedgerError(f"{self.path}: cannot create the ledger ({e.strerror})") from None
         try:
-            target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            target = f"file:{self.path}?mode=ro{_ro_extra(self.path)}" if readonly else str(self.path)
             self._db = sqlite3.connect(target, uri=readonly, isolation_level=None, check_same_thread=False,
                                        timeout=30)
             self._db.row_factory = sqlite3.Row

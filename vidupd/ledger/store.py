@@ -46,22 +46,27 @@ class Dialect:
     """SQL fragments that differ between engines (each empty where an engine needs none)."""
 
     name: str
-    claim_index: str  # after `FROM jobs` in a claim's candidate query
+    index_hints: bool  # `FROM jobs INDEXED BY name`: SQLite's planner needs telling (see `indexed`)
     lock_row: str  # after a SELECT whose rows a transition will change
     skip_locked: str  # after a claim's candidate query (after its LIMIT)
+    nulls_first: str  # after an ORDER BY column where NULL must come first (SQLite's default, not PG's)
     path_param: Callable[[Any], Any]  # a path as the `path` column stores it
 
     def path(self, path: Any) -> Any:
         return self.path_param(path)
 
+    def indexed(self, index: str) -> str:
+        """What follows `FROM jobs` in a query that must walk `index` in order."""
+        return f"INDEXED BY {index}" if self.index_hints else ""
+
 
 # SQLite: one writer at a time (BEGIN IMMEDIATE), so nothing needs locking row by row.
-# INDEXED BY: walk (state, id) in order and stop at `limit`; the planner would otherwise
-# range-scan (state, not_before) and sort every waiting job per claim.
-SQLITE = Dialect("sqlite", "INDEXED BY jobs_claim", "", "", path_to_db)
+# INDEXED BY: a claim walks (state, id) or a queue index in order and stops at `limit`; the
+# planner would otherwise range-scan (state, not_before) and sort every waiting job per claim.
+SQLITE = Dialect("sqlite", True, "", "", "", path_to_db)
 # PostgreSQL: `path` is bytea (a file name is bytes; most are UTF-8, not all), rows a
 # transition reads are locked, and claims skip the rows another host is claiming.
-POSTGRESQL = Dialect("postgresql", "", " FOR UPDATE", " FOR UPDATE SKIP LOCKED", _bytes_path)
+POSTGRESQL = Dialect("postgresql", False, " FOR UPDATE", " FOR UPDATE SKIP LOCKED", " NULLS FIRST", _bytes_path)
 
 
 class LedgerStore(ABC):

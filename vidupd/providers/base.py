@@ -21,6 +21,7 @@ from ..core.model import FileIdentity, Metadata, SharedStore
 from ..core.retry import RetryPolicy
 from ..core.source import SourceFile
 from ..core.throttle import Throttle
+from ..core.units import parse_duration
 
 REQUIRED: Any = object()  # marker: an Option without a default must be given
 
@@ -39,11 +40,28 @@ class Option:
     minimum: float | None = None  # numbers: the smallest value allowed
     maximum: float | None = None  # numbers: the largest value allowed
     positive: bool = False  # numbers: must be > 0 (a timeout of 0 means no time at all)
+    # A duration: the seconds in one bare number (1: seconds; DAY: days). The key then also
+    # takes a string with units ("90s", "2m", "1h30m", "90d"), kept in the bare number's unit.
+    duration: float = 0.0
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        """The TOML value types the key takes (a duration: also a string with units)."""
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        return kinds + (str,) if self.duration and str not in kinds else kinds
 
     def check(self, value: Any) -> tuple[Any, str | None]:
         """(the value to use, what is wrong with it or None), for a value of the right type.
         A secret's value is never quoted in the message."""
         shown = "" if self.secret else f", not {value!r}"
+        if self.duration and isinstance(value, str):
+            try:
+                seconds = parse_duration(value, self.duration)
+            except ValueError as e:
+                return value, str(e)
+            if not self.secret:  # a range is in bare numbers: say what the text came to
+                shown = f", not {value!r} ({_number(seconds)} s)"
+            value = seconds / self.duration
         if self.choices and isinstance(value, str):
             for choice in self.choices:
                 if value.lower() == choice.lower():
@@ -178,6 +196,8 @@ class Provider(ABC):
     # Whether the platform needs the whole file's MD5 (Youku's create does). If not, the pool
     # fingerprints content with CRC-64 instead: ~20x cheaper than an MD5 pass.
     needs_md5: ClassVar[bool] = True
+    # One line for the config reference (docs/CONFIG.md): what the target sends files to.
+    summary: ClassVar[str] = ""
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
                  shared: SharedStore | None = None):

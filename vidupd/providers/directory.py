@@ -26,6 +26,7 @@ CHECKPOINT_EVERY = 8 << 20
 
 class DirectoryProvider(Resumable, Provider):
     name = "directory"
+    summary = "A local or mounted folder (NAS archive, staging area): files land atomically, resumably."
     options = {
         "dest": Option(str, help="folder that receives the files"),
         "fsync": Option(bool, True, help="fsync data before it counts as delivered"),

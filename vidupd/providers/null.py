@@ -12,6 +12,7 @@ from .base import Option, Provider, UploadContext, UploadRequest, UploadResult
 
 class NullProvider(Provider):
     name = "null"
+    summary = "Sends nothing: reads (or only stats) each file; for tests and benchmarks."
     options = {"read": Option(bool, True, help="read the file (exercises disk and throttle); false: only stat it")}
     kinds = frozenset(KINDS)
 

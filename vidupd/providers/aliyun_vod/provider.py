@@ -66,6 +66,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
     """Uploads to ApsaraVideo VOD; see the module docstring for the flow and checkpoint."""
 
     name: ClassVar[str] = "aliyun-vod"
+    summary: ClassVar[str] = ("Alibaba Cloud ApsaraVideo VOD: videos, images and attached media into VOD's "
+                              "OSS storage (multipart, resumable), and URL pulls.")
     kinds: ClassVar[frozenset[str]] = frozenset({"video", "image", "attached", "url_pull"})
     needs_md5: ClassVar[bool] = False  # OSS checks CRC-64 per part; no whole-file MD5 pass needed
     options: ClassVar[Mapping[str, Option]] = {
@@ -90,7 +92,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
                              help="ImageType of images uploaded on their own: default | cover"),
         "attached_business_type": Option(str, "subtitle", choices=BUSINESS_TYPES,
                                          help="BusinessType of attached media: subtitle | watermark | material"),
-        "request_timeout": Option((int, float), 60.0, positive=True, help="per-request timeout (s), RPC and OSS"),
+        "request_timeout": Option((int, float), 60.0, positive=True, duration=1,
+                                  help="per-request timeout (s), RPC and OSS"),
         "tags": Option(list, [], help="tags when the sidecar has none (at most 16 of 32 characters)"),
     }
 

@@ -102,6 +102,8 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
     """Uploads videos through Youku's open platform: the OSS flow or the six-step slice flow."""
 
     name: ClassVar[str] = "youku"
+    summary: ClassVar[str] = ("Youku's open platform: videos through the OSS flow or the six-step slice flow, "
+                              "OAuth tokens refreshed as they expire.")
     kinds: ClassVar[frozenset[str]] = frozenset({"video"})
     options: ClassVar[Mapping[str, Option]] = {
         "client_id": Option(str, help="Youku app client_id"),
@@ -127,11 +129,11 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
                                 help="OSS flow: v4 (default) | v1 (old set-ups)"),
         "oss_region": Option(str, "cn-shanghai", help="OSS flow: the bucket's region for V4 signatures when the "
                              "endpoint's host name does not tell it"),
-        "confirm_wait": Option((int, float), 60.0, positive=True,
+        "confirm_wait": Option((int, float), 60.0, positive=True, duration=1,
                                help="longest wait (s) between checks while Youku confirms"),
-        "confirm_timeout": Option((int, float), 3600.0, positive=True,
+        "confirm_timeout": Option((int, float), 3600.0, positive=True, duration=1,
                                   help="give up waiting for confirmation after this (s)"),
-        "request_timeout": Option((int, float), 60.0, positive=True, help="per-request timeout (s)"),
+        "request_timeout": Option((int, float), 60.0, positive=True, duration=1, help="per-request timeout (s)"),
     }
 
     def __init__(self, target: str, settings: Mapping[str, Any], state_dir: Path,
