@@ -298,3 +298,38 @@ def test_the_readme_set_up_works_and_a_role_without_privileges_is_told_so(pg_ser
     with pytest.raises(LedgerError, match="privileges") as e:  # the test's schema belongs to the superuser
         open_ledger(LedgerSettings(other_schema, Secret("readme-pw-1")), Path("/nonexistent"))
     assert "readme-pw-1" not in str(e.value)
+
+
+def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_path: Path, monkeypatch):
+    """As tests/test_claim_cost.py for SQLite: every statement a claim runs walks an index
+    (no Seq Scan, no Sort), for every order and skip, so a claim stays O(limit) on a queue
+    of thousands (the planner decides with the table's statistics, as in production)."""
+    from test_claim_cost import CLAIMS, fill
+
+    from vidupd.ledger.claim_order import ORDERS
+    from vidupd.ledger.postgresql import PgConn, _sql
+
+    l = backend.open()
+    fill(l, tmp_path, 2000)
+    with backend.server.admin() as db:
+        db.execute(f"ANALYZE {backend.schema}.jobs")
+    seen: list[tuple[str, tuple]] = []
+    execute = PgConn.execute
+
+    def spy(self, sql, args=()):
+        seen.append((sql, tuple(args)))
+        return execute(self, sql, args)
+
+    monkeypatch.setattr(PgConn, "execute", spy)
+    for order in ORDERS:
+        for kw in CLAIMS:
+            assert len(l.claim("A", 3, 60, order=order, poll_limit=2, **kw)) == 3
+    monkeypatch.undo()
+    selects = [(s, a) for s, a in seen if s.lstrip().upper().startswith("SELECT") and "FROM jobs" in s]
+    assert len(selects) >= 4 * len(CLAIMS) * len(ORDERS)
+    with backend.server.admin() as db:
+        db.execute(f"SET search_path = {backend.schema}")
+        for sql, args in selects:
+            plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + _sql(sql), args))
+            assert "Seq Scan" not in plan and "Sort" not in plan, (sql, plan)
+    l.close()
