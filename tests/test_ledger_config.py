@@ -61,7 +61,8 @@ def test_password_is_a_secret_read_even_by_read_only_commands(tmp_path: Path, mo
         config = load(path, read_secrets=read_secrets)
         assert config.ledger.url == "postgresql://vidupd@db.example/vidupd"
         assert config.ledger.password.reveal() == "s3cr3t-pw" and "s3cr3t-pw" not in repr(config)
-    assert vidupd("check-config", "-c", str(path), env={"VIDUPD_TEST_LEDGER_PW": "x"}).returncode == 0
+    out = vidupd("check-config", "-c", str(path), env={"VIDUPD_TEST_LEDGER_PW": "x"})  # db.example: not contacted
+    assert out.returncode == 0 and "ledger: postgresql://vidupd@db.example/vidupd (PostgreSQL; not contacted)" in out.stdout
 
 
 def test_urls_are_shown_without_passwords():
