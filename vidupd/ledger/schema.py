@@ -68,6 +68,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_twins ON jobs(target, size)
     """,
+    # 6: `vidupd cancel` marks a job here (epoch s); the lease holder sees it at its next check
+    # and cancels the transfer, or the command claims a job nobody holds and cancels it itself
+    """
+    ALTER TABLE jobs ADD COLUMN cancel_requested REAL
+    """,
 )
 
 

@@ -12,13 +12,13 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 from ..core.fsnames import path_from_db, path_to_db, safe_text
 from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
-from .sqlite_queries import SqliteQueries
+from .sqlite_control import SqliteControl
 
 
 def lease_owner_id() -> str:
@@ -40,7 +40,7 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-class Ledger(SqliteQueries):
+class Ledger(SqliteControl):
     """Thread-safe access to the ledger database (one connection, one lock): jobs, claims,
     leases and transitions."""
 
@@ -126,7 +126,8 @@ class Ledger(SqliteQueries):
 
     # -- claiming --------------------------------------------------------------------------
     def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
-              poll_limit: int | None = None) -> list[Job]:
+              poll_limit: int | None = None, *, skip_targets: Collection[str] = (),
+              skip_watches: Collection[str] = ()) -> list[Job]:
         """Atomically lease up to `limit` runnable jobs, oldest first: queued or committed
         (awaiting a status poll) whose `not_before` has passed, or uploading with an expired
         lease (its process died). `ids` restricts the choice (one-shot uploads). With
@@ -134,13 +135,23 @@ class Ledger(SqliteQueries):
         claimed besides, in the same transaction (the pool runs polls on their own threads).
 
         Each candidate query walks an index in id order, so a claim costs O(limit), not
-        O(queue length): 100,000 waiting jobs do not slow the pool down."""
+        O(queue length): 100,000 waiting jobs do not slow the pool down.
+
+        `skip_targets` / `skip_watches`: uploads of these targets or watches (a pause) are
+        not claimed; status polls are (they send nothing)."""
         now = time.time()
         only = list(ids) if ids is not None else None
         if only is not None and not only:
             return []
         extra = f" AND id IN ({','.join('?' * len(only))})" if only else ""
         args = tuple(only or ())
+        skip, skip_args = "", ()
+        if skip_targets:
+            skip += f" AND target NOT IN ({','.join('?' * len(skip_targets))})"
+            skip_args += tuple(skip_targets)
+        if skip_watches:
+            skip += f" AND (watch IS NULL OR watch NOT IN ({','.join('?' * len(skip_watches))}))"
+            skip_args += tuple(skip_watches)
         with self._tx() as db:
             chosen: list[int] = []
             polls: list[int] = []
@@ -158,7 +169,8 @@ class Ledger(SqliteQueries):
                               else (chosen, limit - len(chosen)))
                 if room <= 0:
                     continue
-                rows = db.execute(f"{sql}{extra} ORDER BY id LIMIT ?", (*params, *args, room))
+                lane, lane_args = ("", ()) if is_poll else (skip, skip_args)
+                rows = db.execute(f"{sql}{extra}{lane} ORDER BY id LIMIT ?", (*params, *args, *lane_args, room))
                 into += [r[0] for r in rows]
             chosen += polls
             if not chosen:
@@ -273,9 +285,17 @@ class Ledger(SqliteQueries):
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
         """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:
         a stale fingerprint (file rewritten, mtime forged) fails forever and a hash costs one
-        read. Checkpoints stay: a provider resumes one only if made for the content now found."""
+        read. Checkpoints stay: a provider resumes one only if made for the content now found.
+        A cancelled job named here starts from scratch (no remote id, no checkpoint)."""
         with self._tx() as db:
             n = 0
+            for jid in job_ids:
+                if db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, bytes_done=0, "
+                              "remote_id=NULL, remote_kind=NULL, details=NULL, last_error=NULL, "
+                              "cancel_requested=NULL, updated=? WHERE id=? AND state='cancelled'",
+                              (time.time(), jid)).rowcount:
+                    db.execute("DELETE FROM checkpoints WHERE job_id=?", (jid,))
+                    n += 1
             if failed:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
                                 "WHERE state='failed'", (time.time(),)).rowcount
