@@ -1,4 +1,5 @@
-"""Command line: run, check-config, status, upload, retry, sandbox, demo.
+"""Command line: run, check-config, status, upload, retry, sandbox, demo; pause, resume,
+cancel and forget (vidupd.cli.control).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 """
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
     st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
     st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
-    st.add_argument("--all", action="store_true", help="also finished jobs (done, skipped), hidden by default")
+    st.add_argument("--all", action="store_true", help="also finished jobs (done, skipped, cancelled), hidden by default")
     st.add_argument("--since", type=_since, metavar="DURATION",
                     help="also jobs finished within DURATION (90s, 15m, 1h, 2d), or only those changed since")
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
@@ -298,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--title")
     rg.add_argument("file_urls", nargs="+")
     rg.set_defaults(func=cmd_register)
-    rt = with_config(sub.add_parser("retry", help="queue failed jobs again"))
+    rt = with_config(sub.add_parser("retry", help="queue failed jobs again (a cancelled JOB: from scratch)"))
     rt.add_argument("jobs", nargs="*", type=int)
     rt.add_argument("--failed", action="store_true", help="every failed job")
     rt.set_defaults(func=cmd_retry)
@@ -339,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--sample-mib", type=int, default=8, help="size of the sample file")
     dm.add_argument("--once", action="store_true", help="stop when everything in the outbox is uploaded")
     dm.set_defaults(func=cmd_demo)
+    from .control import add_commands  # pause, resume, cancel, forget
+
+    add_commands(sub, with_config, _load)
     return p
 
 
