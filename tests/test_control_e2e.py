@@ -201,7 +201,8 @@ def test_cancel_of_a_waiting_job_by_the_command_and_forget_sends_identical_conte
     assert env.ctl("pause", "--target", "slices").returncode == 0
     f = drop(env.outbox / "again.mp4", 200_000)
     with env.daemon() as d:
-        wait_for(lambda: len(env.completed()) == 2, 60, what="vod and youku done")
+        wait_for(lambda: [j.state for t, j in sorted(env.jobs("again.mp4").items()) if t != "slices"] ==
+                 ["done", "done"], 60, what="vod and youku done (processed)")
         waiting = env.jobs("again.mp4")["slices"]
         assert waiting.state == "queued"
         r = env.ctl("cancel", str(waiting.id))  # nobody holds it: the command cancels it itself

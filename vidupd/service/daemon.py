@@ -6,6 +6,8 @@ SIGHUP reopens the event log and reloads the config (vidupd.service.reload says 
 Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watches are up,
 STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
 RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
+Operator controls (`vidupd pause` / `resume`) are read from the ledger once per main-loop
+tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused.
 """
 
 from __future__ import annotations
