@@ -56,6 +56,10 @@ def test_control_commands_exit_codes_and_messages(site):
     r = vidupd("pause", "-c", cfg, "--target", "arch", "--watch", str(site.outbox))
     assert r.returncode == 0 and f"paused: arch, {site.outbox}" in r.stdout
     assert vidupd("status", "-c", cfg).stdout.startswith(f"paused: arch, {site.outbox}")
+    one = site.root / "one.mp4"
+    one.write_bytes(b"x" * 1000)
+    r = vidupd("upload", "-c", cfg, "--target", "arch", "--no-progress", str(one))  # a one-shot exits, says why
+    assert r.returncode == 1 and "arch: paused (this target" in r.stderr and not list(site.dest.iterdir())
     r = vidupd("resume", "-c", cfg, "--target", "arch")
     assert r.returncode == 0 and f"still paused: {site.outbox}" in r.stdout
     assert "nothing is paused" in vidupd("resume", "-c", cfg).stdout

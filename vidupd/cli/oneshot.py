@@ -139,7 +139,7 @@ def _paused(shared: LedgerShared, target: str, complain: Callable[[str], None]) 
     pause = load_pause(shared)
     if not pause.covers(target, None):
         return False
-    entry = next(e for e in pause.entries if e.scope == "all" or e.name == target)
+    entry = next(e for e in pause.entries if e.scope == "all" or (e.scope == "target" and e.name == target))
     since = time.strftime("%H:%M:%S", time.localtime(entry.since))
     complain(f"{target}: paused ({'everything' if entry.scope == 'all' else 'this target'}, since {since} by "
              f"{entry.by}); nothing more is sent until `vidupd resume`; run the upload again then")
