@@ -45,6 +45,7 @@ from .stops import CANCEL, PAUSED, PauseScope, StopReasons
 
 __all__ = ["LEASE_SECONDS", "Pool", "PoolSettings", "settings_from", "workers_left_behind"]
 
+
 class Pool:
     def __init__(self, settings: PoolSettings, ledger: Ledger, targets: Mapping[str, TargetConfig],
                  providers: Mapping[str, Provider], throttle: Throttle, owner: str, after: AfterUpload,
@@ -100,8 +101,7 @@ class Pool:
         self._wake.set()
 
     def pause(self, everything: bool, targets: Collection[str], watches: Collection[str]) -> list[int]:
-        """Apply a pause: uploads in it are not claimed, running ones checkpoint and stop (queued
-        again, no attempt counted, as on a stop). Returns the ids of the uploads asked to stop."""
+        """A pause: none of it is claimed, running uploads in it checkpoint and stop; their ids."""
         scope = self._stops.scope = PauseScope.of(everything, targets, watches)
         with self._lock:
             stopping = [jid for jid, job in self._claimed.items() if jid not in self._polling and scope.covers(job)]
@@ -236,6 +236,9 @@ class Pool:
 
     def _submit(self, job: Job) -> None:
         cancel = threading.Event()
+        if job.state != "committed" and self._stops.scope.covers(job):  # claimed as a pause came in
+            self._stops.mark(job.id, PAUSED)
+            cancel.set()
         reporter = None if job.state == "committed" else ProgressReporter(
             job.size,
             record=lambda done, rate, j=job: self._record_progress(j, cancel, done, rate),
@@ -250,9 +253,6 @@ class Pool:
             self._claimed[job.id] = job
             if poll:
                 self._polling.add(job.id)
-        if not poll and self._stops.scope.covers(job):  # claimed as a pause came in
-            self._stops.mark(job.id, PAUSED)
-            cancel.set()
         fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: int) -> None:
