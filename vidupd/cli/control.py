@@ -110,6 +110,7 @@ def cmd_cancel(args: argparse.Namespace, load: Callable[..., Config]) -> int:
     config = load(args, writes=True)
     events.configure(config.log, mirror=False)  # its result lines say what happened
     ledger = Ledger(config.state_dir)
+    ledger.recover()  # a holder on this host that died (kill -9) leaves no lease to wait for
     owner = lease_owner_id()
     providers: dict[str, Provider | None] = {}
     status = EXIT_OK
