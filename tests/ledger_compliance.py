@@ -22,9 +22,9 @@ import pytest
 
 from vidupd.core.errors import LeaseLost
 from vidupd.core.model import FileIdentity, Metadata
-from vidupd.ledger import (DUPLICATE_REMOTE_ID, FORGETTABLE, HELD, MIGRATIONS, Cancelled, Completed, ContentReset, Failed, HeldForChange,
-                           Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
-                           RetryLater, Skipped, Unconfigured, WaitForTwin)
+from vidupd.ledger import (DUPLICATE_REMOTE_ID, FORGETTABLE, HELD, MIGRATIONS, Cancelled, Completed, ContentReset,
+                           Failed, HeldForChange, Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater,
+                           Ready, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, WaitForTwin)
 
 META = Metadata(title="t")
 MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening migrates them

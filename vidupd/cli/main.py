@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
     st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
     st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
-    st.add_argument("--all", action="store_true", help="also finished jobs (done, skipped, cancelled), hidden by default")
+    st.add_argument("--all", action="store_true",
+                    help="also finished jobs (done, skipped, cancelled), hidden by default")
     st.add_argument("--since", type=_since, metavar="DURATION",
                     help="also jobs finished within DURATION (90s, 15m, 1h, 2d), or only those changed since")
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")

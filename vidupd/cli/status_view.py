@@ -128,7 +128,8 @@ def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | 
 def as_json(snap: Snapshot) -> str:
     paused = [dict(e.to_json(), since=iso(e.since)) for e in snap.paused.entries]
     return json.dumps({"generated": iso(snap.taken), "counts": snap.counts, "hidden_finished": snap.hidden,
-                       "paused": paused, "jobs": [v.to_json(snap.taken) for v in snap.views]}, ensure_ascii=False, indent=1)
+                       "paused": paused, "jobs": [v.to_json(snap.taken) for v in snap.views]},
+                      ensure_ascii=False, indent=1)
 
 
 def summary(snap: Snapshot) -> str:

@@ -1,6 +1,7 @@
 """Giving an upload up for good: a job whose file vanished before its upload finished, or
-one the operator cancelled (`vidupd cancel`, see `cancel_job`), can never resume, so what its checkpoint holds on the platform (an upload token, a multipart
-upload on OSS) is cancelled now instead of lingering until it expires.
+one the operator cancelled (`vidupd cancel`, see `cancel_job`), can never resume, so what
+its checkpoint holds on the platform (an upload token, a multipart upload on OSS) is
+cancelled now instead of lingering until it expires.
 
 Only for providers that declare `Abandons`; best effort: one try (the provider's request
 timeout bounds it), an event either way (`upload.abandoned`, else `upload.cancel_failed`),
