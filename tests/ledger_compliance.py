@@ -23,9 +23,9 @@ import pytest
 
 from vidupd.core.errors import LeaseLost
 from vidupd.core.model import FileIdentity, Metadata
-from vidupd.ledger import (DUPLICATE_REMOTE_ID, HELD, MIGRATIONS, Completed, ContentReset, Failed, HeldForChange,
-                           Intent, Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater, Ready, RemoteIdRecorded,
-                           RetryLater, Skipped, Unconfigured, WaitForTwin)
+from vidupd.ledger import (DUPLICATE_REMOTE_ID, FORGETTABLE, HELD, MIGRATIONS, Cancelled, Completed, ContentReset,
+                           Failed, HeldForChange, Intent, Interrupted, Job, Ledger, LedgerError, MediaFailed, PollLater,
+                           Ready, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, WaitForTwin)
 
 META = Metadata(title="t")
 MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening migrates them
@@ -59,6 +59,8 @@ TRANSITIONS: dict[str, Callable[[Ledger, int, str, int], Any]] = {
     "unconfigured": lambda l, j, o, g: l.apply(j, Unconfigured(), owner=o, generation=g),
     "skipped": lambda l, j, o, g: l.apply(j, Skipped(99, "/w/b.mp4", "R0", "video"), owner=o, generation=g),
     "interrupted": lambda l, j, o, g: l.apply(j, Interrupted(), owner=o, generation=g),
+    "paused": lambda l, j, o, g: l.apply(j, Interrupted("paused"), owner=o, generation=g),
+    "cancelled": lambda l, j, o, g: l.apply(j, Cancelled(), owner=o, generation=g),
     "hold_for_change": lambda l, j, o, g: l.apply(j, HeldForChange("changed"), owner=o, generation=g),
     "forget_content": lambda l, j, o, g: l.apply(j, ContentReset("differs", 5), owner=o, generation=g),
     "poll_later": lambda l, j, o, g: l.apply(j, PollLater(1.0, 1, "processing"), owner=o, generation=g),
@@ -209,6 +211,115 @@ class LedgerCompliance:
         time.sleep(0.1)
         (k,) = ledger.claim("A", 1, 60)  # the same owner again, after its lease ran out
         assert k.id == j.id and k.lease_gen > j.lease_gen and ledger.get(j.id).lease_gen == k.lease_gen
+
+    def test_claim_skips_paused_targets_and_watches_but_not_polls(self, ledger: Ledger, tmp_path: Path):
+        a = ledger.offer(tmp_path / "a.mp4", "/w1", [("yk", "video")], ident(inode=1), META)[0].job_id
+        b = ledger.offer(tmp_path / "b.mp4", "/w1", [("vod", "video")], ident(inode=2), META)[0].job_id
+        c = ledger.offer(tmp_path / "c.mp4", "/w2", [("vod", "video")], ident(inode=3), META)[0].job_id
+        d = ledger.offer(tmp_path / "d.mp4", None, [("vod", "video")], ident(inode=4), META)[0].job_id  # one-shot
+        p = ledger.offer(tmp_path / "p.mp4", "/w1", [("yk", "video")], ident(inode=5), META)[0].job_id
+        ledger.apply(p, Completed("R5", "video", final=False, poll_in=0), owner=None)  # a status poll is due
+        got = ledger.claim("A", 10, 60, poll_limit=5, skip_targets=["yk"], skip_watches={"/w2"})
+        assert sorted(j.id for j in got) == [b, d, p]  # uploads of yk and of /w2 stay; the poll goes
+        assert ledger.get(a).state == ledger.get(c).state == "queued"
+        (stale,) = ledger.claim("B", 1, 0.05, skip_watches=["/w1"])  # an upload whose lease runs out
+        assert stale.id == c
+        time.sleep(0.1)
+        assert ledger.claim("C", 5, 60, skip_targets=["yk", "vod"]) == []  # not even the expired upload
+        assert sorted(j.id for j in ledger.claim("C", 5, 60)) == [a, c]
+
+    # -- cancel and forget (vidupd cancel / forget) ------------------------------------------------
+    def test_cancel_request_marks_only_cancellable_jobs(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(4)]
+        done(ledger, ids[0], "R0")
+        ledger.apply(ids[1], Failed("bad", "PermanentError"), owner=None)
+        got = ledger.request_cancel([ids[0], ids[1], ids[2], 999])
+        assert got[999] is None and got[ids[0]].state == "done" and got[ids[0]].cancel_requested is None
+        assert got[ids[1]].cancel_requested is not None and got[ids[2]].cancel_requested is not None
+        first = got[ids[2]].cancel_requested
+        assert ledger.request_cancel([ids[2]])[ids[2]].cancel_requested == first  # idempotent
+        assert ledger.get(ids[3]).cancel_requested is None
+
+    def test_cancel_of_a_job_nobody_holds_is_taken_and_applied_under_a_lease(self, ledger: Ledger,
+                                                                             tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        ledger.checkpoint(o.job_id).save({"upload": "u1"})
+        assert ledger.take_for_cancel("X", o.job_id, 60) is None  # not requested: never taken
+        ledger.request_cancel([o.job_id])
+        j = ledger.take_for_cancel("X", o.job_id, 60)
+        assert (j.state, j.lease_owner) == ("uploading", "X")  # so no pool claims it meanwhile
+        assert ledger.claim("P", 5, 60) == [] and ledger.take_for_cancel("Y", o.job_id, 60) is None
+        event = ledger.apply(j.id, Cancelled(), owner="X", generation=j.lease_gen)
+        job = ledger.get(j.id)
+        assert event.action == "upload.cancelled" and event.fields["job_id"] == j.id
+        assert (job.state, job.lease_owner, job.cancel_requested) == ("cancelled", None, None)
+        assert ledger.checkpoint(j.id).load() is None
+        assert ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)[0].outcome == "known"
+        assert ledger.claim("P", 5, 60) == [] and ledger.take_for_cancel("X", j.id, 60) is None
+
+    def test_cancel_of_a_held_job_is_seen_by_its_holder_and_a_stale_lease_cannot_apply_it(self, ledger: Ledger,
+                                                                                         tmp_path: Path):
+        ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(inode=1), META)
+        ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=2), META)
+        held, other = ledger.claim("D", 2, 0.3)
+        assert ledger.cancels_wanted("D", [held.id, other.id]) == []
+        ledger.request_cancel([held.id])
+        assert ledger.take_for_cancel("X", held.id, 60) is None  # the holder's lease is live: not ours
+        assert ledger.cancels_wanted("D", [held.id, other.id]) == [held.id]
+        assert ledger.cancels_wanted("E", [held.id]) == [] and ledger.cancels_wanted("D", []) == []
+        time.sleep(0.4)  # the holder died: its lease runs out
+        taken = ledger.take_for_cancel("X", held.id, 60)
+        assert taken is not None and taken.lease_gen > held.lease_gen
+        before = _row(ledger, held.id)
+        with pytest.raises(LeaseLost):
+            ledger.apply(held.id, Cancelled(), owner="D", generation=held.lease_gen)
+        with pytest.raises(LeaseLost):
+            ledger.apply(held.id, Completed("R1", "video"), owner="D", generation=held.lease_gen)
+        assert _row(ledger, held.id) == before
+        ledger.apply(held.id, Cancelled(), owner="X", generation=taken.lease_gen)
+        assert ledger.get(held.id).state == "cancelled"
+
+    def test_a_claimed_cancel_request_reaches_the_next_holder(self, ledger: Ledger, tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        ledger.request_cancel([o.job_id])
+        (j,) = ledger.claim("P", 1, 60)  # e.g. the cancel command died: whoever claims it cancels it
+        assert j.cancel_requested is not None
+
+    def test_cancelled_outcome_leaves_a_job_that_reached_the_platform_alone(self, ledger: Ledger, tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.apply(j.id, Completed("R1", "video", final=False, poll_in=60), owner="A", generation=j.lease_gen)
+        assert ledger.apply(j.id, Cancelled(), owner=None) is None
+        assert (ledger.get(j.id).state, ledger.get(j.id).remote_id) == ("committed", "R1")
+
+    def test_retry_of_a_cancelled_job_starts_from_scratch(self, ledger: Ledger, tmp_path: Path):
+        (o,) = ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
+        (j,) = ledger.claim("A", 1, 60)
+        ledger.apply(j.id, RemoteIdRecorded("R1", "video"), owner="A", generation=j.lease_gen)
+        ledger.progress(j.id, 60, 1.0, "A", 60, generation=j.lease_gen)
+        ledger.request_cancel([j.id])
+        ledger.apply(j.id, Cancelled(), owner="A", generation=j.lease_gen)
+        assert ledger.retry(failed=True) == 0  # --failed never brings cancelled jobs back
+        assert ledger.retry([j.id]) == 1
+        job = ledger.get(j.id)
+        assert (job.state, job.remote_id, job.bytes_done, job.attempts, job.cancel_requested) == \
+            ("queued", None, 0, 0, None)
+        assert ledger.checkpoint(j.id).load() is None and ledger.claim("B", 1, 60)[0].id == j.id
+
+    def test_forget_drops_only_jobs_in_the_given_states(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(5)]
+        done(ledger, ids[0], "R0")
+        ledger.apply(ids[1], Failed("bad", "PermanentError"), owner=None)
+        ledger.apply(ids[2], Cancelled(), owner=None)
+        ledger.claim("A", 1, 60, ids=[ids[3]])  # uploading: stays
+        assert ledger.forget(ids, None, FORGETTABLE) == 3
+        assert [j.id for j in ledger.jobs()] == ids[3:]
+        # the same content offered again is a new job, and no duplicate of the forgotten one
+        (again,) = ledger.offer(tmp_path / "0.mp4", "/w", [("t", "video")], ident(inode=0), META)
+        assert again.outcome == "queued" and again.job_id not in ids
+        assert ledger.record_content(again.job_id, "f" * 32, True) == ("go", None)
 
     # -- leases -------------------------------------------------------------------------------------
     def test_expired_lease_can_be_taken_over(self, ledger: Ledger, tmp_path: Path):
@@ -395,6 +506,8 @@ class LedgerCompliance:
         "unconfigured": (Unconfigured(), "failed", "upload.failed"),
         "skipped": (Skipped(7, "/w/b.mp4", "R0", "video"), "skipped", "upload.skipped"),
         "interrupted": (Interrupted(), "queued", "upload.interrupted"),
+        "paused": (Interrupted("paused"), "queued", "upload.interrupted"),
+        "cancelled": (Cancelled(), "cancelled", "upload.cancelled"),
         "held_for_change": (HeldForChange("changed"), "queued", "upload.restarted"),
         "content_reset": (ContentReset("differs", 5), "queued", "upload.restarted"),
         "content_reset_last": (ContentReset("differs", 1), "failed", "upload.failed"),
@@ -414,7 +527,7 @@ class LedgerCompliance:
         if event is not None:
             assert event.fields["job_id"] == j.id and event.fields["path"] == str(tmp_path / "a.mp4")
             assert event.message.startswith("a.mp4")
-        drops = isinstance(outcome, (Completed, HeldForChange, ContentReset))
+        drops = isinstance(outcome, (Completed, HeldForChange, ContentReset, Cancelled))
         assert (ledger.checkpoint(j.id).load() is None) == drops
         if name == "held_for_change":
             assert job.not_before >= HELD

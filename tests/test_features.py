@@ -24,7 +24,7 @@ from vidupd.providers.features import (Features, PullsFromUrl, RegistersMedia, R
 # What each provider offers (PROTOCOLS.md, README): the declared types must say exactly this.
 EXPECTED = {
     "youku": Features(resume=True, status=True, abandon=True),
-    "aliyun-vod": Features(resume=True, status=True, cover=True, pull=True, register=True),
+    "aliyun-vod": Features(resume=True, status=True, cover=True, pull=True, register=True, abandon=True),
     "directory": Features(resume=True),
     "null": Features(),
 }

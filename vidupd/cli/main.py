@@ -1,4 +1,5 @@
-"""Command line: run, check-config, status, upload, retry, sandbox, demo.
+"""Command line: run, check-config, status, upload, retry, sandbox, demo; pause, resume,
+cancel and forget (vidupd.cli.control).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 """
@@ -258,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="jobs with state, progress, rate and remote ids"))
     st.add_argument("--json", action="store_true", help="machine-readable output (ISO-8601 times, ETA, next retry)")
     st.add_argument("--state", action="append", choices=STATES, help="only jobs in this state (repeatable)")
-    st.add_argument("--all", action="store_true", help="also finished jobs (done, skipped), hidden by default")
+    st.add_argument("--all", action="store_true",
+                    help="also finished jobs (done, skipped, cancelled), hidden by default")
     st.add_argument("--since", type=_since, metavar="DURATION",
                     help="also jobs finished within DURATION (90s, 15m, 1h, 2d), or only those changed since")
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
@@ -283,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--title", help="title for the registered media (default: from the file name)")
     rg.add_argument("file_urls", nargs="+", help="URLs of the files in the platform's storage")
     rg.set_defaults(func=cmd_register)
-    rt = with_config(sub.add_parser("retry", help="queue failed jobs again"))
+    rt = with_config(sub.add_parser("retry", help="queue failed jobs again (a cancelled JOB: from scratch)"))
     rt.add_argument("jobs", nargs="*", type=int, help="job ids (vidupd status); an unknown one changes nothing, exit 1")
     rt.add_argument("--failed", action="store_true", help="every failed job")
     rt.set_defaults(func=cmd_retry)
@@ -334,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--format", choices=("markdown",), default="markdown", help="output format (docs/CONFIG.md is it)")
     cr.set_defaults(func=cmd_config_reference)
     order_cmds.add_arguments(sub, run, check, with_config)
+
+    from .control import add_commands  # pause, resume, cancel, forget
+
+    add_commands(sub, with_config, _load)
     return p
 
 

@@ -21,7 +21,8 @@ from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.examine import examine
-from ..ledger import HELD, Job, Ledger, lease_owner_id, open_ledger
+from ..ledger import HELD, Job, Ledger, LedgerShared, lease_owner_id, open_ledger
+from ..service.controls import load_pause
 from ..service.daemon import build_providers
 from .status_view import human_duration
 
@@ -38,6 +39,10 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
     events.configure(config.log, mirror=False)  # its own result lines say what happened
     ledger = open_ledger(config, config.state_dir)
+    shared = LedgerShared(ledger)
+    if _paused(shared, target, complain):  # a paused target starts nothing, here as in the daemon
+        ledger.close()
+        return 1
     ledger.recover()
     provider = build_providers(config, ledger, only=target)[target]
     settled = FINAL if wait_ready else SETTLED
@@ -85,8 +90,14 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     handlers = _interrupt_on_sigterm()
     interrupted = False
     budget = min(config.stop_timeout, STOP_TIMEOUT)  # someone waits at a terminal
+    next_look = time.monotonic() + 1.0
     try:
         while True:
+            if time.monotonic() >= next_look:  # paused meanwhile: the uploads checkpoint and stop
+                next_look = time.monotonic() + 1.0
+                if _paused(shared, target, complain):
+                    status = 1
+                    break
             pool.job_finished.clear()  # before looking: a job that ends meanwhile wakes the wait below
             jobs = [j for j in map(ledger.get, ids) if j]
             changed.check([j for j in jobs if j.not_before >= HELD])  # no watcher here: settle them ourselves
@@ -120,6 +131,19 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     provider.close()
     ledger.close()
     return status
+
+
+def _paused(shared: LedgerShared, target: str, complain: Callable[[str], None]) -> bool:
+    """Whether `vidupd pause` holds this target (or everything); says so. A one-shot does not
+    wait for a resume: it exits 1, and a later `vidupd upload` continues from the checkpoint."""
+    pause = load_pause(shared)
+    if not pause.covers(target, None):
+        return False
+    entry = next(e for e in pause.entries if e.scope == "all" or (e.scope == "target" and e.name == target))
+    since = time.strftime("%H:%M:%S", time.localtime(entry.since))
+    complain(f"{target}: paused ({'everything' if entry.scope == 'all' else 'this target'}, since {since} by "
+             f"{entry.by}); nothing more is sent until `vidupd resume`; run the upload again then")
+    return True
 
 
 def _interrupt_on_sigterm() -> dict[int, object] | None:

@@ -1,6 +1,6 @@
 """`vidupd status`: the jobs as a table sized to the terminal, as JSON, or live (`--watch`).
 
-Finished jobs (done, skipped) are hidden unless `--all` or `--since 1h` asks for them; the
+Finished jobs (done, skipped, cancelled) are hidden unless `--all` or `--since 1h` asks for them; the
 header counts every job by state. Rates are SI (kB/s, MB/s: 1 MB = 10^6 bytes), as in
 `systemctl status` and the events' `bytes_per_second`. An error is shown while it is
 current: the ledger clears it once the job's next attempt makes progress, and a finished
@@ -19,7 +19,9 @@ from typing import Any
 
 from ..core.fsnames import safe_text
 from ..core.units import human_rate, parse_duration
-from ..ledger import FINISHED, HELD, STATES, Job
+from ..ledger import CLOSED, HELD, STATES, Job, LedgerShared
+from ..service.controls import PauseSet, load_pause
+
 
 def since_seconds(text: str) -> float:
     """`--since` value: 90, 90s, 15m, 1h, 2d, 1w, 1h30m -> seconds (core.units.parse_duration,
@@ -67,7 +69,7 @@ class JobView:
         rate = job.rate if uploading and job.rate > 0 else 0.0
         eta = (max(0, job.size - job.bytes_done) / rate) if rate else None
         waiting = job.state in ("queued", "committed") and now < job.not_before < HELD
-        error = None if job.state in FINISHED else job.last_error
+        error = None if job.state in CLOSED else job.last_error
         return cls(job, rate, eta, job.not_before if waiting else None, error,
                    max(0.0, now - (job.created or job.updated)), max_attempts)
 
@@ -98,6 +100,7 @@ class Snapshot:
     views: list[JobView]
     hidden: int  # finished jobs not shown (no --all / --since)
     taken: float
+    paused: PauseSet = PauseSet()  # what `vidupd pause` holds (vidupd.service.controls)
 
 
 def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | None = None) -> Snapshot:
@@ -109,24 +112,28 @@ def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | 
     if states or args.all:
         jobs = ledger.jobs(states or None, updated_since=since)
     else:  # unfinished jobs always; finished ones only within --since
-        unfinished = [s for s in STATES if s not in FINISHED]
+        unfinished = [s for s in STATES if s not in CLOSED]
         jobs = ledger.jobs(unfinished)
         if since is not None:
-            jobs = sorted(jobs + ledger.jobs(list(FINISHED), updated_since=since), key=lambda j: j.id)
-    shown_finished = sum(1 for j in jobs if j.state in FINISHED)
-    hidden = 0 if (states or args.all) else sum(counts.get(s, 0) for s in FINISHED) - shown_finished
-    return Snapshot(counts, [JobView.of(j, now, max_attempts) for j in jobs], hidden, now)
+            jobs = sorted(jobs + ledger.jobs(list(CLOSED), updated_since=since), key=lambda j: j.id)
+    shown_finished = sum(1 for j in jobs if j.state in CLOSED)
+    hidden = 0 if (states or args.all) else sum(counts.get(s, 0) for s in CLOSED) - shown_finished
+    return Snapshot(counts, [JobView.of(j, now, max_attempts) for j in jobs], hidden, now,
+                    load_pause(LedgerShared(ledger)))
 
 
 def as_json(snap: Snapshot) -> str:
+    paused = [dict(e.to_json(), since=iso(e.since)) for e in snap.paused.entries]
     return json.dumps({"generated": iso(snap.taken), "counts": snap.counts, "hidden_finished": snap.hidden,
-                       "jobs": [v.to_json(snap.taken) for v in snap.views]}, ensure_ascii=False, indent=1)
+                       "paused": paused, "jobs": [v.to_json(snap.taken) for v in snap.views]},
+                      ensure_ascii=False, indent=1)
 
 
 def summary(snap: Snapshot) -> str:
     """The header line: every state's count, what is moving, what is hidden."""
     c = snap.counts
-    parts = [f"{c[s]} {s}" for s in STATES if c.get(s)]
+    parts = [f"paused: {snap.paused.describe()}"] if snap.paused.entries else []
+    parts += [f"{c[s]} {s}" for s in STATES if c.get(s)]
     moving = [v for v in snap.views if v.job.state == "uploading"]
     if moving:
         done = sum(v.job.bytes_done for v in moving)
@@ -141,7 +148,7 @@ _COLUMNS = ("ID", "STATE", "DONE", "RATE", "ETA", "TRY", "NEXT", "TARGET", "REMO
 _RIGHT = {"ID", "DONE", "RATE", "ETA", "TRY", "AGE"}
 _CAPS = {"TARGET": 16, "REMOTE ID": 34}
 _STATE_STYLES = {"failed": "bold red", "attention": "bold magenta", "uploading": "bold cyan", "done": "green",
-                 "committed": "blue", "skipped": "dim"}
+                 "committed": "blue", "skipped": "dim", "cancelled": "dim yellow"}
 
 
 def _cells(v: JobView, now: float) -> list[str]:
@@ -151,7 +158,7 @@ def _cells(v: JobView, now: float) -> list[str]:
         nxt = f"in {human_duration(v.next_try - now)}"  # a queued job's retry, a committed one's poll
     elif j.not_before >= HELD:
         nxt = "file changing"
-    tries = f"{j.attempts}/{v.max_attempts}" if j.attempts and j.state not in FINISHED else ""
+    tries = f"{j.attempts}/{v.max_attempts}" if j.attempts and j.state not in CLOSED else ""
     remote = ",".join(j.media_ids) if j.media_ids else (j.remote_id or "")
     return [str(j.id), j.state, f"{j.percent:.1f}%", human_rate(v.rate) if v.rate else "",
             human_duration(v.eta) if v.eta is not None else "", tries, nxt, j.target, remote,

@@ -25,13 +25,13 @@ def categorise(action: str, level: str) -> tuple[str, list[str], list[str]]:
         kind_of = "denied"
     elif step in ("started", "listening"):
         kind_of = "start"
-    elif step in ("stopped", "stopping", "stop_timeout"):
+    elif step in ("stopped", "stopping", "stop_timeout", "cancelled"):
         kind_of = "end"
     elif action in ("upload.completed", "media.ready", "media.registered", "upload.remote_id"):
         kind_of = "creation"
-    elif step in ("deleted", "pruned"):
+    elif step in ("deleted", "pruned", "forgotten"):
         kind_of = "deletion"
-    elif step in ("moved", "renamed", "reloaded", "refreshed"):
+    elif step in ("moved", "renamed", "reloaded", "refreshed", "paused", "resumed"):
         kind_of = "change"
     else:
         kind_of = "info"

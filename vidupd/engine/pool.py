@@ -3,9 +3,10 @@
 `workers` uploads at a time; each claimed job holds a lease renewed while it runs. A job is
 either an upload (queued -> committed/done) or one status poll of a committed upload. Status
 polls (one short request each) run on their own `POLL_WORKERS` threads, so a burst of
-finished uploads waiting for "ready" never holds back the uploads still queued. The
-pool decides retries by error type (vidupd.core.errors); waits between job attempts are kept in
-the ledger (`not_before`), so a waiting retry holds no thread and survives a restart.
+finished uploads waiting for "ready" never holds back the uploads still queued. Retries
+by error type (vidupd.core.errors), their waits kept in the ledger (`not_before`): a waiting
+retry holds no thread and survives a restart. A pause or `vidupd cancel` stops a running
+upload through its cancel signal; vidupd.engine.stops says why and which outcome follows.
 
 Every state change of a job is one `Ledger.apply` of an outcome value (vidupd.ledger.outcomes)
 naming the lease the job was claimed with (`_lease`); the ledger commits it and returns the
@@ -21,62 +22,29 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
-from ..config import Config, TargetConfig
+from ..config import TargetConfig
 from ..core import events
 from ..core.errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
-from ..core.retry import RetryPolicy
 from ..core.throttle import Throttle
 from ..intake.companions import cover_for
 from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
-                      Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, outcomes)
+                      Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
 from ..providers.base import Provider, UploadContext, UploadRequest, UploadResult
 from ..providers.features import features
-from .abandon import abandon_upload
+from .abandon import abandon_upload, cancel_job
 from .after_upload import AfterUpload
 from .claiming import claim_within_caps
 from .poll import describe as _describe, poll_safely
 from .prepare import VANISHED, Prepared, prepare
 from .progress import MeteredThrottle, ProgressReporter
+from .pool_settings import (LEASE_SECONDS, POLL_WORKERS, PoolSettings, _left_behind, job_fields, settings_from,
+                            workers_left_behind)
+from .stops import CANCEL, PAUSED, PauseScope, StopReasons
 
-LEASE_SECONDS = 120.0
-REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
-POLL_FIRST, POLL_MAX = 5.0, 120.0
-POLL_WORKERS = 2  # threads for status polls, besides the `workers` upload threads
-
-# Worker threads a stop gave up on (see Pool.stop), in this process.
-_left_behind: list[threading.Thread] = []
-
-
-def workers_left_behind() -> int:
-    """How many workers a stop gave up on are still running. Interpreter exit joins every
-    ThreadPoolExecutor thread (concurrent.futures' atexit hook), so while one is stuck in a
-    system call a normal exit never ends: the CLI then leaves with os._exit."""
-    return sum(t.is_alive() for t in _left_behind)
-
-
-@dataclass(frozen=True)
-class PoolSettings:
-    workers: int
-    retry: RetryPolicy
-    skip_duplicates: bool
-    request_retry: RetryPolicy = REQUEST_RETRY
-    poll_first: float = POLL_FIRST
-    poll_max: float = POLL_MAX
-    order: str = "oldest"  # jobs of equal priority (vidupd.ledger.claim_order)
-    target_workers: tuple[tuple[str, int], ...] = ()  # (target, its cap) for targets capped below `workers`
-
-
-def settings_from(config: Config) -> PoolSettings:
-    return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates,
-                        order=config.order, target_workers=config.target_caps())
-
-
-def job_fields(job: Job, provider: str | None = None) -> dict:
-    return dict(outcomes.job_fields(job), provider=provider)
+__all__ = ["LEASE_SECONDS", "Pool", "PoolSettings", "settings_from", "workers_left_behind"]
 
 
 class Pool:
@@ -97,6 +65,8 @@ class Pool:
         self._running: dict[int, tuple[Future, threading.Event, ProgressReporter | None]] = {}
         self._threads: dict[int, threading.Thread] = {}  # job id -> the worker running it
         self._uploads: dict[int, str] = {}  # the ids in _running that are uploads (not polls) -> their target
+        self._claimed: dict[int, Job] = {}  # the jobs in _running, as claimed
+        self._stops = StopReasons()  # the pause in force; why a running upload was asked to stop
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -130,6 +100,17 @@ class Pool:
             self.targets = {**self.targets, **targets}
             self.providers = dict(providers)
         self._wake.set()
+
+    def pause(self, everything: bool, targets: Collection[str], watches: Collection[str]) -> list[int]:
+        """A pause: none of it is claimed, running uploads in it checkpoint and stop; their ids."""
+        scope = self._stops.scope = PauseScope.of(everything, targets, watches)
+        with self._lock:
+            stopping = [jid for jid, job in self._claimed.items() if jid in self._uploads and scope.covers(job)]
+        for jid in stopping:
+            self._stops.mark(jid, PAUSED)
+            self._cancel(jid)
+        self._wake.set()
+        return stopping
 
     def stop(self, timeout: float = 60.0) -> list[int]:
         """Take no more work; ask running uploads to checkpoint and stop; give leases back.
@@ -197,13 +178,20 @@ class Pool:
             with self._lock:
                 per_target = list(self._uploads.values())  # the targets of the running uploads
                 polls = len(self._running) - len(per_target)
-            free_uploads = max(0, self.settings.workers - len(per_target))
+            scope = self._stops.scope
+            free_uploads = 0 if scope.everything else max(0, self.settings.workers - len(per_target))
             free_polls = max(0, POLL_WORKERS - polls)
             free = free_uploads + free_polls
             claimed = 0
             if free > 0:  # within the targets' caps (vidupd.engine.claiming); both lanes in one transaction
                 claimed = claim_within_caps(self._claim, self._submit, dict(self.settings.target_workers),
                                             free_uploads, free_polls, per_target)
+            if per_target:  # `vidupd cancel` of a job we hold: seen within a tick (<= 1 s)
+                with self._lock:
+                    ids = list(self._uploads)
+                for jid in self.ledger.cancels_wanted(self.owner, ids):
+                    self._stops.mark(jid, CANCEL)
+                    self._cancel(jid)
             if time.monotonic() - last_renew > LEASE_SECONDS / 4:
                 with self._lock:
                     ids = list(self._running)
@@ -220,8 +208,11 @@ class Pool:
             self._wake.wait(delay)
 
     def _claim(self, limit: int, polls: int, full: list[str]) -> list[Job]:
+        """Full targets (their caps) and paused ones are skipped; paused watches too."""
+        scope = self._stops.scope
         return self.ledger.claim(self.owner, limit, LEASE_SECONDS, self._only_ids, poll_limit=polls,
-                                 order=self.settings.order, skip_targets=full)
+                                 order=self.settings.order, skip_targets=sorted({*full, *scope.targets}),
+                                 skip_watches=scope.watches)
 
     def _lease(self, job: Job) -> dict:
         """The fence every ledger write for `job` carries: this pool's lease as claimed."""
@@ -249,6 +240,9 @@ class Pool:
 
     def _submit(self, job: Job) -> None:
         cancel = threading.Event()
+        if job.state != "committed" and self._stops.scope.covers(job):  # claimed as a pause came in
+            self._stops.mark(job.id, PAUSED)
+            cancel.set()
         reporter = None if job.state == "committed" else ProgressReporter(
             job.size,
             record=lambda done, rate, j=job: self._record_progress(j, cancel, done, rate),
@@ -261,6 +255,7 @@ class Pool:
                 self._uploads[job.id] = job.target
             fut = (self._executor if job.id in self._uploads else self._poller).submit(self._run, job, cancel, reporter)
             self._running[job.id] = (fut, cancel, reporter)
+            self._claimed[job.id] = job
         fut.add_done_callback(lambda f, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: int) -> None:
@@ -268,6 +263,8 @@ class Pool:
             self._running.pop(job_id, None)
             self._threads.pop(job_id, None)
             self._uploads.pop(job_id, None)
+            self._claimed.pop(job_id, None)
+        self._stops.forget(job_id)
         self._wake.set()
         self.job_finished.set()
 
@@ -282,7 +279,9 @@ class Pool:
         fields = job_fields(job, self._provider_name(job))
         provider = self.providers.get(job.target)
         try:
-            if provider is None:
+            if job.cancel_requested is not None and job.state != "committed":  # asked before we claimed it
+                cancel_job(job, provider, self.ledger, self._lease(job), fields)
+            elif provider is None:
                 self._apply(job, Unconfigured())
             elif job.state == "committed":
                 self._poll_safely(job, provider)
@@ -304,7 +303,11 @@ class Pool:
         except LeaseLost:
             raise  # however the provider ended, the job is someone else's now
         except UploadCancelled:
-            self._apply(job, Interrupted())
+            why = self._stops.reason(job.id)
+            if why == CANCEL:
+                cancel_job(job, provider, self.ledger, self._lease(job), fields)
+            else:
+                self._apply(job, Interrupted(PAUSED if why == PAUSED else "stopped"))
         except FileChanged as e:
             self._apply(job, HeldForChange(str(e)))
             self._on_file_changed(job.path)

@@ -3,6 +3,7 @@
 One job per (file version, target). States:
   queued -> uploading -> committed (remote id known, waiting for the platform) -> done
                       \\-> failed | attention (duplicate remote id) ; skipped (not uploaded)
+  queued | uploading | failed | attention -> cancelled (`vidupd cancel`, fenced: see sqlite_control)
 The in-memory work queue is a bounded window onto these rows, so 100,000 waiting files cost
 rows on disk, not objects in RAM. Modules: `model` (states, Job, Intent, Offer,
 LedgerError), `schema` (the migrations), `outcomes` (what a worker reports, and the event
@@ -23,7 +24,7 @@ tests).
 Outcomes: a worker's state change is one call, `Ledger.apply(job_id, outcome, owner=...,
 generation=...)`, with a frozen outcome value (Completed, RetryLater, Failed, Skipped,
 Interrupted, HeldForChange, ContentReset, WaitForTwin, RemoteIdRecorded, PollLater, Ready,
-MediaFailed, Unconfigured). In one fenced transaction the ledger reads the row, lets the
+MediaFailed, Unconfigured, Cancelled). In one fenced transaction the ledger reads the row, lets the
 outcome decide the new columns and the event they imply, writes them (ending the lease in
 one place), commits, and returns the event as a value (`Event`); the caller emits it, so
 an event is never logged for a state that was not stored. This package never imports the
@@ -39,17 +40,18 @@ transaction, so of identical files exactly one is sent.
 from ..core.errors import LeaseLost
 from .base import LedgerCheckpoint
 from .location import LedgerSettings, open_ledger, scrub_url
-from .model import (FINISHED, HELD, STATES, Intent, Job, LedgerError, LedgerUnavailable, Offer, ledger_failure,
-                    metadata_json)
-from .outcomes import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted,
-                       MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped, Unconfigured,
-                       WaitForTwin)
+from .model import (CANCELLABLE, CLOSED, FINISHED, FORGETTABLE, HELD, STATES, Intent, Job, LedgerError,
+                    LedgerUnavailable, Offer, ledger_failure, metadata_json)
+from .outcomes import (DUPLICATE_REMOTE_ID, Cancelled, Completed, ContentReset, Event, Failed, HeldForChange,
+                       Interrupted, MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped,
+                       Unconfigured, WaitForTwin)
 from .schema import MIGRATIONS
 from .shared import LedgerShared
 from .sqlite import Ledger, lease_owner_id
 
-__all__ = ["DUPLICATE_REMOTE_ID", "FINISHED", "HELD", "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
+__all__ = ["CANCELLABLE", "CLOSED", "DUPLICATE_REMOTE_ID", "FINISHED", "FORGETTABLE", "Cancelled", "HELD",
+           "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
            "Failed", "HeldForChange", "Interrupted", "Intent", "Job", "Ledger", "LedgerCheckpoint", "LedgerError",
-           "LedgerSettings", "LedgerShared", "LedgerUnavailable", "LeaseLost", "MediaFailed", "Offer", "Outcome", "PollLater", "Ready", "RemoteIdRecorded",
-           "RetryLater", "Skipped", "Unconfigured", "WaitForTwin", "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger",
-           "scrub_url"]
+           "LedgerSettings", "LedgerShared", "LedgerUnavailable", "LeaseLost", "MediaFailed", "Offer", "Outcome",
+           "PollLater", "Ready", "RemoteIdRecorded", "RetryLater", "Skipped", "Unconfigured", "WaitForTwin",
+           "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger", "scrub_url"]

@@ -10,8 +10,11 @@ from pathlib import Path
 from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
 
-STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention")
+STATES = ("queued", "uploading", "committed", "done", "failed", "skipped", "attention", "cancelled")
 FINISHED = ("done", "skipped")  # the file needs nothing more for this target
+CLOSED = (*FINISHED, "cancelled")  # nothing more will happen to the job (`status` hides these)
+CANCELLABLE = ("queued", "uploading", "failed", "attention")  # `vidupd cancel` takes these
+FORGETTABLE = ("done", "skipped", "cancelled", "failed")  # `vidupd forget` drops these
 HELD = 1e18  # not_before for a job waiting for its changed file to settle again
 # The md5 column of a job being sent without a fingerprint (Ledger.send_unhashed), so a
 # same-size job that hashes waits for its commit; read as None (content not known yet).
@@ -59,6 +62,7 @@ class Job:
     media_ids: tuple[str, ...] = ()  # ids that exist only once processing finished (a URL pull's MediaIds)
     created: float = 0.0  # when the job was first queued (`status` shows its age)
     priority: int = 0  # higher is claimed first (its watch's priority when queued; `vidupd prioritize`)
+    cancel_requested: float | None = None  # `vidupd cancel` asked (epoch s): its holder cancels it
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> "Job":
@@ -75,6 +79,7 @@ class Job:
             lease_owner=r["lease_owner"], updated=r["updated"], committed_at=r["committed_at"],
             lease_gen=r["lease_gen"], media_ids=_media_ids(r["details"]), created=r["created"],
             priority=r["priority"],
+            cancel_requested=r["cancel_requested"],
         )
 
     @property

@@ -195,11 +195,31 @@ class Skipped(Outcome):
 
 @dataclass(frozen=True)
 class Interrupted(Outcome):
-    """The daemon is stopping (or the lease was given back): queued, to resume from its checkpoint."""
+    """The daemon is stopping, the job's target or watch was paused (`reason` "paused"), or
+    the lease was given back: queued, to resume from its checkpoint, no attempt counted."""
+
+    reason: str = "stopped"
 
     def decide(self, job: Job, details: Mapping[str, str], now: float) -> Transition:
-        event = _event(job, "upload.interrupted", "stopped; will resume from its checkpoint")
+        event = _event(job, "upload.interrupted", f"{self.reason}; will resume from its checkpoint",
+                       reason=None if self.reason == "stopped" else self.reason)
         return Transition(dict(state="queued" if job.state == "uploading" else job.state, rate=0), event)
+
+
+@dataclass(frozen=True)
+class Cancelled(Outcome):
+    """`vidupd cancel`: the job is given up for good (its platform upload was abandoned
+    before this is applied). Its file version is never offered again (a changed file is a
+    new version); `vidupd retry` queues it again from scratch. A job that meanwhile reached
+    the platform (committed, done) or was skipped is left as it is, without an event."""
+
+    def decide(self, job: Job, details: Mapping[str, str], now: float) -> Transition:
+        if job.state in ("committed", "done", "skipped", "cancelled"):
+            return Transition({}, None)
+        event = _event(job, "upload.cancelled", f"cancelled; not uploaded to {job.target}", outcome="success",
+                       remote_id=job.remote_id, remote_kind=job.remote_kind, bytes_done=job.bytes_done)
+        return Transition(dict(state="cancelled", rate=0, last_error=None, not_before=0, cancel_requested=None),
+                          event, drop_checkpoint=True)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_queue_largest ON jobs(state, target, watch NULLS FIRST, priority DESC, size DESC, id);
     CREATE INDEX jobs_queue_name ON jobs(state, target, watch NULLS FIRST, priority DESC, path, id)
     """,
+    # 7: `vidupd cancel` marks a job here (epoch s)
+    """
+    ALTER TABLE jobs ADD COLUMN cancel_requested DOUBLE PRECISION
+    """,
 )
 assert len(MIGRATIONS) == len(SQLITE_MIGRATIONS), "both stores have every schema version"
 

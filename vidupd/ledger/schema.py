@@ -78,6 +78,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_queue_largest ON jobs(state, target, watch, priority DESC, size DESC, id);
     CREATE INDEX jobs_queue_name ON jobs(state, target, watch, priority DESC, path, id)
     """,
+    # 7: `vidupd cancel` marks a job here (epoch s); the lease holder sees it at its next check
+    # and cancels the transfer, or the command claims a job nobody holds and cancels it itself
+    """
+    ALTER TABLE jobs ADD COLUMN cancel_requested REAL
+    """,
 )
 
 

@@ -18,7 +18,7 @@ from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
-from .sqlite_claim import SqliteClaims
+from .sqlite_control import SqliteControl
 from .store import Conn
 
 
@@ -41,7 +41,7 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-class Ledger(SqliteClaims):
+class Ledger(SqliteControl):
     """Thread-safe access to the ledger: jobs, claims, leases and transitions.
     `Ledger(state_dir)` is the SQLite ledger; `Ledger(store=...)` any other store."""
 
@@ -232,9 +232,17 @@ class Ledger(SqliteClaims):
     def retry(self, job_ids: Iterable[int] = (), failed: bool = False) -> int:
         """Put failed / attention jobs (or the given ones) back in the queue, to be hashed again:
         a stale fingerprint (file rewritten, mtime forged) fails forever and a hash costs one
-        read. Checkpoints stay: a provider resumes one only if made for the content now found."""
+        read. Checkpoints stay: a provider resumes one only if made for the content now found.
+        A cancelled job named here starts from scratch (no remote id, no checkpoint)."""
         with self._tx() as db:
             n = 0
+            for jid in job_ids:
+                if db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, bytes_done=0, "
+                              "remote_id=NULL, remote_kind=NULL, details=NULL, last_error=NULL, "
+                              "cancel_requested=NULL, updated=? WHERE id=? AND state='cancelled'",
+                              (self._now(), jid)).rowcount:
+                    db.execute("DELETE FROM checkpoints WHERE job_id=?", (jid,))
+                    n += 1
             if failed:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
                                 "WHERE state='failed'", (self._now(),)).rowcount

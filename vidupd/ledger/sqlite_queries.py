@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
-from .model import HELD, Job
 from .base import LedgerBase
+from .model import CLOSED, HELD, Job
 
 
 class LedgerQueries(LedgerBase):
@@ -48,23 +48,24 @@ class LedgerQueries(LedgerBase):
 
     # -- housekeeping ------------------------------------------------------------------------
     def finished_before(self, cutoff: float, limit: int = 500, after: int = 0) -> list[Job]:
-        """Finished jobs (done, skipped) last changed before `cutoff` (epoch s), by id from
-        `after` on (paging): the candidates for pruning. Read-only; the caller decides."""
-        rows = self._all("SELECT * FROM jobs WHERE state IN ('done','skipped') AND updated<? AND id>? "
-                         "ORDER BY id LIMIT ?", (cutoff, after, limit))
+        """Closed jobs (done, skipped, cancelled) last changed before `cutoff` (epoch s), by id
+        from `after` on (paging): the candidates for pruning. Read-only; the caller decides."""
+        rows = self._all(f"SELECT * FROM jobs WHERE state IN ({_marks(CLOSED)}) AND updated<? AND id>? "
+                         "ORDER BY id LIMIT ?", (*CLOSED, cutoff, after, limit))
         return [Job.from_row(r) for r in rows]
 
-    def forget(self, job_ids: Iterable[int], cutoff: float) -> int:
-        """Delete these jobs (and their checkpoints) if they are still finished and unchanged
-        since before `cutoff`; returns how many went. A job that moved on meanwhile
-        (`vidupd retry`) stays."""
+    def forget(self, job_ids: Iterable[int], cutoff: float | None, states: Collection[str] = CLOSED) -> int:
+        """Delete these jobs (and their checkpoints) if they are still in `states` and
+        unchanged since before `cutoff` (None: whenever; `vidupd forget`); returns how many
+        went. A job that moved on meanwhile (`vidupd retry`) stays."""
         ids = sorted(set(job_ids))
-        if not ids:
+        if not ids or not states:
             return 0
         marks = ",".join("?" * len(ids))
         with self._tx() as db:
             gone = [r[0] for r in db.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN "
-                                             f"('done','skipped') AND updated<?{self._dialect.lock_row}", (*ids, cutoff))]
+                                             f"({_marks(states)}) AND updated<?{self._dialect.lock_row}",
+                                             (*ids, *states, 1e300 if cutoff is None else cutoff))]
             if not gone:
                 return 0
             keep = ",".join("?" * len(gone))
@@ -83,3 +84,7 @@ class LedgerQueries(LedgerBase):
                                           "AND not_before<?", (state, now, HELD))
                                 for state in ("queued", "committed")) if r and r[0] is not None]
         return min(times) - ahead if times else None
+
+
+def _marks(values: Collection[str]) -> str:
+    return ",".join("?" * len(values))

@@ -42,6 +42,12 @@ class SandboxOptions:
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
 
 
+# GET this path on the Youku API host or the VOD host: what that service holds open (JSON),
+# for tests that check nothing was left behind (multipart uploads, upload tokens, videos
+# still "Uploading"). A sandbox hook, not part of either platform's API; loopback only.
+OPEN_UPLOADS_PATH = "/_sandbox/open-uploads"
+
+
 class SandboxHTTPServer(ThreadingHTTPServer):
     """Threaded HTTP/1.1 server bound to loopback only."""
 

@@ -93,6 +93,11 @@ class OssSandbox:
             self.parts_received += 1
             self.part_bytes_received += size
 
+    def open_multipart(self) -> list[dict[str, str]]:
+        """Multipart uploads initiated and neither completed nor aborted (OPEN_UPLOADS_PATH)."""
+        return [{"bucket": self.bucket, "key": key, "upload_id": upload_id}
+                for upload_id, key in self.store.incomplete_uploads()]
+
     def count_signature(self, version: str) -> None:
         with self._stats_lock:
             self.signatures[version] = self.signatures.get(version, 0) + 1

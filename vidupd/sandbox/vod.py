@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .common import Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
+from .common import OPEN_UPLOADS_PATH, Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
 from .oss import DEFAULT_STS_TTL, OssSandbox
 from .oss_store import ObjectInfo
 from .vod_pull import UrlPuller
@@ -200,6 +200,11 @@ class VodSandbox:
         return f"sv/{stem}/{stem}.{ext}"
 
     # ----- actions -----
+    def open_uploads(self) -> dict[str, Any]:
+        """What VOD holds open: its bucket's multipart uploads and the videos still
+        "Uploading" (also served at OPEN_UPLOADS_PATH on the VOD host)."""
+        return {"oss_multipart": self.oss.open_multipart(), "vod_uploading": self.state.uploading()}
+
     def dispatch(self, action: str, p: dict[str, str]) -> dict[str, Any]:
         handler = _ACTIONS.get(action)
         if handler is None:
@@ -431,6 +436,9 @@ class _VodHandler(QuietHandler):
 
     def _handle(self) -> None:
         sb = self.sandbox
+        if self.command == "GET" and self.path.split("?")[0] == OPEN_UPLOADS_PATH:  # no faults, no signature
+            send_json(self, 200, sb.open_uploads())
+            return
         request_id = str(uuid.uuid4()).upper()
         try:
             params = self._params()

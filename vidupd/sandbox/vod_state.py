@@ -183,6 +183,11 @@ class VodState:
         with self._lock:
             return sorted((j for j in self._jobs.values() if j.url == url), key=lambda j: j.created_at)
 
+    def uploading(self) -> list[str]:
+        """Ids of videos created whose object never completed (GetVideoInfo: "Uploading")."""
+        with self._lock:
+            return sorted(m.media_id for m in self._media.values() if m.kind == "video" and m.completed_at is None)
+
     def unfinished_jobs(self) -> list[UrlJob]:
         done = ("SUCCESS", "FAIL", "DOWNLOAD_FAIL", "UPLOAD_FAIL")
         with self._lock:

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .common import (
+    OPEN_UPLOADS_PATH,
     QuietHandler,
     Faults,
     RateLimiter,
@@ -96,6 +97,9 @@ class _Handler(QuietHandler):
     def _dispatch(self, method: str) -> None:
         app = self.server.app
         url = urlsplit(self.path)
+        if method == "GET" and url.path == OPEN_UPLOADS_PATH and isinstance(self, _ApiHandler):  # no faults here
+            send_json(self, 200, app.open_uploads())
+            return
         name = self.routes.get((method, url.path)) or self.routes.get(("*", url.path))
         route: Callable[[Params], None] | None = getattr(self, name) if name else None
         params = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -465,6 +469,11 @@ class YoukuSandbox:
             raise YoukuError(PARAM_INVALID, "Invalid parameter: isnew; this service uploads through OSS only, "
                              "send isnew=1", "SystemException")
         return isnew
+
+    def open_uploads(self) -> dict[str, Any]:
+        """What Youku holds open: upload tokens (both flows) and the Youku bucket's multipart
+        uploads (also served at OPEN_UPLOADS_PATH on the API host)."""
+        return {"youku_tokens": self.store.open_tokens(), "oss_multipart": self.oss.open_multipart()}
 
     def counters(self) -> dict[str, int]:
         """What the e2e tests count, in one place:

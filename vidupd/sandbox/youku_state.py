@@ -315,6 +315,12 @@ class UploadStore:
                 raise YoukuError(ALREADY_COMMITTED, f"upload was committed as video {s.video_id}")
             return s
 
+    def open_tokens(self) -> list[dict[str, str]]:
+        """Upload tokens created and not yet committed, cancelled or expired."""
+        with self._lock:
+            return [{"upload_token": s.token, "flow": s.flow} for s in self._sessions.values()
+                    if not s.video_id and not s.dead]
+
     def counts(self) -> dict[str, int]:
         """Uploads per state and flow, e.g. {"open_oss": 1, "cancelled_slices": 2}."""
         out: dict[str, int] = {}

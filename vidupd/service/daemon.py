@@ -6,6 +6,8 @@ SIGHUP reopens the event log and reloads the config (vidupd.service.reload says 
 Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watches are up,
 STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
 RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
+Operator controls (`vidupd pause` / `resume`) are read from the ledger once per main-loop
+tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..providers.base import Provider
 from . import reload as reload_mod
+from .controls import PauseSet, load_pause
 from .housekeeping import Housekeeper
 from .notify import Notifier
 from .webhooks import Webhooks
@@ -75,6 +78,7 @@ class Daemon:
         self._reload = threading.Event()
         self._wake = threading.Event()
         self._unhealthy: str | None = None
+        self._pause = PauseSet()  # as last applied (vidupd.service.controls)
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
@@ -132,6 +136,7 @@ class Daemon:
 
             endpoint = serve(config.metrics_listen, ledger, lambda: len(pool.snapshot()),
                              lambda: healthy(pool, watcher, time.monotonic()), config.state_dir, config.targets)
+        self._controls(LedgerShared(ledger), pool)  # a pause from before the restart holds from the first claim
         pool.start()
         watcher.start()
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
@@ -141,7 +146,7 @@ class Daemon:
         self.notifier.ready(self._status_line(ledger, pool, watcher))
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
-        self._loop(ledger, pool, watcher)
+        self._loop(ledger, pool, watcher, LedgerShared(ledger))
         housekeeper.stop()
 
         events.emit("daemon.stopping", "stopping: running uploads checkpoint and stop", running=pool.busy)
@@ -175,7 +180,7 @@ class Daemon:
                     f"upload(s) still running: {names}; the next start resumes them", level="warning",
                     outcome="failure", stop_timeout=budget, left=jobs)
 
-    def _loop(self, ledger: Ledger, pool: Pool, watcher: Watcher) -> None:
+    def _loop(self, ledger: Ledger, pool: Pool, watcher: Watcher, shared: LedgerShared) -> None:
         interval = self.notifier.watchdog_interval
         now = time.monotonic()
         next_status = now + STATUS_EVERY
@@ -185,6 +190,7 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload(ledger, pool, watcher)
+            self._controls(shared, pool)
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)
@@ -196,6 +202,30 @@ class Daemon:
                     self._close_retired()
             deadline = min(next_status, next_ping) if interval else next_status
             self._wake.wait(max(0.01, deadline - time.monotonic()))
+
+    def _controls(self, shared: LedgerShared, pool: Pool) -> None:
+        """Apply the operator's controls stored in the ledger (`vidupd pause` / `resume`), once
+        per tick; what changed is logged as `daemon.paused` / `daemon.resumed`."""
+        try:
+            new = load_pause(shared)
+        except Exception:  # the ledger is busy or failing: the next tick looks again
+            return
+        old, self._pause = self._pause, new
+        if new.key() == old.key():
+            return
+        stopping = pool.pause(new.everything, new.targets, new.watches)
+        added = [e for e in new.entries if (e.scope, e.name) not in old.key()]
+        gone = [e for e in old.entries if (e.scope, e.name) not in new.key()]
+        if added:
+            names = PauseSet(tuple(added)).names()
+            events.emit("daemon.paused", f"paused: {', '.join(names)}; {len(stopping)} running upload(s) "
+                        "checkpoint and stop", scope=names, paused=new.names(), by=sorted({e.by for e in added}),
+                        stopping=stopping or None)
+        if gone:
+            names = PauseSet(tuple(gone)).names()
+            still = f"; still paused: {new.describe()}" if new.entries else ""
+            events.emit("daemon.resumed", f"resumed: {', '.join(names)}{still}", scope=names,
+                        paused=new.names() or None)
 
     def _watchdog(self, pool: Pool, watcher: Watcher, now: float) -> None:
         problem = healthy(pool, watcher, now)
@@ -290,6 +320,8 @@ class Daemon:
         snap = pool.snapshot()
         n = len(self.config.watches)
         parts = [f"watching {n} folder{'s' if n != 1 else ''}"]
+        if self._pause.entries:
+            parts.append(f"paused: {self._pause.describe()}")
         if snap:
             done = sum(s[1] for s in snap)
             size = sum(s[2] for s in snap) or 1

@@ -68,7 +68,7 @@ class Metrics:
         self._present = present
         r.register(_Present(present))
         for target in targets:  # every series exists from the start at 0, so rate() and alerts see the first one
-            for outcome in ("completed", "failed", "skipped", "attention"):
+            for outcome in ("completed", "failed", "skipped", "attention", "cancelled"):
                 self.uploads.labels(target, outcome)
             for reason in ("TransientError", "CredentialsExpired"):
                 self.retries.labels(target, reason)
@@ -97,6 +97,8 @@ class Metrics:
             self.uploads.labels(target, "skipped").inc()
         elif action == "upload.duplicate_remote_id":
             self.uploads.labels(target, "attention").inc()
+        elif action == "upload.cancelled":  # by the daemon's pool (a job it held); the command's own are not seen
+            self.uploads.labels(target, "cancelled").inc()
         elif action == "upload.retrying":
             self.retries.labels(target, str(fields.get("error_type") or fields.get("step") or "unknown")).inc()
         elif action in ("media.ready", "media.failed"):

@@ -43,11 +43,12 @@ from ...core.retry import RetryPolicy, call_with_retry
 from ...core.secrets import reveal
 from ...core.source import SourceFile
 from ..base import MediaStatus, Option, Provider, UploadContext, UploadRequest, UploadResult
-from ..features import PullsFromUrl, RegistersMedia, Resumable, TakesCovers
+from ..features import Abandons, PullsFromUrl, RegistersMedia, Resumable, TakesCovers
 from ..oss.credentials import StsKeeper
 from ..oss.errors import AddressChanged
 from ..oss.multipart import MIN_PART_SIZE, PUT_OBJECT_MAX, MultipartState, OssUploader, content_id
 from ..oss.signing import DEFAULT_SIGNATURE, SIGNATURES
+from .abandon import abandon_video
 from .checkpoint import UploadState
 from .create import Creator, param, title_of
 from .media import (BUSINESS_TYPES, IMAGE_TYPES, INFO_GROUP, MAX_CONCURRENCY, MAX_PART_SIZE, REGISTER_GROUP,
@@ -62,7 +63,7 @@ _VIDEO_FAILED = frozenset({"UploadFail", "TranscodeFail", "Blocked", "ProduceFai
 _MAX_MOVES = 3  # address changes (RefreshUploadVideo moving the object) followed within one upload
 
 
-class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Provider):
+class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Abandons, Provider):
     """Uploads to ApsaraVideo VOD; see the module docstring for the flow and checkpoint."""
 
     name: ClassVar[str] = "aliyun-vod"
@@ -194,6 +195,10 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Pr
                            or () if m.get("MediaId")]
             failed += [str(u) for u in answer.get("FailedFileURLs") or ()]
         return registered, failed
+
+    def abandon(self, checkpoint: Mapping[str, Any]) -> str | None:
+        """Abort the checkpoint's OSS multipart upload (vidupd.providers.aliyun_vod.abandon)."""
+        return abandon_video(self.rpc, self.config, self._oss_session, self._oss_timeout, checkpoint)
 
     # ---- media objects -------------------------------------------------------------------
 
