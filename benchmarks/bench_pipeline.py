@@ -127,7 +127,7 @@ class _PgLedgers:
     PASSWORD_ENV = "VIDUPD_BENCH_PG_PASSWORD"
 
     def __init__(self, spec: str):
-        from urllib.parse import urlsplit, urlunsplit
+        from urllib.parse import urlsplit
 
         self.server = None
         if spec == "pg":
@@ -138,12 +138,11 @@ class _PgLedgers:
             if self.server is None:
                 raise SystemExit(pg_server.SKIP_REASON)
             self.url, self.password = self.server.url(), self.server.password
-        else:
-            parts = urlsplit(spec)
-            self.password = parts.password
-            netloc = parts.netloc.rpartition("@")
-            netloc = f"{netloc[0].partition(':')[0]}@{netloc[2]}" if netloc[1] else parts.netloc
-            self.url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        else:  # the password goes to the daemon as [ledger] password (the config refuses one in the URL)
+            sys.path.insert(0, str(ROOT))
+            from vidupd.ledger.location import scrub_url
+
+            self.url, self.password = scrub_url(spec), urlsplit(spec).password
         self.schemas = 0
 
     def _admin(self):
