@@ -333,3 +333,41 @@ def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_pat
             plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + _sql(sql), args))
             assert "Seq Scan" not in plan and "Sort" not in plan, (sql, plan)
     l.close()
+
+
+def test_a_host_frozen_inside_a_transaction_does_not_stall_the_others(backend: PgBackend, tmp_path: Path,
+                                                                       monkeypatch):
+    """A host stopped (SIGSTOP, a paused VM) while holding the offer lock: its TCP connection
+    still answers, so only the server's idle-in-transaction limit ends its transaction; then
+    the other host's offer goes through, and the frozen one's transaction is gone when it
+    comes back (nothing of it is committed)."""
+    import threading
+
+    from vidupd.ledger import postgresql
+
+    monkeypatch.setattr(postgresql, "IDLE_IN_TX_MS", 500)
+    frozen, other = backend.open(), backend.open()
+    holding, other_done, outcome = threading.Event(), threading.Event(), []
+
+    def freeze() -> None:
+        try:
+            with frozen._tx() as db:
+                frozen.store.serialize(db, "offer")
+                db.execute("INSERT INTO meta(key, value) VALUES('frozen-write', 'x')")
+                holding.set()
+                other_done.wait(60)  # "frozen" until the other host got through
+                db.execute("SELECT 1")
+            outcome.append("committed")
+        except LedgerUnavailable as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=freeze)
+    t.start()
+    assert holding.wait(30)
+    (o,) = other.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)  # waits ~0.5 s, not 30
+    other_done.set()
+    t.join(60)
+    assert o.outcome == "queued" and isinstance(outcome[0], LedgerUnavailable)
+    assert other._one("SELECT count(*) FROM meta WHERE key='frozen-write'")[0] == 0
+    frozen.close()
+    other.close()

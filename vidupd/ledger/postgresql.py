@@ -37,12 +37,20 @@ CONNECT_TIMEOUT = 10  # seconds to open a connection
 STATEMENT_TIMEOUT_MS = 30_000  # a statement the server has not finished by then is cancelled
 LOCK_TIMEOUT_MS = 30_000  # a row or advisory lock not granted by then fails the call
 EXCLUSIVE_WAIT_MS = 120_000  # `exclusive`: another host's token refresh (network-bound) may take this long
+# A transaction left idle this long is ended by the server, its locks with it: a host frozen
+# (SIGSTOP, a VM paused) inside one would otherwise hold its row and advisory locks for as
+# long as it is frozen (its TCP connection still answers), stalling every other host.
+IDLE_IN_TX_MS = 15_000
 POOL_WAIT = 30.0  # seconds to wait for a free pooled connection
 POOL_SIZE = 10  # connections per process at most: workers, polls, dispatcher, intake, housekeeping
 # Applied unless the URL says otherwise: a server cut off mid-call is noticed within ~15 s
 CLIENT_DEFAULTS = dict(connect_timeout=str(CONNECT_TIMEOUT), application_name="vidupd", keepalives="1",
                        keepalives_idle="5", keepalives_interval="2", keepalives_count="3", tcp_user_timeout="15000")
-TROUBLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+# The database failing, not a statement's values: connections, timeouts, deadlocks, a full disk
+# (all OperationalError), a closed connection, no pooled connection in time, and the server
+# ending a transaction left idle (SQLSTATE 25P03, filed by psycopg under InternalError)
+TROUBLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout,
+           psycopg.errors.IdleInTransactionSessionTimeout)
 
 
 class PgRow:
@@ -158,11 +166,12 @@ class PostgresStore(LedgerStore):
         """Every connection's limits (and read-only-ness), and the server's clock, in one round trip."""
         sent = time.time()
         row = conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false), "
+                           "set_config('idle_in_transaction_session_timeout', %s, false), "
                            "set_config('default_transaction_read_only', %s, false), "
                            "extract(epoch from clock_timestamp())::float8",
-                           (str(STATEMENT_TIMEOUT_MS), str(LOCK_TIMEOUT_MS), "on" if self._readonly else "off")
-                           ).fetchone()
-        self._ahead = float(row[3]) - (sent + time.time()) / 2
+                           (str(STATEMENT_TIMEOUT_MS), str(LOCK_TIMEOUT_MS), str(IDLE_IN_TX_MS),
+                            "on" if self._readonly else "off")).fetchone()
+        self._ahead = float(row[4]) - (sent + time.time()) / 2
 
     def _unavailable(self, e: BaseException, doing: str = "the ledger did not answer") -> LedgerUnavailable:
         detail = redact(" ".join(str(e).split())) or type(e).__name__
@@ -208,7 +217,9 @@ class PostgresStore(LedgerStore):
         with local, self._connection() as conn:
             conn.execute("BEGIN")
             try:
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(EXCLUSIVE_WAIT_MS),))
+                conn.execute("SELECT set_config('lock_timeout', %s, true), "  # the section waits on the network
+                             "set_config('idle_in_transaction_session_timeout', %s, true)",
+                             (str(EXCLUSIVE_WAIT_MS), str(EXCLUSIVE_WAIT_MS)))
                 conn.execute("SELECT pg_advisory_xact_lock(%s::bigint)", (lock_key("exclusive", name),))
                 yield
             finally:
