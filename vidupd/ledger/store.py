@@ -8,6 +8,10 @@ serialises every write transaction with its database lock; PostgreSQL
 marks the reads a transition decides on: `lock_row` (the fenced row, FOR UPDATE),
 `skip_locked` (claims), and `serialize(db, key)` (an advisory lock for the read-then-insert
 decisions that span rows: offers, twins, remote-id conflicts). On SQLite these are no-ops.
+The rest of the dialect: index hints (`indexed`: SQLite's planner needs them, PostgreSQL has
+none), NULL order (`nulls_first`), and how `path` is stored. Portable SQL otherwise: `?`
+placeholders, ON CONFLICT upserts, RETURNING instead of lastrowid, `col IS NULL` / `col=?`
+(never SQLite's `col IS ?`).
 """
 
 from __future__ import annotations
