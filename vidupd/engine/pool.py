@@ -29,7 +29,7 @@ from ..config import Config, TargetConfig
 from ..core import events
 from ..core.errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
 from ..core.retry import RetryPolicy
-from ..core.throttle import Throttle
+from ..core.throttle import CancelSignal, Throttle
 from ..intake.companions import cover_for
 from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
                       Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured, outcomes)
@@ -39,7 +39,7 @@ from .abandon import abandon_upload
 from .after_upload import AfterUpload
 from .poll import describe as _describe, poll_safely
 from .prepare import VANISHED, Prepared, prepare
-from .progress import MeteredThrottle, ProgressReporter
+from .progress import ProgressReporter
 
 LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
@@ -243,7 +243,7 @@ class Pool:
             cancel.set()  # the upload stops; the refused write that follows reports the loss
 
     def _submit(self, job: Job) -> None:
-        cancel = threading.Event()
+        cancel = CancelSignal()  # also wakes the job's throttle waits at once
         reporter = None if job.state == "committed" else ProgressReporter(
             job.size,
             record=lambda done, rate, j=job: self._record_progress(j, cancel, done, rate),
@@ -363,7 +363,7 @@ class Pool:
 
         ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
                             remote_id_known=remote_id_known, note=note, cancel=cancel,
-                            throttle=MeteredThrottle(self.throttle, reporter.note_sent),
+                            throttle=self.throttle.share(job.target, reporter.note_sent, cancel),
                             retry=self.settings.request_retry)
         companions: dict[str, Path] = {}
         if job.kind == "video" and features(provider).cover:
