@@ -1,4 +1,4 @@
-"""Command line: run, check-config, status, upload, retry, sandbox, demo.
+"""Command line: run, check-config, status, upload, retry, sandbox, demo, limit.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 """
@@ -18,6 +18,7 @@ from ..config import Config, ConfigError, default_path, load
 from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
 from ..ledger.model import STATES
+from .limit import add_parser as limit_parser, rate_arg
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -81,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("status: --watch needs a terminal (and no --json); for scripts: status --json in a loop",
                   file=sys.stderr)
             return EXIT_USAGE
-        return view.watch(open_ledger, args, config.retry.attempts, console)
+        return view.watch(open_ledger, args, config.retry.attempts, console, config.max_rate)
     if args.json and args.since is None:
         args.all = True  # scripts get every job, as before; the table hides finished ones
     ledger = open_ledger()
@@ -89,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
     try:
-        snap = view.take(ledger, args, config.retry.attempts)
+        snap = view.take(ledger, args, config.retry.attempts, schedule=config.max_rate)
     finally:
         ledger.close()
     if args.json:
@@ -308,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--token-ttl", type=float, default=0.0)
     sb.add_argument("--confirm-delay", type=float, default=0.0)
     sb.add_argument("--duplicate-ids", action="store_true")
-    sb.add_argument("--max-rate", type=int, default=0)
+    sb.add_argument("--max-rate", type=rate_arg, default=0, metavar="RATE",
+                    help="bytes/s each emulated server reads request bodies at (10M, 10MiB/s, 80Mbit/s; default: no cap)")
     sb.add_argument("--hash-only", action="store_true")
     sb.add_argument("--seed", type=int, default=None)
     sb.add_argument("--drop-create-answer", type=int, default=0, metavar="N",
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--sample-mib", type=int, default=8, help="size of the sample file")
     dm.add_argument("--once", action="store_true", help="stop when everything in the outbox is uploaded")
     dm.set_defaults(func=cmd_demo)
+    limit_parser(sub, with_config, _load)
     return p
 
 

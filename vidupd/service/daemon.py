@@ -29,6 +29,7 @@ from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id
 from ..providers.base import Provider
 from . import reload as reload_mod
+from .bandwidth import RateGovernor, announce
 from .housekeeping import Housekeeper
 from .notify import Notifier
 from .webhooks import Webhooks
@@ -114,7 +115,8 @@ class Daemon:
         except Exception as e:  # systemctl status shows why it did not start (the CLI prints it too)
             self.notifier.status(f"failed to start: {type(e).__name__}: {redact(str(e))}")
             raise
-        self.throttle = Throttle(config.max_rate)
+        self.throttle = Throttle(None)
+        self.governor = RateGovernor(self.throttle, LedgerShared(ledger), config)  # max_rate, timetable, limit
         owner = lease_owner_id()
         self.watches = {str(w.path): w for w in config.watches}
         after = AfterUpload(ledger, lambda: self.watches)
@@ -137,7 +139,8 @@ class Daemon:
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
                     version=__version__, config=str(config.source), workers=config.workers,
                     watches=[str(w.path) for w in config.watches], targets=sorted(config.targets),
-                    recovered_leases=recovered)
+                    recovered_leases=recovered, max_rate=self.governor.current.rate or events.NULL,
+                    rate_source=self.governor.current.source)
         self.notifier.ready(self._status_line(ledger, pool, watcher))
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
@@ -185,6 +188,9 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload(ledger, pool, watcher)
+            change = self.governor.tick()  # the timetable, and `vidupd limit` (control.rate in the ledger)
+            if change is not None:
+                announce(change)
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)
@@ -195,6 +201,9 @@ class Daemon:
                 if self._retired and pool.busy == 0:
                     self._close_retired()
             deadline = min(next_status, next_ping) if interval else next_status
+            until = self.governor.current.until if self.governor.current else None
+            if until is not None:  # wake at a timetable boundary or the end of a limit, not up to 1 s late
+                deadline = min(deadline, now + max(0.0, until - time.time()))
             self._wake.wait(max(0.01, deadline - time.monotonic()))
 
     def _watchdog(self, pool: Pool, watcher: Watcher, now: float) -> None:
@@ -258,7 +267,7 @@ class Daemon:
         self.providers = {name: built.get(name) or self.providers[name] for name in new.targets}
         self.config = new
         self.watches = {str(w.path): w for w in new.watches}
-        self.throttle.rate = new.max_rate or 0
+        rate_change = self.governor.reconfigure(new)
         pool.reconfigure(settings_from(new), new.targets, self.providers)
         watcher.rescan_interval = new.rescan_interval
         unwatched = watcher.set_watches(new.watches)
@@ -267,6 +276,8 @@ class Daemon:
         events.emit("daemon.reloaded", f"configuration reloaded: {summary}", config=str(new.source),
                     changes=list(plan.changes), workers=new.workers, watches=[str(w.path) for w in new.watches],
                     targets=sorted(new.targets))
+        if rate_change is not None:
+            announce(rate_change)
         if new.log != old.log:
             events.configure(new.log)
         for w in new.warnings:
@@ -306,6 +317,9 @@ class Daemon:
             parts.append(f"{counts['failed']} failed")
         if counts.get("attention"):
             parts.append(f"{counts['attention']} need attention")
+        force = self.governor.current
+        if force is not None and (force.rate or force.reason != "config"):
+            parts.append(f"max_rate {force.describe()}")
         if self._unhealthy:
             parts.append(f"unhealthy: {self._unhealthy}")
         return "; ".join(parts)
