@@ -38,6 +38,7 @@ def parse_rate(text: str | int) -> int | None:
     the unit is checked here first, since humanfriendly alone reads "10MX" as 10M and
     "80Mbit" as 80 megabytes."""
     import humanfriendly  # imported when a rate is read, not by every module of core
+    from humanfriendly.text import tokenize
 
     if isinstance(text, bool) or not isinstance(text, (int, str)):
         raise ValueError(f"must be a rate such as {RATE_FORMS}, not {text!r}")
@@ -48,7 +49,7 @@ def parse_rate(text: str | int) -> int | None:
     raw = text.strip()
     if raw.lower() in OFF_WORDS:
         return None
-    tokens = humanfriendly.tokenize(raw.replace(" ", ""))
+    tokens = tokenize(raw.replace(" ", ""))
     if not tokens or not isinstance(tokens[0], (int, float)) or len(tokens) > 2:
         raise ValueError(f"{text!r} is not a rate: give a number and a unit, such as {RATE_FORMS}")
     number, unit = tokens[0], (tokens[1] if len(tokens) == 2 else "")
