@@ -306,6 +306,9 @@ class Daemon:
             size = sum(s[2] for s in snap) or 1
             rate = sum(s[3] for s in snap)
             parts.append(f"{len(snap)} uploading ({100 * done // size}%, {human_rate(rate)})")
+        force = self.governor.current
+        if force is not None and (force.rate or force.reason != "config"):
+            parts.append(f"max_rate {force.describe()}")  # where the cap comes from: config, timetable, limit
         queued = counts.get("queued", 0)
         parts.append(f"{queued} queued")
         if watcher.pending:
@@ -317,9 +320,6 @@ class Daemon:
             parts.append(f"{counts['failed']} failed")
         if counts.get("attention"):
             parts.append(f"{counts['attention']} need attention")
-        force = self.governor.current
-        if force is not None and (force.rate or force.reason != "config"):
-            parts.append(f"max_rate {force.describe()}")
         if self._unhealthy:
             parts.append(f"unhealthy: {self._unhealthy}")
         return "; ".join(parts)
