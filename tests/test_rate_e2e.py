@@ -125,6 +125,7 @@ def test_two_uploads_under_one_cap_get_equal_shares(env):
         d.stop()
     (v0, v1), (y0, y1) = active(env.vod_meter), active(env.youku_meter)
     start, end = max(v0, y0) + 1, min(v1, y1)  # while both were sending
+    assert end - start >= 3, f"one upload was (almost) starved while the other ran: vod {v0}..{v1}, youku {y0}..{y1}"
     vod, youku = rate(env.vod_meter, start, end), rate(env.youku_meter, start, end)
     assert min(vod, youku) >= 0.75 * max(vod, youku), (vod, youku)
     assert near(vod + youku, 2_000_000, 0.15), (vod, youku)

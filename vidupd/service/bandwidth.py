@@ -119,5 +119,5 @@ class RateGovernor:
 def announce(change: RateChange) -> None:
     """The `rate.changed` event: vidupd.max_rate (bytes/s, null: no cap), vidupd.reason."""
     force = change.now
-    events.emit("rate.changed", f"bandwidth cap now {force.describe()}", max_rate=force.rate or events.NULL,
+    events.emit("rate.changed", f"max_rate now {force.describe()}", max_rate=force.rate or events.NULL,
                 reason=change.reason, rate_source=force.source)
