@@ -46,7 +46,7 @@ class RateOverride:
                    float(data["set_at"]), str(data.get("by", "")))
 
 
-def who() -> str:
+def operator() -> str:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -63,7 +63,7 @@ def load_rate_override(store: SharedStore) -> RateOverride | None:
 def set_rate_override(store: SharedStore, rate: int | None, seconds: float | None,
                       now: float | None = None) -> RateOverride:
     now = time.time() if now is None else now
-    override = RateOverride(rate, now + seconds if seconds else None, now, who())
+    override = RateOverride(rate, now + seconds if seconds else None, now, operator())
     store.update(RATE_KEY, lambda _current: override.as_data())
     return override
 
