@@ -56,10 +56,11 @@ def test_one_shared_bucket_was_unfair():
 
 def test_an_idle_upload_banks_nothing():
     cap = Throttle(4_000_000)
-    late = cap.share("b")
-    _run({"a": (cap.share("a"), 2)}, 0.5)  # b idle meanwhile: no credit for it
-    got = _run({"a2": (cap.share("a"), 2), "b": (late, 1)}, 1.0)
-    assert got["b"] <= 1.3 * got["a2"], got
+    a, late = cap.share("a"), cap.share("b")
+    alone = _run({"a": (a, 2)}, 0.5)  # b idle meanwhile: its share went to a, and b banks no credit
+    assert alone["a"] >= 0.7 * 4_000_000 * 0.5, alone
+    got = _run({"a": (a, 2), "b": (late, 1)}, 1.0)
+    assert 0.75 * got["a"] <= got["b"] <= 1.3 * got["a"], got
 
 
 def test_a_rate_change_applies_to_a_waiting_request_at_once():
