@@ -61,7 +61,7 @@ class SourceFile:
         """Yield consecutive blocks covering [offset, offset+length)."""
         end = min(offset + length, self.size)
         while offset < end:
-            n = min(block, end - offset)
+            n = self._throttle.block(min(block, end - offset))  # smaller at a low cap, as iter_views
             yield self.read_at(offset, n)
             offset += n
 
