@@ -125,3 +125,21 @@ def test_local_time_follows_tz():
 def test_bad_entries_are_named(text, says):
     with pytest.raises(ValueError, match=says):
         parse_schedule(text)
+
+
+def test_daylight_saving_moves_entries_with_the_wall_clock():
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"  # POSIX rules, no tzdata needed: 2026-03-29 02:00 -> 03:00
+    time.tzset()
+    try:
+        s = parse_schedule("08:00,1M 20:00,2M")
+        before = time.mktime((2026, 3, 28, 21, 0, 0, 0, 0, -1))  # Saturday 21:00 CET
+        change = s.next_change(before)
+        assert time.localtime(change)[:5] == (2026, 3, 29, 8, 0) and change - before == 10 * 3600  # 11 h of wall clock
+        assert s.rate_at(change) == 1_000_000 and s.rate_at(change - 1) == 2_000_000
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()

@@ -71,17 +71,27 @@ class RateSchedule:
         return self.entry_at(t).rate
 
     def next_change(self, t: float) -> float | None:
-        """Epoch seconds after `t` when another entry takes over (None: never). Found by stepping
-        through local minutes, so a DST jump that skips or repeats an entry's minute is honoured."""
+        """Epoch seconds after `t` when another entry takes over (None: never), for showing and
+        for waking on time. Each slot's local time in the coming eight days goes through
+        mktime, so DST moves it with the wall clock. (An entry in an hour a DST jump skips
+        takes over at the jump, as `rate_at` says; this may then name a time up to an hour
+        later. The daemon evaluates `rate_at` every second, so the cap itself is on time.)"""
         if len({id(e) for _, e in self._slots}) < 2:
             return None
         current = self.entry_at(t)
-        start = int(t // 60 + 1) * 60
-        step = start - time.localtime(start).tm_sec  # local minutes start at local second 0
-        for _ in range(WEEK_MINUTES + 120):  # a week, and the hour DST can add
-            if step > t and self.entry_at(step) is not current:
-                return float(step)
-            step += 60
+        lt = time.localtime(t)
+        candidates = []
+        for day in range(8):
+            weekday = (lt.tm_wday + day) % 7
+            for minute, _ in self._slots:
+                wd, hm = divmod(minute, 24 * 60)
+                if wd == weekday:
+                    at = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday + day, hm // 60, hm % 60, 0, 0, 0, -1))
+                    if at > t:
+                        candidates.append(at)
+        for at in sorted(candidates):
+            if self.entry_at(at) is not current:
+                return float(at)
         return None
 
     def __str__(self) -> str:

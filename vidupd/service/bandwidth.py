@@ -78,7 +78,7 @@ class RateGovernor:
         self._targets: Mapping[str, RateSchedule | None] = {n: t.max_rate for n, t in config.targets.items()}
         self._override: RateOverride | None = None
         self.current: InForce | None = None
-        self.tick(reason="config")
+        self.tick()
 
     def reconfigure(self, config: Config) -> RateChange | None:
         """A reload: the new schedules apply at once."""
