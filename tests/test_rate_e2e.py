@@ -162,3 +162,14 @@ def test_vidupd_limit_changes_the_running_rate_at_once_and_reverts(env):
     assert near(again, 3_000_000, 0.15), again
     out = vidupd("limit", "-c", str(env.config))
     assert out.returncode == 0 and "3.0 MB/s (config)" in out.stdout, out.stdout
+
+
+def test_a_one_shot_upload_obeys_the_limit_too(env):
+    env.configure({})  # no max_rate in the config
+    assert vidupd("limit", "-c", str(env.config), "1MB/s", "--for", "2h").returncode == 0
+    path = drop(env.root / "one.mp4", 5_000_000)
+    out = vidupd("upload", "-c", str(env.config), "--target", "vod", "--no-progress", str(path))
+    assert out.returncode == 0, out.stderr
+    first, last = active(env.vod_meter)
+    assert last - first >= 3  # 5 MB at 1 MB/s, not at loopback speed
+    assert near(rate(env.vod_meter, first + 1, last), 1_000_000, 0.15)
