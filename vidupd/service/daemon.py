@@ -202,8 +202,9 @@ class Daemon:
                     self._close_retired()
             deadline = min(next_status, next_ping) if interval else next_status
             until = self.governor.current.until if self.governor.current else None
-            if until is not None:  # wake at a timetable boundary or the end of a limit, not up to 1 s late
-                deadline = min(deadline, now + max(0.0, until - time.time()))
+            left = until - time.time() if until is not None else -1.0
+            if left > 0:  # wake at a timetable boundary or the end of a limit, not up to 1 s late
+                deadline = min(deadline, now + left)
             self._wake.wait(max(0.01, deadline - time.monotonic()))
 
     def _watchdog(self, pool: Pool, watcher: Watcher, now: float) -> None:
