@@ -5,7 +5,9 @@ measured where it matters, at the far end (the sandbox's per-second receive mete
   an offset with seconds puts the next local HH:MM ~14 s after the start);
 - two concurrent uploads under one cap, a VOD one with four parts in flight and a Youku
   one with one, get equal shares;
-- `vidupd limit 1M --for 5s` changes the running daemon's rate at once, and it reverts.
+- `vidupd limit 1M --for 5s` changes the running daemon's rate at once, and it reverts;
+- a one-shot `vidupd upload` obeys the limit too;
+- a target's own `max_rate` holds under the global cap.
 """
 
 from __future__ import annotations
