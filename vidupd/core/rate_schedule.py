@@ -51,10 +51,6 @@ class RateSchedule:
                 slots[(e.minute + day * 24 * 60) % WEEK_MINUTES] = e
         object.__setattr__(self, "_slots", tuple(sorted(slots.items())))
 
-    @classmethod
-    def constant(cls, rate: int | None) -> "RateSchedule":
-        return cls((RateEntry(None, rate, str(rate or "off")),), str(rate or "off"))
-
     @property
     def is_timetable(self) -> bool:
         return any(e.minute is not None for e in self.entries)
