@@ -89,7 +89,7 @@ class Throttle:
         self._keeper: _Ticket | None = None  # the one waiter that sleeps until the cap is free
         self._seq = itertools.count()
         self._children: dict[str, Throttle] = {}
-        self._default: Share | None = None
+        self._default = Share([self])  # what callers without a share of their own take through
 
     # -- the rate ----------------------------------------------------------------------------
     @property
@@ -132,8 +132,6 @@ class Throttle:
 
     def take(self, n: int, cancel: threading.Event | None = None) -> None:
         """For callers without a share of their own: all of them share one."""
-        if self._default is None:
-            self._default = Share([self])
         self._default.take(n, cancel)
 
     def block(self, size: int) -> int:
