@@ -73,7 +73,7 @@ def test_good_config_loads_with_secrets_hidden(tmp_path: Path):
     token = cfg.targets["yk"].settings["access_token"]
     assert isinstance(token, Secret) and token.reveal() == "inline-token-123"
     assert "inline-token-123" not in repr(cfg) and "inline-token-123" not in str(token)
-    assert cfg.max_rate == 20_000_000 and cfg.workers == 3
+    assert cfg.max_rate.rate_at(0) == 20_000_000 and cfg.workers == 3
     assert main(["check-config", "-c", str(tmp_path / "good.toml")]) == 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from vidupd.core.throttle import Throttle
-from vidupd.engine.progress import MeteredThrottle, ProgressReporter
+from vidupd.engine.progress import ProgressReporter
 
 
 def test_rate_is_acknowledged_bytes_over_the_window():
@@ -23,7 +23,7 @@ def test_rate_is_acknowledged_bytes_over_the_window():
 
 def test_shown_follows_bytes_sent_forward_only_and_stops_short_of_the_end():
     r = ProgressReporter(1000, record=lambda d, rate: None, announce=lambda d, rate: None)
-    throttle = MeteredThrottle(Throttle(None), r.note_sent)
+    throttle = Throttle(None).share(count=r.note_sent)
     throttle.take(300, threading.Event())
     assert (r.done, r.shown) == (0, 300)
     throttle.take(2000)  # a retry sends bytes again: never past the end before the acknowledgement
@@ -33,6 +33,6 @@ def test_shown_follows_bytes_sent_forward_only_and_stops_short_of_the_end():
     r(1000)
     assert r.shown == 1000
     shared = Throttle(5)
-    metered = MeteredThrottle(shared, r.note_sent)
-    metered.rate = 7  # a reload changes the shared cap through any view of it
+    metered = shared.share(count=r.note_sent)
+    shared.rate = 7  # a reload changes the shared cap, and every upload's share sees it
     assert shared.rate == 7 == metered.rate

@@ -45,7 +45,7 @@ def test_plan_lists_changes_and_refuses_a_new_state_dir(tmp_path):
                   watches=[{"path": str(tmp_path / "in2"), "targets": ["null"]}], log={"level": "debug"})
     p = plan(old, new)
     assert p.problems == ()
-    assert set(p.changes) == {"workers 2 -> 4", "max_rate None -> 1000000", "log.level info -> debug",
+    assert set(p.changes) == {"workers 2 -> 4", "max_rate None -> 1M", "log.level info -> debug",
                               "target added: null", "target changed: arch",
                               f"watch added: {tmp_path / 'in2'}", f"watch removed: {tmp_path / 'in'}"}
     assert p.targets_added == ("null",) and p.targets_changed == ("arch",) and p.keep_providers == frozenset()

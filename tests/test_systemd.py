@@ -143,6 +143,7 @@ def test_ready_status_watchdog_reload_and_journal_lines(site, notify, tmp_path):
         wait_for(lambda: "clip.mp4" in completed_names(site), 30, what="clip.mp4 uploaded")
         wait_for(lambda: any(m[1]["STATUS"].endswith("; 1 done") for m in notify.with_key("STATUS")), 5,
                  what="STATUS with 1 done")
+        assert "; max_rate 2.0 MB/s (config); " in notify.with_key("STATUS")[-1][1]["STATUS"]  # the cap and its source
 
         # WATCHDOG_USEC=2 s: a ping every second (half the timeout), never near 2 s
         pings = [t for t, f in notify.snapshot() if f.get("WATCHDOG") == "1"]

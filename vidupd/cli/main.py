@@ -1,4 +1,4 @@
-"""Command line: run, check-config, status, upload, retry, sandbox, demo; pause, resume,
+"""Command line: run, check-config, status, upload, retry, sandbox, demo, limit; pause, resume,
 cancel and forget (vidupd.cli.control).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -20,6 +20,7 @@ from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
 from ..ledger.model import STATES
 from . import order_cmds
+from .limit import add_parser as limit_parser, rate_arg
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -89,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("status: --watch needs a terminal (and no --json); for scripts: status --json in a loop",
                   file=sys.stderr)
             return EXIT_USAGE
-        return view.watch(open_readonly, args, config.retry.attempts, console)
+        return view.watch(open_readonly, args, config.retry.attempts, console, config.max_rate)
     if args.json and args.since is None:
         args.all = True  # scripts get every job, as before; the table hides finished ones
     ledger = open_readonly()
@@ -97,7 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
     try:
-        snap = view.take(ledger, args, config.retry.attempts)
+        snap = view.take(ledger, args, config.retry.attempts, schedule=config.max_rate)
     finally:
         ledger.close()
     if args.json:
@@ -299,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Youku: how long `check` reports 2/3 after the last slice")
     sb.add_argument("--duplicate-ids", action="store_true",
                     help="hand back an id already issued (a platform bug seen in the wild)")
-    sb.add_argument("--max-rate", type=int, default=0, metavar="BPS",
-                    help="bytes/s for request bodies, per server (0: unlimited)")
+    sb.add_argument("--max-rate", type=rate_arg, default=0, metavar="RATE",
+                    help="bytes/s each emulated server reads request bodies at (10M, 10MiB/s, 80Mbit/s; "
+                    "default: no cap)")
     sb.add_argument("--hash-only", action="store_true",
                     help="keep digests of received bytes, not the bytes (benchmarks)")
     sb.add_argument("--seed", type=int, default=None, help="random seed, for reproducible fault runs")
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .control import add_commands  # pause, resume, cancel, forget
 
     add_commands(sub, with_config, _load)
+    limit_parser(sub, with_config, _load)
     return p
 
 

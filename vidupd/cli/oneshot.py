@@ -22,6 +22,7 @@ from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.examine import examine
 from ..ledger import HELD, Job, Ledger, LedgerShared, lease_owner_id, open_ledger
+from ..service.bandwidth import RateGovernor, announce
 from ..service.controls import load_pause
 from ..service.daemon import build_providers
 from .status_view import human_duration
@@ -76,7 +77,9 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     if not ids:
         ledger.close()
         return status or 1
-    pool = Pool(settings_from(config), ledger, config.targets, {target: provider}, Throttle(config.max_rate),
+    throttle = Throttle(None)
+    governor = RateGovernor(throttle, LedgerShared(ledger), config)  # max_rate, and `vidupd limit` beside the daemon
+    pool = Pool(settings_from(config), ledger, config.targets, {target: provider}, throttle,
                 lease_owner_id(), AfterUpload(ledger, dict), only_ids=ids)
     total = sum(j.size for j in map(ledger.get, ids) if j)
     # SI units like `status`; the rate and ETA are vidupd's (acknowledged bytes, averaged), not tqdm's
@@ -99,6 +102,9 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
                     status = 1
                     break
             pool.job_finished.clear()  # before looking: a job that ends meanwhile wakes the wait below
+            change = governor.tick()
+            if change is not None:
+                announce(change)
             jobs = [j for j in map(ledger.get, ids) if j]
             changed.check([j for j in jobs if j.not_before >= HELD])  # no watcher here: settle them ourselves
             running = pool.positions()

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.fsnames import safe_text
+from ..core.rate_schedule import RateSchedule
 from ..core.units import human_rate, parse_duration
 from ..ledger import CLOSED, HELD, STATES, Job, LedgerShared
+from ..service.bandwidth import InForce, in_force
 from ..service.controls import PauseSet, load_pause
+from ..service.rate_override import load_rate_override
 
 
 def since_seconds(text: str) -> float:
@@ -101,11 +104,15 @@ class Snapshot:
     hidden: int  # finished jobs not shown (no --all / --since)
     taken: float
     paused: PauseSet = PauseSet()  # what `vidupd pause` holds (vidupd.service.controls)
+    max_rate: InForce | None = None  # the bandwidth cap in force and where it comes from
 
 
-def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | None = None) -> Snapshot:
-    """Read the ledger once (read-only) for the given command-line filters."""
+def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | None = None,
+         schedule: RateSchedule | None = None) -> Snapshot:
+    """Read the ledger once (read-only) for the given command-line filters; `schedule` is the
+    configured max_rate (the cap in force also depends on `vidupd limit`, kept in the ledger)."""
     now = time.time() if now is None else now
+    rate = in_force(schedule, load_rate_override(LedgerShared(ledger)), now)
     counts = ledger.counts()
     states = list(args.state or [])
     since = None if args.since is None else now - args.since
@@ -119,13 +126,16 @@ def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | 
     shown_finished = sum(1 for j in jobs if j.state in CLOSED)
     hidden = 0 if (states or args.all) else sum(counts.get(s, 0) for s in CLOSED) - shown_finished
     return Snapshot(counts, [JobView.of(j, now, max_attempts) for j in jobs], hidden, now,
-                    load_pause(LedgerShared(ledger)))
+                    load_pause(LedgerShared(ledger)), rate)
 
 
 def as_json(snap: Snapshot) -> str:
     paused = [dict(e.to_json(), since=iso(e.since)) for e in snap.paused.entries]
+    rate = snap.max_rate
+    limit = {} if rate is None else {
+        "max_rate": rate.rate, "max_rate_source": {"reason": rate.reason, "text": rate.source, "until": iso(rate.until)}}
     return json.dumps({"generated": iso(snap.taken), "counts": snap.counts, "hidden_finished": snap.hidden,
-                       "paused": paused, "jobs": [v.to_json(snap.taken) for v in snap.views]},
+                       "paused": paused, **limit, "jobs": [v.to_json(snap.taken) for v in snap.views]},
                       ensure_ascii=False, indent=1)
 
 
@@ -141,6 +151,9 @@ def summary(snap: Snapshot) -> str:
         parts.append(f"sending {100 * done // size}% at {human_rate(sum(v.rate for v in moving))}")
     if snap.hidden:
         parts.append(f"{snap.hidden} finished not shown (--all)")
+    rate = snap.max_rate
+    if rate is not None and (rate.rate or rate.reason != "config"):
+        parts.append(f"max_rate {rate.describe()}")
     return "; ".join(parts) or "no jobs yet"
 
 
@@ -202,7 +215,8 @@ def show(snap: Snapshot, console: Any) -> None:
     console.print(render(snap, console.width if console.is_terminal else None))
 
 
-def watch(open_ledger: Any, args: argparse.Namespace, max_attempts: int, console: Any) -> int:
+def watch(open_ledger: Any, args: argparse.Namespace, max_attempts: int, console: Any,
+          schedule: RateSchedule | None = None) -> int:
     """Refresh the table in place every `--interval` s until Ctrl-C (rich.live: redraws only
     the lines it owns, no screen clearing, so no flicker)."""
     from rich.live import Live
@@ -212,7 +226,7 @@ def watch(open_ledger: Any, args: argparse.Namespace, max_attempts: int, console
         if ledger is None:
             return "no jobs yet"
         try:
-            snap = take(ledger, args, max_attempts)
+            snap = take(ledger, args, max_attempts, schedule=schedule)
         finally:
             ledger.close()
         return render(snap, console.width, title=f"vidupd status {time.strftime('%H:%M:%S')} (Ctrl-C to stop):")

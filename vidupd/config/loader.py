@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import providers
 from ..core.filters import PathFilter
+from ..core.rate_schedule import RateSchedule, parse_schedule
 from ..core.retry import RetryPolicy
 from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
@@ -160,23 +161,17 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
             order=order,
         )
 
-    def _rate(self, raw: dict) -> int | None:
-        value = self._take(raw, "max_rate", "", (int, str), None)
+    def _rate(self, raw: dict, where: str = "") -> RateSchedule | None:
+        """`max_rate`: a rate (10M, 10MB/s, 10MiB/s, 80Mbit/s, a number of bytes/s, "off") or an
+        rclone-style timetable ("08:00,10M 12:00,off Mon-08:00,5M"); None when not given."""
+        value = self._take(raw, "max_rate", where, (int, str), None)
         if value is None:
             return None
-        if isinstance(value, str):
-            units = {"k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
-            text = value.strip().lower().removesuffix("b").removesuffix("/s")
-            num = text.rstrip("kmgi")
-            unit = text[len(num):]
-            try:
-                value = int(float(num) * units.get(unit, 1 if not unit else -1))
-            except ValueError:
-                value = -1
-        if value <= 0:
-            self.error("max_rate", f"must be a positive number of bytes per second (e.g. 10000000 or \"10M\"), not {raw['max_rate']!r}")
+        try:
+            return parse_schedule(value)
+        except ValueError as e:
+            self.error(f"{where}.max_rate" if where else "max_rate", str(e))
             return None
-        return value
 
     def _retry(self, table: Any) -> RetryPolicy:
         if not isinstance(table, dict):
@@ -219,12 +214,13 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
             wait_ready = self._checked(body, "wait_ready", where, TARGET.options["wait_ready"])
             ready_timeout = self._checked(body, "ready_timeout", where, TARGET.options["ready_timeout"])
             target_workers = self._checked(body, "workers", where, TARGET.options["workers"])
+            max_rate = self._rate(body, where)  # this target's cap, under the global one
             settings = {key: self._option(body, key, spec, where) for key, spec in cls.options.items()}
             for key, message in cls.settings_problems(settings):
                 self.error(f"{where}.{key}", message)
             out[name] = TargetConfig(name=name, provider=provider, settings=MappingProxyType(settings),
                                      wait_ready=bool(wait_ready), ready_timeout=ready_timeout,
-                                     workers=target_workers)
+                                     workers=target_workers, max_rate=max_rate)
         if not out and not any(p.key.startswith("targets") for p in self.problems):
             self.error("targets", "at least one [targets.NAME] table is required")
         return out

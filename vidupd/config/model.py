@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from ..core.events import LogConfig
 from ..core.model import KINDS
+from ..core.rate_schedule import RateSchedule
 from ..core.retry import RetryPolicy
 from ..ledger.location import LedgerSettings
 
@@ -76,6 +77,7 @@ class TargetConfig:
     wait_ready: bool = True  # poll the platform after upload until the media is playable
     ready_timeout: float = 7200.0
     workers: int | None = None  # concurrent uploads to this target at most (None: the global `workers`)
+    max_rate: RateSchedule | None = None  # this target's bandwidth cap, under the global one
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Config:
     targets: Mapping[str, TargetConfig]
     watches: tuple[WatchConfig, ...]
     workers: int = 2
-    max_rate: int | None = None
+    max_rate: RateSchedule | None = None  # a rate or a timetable (vidupd.core.rate_schedule)
     rescan_interval: float = 300.0
     skip_duplicates: bool = True
     stop_timeout: float = STOP_TIMEOUT

@@ -37,8 +37,11 @@ TOP = Section("", "Top level", "The daemon as a whole: where its state lives and
     state_dir=Option(str, REQUIRED, help="folder of the ledger (SQLite), resume checkpoints and refreshed tokens; "
                      "made 0700; must not be inside a watched folder nor contain one"),
     workers=Option(int, 2, minimum=1, maximum=64, help="uploads running at once, over every target"),
-    max_rate=Option((int, str), None, help="bandwidth cap shared by all uploads, bytes per second: a number or "
-                    "\"10M\" (10^6 B/s), \"8Mi\" (MiB/s); unset: no cap"),
+    max_rate=Option((int, str), None, help="bandwidth cap shared fairly by all uploads, bytes per second: "
+                    "\"10M\", \"10MB/s\", \"10mb\" (SI, 10^6 B/s), \"8MiB/s\" (binary, 2^20), \"80Mbit/s\" or "
+                    "\"80Mbps\" (bits), a number of bytes/s, \"off\"; or an rclone-style timetable in local time, "
+                    "\"08:00,10M 19:00,off Mon-08:00,5M\" (the latest entry before now is in force); "
+                    "`vidupd limit` overrides it; unset: no cap"),
     rescan_interval=Option(float, 300.0, minimum=1, duration=SECONDS,
                            help="full rescan of every watched folder (catches what inotify missed)"),
     skip_duplicates=Option(bool, True, help="content already uploaded under another name is not uploaded again "
@@ -125,6 +128,8 @@ TARGET = Section("targets", "[targets.NAME]", "A platform account files are sent
     wait_ready=Option(bool, True, help="after upload, poll the platform until the media is playable (media.ready)"),
     ready_timeout=Option(float, 7200.0, positive=True, duration=SECONDS,
                          help="how long media may stay processing before it counts as failed"),
+    max_rate=Option((int, str), None, help="this target's bandwidth cap, in the forms of the top-level "
+                    "max_rate (a rate or a timetable), under the global one; unset: only the global cap"),
     workers=Option(int, None, minimum=1, maximum=64,
                    help="uploads to this target at once, under the global workers (unset: the global value), "
                    "so a slow platform cannot occupy every worker"),

@@ -16,7 +16,8 @@ def categorise(action: str, level: str) -> tuple[str, list[str], list[str]]:
     family, _, step = action.partition(".")
     category = {"upload": ["file", "web"], "media": ["web"], "file": ["file"], "watch": ["file"],
                 "auth": ["authentication"], "ledger": ["database"], "config": ["configuration"],
-                "daemon": ["process"], "metrics": ["process"], "notify": ["web"]}.get(family, [])
+                "daemon": ["process"], "metrics": ["process"], "notify": ["web"],
+                "rate": ["configuration"]}.get(family, [])
     if action in ("daemon.reloaded", "daemon.reload_failed"):
         category = ["configuration"]
     if level in FAILING or step.endswith("failed") or step == "error":
@@ -31,7 +32,7 @@ def categorise(action: str, level: str) -> tuple[str, list[str], list[str]]:
         kind_of = "creation"
     elif step in ("deleted", "pruned", "forgotten"):
         kind_of = "deletion"
-    elif step in ("moved", "renamed", "reloaded", "refreshed", "paused", "resumed"):
+    elif step in ("moved", "renamed", "reloaded", "refreshed", "paused", "resumed", "changed"):
         kind_of = "change"
     else:
         kind_of = "info"

@@ -314,9 +314,13 @@ def lines_lost() -> int:
     return _lost_before + (_sink.lost_total if _sink is not None else 0)
 
 
+NULL: Any = type("_Null", (), {"__repr__": lambda self: "NULL"})()  # a field written as JSON null (None is left out)
+
+
 def emit(action: str, message: str, level: str = "info", **fields: Any) -> None:
-    """One event. `fields` use the short names of FIELD_NAMES or become `vidupd.<name>`."""
-    fields = {k: v for k, v in fields.items() if v is not None}
+    """One event. `fields` use the short names of FIELD_NAMES or become `vidupd.<name>`;
+    a field that is None is left out, one that is NULL is written as null."""
+    fields = {k: (None if v is NULL else v) for k, v in fields.items() if v is not None}
     for fn in _observers:
         try:
             fn(action, level, fields)

@@ -11,14 +11,14 @@ from typing import Iterator
 from .errors import FileChanged, UploadCancelled
 from .model import FileIdentity
 from .safe_open import open_regular
-from .throttle import Throttle
+from .throttle import Share, Throttle
 
 
 class SourceFile:
     """Reads the file being uploaded through the shared throttle, checking on every read
     that it has not changed since the job was queued and that the daemon is not stopping."""
 
-    def __init__(self, path: Path, identity: FileIdentity, throttle: Throttle, cancel: threading.Event):
+    def __init__(self, path: Path, identity: FileIdentity, throttle: Throttle | Share, cancel: threading.Event):
         self.path = path
         self.identity = identity
         self._throttle = throttle
@@ -61,7 +61,7 @@ class SourceFile:
         """Yield consecutive blocks covering [offset, offset+length)."""
         end = min(offset + length, self.size)
         while offset < end:
-            n = min(block, end - offset)
+            n = self._throttle.block(min(block, end - offset))  # smaller at a low cap, as iter_views
             yield self.read_at(offset, n)
             offset += n
 
@@ -94,7 +94,8 @@ class SourceFile:
         while offset < end:
             buf = buffers[turn % len(buffers)]
             turn += 1
-            got = self.read_into(offset, buf[:min(len(buf), end - offset)])
+            # at a low cap, smaller reads: the bytes then leave evenly, not in 1 MiB bursts
+            got = self.read_into(offset, buf[:self._throttle.block(min(len(buf), end - offset))])
             if not got:
                 return
             yield buf[:got]

@@ -51,3 +51,51 @@ def parse_duration(text: str | int | float, unit: float = 1.0) -> float:
         return sum(parse_timespan(f"{n}{u}") for n, u in pairs)
     except InvalidTimespan:
         raise ValueError(f"not a duration: {text!r} (unknown unit; {example})") from None
+
+
+# -- reading rates people write -------------------------------------------------------------
+# Byte prefixes as humanfriendly reads them: k M G T are SI (10^3 steps), Ki Mi Gi Ti binary
+# (2^10 steps); a trailing B or b means bytes, `bit`/`bits`/`bps` means bits (divided by 8).
+_PREFIXES = ("", "k", "m", "g", "t", "ki", "mi", "gi", "ti")
+OFF_WORDS = ("off", "0")
+RATE_FORMS = '10M, 10MB/s or 10mb (10^6 bytes/s), 10MiB/s (2^20), 80Mbit/s or 80Mbps (bits), 1000000, "off"'
+
+
+def parse_rate(text: str | int) -> int | None:
+    """Bytes per second from `10M`, `10MB/s`, `10mb` (SI: 10^6), `10MiB/s` (binary: 2^20),
+    `80Mbit/s` / `80Mbps` (bits: 10^7 bytes/s), a plain number (bytes/s); None for `off`
+    or 0 (no cap). ValueError says what was wrong. The number goes through humanfriendly;
+    the unit is checked here first, since humanfriendly alone reads "10MX" as 10M and
+    "80Mbit" as 80 megabytes."""
+    import humanfriendly  # imported when a rate is read, not by every module of core
+    from humanfriendly.text import tokenize
+
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ValueError(f"must be a rate such as {RATE_FORMS}, not {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"must not be negative ({text})")
+        return text or None
+    raw = text.strip()
+    if raw.lower() in OFF_WORDS:
+        return None
+    tokens = tokenize(raw.replace(" ", ""))
+    if not tokens or not isinstance(tokens[0], (int, float)) or len(tokens) > 2:
+        raise ValueError(f"{text!r} is not a rate: give a number and a unit, such as {RATE_FORMS}")
+    number, unit = tokens[0], (tokens[1] if len(tokens) == 2 else "")
+    word = unit.lower().removesuffix("/s")
+    bits = False
+    for suffix in ("bps", "bits", "bit"):
+        if word.endswith(suffix):
+            word, bits = word[:-len(suffix)], True
+            break
+    else:
+        word = word.removesuffix("b") if word not in ("", "b") else ""
+    if word not in _PREFIXES:
+        raise ValueError(f"{text!r}: unknown unit {unit!r} (rates read like {RATE_FORMS})")
+    size = humanfriendly.parse_size(f"{number}{word.upper().replace('I', 'i')}B" if word else str(number))
+    value = int(size / 8) if bits else int(size)
+    if value <= 0:
+        raise ValueError(f"{text!r} is less than one byte per second (\"off\" means no cap)")
+    return value
+

@@ -28,7 +28,7 @@ from typing import Callable, Collection, Mapping
 from ..config import TargetConfig
 from ..core import events
 from ..core.errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
-from ..core.throttle import Throttle
+from ..core.throttle import CancelSignal, Throttle
 from ..intake.companions import cover_for
 from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
                       Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
@@ -39,7 +39,7 @@ from .after_upload import AfterUpload
 from .claiming import claim_within_caps
 from .poll import describe as _describe, poll_safely
 from .prepare import VANISHED, Prepared, prepare
-from .progress import MeteredThrottle, ProgressReporter
+from .progress import ProgressReporter
 from .pool_settings import (LEASE_SECONDS, POLL_WORKERS, PoolSettings, _left_behind, job_fields, settings_from,
                             workers_left_behind)
 from .stops import CANCEL, PAUSED, PauseScope, StopReasons
@@ -239,7 +239,7 @@ class Pool:
             cancel.set()  # the upload stops; the refused write that follows reports the loss
 
     def _submit(self, job: Job) -> None:
-        cancel = threading.Event()
+        cancel = CancelSignal()  # also wakes the job's throttle waits at once
         if job.state != "committed" and self._stops.scope.covers(job):  # claimed as a pause came in
             self._stops.mark(job.id, PAUSED)
             cancel.set()
@@ -370,7 +370,7 @@ class Pool:
 
         ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
                             remote_id_known=remote_id_known, note=note, cancel=cancel,
-                            throttle=MeteredThrottle(self.throttle, reporter.note_sent),
+                            throttle=self.throttle.share(job.target, reporter.note_sent, cancel),
                             retry=self.settings.request_retry)
         companions: dict[str, Path] = {}
         if job.kind == "video" and features(provider).cover:

@@ -4,7 +4,7 @@ and what a progress bar shows.
 Two counts per upload: the bytes the platform has acknowledged (`done`: a part or slice
 counts once its answer is in; this is what the ledger, `status` and the events say), and
 the bytes handed to the network so far (`sent`: every block read for sending goes through
-the job's MeteredThrottle). A bar drawn from `done` alone sits at 0 and jumps a whole part
+the job's throttle Share, which counts it). A bar drawn from `done` alone sits at 0 and jumps a whole part
 at a time; `shown` moves with the blocks as they go out, and never runs ahead of the file.
 The rate is always from acknowledged bytes, averaged over the last RATE_WINDOW seconds (a
 part acknowledged at once no longer reads as a burst far above `max_rate`); SI units, as
@@ -18,7 +18,6 @@ import time
 from collections import deque
 from typing import Callable
 
-from ..core.throttle import Throttle
 
 RATE_WINDOW = 10.0  # seconds of acknowledged bytes the rate is averaged over
 _SAMPLE_EVERY = 0.5  # seconds between the samples of that window (at most ~20 kept)
@@ -72,7 +71,7 @@ class ProgressReporter:
             return self._shown
 
     def note_sent(self, n: int) -> None:
-        """`n` more bytes read for sending (MeteredThrottle)."""
+        """`n` more bytes read for sending (counted by the job's throttle Share)."""
         with self._lock:
             self.sent += n
 
@@ -98,25 +97,3 @@ class ProgressReporter:
             self._record(done, rate)
         if event and done < self.size:
             self._announce(done, rate)
-
-
-class MeteredThrottle(Throttle):
-    """The shared throttle as one upload sees it: the same bandwidth cap (the shared bucket
-    decides), and every byte taken is counted for that upload's `sent`."""
-
-    def __init__(self, shared: Throttle, count: Callable[[int], None]):
-        self._shared = shared
-        self._count = count
-
-    @property  # type: ignore[override]
-    def rate(self) -> int:
-        return self._shared.rate
-
-    @rate.setter
-    def rate(self, value: int) -> None:
-        self._shared.rate = value
-
-    def take(self, n: int, cancel: threading.Event | None = None) -> None:
-        self._shared.take(n, cancel)
-        if n > 0:
-            self._count(n)

@@ -20,7 +20,7 @@ from ..core.errors import FileChanged, PermanentError, TransientError, UploadCan
 from ..core.model import FileIdentity, Metadata, SharedStore
 from ..core.retry import RetryPolicy
 from ..core.source import SourceFile
-from ..core.throttle import Throttle
+from ..core.throttle import Share, Throttle
 from ..core.units import parse_duration
 
 REQUIRED: Any = object()  # marker: an Option without a default must be given
@@ -176,7 +176,7 @@ class UploadContext:
     # note("upload.restarted", "upload token expired; starting over", reason="120010223").
     note: Callable[..., None]
     cancel: threading.Event
-    throttle: Throttle
+    throttle: Throttle | Share  # the upload's share of the bandwidth caps (vidupd.core.throttle)
     retry: RetryPolicy
 
     def open_source(self, request: UploadRequest) -> SourceFile:

@@ -2,7 +2,8 @@
 
 Writes DIR/vidupd.toml (watch DIR/outbox, a Youku target and a VOD target, state in
 DIR/state, events to DIR/events.jsonl); every accepted media object is appended to
-DIR/uploads.jsonl. Ports are remembered in DIR/ports.json and reused on the next start, so
+DIR/uploads.jsonl, and the request-body bytes each server received per second are kept in
+DIR/received.json (rewritten every second). Ports are remembered in DIR/ports.json and reused on the next start, so
 an upload that remembered its upload server can resume after a sandbox restart.
 """
 
@@ -15,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import SandboxOptions, UploadsJournal, write_atomic
+from .common import ReceiveMeter, SandboxOptions, UploadsJournal, write_atomic
 from .oss import OssSandbox
 from .vod import VodSandbox
 from .youku import YoukuSandbox
@@ -38,6 +39,16 @@ class Sandbox:
     def shutdown(self) -> None:
         for service in (self.vod, self.oss, self.youku):
             service.shutdown()
+
+    def meters(self) -> dict[str, ReceiveMeter]:
+        """What each server that takes media bytes received, per second: VOD's OSS bucket,
+        Youku's OSS-flow bucket, Youku's slice upload server."""
+        return {"oss": self.oss.received, "youku_oss": self.youku_oss.received, "youku_upload": self.youku.received}
+
+    def write_received(self) -> None:
+        """DIR/received.json: {server: {"total": bytes, "per_second": {epoch second: bytes}}}."""
+        data = {name: {"total": m.total, "per_second": m.per_second()} for name, m in self.meters().items()}
+        write_atomic(self.dir / "received.json", json.dumps(data, sort_keys=True).encode())
 
 
 def _port(address: str) -> int:
@@ -147,6 +158,8 @@ def run_sandbox(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(1.0):
+        box.write_received()  # what each server received, per second (DIR/received.json)
+    box.write_received()
     box.shutdown()
     return 0

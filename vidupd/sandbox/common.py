@@ -123,6 +123,40 @@ class RateLimiter:
             time.sleep(delay)
 
 
+class ReceiveMeter:
+    """Request-body bytes one server received, per wall-clock second (the last hour kept):
+    what a client's bandwidth cap let through, as the far end saw it. Tests and benchmarks
+    read `per_second()` (or DIR/received.json, which `vidupd sandbox` writes every second)."""
+
+    KEEP = 3600  # seconds of history
+
+    def __init__(self, name: str = "", clock: Callable[[], float] = time.time):
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seconds: dict[int, int] = {}
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        second = int(self._clock())
+        with self._lock:
+            self.total += n
+            self._seconds[second] = self._seconds.get(second, 0) + n
+            if len(self._seconds) > self.KEEP:
+                for old in sorted(self._seconds)[:len(self._seconds) - self.KEEP]:
+                    del self._seconds[old]
+
+    def per_second(self) -> dict[int, int]:
+        """{epoch second: bytes received in it}; seconds without traffic are absent."""
+        with self._lock:
+            return dict(self._seconds)
+
+    def between(self, start: float, end: float) -> int:
+        """Bytes received in the whole seconds from `start` to `end` (rounded inwards)."""
+        with self._lock:
+            return sum(n for s, n in self._seconds.items() if start <= s and s + 1 <= end)
+
+
 class UploadsJournal:
     """DIR/uploads.jsonl: one line per media object the sandbox accepted as complete."""
 
@@ -152,6 +186,7 @@ def receive_body(
     sink: BinaryIO | None,
     limiter: RateLimiter | None = None,
     digests: tuple[Callable[[bytes], None], ...] = (),
+    meter: ReceiveMeter | None = None,
 ) -> tuple[str, int]:
     """Stream `length` bytes from the request into `sink` (None: hash only).
 
@@ -164,7 +199,10 @@ def receive_body(
     view = memoryview(buf)
     while left > 0:
         want = min(len(buf), left)
-        got = rfile.readinto(view[:want]) if hasattr(rfile, "readinto") else None
+        # readinto1: what has arrived (one recv), not a whole block: the meter then sees bytes
+        # when they come, not 1 MiB at a time
+        into = getattr(rfile, "readinto1", None) or getattr(rfile, "readinto", None)
+        got = into(view[:want]) if into is not None else None
         if got is None:
             chunk = rfile.read(want)
             got = len(chunk)
@@ -179,6 +217,8 @@ def receive_body(
             sink.write(part)
         if limiter is not None:
             limiter.take(got)
+        if meter is not None:
+            meter.add(got)
         left -= got
     return md5.hexdigest(), length
 

@@ -28,6 +28,7 @@ from .common import (
     Countdown,
     Faults,
     RateLimiter,
+    ReceiveMeter,
     SandboxHTTPServer,
     SandboxOptions,
     UploadsJournal,
@@ -77,6 +78,7 @@ class OssSandbox:
         self.sts = StsStore(root / "sts.json")
         self.faults = Faults(options)
         self.limiter = RateLimiter(options.max_rate)
+        self.received = ReceiveMeter(f"oss {bucket}")  # body bytes per second, as this server saw them
         self.created = time.time()
         self.rng = random.Random(options.seed)  # which 5xx, where a drop cuts a body
         self._port = port
@@ -270,13 +272,13 @@ class _OssHandler(QuietHandler):
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
-                receive_body(self.rfile, chunk, sink, limiter, (md5.update, crc.update))
+                receive_body(self.rfile, chunk, sink, limiter, (md5.update, crc.update), self.sandbox.received)
                 self.rfile.readline(8)
                 size += chunk
             self._pending = 0
             return Digest(size, md5.hexdigest(), crc.value)
         length = int(self._pending)
-        md5_hex, size = receive_body(self.rfile, length, sink, limiter, (crc.update,))
+        md5_hex, size = receive_body(self.rfile, length, sink, limiter, (crc.update,), self.sandbox.received)
         self._pending = 0
         return Digest(size, md5_hex, crc.value)
 

@@ -31,6 +31,7 @@ from .common import (
     QuietHandler,
     Faults,
     RateLimiter,
+    ReceiveMeter,
     SandboxHTTPServer,
     SandboxOptions,
     UploadsJournal,
@@ -297,7 +298,8 @@ class _UploadHandler(_Handler):
         elif plan.sink == "memory":
             sink = _MemorySink(plan.task.length)
         try:
-            md5, _ = receive_body(self.rfile, plan.task.length, sink, self.server.app.limiter, digests)  # type: ignore[arg-type]
+            md5, _ = receive_body(self.rfile, plan.task.length, sink, self.server.app.limiter, digests,  # type: ignore[arg-type]
+                                  self.server.app.received)
         finally:
             if isinstance(sink, _PwriteSink):
                 sink.close()
@@ -370,6 +372,7 @@ class YoukuSandbox:
         self.encode_seconds = encode_seconds
         self.faults = Faults(options)
         self.limiter = RateLimiter(options.max_rate) if options.max_rate > 0 else None
+        self.received = ReceiveMeter("youku upload")  # slice bytes per second (the OSS flow: oss_flow's bucket)
         self._clock = clock
         self.auth = Auth(root / "credentials.json", options.token_ttl, clock)
         self.store = UploadStore(root, options, journal, upload_token_ttl, clock)

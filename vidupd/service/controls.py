@@ -7,6 +7,8 @@ socket, no port. The daemon reads them once per main-loop tick (<= 1 s).
      "targets": {NAME: {"since", "by"}}, "watches": {PATH: {"since", "by"}}}
 A paused scope starts no uploads; running ones checkpoint and stop (queued again, no attempt
 counted) and continue the same upload on resume. Status polls of committed uploads go on.
+
+`control.rate` (`vidupd limit`) sits beside it: vidupd.service.rate_override.
 """
 
 from __future__ import annotations

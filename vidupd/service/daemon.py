@@ -31,6 +31,7 @@ from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..providers.base import Provider
 from . import reload as reload_mod
+from .bandwidth import RateGovernor, announce
 from .controls import PauseSet, load_pause
 from .housekeeping import Housekeeper
 from .notify import Notifier
@@ -118,7 +119,8 @@ class Daemon:
         except Exception as e:  # systemctl status shows why it did not start (the CLI prints it too)
             self.notifier.status(f"failed to start: {type(e).__name__}: {redact(str(e))}")
             raise
-        self.throttle = Throttle(config.max_rate)
+        self.throttle = Throttle(None)
+        self.governor = RateGovernor(self.throttle, LedgerShared(ledger), config)  # max_rate, timetable, limit
         owner = lease_owner_id()
         self.watches = {str(w.path): w for w in config.watches}
         after = AfterUpload(ledger, lambda: self.watches)
@@ -142,7 +144,8 @@ class Daemon:
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
                     version=__version__, config=str(config.source), workers=config.workers,
                     watches=[str(w.path) for w in config.watches], targets=sorted(config.targets),
-                    recovered_leases=recovered)
+                    recovered_leases=recovered, max_rate=self.governor.current.rate or events.NULL,
+                    rate_source=self.governor.current.source)
         self.notifier.ready(self._status_line(ledger, pool, watcher))
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
@@ -191,6 +194,9 @@ class Daemon:
                 self._reload.clear()
                 self._do_reload(ledger, pool, watcher)
             self._controls(shared, pool)
+            change = self.governor.tick()  # the timetable, and `vidupd limit` (control.rate in the ledger)
+            if change is not None:
+                announce(change)
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)
@@ -201,6 +207,10 @@ class Daemon:
                 if self._retired and pool.busy == 0:
                     self._close_retired()
             deadline = min(next_status, next_ping) if interval else next_status
+            until = self.governor.current.until if self.governor.current else None
+            left = until - time.time() if until is not None else -1.0
+            if left > 0:  # wake at a timetable boundary or the end of a limit, not up to 1 s late
+                deadline = min(deadline, now + left)
             self._wake.wait(max(0.01, deadline - time.monotonic()))
 
     def _controls(self, shared: LedgerShared, pool: Pool) -> None:
@@ -288,7 +298,7 @@ class Daemon:
         self.providers = {name: built.get(name) or self.providers[name] for name in new.targets}
         self.config = new
         self.watches = {str(w.path): w for w in new.watches}
-        self.throttle.rate = new.max_rate or 0
+        rate_change = self.governor.reconfigure(new)
         pool.reconfigure(settings_from(new), new.targets, self.providers)
         watcher.rescan_interval = new.rescan_interval
         unwatched = watcher.set_watches(new.watches)
@@ -297,6 +307,8 @@ class Daemon:
         events.emit("daemon.reloaded", f"configuration reloaded: {summary}", config=str(new.source),
                     changes=list(plan.changes), workers=new.workers, watches=[str(w.path) for w in new.watches],
                     targets=sorted(new.targets))
+        if rate_change is not None:
+            announce(rate_change)
         if new.log != old.log:
             events.configure(new.log)
         for w in new.warnings:
@@ -327,6 +339,9 @@ class Daemon:
             size = sum(s[2] for s in snap) or 1
             rate = sum(s[3] for s in snap)
             parts.append(f"{len(snap)} uploading ({100 * done // size}%, {human_rate(rate)})")
+        force = self.governor.current
+        if force is not None and (force.rate or force.reason != "config"):
+            parts.append(f"max_rate {force.describe()}")  # where the cap comes from: config, timetable, limit
         queued = counts.get("queued", 0)
         parts.append(f"{queued} queued")
         if watcher.pending:

@@ -9,7 +9,7 @@ Moving the ledger (state_dir, [ledger] url) while uploads run is refused; that t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config import Config
 
@@ -52,7 +52,11 @@ def plan(old: Config, new: Config) -> Plan:
 
     added = tuple(sorted(set(new.targets) - set(old.targets)))
     removed = tuple(sorted(set(old.targets) - set(new.targets)))
-    changed = tuple(sorted(n for n in set(old.targets) & set(new.targets) if old.targets[n] != new.targets[n]))
+    changed = tuple(sorted(n for n in set(old.targets) & set(new.targets)
+                           if replace(old.targets[n], max_rate=None) != replace(new.targets[n], max_rate=None)))
+    changes += [f"targets.{n}.max_rate {old.targets[n].max_rate} -> {new.targets[n].max_rate}"
+                for n in sorted(set(old.targets) & set(new.targets))
+                if old.targets[n].max_rate != new.targets[n].max_rate]  # a cap changes in place
     changes += [f"target added: {n}" for n in added]
     changes += [f"target removed: {n}" for n in removed]
     changes += [f"target changed: {n}" for n in changed]
