@@ -198,9 +198,11 @@ def test_a_different_object_after_a_lost_complete_is_uploaded_again(make_env: Ca
 
 
 def test_refresh_to_a_new_key_starts_the_object_over_there(make_env: Callable[..., Env]) -> None:
-    env = make_env(token_ttl=1, refresh_new_key=1)
-    path = env.file("moved.mp4", 12 * MIB)
-    job = env.job(path, throttle=Throttle(6 * MIB))  # about 2 s: the 1 s credentials are renewed meanwhile
+    # 3 s credentials are renewed at ~2.7 s, mid-way through a 5 s upload: after its multipart
+    # upload began even on a loaded machine (1 s credentials could expire before the first part)
+    env = make_env(token_ttl=3, refresh_new_key=1)
+    path = env.file("moved.mp4", 30 * MIB)
+    job = env.job(path, throttle=Throttle(6 * MIB))
     result = env.upload(env.provider(part_size=MIB, part_concurrency=2), job)
     [restarted] = job.actions("upload.restarted")
     assert restarted["reason"] == "address changed"
