@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 from functools import partial
@@ -83,3 +84,29 @@ def make_site(tmp_path: Path) -> Iterator[Callable[..., SandboxSite]]:
     yield make
     for s in made:
         s.close()
+
+
+_PG_SCHEMAS = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the session (tests/pg_server.py); skipped, saying
+    why, only where the PostgreSQL binaries are not installed."""
+    import pg_server as pg
+
+    server = pg.start()
+    if server is None:
+        pytest.skip(pg.SKIP_REASON)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_ledger_url(pg_server) -> str:
+    """A URL whose search_path is a new, empty schema of the throwaway server: one ledger
+    per test, at the cost of a CREATE SCHEMA (a database per test would copy a template)."""
+    name = f"t_{next(_PG_SCHEMAS)}"
+    with pg_server.admin() as db:
+        db.execute(f"CREATE SCHEMA {name}")
+    return pg_server.url(schema=name)

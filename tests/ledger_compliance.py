@@ -5,8 +5,9 @@ A backend's test module subclasses `LedgerCompliance` and provides a `backend` f
   - `open()`: open the backend's store (the same store every call: a second call is a reopen);
   - `use_fixture(name)`: make the store the committed fixture `name` (see `MIGRATED`, `DAMAGED`);
   - `stored()`: the store's raw content, to show a refused store was left untouched.
-tests/test_ledger_sqlite.py runs it for SQLite; a PostgreSQL backend only has to provide
-the fixture (and its own fixtures of the same names).
+tests/test_ledger_sqlite.py runs it for SQLite, tests/test_ledger_postgresql.py for
+PostgreSQL (with its own fixtures of the same names, made by SQL). What only a shared
+ledger has (processes claiming, offering, migrating at once) is in the latter.
 """
 
 from __future__ import annotations

@@ -36,16 +36,16 @@ def big(tmp_path: Path):
 @pytest.mark.parametrize("order", ORDERS)
 def test_no_claim_statement_sorts_or_scans_the_queue(big: Ledger, order: str):
     seen: list[str] = []
-    big._db.set_trace_callback(seen.append)
+    big.store._db.set_trace_callback(seen.append)
     try:
         for kw in CLAIMS:
             assert len(big.claim("A", 3, 60, order=order, poll_limit=2, **kw)) == 3
     finally:
-        big._db.set_trace_callback(None)
+        big.store._db.set_trace_callback(None)
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) >= 4 * len(CLAIMS)
     for sql in selects:
-        plan = " | ".join(r[3] for r in big._db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        plan = " | ".join(r[3] for r in big.store._db.execute(f"EXPLAIN QUERY PLAN {sql}"))
         assert "TEMP B-TREE" not in plan and "SCAN" not in plan, (sql, plan)
 
 
@@ -56,11 +56,11 @@ def _steps(ledger: Ledger, order: str, kw: dict) -> int:
         steps[0] += 1
         return 0
 
-    ledger._db.set_progress_handler(count, 100)
+    ledger.store._db.set_progress_handler(count, 100)
     try:
         assert len(ledger.claim("A", 3, 60, order=order, **kw)) == 3
     finally:
-        ledger._db.set_progress_handler(None, 0)
+        ledger.store._db.set_progress_handler(None, 0)
     return steps[0]
 
 

@@ -48,14 +48,14 @@ def _scope(config: Config, args: argparse.Namespace) -> list[tuple[str, str]] | 
 
 
 def cmd_pause(args: argparse.Namespace, load: Callable[..., Config]) -> int:
-    from ..ledger import Ledger, LedgerShared
+    from ..ledger import LedgerShared, open_ledger
     from ..service.controls import change_pause, operator
 
     config = load(args, writes=True, read_secrets=False)
     pairs = _scope(config, args)
     if pairs is None:
         return EXIT_USAGE
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     by, now = operator(), time.time()
 
     def add(current):  # type: ignore[no-untyped-def]
@@ -73,7 +73,7 @@ def cmd_pause(args: argparse.Namespace, load: Callable[..., Config]) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, load: Callable[..., Config]) -> int:
-    from ..ledger import Ledger, LedgerShared
+    from ..ledger import LedgerShared, open_ledger
     from ..service.controls import ALL, change_pause
 
     config = load(args, writes=True, read_secrets=False)
@@ -89,7 +89,7 @@ def cmd_resume(args: argparse.Namespace, load: Callable[..., Config]) -> int:
             current = current.resumed(scope, name)
         return current
 
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     try:
         left = change_pause(LedgerShared(ledger), drop)
     finally:
@@ -103,13 +103,13 @@ def cmd_cancel(args: argparse.Namespace, load: Callable[..., Config]) -> int:
     from ..core import events
     from ..engine.abandon import cancel_job
     from ..engine.pool_settings import job_fields
-    from ..ledger import Ledger, LeaseLost, lease_owner_id
+    from ..ledger import LeaseLost, lease_owner_id, open_ledger
     from ..providers.base import Provider
     from ..service.daemon import build_providers
 
     config = load(args, writes=True)
     events.configure(config.log, mirror=False)  # its result lines say what happened
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     ledger.recover()  # a holder on this host that died (kill -9) leaves no lease to wait for
     owner = lease_owner_id()
     providers: dict[str, Provider | None] = {}
@@ -187,11 +187,11 @@ def cmd_cancel(args: argparse.Namespace, load: Callable[..., Config]) -> int:
 def cmd_forget(args: argparse.Namespace, load: Callable[..., Config]) -> int:
     """Drop finished jobs (done, skipped, cancelled, failed) from the ledger."""
     from ..core import events
-    from ..ledger import FORGETTABLE, Ledger
+    from ..ledger import FORGETTABLE, open_ledger
 
     config = load(args, writes=True, read_secrets=False)
     events.configure(config.log, mirror=False)
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     status = EXIT_OK
     try:
         chosen = {}

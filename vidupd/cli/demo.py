@@ -16,7 +16,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Sandbox + daemon in one process, events on stdout, and a sample file to watch go through."""
     from ..config.state_modes import secured
     from ..core.events import LogConfig
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
     from ..sandbox.app import start_sandbox
     from ..sandbox.common import SandboxOptions
     from ..service.daemon import Daemon
@@ -39,7 +39,7 @@ def run_demo(args: argparse.Namespace) -> int:
             while time.monotonic() - started < 300:
                 time.sleep(0.5)
                 try:
-                    ledger = Ledger(config.state_dir, readonly=True)
+                    ledger = open_ledger(config, config.state_dir, readonly=True)
                 except Exception:
                     continue
                 counts = ledger.counts()

@@ -43,13 +43,13 @@ def rate_arg(text: str) -> int:
 
 
 def cmd_limit(args: argparse.Namespace, load: Callable[..., Config]) -> int:
-    from ..ledger import Ledger, LedgerShared
+    from ..ledger import Ledger, LedgerShared, open_ledger
 
     config = load(args, writes=True, read_secrets=False)
     ledgers: list[Ledger] = []
 
     def open_store() -> LedgerShared:
-        ledgers.append(Ledger(config.state_dir))
+        ledgers.append(open_ledger(config, config.state_dir))
         return LedgerShared(ledgers[-1])
 
     try:

@@ -56,6 +56,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for w in secured(config, change=False).warnings:  # what a run would tighten, changing nothing
         print(f"warning: {w}", file=sys.stderr)
     print(f"{config.source}: ok ({len(config.watches)} watch(es), targets: {', '.join(config.targets)})")
+    if config.ledger.shared:  # not connected: a config check must not depend on the server being up
+        print(f"{config.source}: ledger: {config.ledger.describe(config.state_dir)} (PostgreSQL; not contacted)")
     return EXIT_OK
 
 
@@ -69,14 +71,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The ledger's jobs (vidupd.cli.status_view): a table, `--json`, or live with `--watch`."""
-    from ..ledger import Ledger, LedgerError
+    from ..ledger import Ledger, LedgerError, open_ledger
     from . import status_view as view
 
     config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
 
-    def open_ledger() -> Ledger | None:
+    def open_readonly() -> Ledger | None:
         try:
-            return Ledger(config.state_dir, readonly=True)
+            return open_ledger(config, config.state_dir, readonly=True)
         except LedgerError as e:
             if "no ledger yet" in str(e):
                 return None
@@ -88,10 +90,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("status: --watch needs a terminal (and no --json); for scripts: status --json in a loop",
                   file=sys.stderr)
             return EXIT_USAGE
-        return view.watch(open_ledger, args, config.retry.attempts, console, config.max_rate)
+        return view.watch(open_readonly, args, config.retry.attempts, console, config.max_rate)
     if args.json and args.since is None:
         args.all = True  # scripts get every job, as before; the table hides finished ones
-    ledger = open_ledger()
+    ledger = open_readonly()
     if ledger is None:
         print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
@@ -113,13 +115,13 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
 
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
         return EXIT_USAGE
     config = _load(args, writes=True)
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     try:
         missing = [j for j in args.jobs if ledger.get(j) is None]
         if missing:  # a mistyped id changes nothing, and says so (not "0 job(s) queued again")
@@ -179,7 +181,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     """RegisterMedia for files already in the platform's storage; each MediaId is logged."""
     from ..core import events
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
     from ..providers import provider_class
     from ..providers.features import RegistersMedia, features
     from ..service.daemon import build_providers
@@ -192,7 +194,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if not features(provider_class(target.provider)).register:  # before a ledger or a session is opened
         print(f"register: provider {target.provider} cannot register media", file=sys.stderr)
         return EXIT_USAGE
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     try:
         provider = build_providers(config, ledger, only=args.target)[args.target]
     except BaseException:

@@ -21,7 +21,7 @@ from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.examine import examine
-from ..ledger import HELD, Job, Ledger, LedgerShared, lease_owner_id
+from ..ledger import HELD, Job, Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..service.bandwidth import RateGovernor, announce
 from ..service.controls import load_pause
 from ..service.daemon import build_providers
@@ -39,7 +39,7 @@ def upload_files(config: Config, target: str, files: list[Path], say: Callable[[
     processed by the platform). One result line per file goes to `say`, problems to
     `complain` (the CLI's stdout and stderr). Exit status 0 if all went through."""
     events.configure(config.log, mirror=False)  # its own result lines say what happened
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     shared = LedgerShared(ledger)
     if _paused(shared, target, complain):  # a paused target starts nothing, here as in the daemon
         ledger.close()

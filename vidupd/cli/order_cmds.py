@@ -45,12 +45,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_prioritize(args: argparse.Namespace) -> int:
     from ..config.state_modes import secured
-    from ..ledger import Ledger
+    from ..ledger import open_ledger
 
     config = secured(load(args.config))
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    ledger = Ledger(config.state_dir)
+    ledger = open_ledger(config, config.state_dir)
     try:
         priority, refused = ledger.prioritize(args.jobs, args.priority)
         why = {}

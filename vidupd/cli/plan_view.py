@@ -12,7 +12,7 @@ from ..config import Config
 from ..core.fsnames import safe_text
 from ..core.units import human_bytes
 from ..intake.plan import WOULD_UPLOAD, PlanEntry, plan
-from ..ledger import Ledger, LedgerError
+from ..ledger import LedgerError, open_ledger
 from .status_view import console_for_stdout
 
 _COLUMNS = ("#", "ACTION", "TARGET", "KIND", "SIZE", "PRI", "FILE", "TITLE", "WHAT")
@@ -25,7 +25,7 @@ KIND_NAMES = {"url_pull": "url pull"}
 
 def entries_for(config: Config) -> list[PlanEntry]:
     try:
-        ledger = Ledger(config.state_dir, readonly=True)
+        ledger = open_ledger(config, config.state_dir, readonly=True)
     except LedgerError as e:
         if "no ledger yet" not in str(e):
             raise

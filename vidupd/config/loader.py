@@ -22,6 +22,7 @@ from ..core.secrets import Secret
 from ..providers.base import REQUIRED, Option
 from .model import DEFAULT_PATH, Config, ConfigError, Problem, TargetConfig, WatchConfig
 from .options import RETRY, TARGET, TOP, TOP_KEYS, WATCH
+from .ledger_keys import LedgerKeys
 from .secret_refs import SecretRefs, exposed as _exposed
 from .service_keys import ServiceKeys, absolute as _abs
 
@@ -44,7 +45,7 @@ def load(path: Path | str | None = None, *, read_secrets: bool = True) -> Config
     return _Loader(Path(path) if path else default_path(), read_secrets).load()
 
 
-class _Loader(SecretRefs, ServiceKeys):
+class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
     def __init__(self, path: Path, read_secrets: bool = True):
         self.path = path
         self.file = str(path)
@@ -141,6 +142,7 @@ class _Loader(SecretRefs, ServiceKeys):
         log = self._log(raw.get("log", {}), base)
         metrics = self._metrics(raw.get("metrics", {}))
         notify = self._notify(raw.get("notify", []))
+        ledger = self._ledger(raw.get("ledger", {}))
         targets = self._targets(raw.get("targets"), state_dir)
         for name, t in targets.items():
             if t.workers is not None and workers is not None and t.workers > workers:
@@ -155,6 +157,7 @@ class _Loader(SecretRefs, ServiceKeys):
             workers=workers, max_rate=max_rate, rescan_interval=rescan, skip_duplicates=skip_dup,
             stop_timeout=stop_timeout,
             retry=retry, log=log, retain_days=retain, metrics_listen=metrics, notify=notify, warnings=tuple(self.problems),
+            ledger=ledger,
             order=order,
         )
 

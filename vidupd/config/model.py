@@ -10,6 +10,7 @@ from ..core.events import LogConfig
 from ..core.model import KINDS
 from ..core.rate_schedule import RateSchedule
 from ..core.retry import RetryPolicy
+from ..ledger.location import LedgerSettings
 
 DEFAULT_PATH = Path("/etc/vidupd/vidupd.toml")
 AFTER_UPLOAD = ("keep", "delete", "move")
@@ -118,6 +119,7 @@ class Config:
     notify: tuple["NotifyConfig", ...] = ()  # [[notify]] webhooks
     warnings: tuple[Problem, ...] = ()
     order: str = "oldest"  # jobs of equal priority: oldest, smallest, largest, name (ledger.claim_order)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)  # [ledger]: SQLite under state_dir unless url
 
     def target_caps(self) -> tuple[tuple[str, int], ...]:
         """(target, how many uploads to it may run at once) for targets capped below `workers`."""

@@ -91,6 +91,14 @@ NOTIFY = Section("notify", "[[notify]]", "Webhooks: chosen events POSTed as JSON
                  "(uploads never wait for webhooks)"),
 ))
 
+LEDGER = Section("ledger", "[ledger]", "Where the ledger lives: SQLite under state_dir unless `url` is set; a "
+                 "PostgreSQL ledger is shared by every host pointed at it (several hosts on one outbox).", _table(
+    url=Option(str, None, help="postgresql://USER@HOST[:PORT]/DATABASE (libpq URL; parameters such as sslmode "
+               "allowed), without a password; unset: SQLite under state_dir"),
+    password=Option(str, None, secret=True, help="the PostgreSQL role's password (only with url); read by "
+                    "`status` too; unset: libpq's PGPASSWORD or ~/.pgpass"),
+))
+
 WATCH = Section("watch", "[[watch]]", "A watched folder (repeat the table for more). A file is taken once its size "
                 "and mtime have been still for settle_seconds; hidden and temporary names are never taken.", _table(
     path=Option(str, REQUIRED, help="the folder (relative paths: to the config file's folder)"),
@@ -128,5 +136,5 @@ TARGET = Section("targets", "[targets.NAME]", "A platform account files are sent
 ))
 
 # The tables in the order of the file and the reference; the top level's own keys come first.
-SECTIONS: tuple[Section, ...] = (TOP, RETRY, LOG, METRICS, NOTIFY, WATCH, TARGET)
+SECTIONS: tuple[Section, ...] = (TOP, RETRY, LOG, METRICS, NOTIFY, LEDGER, WATCH, TARGET)
 TOP_KEYS = frozenset(TOP.options) | {s.key for s in SECTIONS if s.key}

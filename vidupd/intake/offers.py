@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Callable, Mapping
@@ -11,7 +10,7 @@ from typing import Callable, Mapping
 from ..config import TargetConfig, WatchConfig
 from ..core import events
 from ..core.model import FileIdentity
-from ..ledger import Intent, Ledger, Offer
+from ..ledger import Intent, Ledger, Offer, ledger_failure
 from ..providers.base import Provider
 from .examine import examine
 from .sidecar import sidecar_paths
@@ -51,14 +50,14 @@ class Intake:
         try:
             offers = self._ledger.offer_many(intents)
         except Exception as e:
-            if _ledger_trouble(e):
+            if ledger_failure(e):
                 raise  # the ledger itself (disk full, locked): the watcher offers the whole batch again
             offers = []  # one file's values broke the batch: offer each alone, so the others go in
             for intent in intents:
                 try:
                     offers += self._ledger.offer_many([intent])
                 except Exception as e:
-                    if _ledger_trouble(e):
+                    if ledger_failure(e):
                         raise
                     self._reject_once(intent.path, intent.identity, e)
         self._announce(offers, {it.path: it for it in intents})
@@ -119,11 +118,6 @@ class Intake:
     def refused(self, path: Path, reason: str) -> None:
         events.emit("file.rejected", f"{path.name}: refused: {reason}", level="error", outcome="failure",
                     path=str(path), reason=reason)
-
-
-def _ledger_trouble(e: Exception) -> bool:
-    """An error of the ledger itself (full disk, lock timeout, damage), not of one file's values."""
-    return isinstance(e, sqlite3.OperationalError) or type(e) is sqlite3.DatabaseError
 
 
 def _mtime(p: Path) -> int:

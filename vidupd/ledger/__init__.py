@@ -7,9 +7,12 @@ One job per (file version, target). States:
 The in-memory work queue is a bounded window onto these rows, so 100,000 waiting files cost
 rows on disk, not objects in RAM. Modules: `model` (states, Job, Intent, Offer,
 LedgerError), `schema` (the migrations), `outcomes` (what a worker reports, and the event
-each report implies), `sqlite` (the SQLite Ledger; its claims in `sqlite_claim`), `claim_order`
-(priority, then `order`: the order claims take waiting jobs in), `shared` (values every process
-of one ledger shares, such as rotating OAuth tokens).
+each report implies), `sqlite` (the Ledger: the transitions, written once for every store;
+its claims in `sqlite_claim`), `claim_order` (priority, then `order`: the order claims take
+waiting jobs in), `store` (what a store provides: connection, transactions, dialect), `sqlite_store` and
+`postgresql` (the two stores; `pg_schema` the latter's migrations), `location` (`[ledger]`
+and `open_ledger`, which every command uses), `shared` (values every process of one
+ledger shares, such as rotating OAuth tokens).
 
 Fencing: every claim bumps the job's lease generation. Each transition a worker makes names
 the lease it holds (`owner=`, `generation=`) and runs only if the row still carries that
@@ -35,18 +38,20 @@ transaction, so of identical files exactly one is sent.
 """
 
 from ..core.errors import LeaseLost
-from .model import (CANCELLABLE, CLOSED, FINISHED, FORGETTABLE, HELD, STATES, Intent, Job, LedgerError, Offer,
-                    metadata_json)
+from .base import LedgerCheckpoint
+from .location import LedgerSettings, open_ledger, scrub_url
+from .model import (CANCELLABLE, CLOSED, FINISHED, FORGETTABLE, HELD, STATES, Intent, Job, LedgerError,
+                    LedgerUnavailable, Offer, ledger_failure, metadata_json)
 from .outcomes import (DUPLICATE_REMOTE_ID, Cancelled, Completed, ContentReset, Event, Failed, HeldForChange,
                        Interrupted, MediaFailed, Outcome, PollLater, Ready, RemoteIdRecorded, RetryLater, Skipped,
                        Unconfigured, WaitForTwin)
 from .schema import MIGRATIONS
 from .shared import LedgerShared
 from .sqlite import Ledger, lease_owner_id
-from .sqlite_store import LedgerCheckpoint
 
 __all__ = ["CANCELLABLE", "CLOSED", "DUPLICATE_REMOTE_ID", "FINISHED", "FORGETTABLE", "Cancelled", "HELD",
            "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
            "Failed", "HeldForChange", "Interrupted", "Intent", "Job", "Ledger", "LedgerCheckpoint", "LedgerError",
-           "LedgerShared", "LeaseLost", "MediaFailed", "Offer", "Outcome", "PollLater", "Ready", "RemoteIdRecorded",
-           "RetryLater", "Skipped", "Unconfigured", "WaitForTwin", "lease_owner_id", "metadata_json"]
+           "LedgerSettings", "LedgerShared", "LedgerUnavailable", "LeaseLost", "MediaFailed", "Offer", "Outcome",
+           "PollLater", "Ready", "RemoteIdRecorded", "RetryLater", "Skipped", "Unconfigured", "WaitForTwin",
+           "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger", "scrub_url"]

@@ -24,6 +24,19 @@ class LedgerError(Exception):
     """The ledger cannot be opened or is damaged; the message says what to do."""
 
 
+class LedgerUnavailable(LedgerError):
+    """The ledger's database did not answer (server down or unreachable, a timeout, a lock
+    not granted in time): transient, the same call may work later. Like SQLite's busy or
+    full disk, it is the ledger's trouble, not one file's (see ledger_failure)."""
+
+
+def ledger_failure(e: BaseException) -> bool:
+    """Whether `e` is the ledger's database failing (full disk, lock timeout, damage, a
+    server gone), not a problem with one file's values. Every store raises one of these:
+    the PostgreSQL store turns its connection and timeout errors into LedgerUnavailable."""
+    return isinstance(e, (sqlite3.OperationalError, LedgerUnavailable)) or type(e) is sqlite3.DatabaseError
+
+
 @dataclass(frozen=True)
 class Job:
     id: int

@@ -1,11 +1,13 @@
-"""The ledger as the providers' `SharedStore`: values every process of one ledger sees,
-changed under one lock that excludes the other processes too.
+"""The ledger as the providers' `SharedStore`: values every process of one ledger sees
+(every host of a shared one), changed under one lock that excludes the other processes too.
 
-The lock is a flock on `state_dir/shared.lock`, not the SQLite write lock: a change may
-wait on the network (a token refresh, bounded by its request timeout), and holding the
-database's write lock that long would stall every other ledger write of the daemon. The
-write itself is a compare-and-set on the row's generation, so even a writer that bypassed
-the lock could not silently overwrite a newer value.
+The lock is the store's `exclusive` section, not a write transaction: a change may wait on
+the network (a token refresh, bounded by its request timeout), and holding the database's
+write lock that long would stall every other ledger write of the daemon. On SQLite it is a
+flock on `state_dir/shared.lock`; on PostgreSQL an advisory lock, so Youku's rotating
+refresh token is refreshed once across hosts. The write itself is a compare-and-set on the
+row's generation, so even a writer that bypassed the lock could not silently overwrite a
+newer value.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from ..core.model import SharedValue
-from ..core.state_lock import FileLock
 from .sqlite import Ledger
 
-LOCK_FILE = "shared.lock"
+LOCK_NAME = "shared"  # SQLite: state_dir/shared.lock
 
 
 class LedgerShared:
@@ -24,14 +25,13 @@ class LedgerShared:
 
     def __init__(self, ledger: Ledger):
         self._ledger = ledger
-        self._lock = FileLock(ledger.path.with_name(LOCK_FILE))
 
     def load(self, key: str) -> SharedValue | None:
         return self._ledger.shared_get(key)
 
     def update(self, key: str,
                change: Callable[[SharedValue | None], Mapping[str, Any] | None]) -> SharedValue | None:
-        with self._lock:
+        with self._ledger.exclusive(LOCK_NAME):
             current = self._ledger.shared_get(key)
             new = change(current)
             if new is None:

@@ -1,24 +1,25 @@
-"""The SQLite ledger: one file under state_dir, WAL + synchronous=FULL, so a committed
-transaction survives kill -9 and power loss and readers (`vidupd status`) never block the
-daemon. Workers claim jobs with one atomic UPDATE ... RETURNING that sets a lease (owner,
-expiry, generation); every worker transition is `apply`, fenced by `_hold` (see the
-package docstring)."""
+"""The ledger: jobs, claims, leases and transitions, written once for every store
+(vidupd.ledger.store: SQLite under state_dir by default, PostgreSQL for a fleet). Workers
+claim jobs with one transaction that picks candidates (skipping rows another host is
+claiming) and sets a lease (owner, expiry, generation) with UPDATE ... RETURNING; every
+worker transition is `apply`, fenced by `_hold` (see the package docstring). The file keeps
+its historical name: SQLite was its only store."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.fsnames import path_from_db, path_to_db, safe_text
+from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
 from .sqlite_control import SqliteControl
+from .store import Conn
 
 
 def lease_owner_id() -> str:
@@ -41,8 +42,8 @@ def _owner_alive(owner: str) -> bool:
 
 
 class Ledger(SqliteControl):
-    """Thread-safe access to the ledger database (one connection, one lock): jobs, claims,
-    leases and transitions."""
+    """Thread-safe access to the ledger: jobs, claims, leases and transitions.
+    `Ledger(state_dir)` is the SQLite ledger; `Ledger(store=...)` any other store."""
 
     # -- intake --------------------------------------------------------------------------
     def offer(self, path: Path, watch: str | None, targets: Iterable[tuple[str, str]],
@@ -56,21 +57,22 @@ class Ledger(SqliteControl):
 
     def offer_many(self, intents: Iterable["Intent"]) -> list[Offer]:
         """`offer` for many files in one transaction (a burst of drops costs one fsync)."""
-        now = time.time()
+        now = self._now()
         out: list[Offer] = []
         with self._tx() as db:
+            self._store.serialize(db, "offer")  # two hosts seeing one file version make one job
             for it in intents:
                 out += self._offer_one(db, now, it)
         return out
 
-    def _offer_one(self, db: sqlite3.Connection, now: float, it: "Intent") -> list[Offer]:
+    def _offer_one(self, db: Conn, now: float, it: "Intent") -> list[Offer]:
         path, watch, identity = it.path, it.watch, it.identity
         out: list[Offer] = []
         meta = metadata_json(it.metadata)
         ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         for target, kind in it.targets:
             rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
-                              (path_to_db(path), target)).fetchall()
+                              (self._p(path), target)).fetchall()
             same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
             if same is not None:
                 if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
@@ -81,10 +83,10 @@ class Ledger(SqliteControl):
                 continue
             moved = db.execute(
                 "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
-                "ORDER BY id DESC LIMIT 1", (target, *ident, path_to_db(path))).fetchone()
+                "ORDER BY id DESC LIMIT 1", (target, *ident, self._p(path))).fetchone()
             if moved is not None and not os.path.exists(path_from_db(moved["path"])):
                 db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
-                           (path_to_db(path), watch, now, moved["id"]))
+                           (self._p(path), watch, now, moved["id"]))
                 out.append(Offer(target, "renamed", moved["id"], path))
                 continue
             reusable = next((r for r in rows if r["state"] in ("queued", "failed")), None)
@@ -101,28 +103,29 @@ class Ledger(SqliteControl):
                 # the running upload will notice the change itself (FileChanged) and hold
                 out.append(Offer(target, "known", next(r["id"] for r in rows if r["state"] == "uploading"), path))
                 continue
-            cur = db.execute(
+            new = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
-                "priority, created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?,?)",
-                (path_to_db(path), watch, target, kind, *ident, meta, it.priority, now, now))
-            out.append(Offer(target, "queued", int(cur.lastrowid), path))
+                "priority, created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?,?) RETURNING id",
+                (self._p(path), watch, target, kind, *ident, meta, it.priority, now, now)).fetchone()
+            out.append(Offer(target, "queued", int(new[0]), path))
         return out
 
     def skip_new(self, path: Path, watch: str | None, target: str, kind: str, identity: FileIdentity,
                  reason: str) -> int | None:
         """Record a file version that will not be uploaded to `target` (once, so rescans stay
         quiet). Returns the new job id, or None if it was already recorded."""
-        now = time.time()
+        now = self._now()
         ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
+            self._store.serialize(db, "offer")
             if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND dev=? AND inode=? AND size=? "
-                          "AND mtime_ns=?", (path_to_db(path), target, *ident)).fetchone():
+                          "AND mtime_ns=?", (self._p(path), target, *ident)).fetchone():
                 return None
-            cur = db.execute(
+            new = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, last_error, "
-                "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?)",
-                (path_to_db(path), watch, target, kind, *ident, reason, now, now))
-            return int(cur.lastrowid)
+                "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?) RETURNING id",
+                (self._p(path), watch, target, kind, *ident, reason, now, now)).fetchone()
+            return int(new[0])
 
     # -- claiming: claim and prioritize are in vidupd.ledger.sqlite_claim -------------------------
     def renew(self, owner: str, ids: Iterable[int], lease_seconds: float) -> list[int]:
@@ -133,7 +136,7 @@ class Ledger(SqliteControl):
         marks = ','.join('?' * len(ids))
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET lease_until=? WHERE lease_owner=? AND id IN ({marks})",
-                       (time.time() + lease_seconds, owner, *ids))
+                       (self._now() + lease_seconds, owner, *ids))
             held = {r[0] for r in db.execute(f"SELECT id FROM jobs WHERE lease_owner=? AND id IN ({marks})",
                                              (owner, *ids))}
         return [i for i in ids if i not in held]
@@ -175,7 +178,7 @@ class Ledger(SqliteControl):
             self._hold(db, job_id, owner, generation)
             # progress makes an earlier attempt's error history: `status` shows only a current one
             db.execute("UPDATE jobs SET bytes_done=?, rate=?, lease_until=?, updated=?, last_error=NULL WHERE id=?",
-                       (bytes_done, rate, time.time() + lease_seconds, time.time(), job_id))
+                       (bytes_done, rate, self._now() + lease_seconds, self._now(), job_id))
 
     def apply(self, job_id: int, outcome: Outcome, *, owner: str | None,
               generation: int | None = None) -> Event | None:
@@ -184,15 +187,16 @@ class Ledger(SqliteControl):
         tests), decided by `outcome` from the row as this transaction sees it, committed,
         and only then its event returned for the caller to emit."""
         with self._tx() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT * FROM jobs WHERE id=?{self._dialect.lock_row}", (job_id,)).fetchone()
             self._fence(row, job_id, owner, generation)  # the fence, on the row this transition reads
             if row is None:
-                raise LedgerError(f"{self.path}: no job {job_id}")
+                raise LedgerError(f"{self.where}: no job {job_id}")
             job = Job.from_row(row)
-            now = time.time()
+            now = self._now()
             change = outcome.decide(job, json.loads(row["details"] or "{}"), now)
             columns = dict(change.columns)
             if change.check_remote_id is not None:
+                self._store.serialize(db, "remote", job.target, change.check_remote_id)
                 content = columns.get("md5", job.md5)
                 other = self._conflict(db, job, change.check_remote_id, content)
                 if other is not None:
@@ -207,7 +211,7 @@ class Ledger(SqliteControl):
         return change.event
 
     @staticmethod
-    def _write(db: sqlite3.Connection, job_id: int, now: float, ends_lease: bool, **columns: Any) -> None:
+    def _write(db: Conn, job_id: int, now: float, ends_lease: bool, **columns: Any) -> None:
         """The one UPDATE of a transition; the lease fields are cleared here and nowhere else."""
         if isinstance(columns.get("last_error"), str):  # messages may quote a non-UTF-8 file name
             columns["last_error"] = safe_text(columns["last_error"])
@@ -217,7 +221,7 @@ class Ledger(SqliteControl):
         db.execute(f"UPDATE jobs SET {', '.join(f'{k}=?' for k in columns)} WHERE id=?", (*columns.values(), job_id))
 
     @staticmethod
-    def _conflict(db: sqlite3.Connection, job: Job, remote_id: str, content: str | None) -> int | None:
+    def _conflict(db: Conn, job: Job, remote_id: str, content: str | None) -> int | None:
         """Another job of the target holding `remote_id` for other content (the seed's duplicate-id bug)."""
         other = db.execute(
             "SELECT id FROM jobs WHERE target=? AND remote_id=? AND id<>? AND state<>'skipped' "
@@ -236,24 +240,24 @@ class Ledger(SqliteControl):
                 if db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, bytes_done=0, "
                               "remote_id=NULL, remote_kind=NULL, details=NULL, last_error=NULL, "
                               "cancel_requested=NULL, updated=? WHERE id=? AND state='cancelled'",
-                              (time.time(), jid)).rowcount:
+                              (self._now(), jid)).rowcount:
                     db.execute("DELETE FROM checkpoints WHERE job_id=?", (jid,))
                     n += 1
             if failed:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
-                                "WHERE state='failed'", (time.time(),)).rowcount
+                                "WHERE state='failed'", (self._now(),)).rowcount
             for jid in job_ids:
                 n += db.execute("UPDATE jobs SET state='queued', attempts=0, not_before=0, md5=NULL, updated=? "
-                                "WHERE id=? AND state IN ('failed','attention','skipped')", (time.time(), jid)).rowcount
+                                "WHERE id=? AND state IN ('failed','attention','skipped')", (self._now(), jid)).rowcount
             return n
 
     def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
         """If every job of this file version is finished and its after-upload action has not
         run, mark it as run (once, even with targets finishing together) and return the jobs."""
-        key = (path_to_db(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        key = (self._p(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
         with self._tx() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
-                              key).fetchall()
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=? "
+                              f"ORDER BY id{self._dialect.lock_row}", key).fetchall()
             if not rows or any(r["state"] not in FINISHED or r["after_done"] for r in rows):
                 return None
             db.execute("UPDATE jobs SET after_done=1 WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
@@ -274,11 +278,11 @@ class Ledger(SqliteControl):
         attention jobs are no twins either (a skipped duplicate's twin is counted itself).
         One statement, so it is consistent with every offer committed before it; a job
         offered later sees this one (queued or uploading) and hashes itself."""
-        with self._lock:
-            return self._twin_possible(self._db, job_id)
+        with self._store.read() as db:
+            return self._twin_possible(db, job_id)
 
     @staticmethod
-    def _twin_possible(db: sqlite3.Connection, job_id: int) -> bool:
+    def _twin_possible(db: Conn, job_id: int) -> bool:
         row = db.execute("SELECT 1 FROM jobs AS me JOIN jobs AS o ON o.target=me.target AND o.size=me.size "
                          "AND o.id<>me.id WHERE me.id=? AND (o.state IN ('queued','uploading') OR "
                          "(o.state IN ('committed','done') AND o.md5 IS NOT NULL AND o.md5<>'')) LIMIT 1",
@@ -293,9 +297,10 @@ class Ledger(SqliteControl):
         The mark (UNHASHED in the md5 column) never leaves the ledger: Job.md5 reads None."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
+            self._serialize_size(db, job_id)
             if self._twin_possible(db, job_id):
                 return False
-            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, time.time(), job_id))
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, self._now(), job_id))
             return True
 
     def record_content(self, job_id: int, fingerprint: str, skip_duplicates: bool, *, owner: str | None = None,
@@ -308,10 +313,10 @@ class Ledger(SqliteControl):
         still hashing is not waited for: whichever records its content second waits."""
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
-            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, time.time(), job_id))
+            me = self._serialize_size(db, job_id)
+            db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, self._now(), job_id))
             if not skip_duplicates:
                 return "go", None
-            me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
             same = (me["target"], me["size"], job_id)
             done = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND md5=? AND remote_id IS NOT "
                               "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
@@ -322,3 +327,11 @@ class Ledger(SqliteControl):
                               "AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1",  # jobs_content: found by md5
                               (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
+
+    def _serialize_size(self, db: Conn, job_id: int) -> Any:
+        """Hold the job's (target, size) for this transaction: whether identical content is
+        in flight is decided by one host at a time. Returns the job's (target, size) row."""
+        me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if me is not None:
+            self._store.serialize(db, "size", me["target"], me["size"])
+        return me

@@ -1,20 +1,21 @@
-"""Claiming jobs from the SQLite ledger, and changing the order of waiting ones
-(`prioritize`). The order itself is vidupd.ledger.claim_order."""
+"""Claiming jobs from the ledger (every store), and changing the order of waiting ones
+(`prioritize`). The order itself is vidupd.ledger.claim_order. On a shared store each
+candidate query locks what it picks and skips rows another host is claiming (the dialect's
+FOR UPDATE SKIP LOCKED), so two hosts never claim one job."""
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from typing import Collection, Iterable
 
 from .claim_order import DEFAULT_ORDER, index_name, order_by, sort_key
 from .model import Job
-from .sqlite_queries import SqliteQueries
+from .sqlite_queries import LedgerQueries
+from .store import Conn
 
 _GROUPS = "jobs_queue_oldest"  # any jobs_queue_* index: its (state, target, watch) prefix lists the groups
 
 
-class SqliteClaims(SqliteQueries):
+class SqliteClaims(LedgerQueries):
     """Claims (atomic leases over a bounded window) and priorities."""
 
     def claim(self, owner: str, limit: int, lease_seconds: float, ids: Iterable[int] | None = None,
@@ -32,7 +33,7 @@ class SqliteClaims(SqliteQueries):
         Cost O(limit), not O(queue length): expired leases and polls walk (state, id);
         queued jobs are read per (target, watch) group from the head of the order's index
         and merged, so 100,000 waiting jobs, or a skipped group's, do not slow a claim."""
-        now = time.time()
+        now = self._now()
         only = sorted(set(ids)) if ids is not None else None
         if only is not None and not only:
             return []
@@ -70,58 +71,59 @@ class SqliteClaims(SqliteQueries):
             args += tuple(skip_w)
         return sql, args
 
-    def _expired(self, db: sqlite3.Connection, now: float, room: int, only: list[int] | None, skip_t: list[str],
+    def _expired(self, db: Conn, now: float, room: int, only: list[int] | None, skip_t: list[str],
                  skip_w: list[str]) -> list[int]:
         if room <= 0:
             return []
         # INDEXED BY: walk (state, id) in order and stop at `room` (few rows are uploading)
         extra, args = self._restrict(only, skip_t, skip_w)
         return [r[0] for r in db.execute(
-            f"SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='uploading' AND (lease_until IS NULL OR "
-            f"lease_until<?){extra} ORDER BY id LIMIT ?", (now, *args, room))]
+            f"SELECT id FROM jobs {self._dialect.indexed('jobs_claim')} WHERE state='uploading' AND (lease_until "
+            f"IS NULL OR lease_until<?){extra} ORDER BY id LIMIT ?{self._dialect.skip_locked}", (now, *args, room))]
 
-    @staticmethod
-    def _polls(db: sqlite3.Connection, now: float, room: int, only: list[int] | None) -> list[int]:
+    def _polls(self, db: Conn, now: float, room: int, only: list[int] | None) -> list[int]:
         if room <= 0:
             return []
         extra = f" AND id IN ({','.join('?' * len(only))})" if only else ""
         return [r[0] for r in db.execute(
-            f"SELECT id FROM jobs INDEXED BY jobs_claim WHERE state='committed' AND not_before<=? "
-            f"AND lease_owner IS NULL{extra} ORDER BY id LIMIT ?", (now, *(only or ()), room))]
+            f"SELECT id FROM jobs {self._dialect.indexed('jobs_claim')} WHERE state='committed' AND not_before<=? "
+            f"AND lease_owner IS NULL{extra} ORDER BY id LIMIT ?{self._dialect.skip_locked}",
+            (now, *(only or ()), room))]
 
-    def _queued(self, db: sqlite3.Connection, now: float, room: int, order: str, only: list[int] | None,
+    def _queued(self, db: Conn, now: float, room: int, order: str, only: list[int] | None,
                 skip_t: list[str], skip_w: list[str]) -> list[int]:
         cols = "id, priority, size, path"
         if only:  # a one-shot's few ids: looked up by primary key and sorted, whatever the queue holds
             extra, args = self._restrict(only, skip_t, skip_w)
-            rows = db.execute(f"SELECT {cols} FROM jobs WHERE state='queued' AND not_before<=?{extra}",
-                              (now, *args)).fetchall()
+            rows = db.execute(f"SELECT {cols} FROM jobs WHERE state='queued' AND not_before<=?{extra}"
+                              f"{self._dialect.skip_locked}", (now, *args)).fetchall()
         else:
             rows = []
             for target, watch in self._groups(db):
                 if target in skip_t or (watch is not None and watch in skip_w):
                     continue
+                same_watch = "watch IS NULL" if watch is None else "watch=?"  # `IS ?` is SQLite's only
                 rows += db.execute(
-                    f"SELECT {cols} FROM jobs INDEXED BY {index_name(order)} WHERE state='queued' AND target=? "
-                    f"AND watch IS ? AND not_before<=? ORDER BY {order_by(order)} LIMIT ?",
-                    (target, watch, now, room)).fetchall()
+                    f"SELECT {cols} FROM jobs {self._dialect.indexed(index_name(order))} WHERE state='queued' "
+                    f"AND target=? AND {same_watch} AND not_before<=? ORDER BY {order_by(order)} LIMIT ?"
+                    f"{self._dialect.skip_locked}", (target, *(() if watch is None else (watch,)), now, room)).fetchall()
         return [r["id"] for r in sorted(rows, key=sort_key(order))[:room]]
 
-    @staticmethod
-    def _groups(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
+    def _groups(self, db: Conn) -> list[tuple[str, str | None]]:
         """The (target, watch) pairs that have queued jobs, by seeking the index from one
         pair to the next (a skip scan): O(pairs * log n), whatever the queue length."""
         found: list[tuple[str, str | None]] = []
-        head = f"SELECT target, watch FROM jobs INDEXED BY {_GROUPS} WHERE state='queued'"
-        row = db.execute(f"{head} ORDER BY target, watch LIMIT 1").fetchone()
+        head = f"SELECT target, watch FROM jobs {self._dialect.indexed(_GROUPS)} WHERE state='queued'"
+        nulls = self._dialect.nulls_first  # a NULL watch (one-shot uploads) is the first group of its target
+        row = db.execute(f"{head} ORDER BY target, watch{nulls} LIMIT 1").fetchone()
         while row is not None:
             target, watch = row[0], row[1]
             found.append((target, watch))
             after = "watch IS NOT NULL" if watch is None else "watch>?"
-            nxt = db.execute(f"{head} AND target=? AND {after} ORDER BY watch LIMIT 1",
+            nxt = db.execute(f"{head} AND target=? AND {after} ORDER BY watch{nulls} LIMIT 1",
                              (target,) if watch is None else (target, watch)).fetchone()
             row = nxt if nxt is not None else db.execute(
-                f"{head} AND target>? ORDER BY target, watch LIMIT 1", (target,)).fetchone()
+                f"{head} AND target>? ORDER BY target, watch{nulls} LIMIT 1", (target,)).fetchone()
         return found
 
     # -- order of waiting jobs -----------------------------------------------------------------
@@ -137,7 +139,7 @@ class SqliteClaims(SqliteQueries):
             refused = []
             for job_id in ids:
                 n = db.execute("UPDATE jobs SET priority=?, updated=? WHERE id=? AND state='queued'",
-                               (priority, time.time(), job_id)).rowcount
+                               (priority, self._now(), job_id)).rowcount
                 if not n:
                     refused.append(job_id)
         return priority, refused

@@ -1,5 +1,5 @@
-"""The SQLite ledger's operator controls: `vidupd cancel` (fenced through leases) and
-`vidupd forget` (the pruning delete, see SqliteQueries.forget).
+"""The ledger's operator controls (every store): `vidupd cancel` (fenced through leases) and
+`vidupd forget` (the pruning delete, see LedgerQueries.forget).
 
 Cancelling is a request recorded on the job's row (`cancel_requested`), never a write over
 another process's lease: the lease holder (the daemon's pool, perhaps on another host) sees
@@ -12,7 +12,6 @@ finds the request and cancels it instead of uploading.
 
 from __future__ import annotations
 
-import time
 from typing import Iterable
 
 from .model import CANCELLABLE, Job
@@ -31,7 +30,7 @@ class SqliteControl(SqliteClaims):
         can tell why one was not marked (done, committed, skipped, cancelled)."""
         ids = sorted(set(job_ids))
         out: dict[int, Job | None] = {}
-        now = time.time()
+        now = self._now()
         with self._tx() as db:
             for job_id in ids:
                 db.execute(f"UPDATE jobs SET cancel_requested=coalesce(cancel_requested, ?) WHERE id=? "
@@ -45,7 +44,7 @@ class SqliteControl(SqliteClaims):
         claim does (the generation is bumped; a queued job becomes uploading, so no pool
         claims it meanwhile); None when someone holds it or it is no longer cancellable.
         The caller abandons the upload and applies Cancelled with this lease."""
-        now = time.time()
+        now = self._now()
         with self._tx() as db:
             row = db.execute(
                 f"UPDATE jobs SET lease_owner=?, lease_until=?, lease_gen=lease_gen+1, updated=?, "

@@ -1,5 +1,5 @@
-"""The SQLite ledger's read queries (`status`, the dispatcher's wake-ups) and its
-housekeeping (pruning finished jobs): no transitions here, see vidupd.ledger.sqlite."""
+"""The ledger's read queries (`status`, the dispatcher's wake-ups) and its housekeeping
+(pruning finished jobs), for every store: no transitions here, see vidupd.ledger.sqlite."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import time
 from pathlib import Path
 from typing import Any, Collection, Iterable
 
-from ..core.fsnames import path_to_db
+from .base import LedgerBase
 from .model import CLOSED, HELD, Job
-from .sqlite_store import SqliteStore
 
 
-class SqliteQueries(SqliteStore):
+class LedgerQueries(LedgerBase):
     """Queries without side effects, and the one housekeeping write (`forget`)."""
 
     def uploads_of_path(self, path: Path) -> int:
         """How many jobs of this path were (or are to be) uploaded, i.e. not skipped."""
-        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (path_to_db(path),))[0])
+        return int(self._one("SELECT count(*) FROM jobs WHERE path=? AND state<>'skipped'", (self._p(path),))[0])
 
     def jobs(self, states: Iterable[str] | None = None, limit: int | None = None,
              updated_since: float | None = None) -> list[Job]:
@@ -44,7 +43,7 @@ class SqliteQueries(SqliteStore):
         """Jobs of `target` for `path`, or of `size` (the same version renamed, a possible
         twin), by id: what a dry run compares a file with. Read-only; two indexed lookups."""
         rows = self._all("SELECT * FROM jobs WHERE path=? AND target=? UNION SELECT * FROM jobs WHERE target=? "
-                         "AND size=? ORDER BY id", (path_to_db(path), target, target, size))
+                         "AND size=? ORDER BY id", (self._p(path), target, target, size))
         return [Job.from_row(r) for r in rows]
 
     # -- housekeeping ------------------------------------------------------------------------
@@ -65,7 +64,7 @@ class SqliteQueries(SqliteStore):
         marks = ",".join("?" * len(ids))
         with self._tx() as db:
             gone = [r[0] for r in db.execute(f"SELECT id FROM jobs WHERE id IN ({marks}) AND state IN "
-                                             f"({_marks(states)}) AND updated<?",
+                                             f"({_marks(states)}) AND updated<?{self._dialect.lock_row}",
                                              (*ids, *states, 1e300 if cutoff is None else cutoff))]
             if not gone:
                 return 0
@@ -79,11 +78,12 @@ class SqliteQueries(SqliteStore):
 
     def next_wakeup(self) -> float | None:
         """The earliest future time a waiting job (retry or status poll) becomes runnable."""
-        now = time.time()
+        now = self._now()
+        ahead = now - time.time()  # the ledger's clock may be another machine's: answer in ours
         times = [r[0] for r in (self._one("SELECT min(not_before) FROM jobs WHERE state=? AND not_before>? "
                                           "AND not_before<?", (state, now, HELD))
                                 for state in ("queued", "committed")) if r and r[0] is not None]
-        return min(times) if times else None
+        return min(times) - ahead if times else None
 
 
 def _marks(values: Collection[str]) -> str:

@@ -1,21 +1,24 @@
-"""The SQLite ledger's plumbing: opening (checked, migrated), transactions, and the state
-that is not a job's row: checkpoints and shared values. `vidupd.ledger.sqlite.Ledger` adds
-the jobs on top."""
+"""The SQLite store: one file under state_dir, WAL + synchronous=FULL, so a committed
+transaction survives kill -9 and power loss and readers (`vidupd status`) never block the
+daemon. One connection and one lock per process; BEGIN IMMEDIATE takes the database's write
+lock, so every write transaction of every process runs alone (nothing to lock row by row).
+The ledger's logic on top of it is vidupd.ledger.sqlite.Ledger."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterator
 
-from ..core.errors import LeaseLost
-from ..core.model import SharedValue
+from ..core.state_lock import FileLock
 from ..core.statedir import prepare_ledger_files
-from .model import LedgerError
+from .model import LedgerError, ledger_failure
 from .schema import MIGRATIONS, migrate
+from .store import SQLITE, LedgerStore
+
+FILE = "ledger.sqlite3"
 
 
 def _ro_extra(path: Path) -> str:
@@ -26,13 +29,16 @@ def _ro_extra(path: Path) -> str:
     return "" if path.with_name(path.name + "-wal").exists() else "&immutable=1"
 
 
-class SqliteStore:
+class SqliteStore(LedgerStore):
     """Thread-safe access to the ledger database (one connection, one lock)."""
+
+    dialect = SQLITE
 
     def __init__(self, state_dir: Path, readonly: bool = False):
         """Open (creating and migrating unless `readonly`). Read-only opens never write,
         so `vidupd status` can run beside the daemon and on a ledger it may not change."""
-        self.path = state_dir / "ledger.sqlite3"
+        self.path = state_dir / FILE
+        self.where = str(self.path)
         self._lock = threading.RLock()
         if readonly and not self.path.exists():
             raise LedgerError(f"{self.path}: no ledger yet (the daemon has not run with this state_dir)")
@@ -62,138 +68,43 @@ class SqliteStore:
                 raise LedgerError(f"{self.path}: schema version {self.schema_version}, this vidupd expects "
                                   f"{len(MIGRATIONS)}; run the daemon once to migrate it")
         else:
-            self._migrate()
-
-    # -- plumbing ----------------------------------------------------------------------
-    def _migrate(self) -> None:
-        with self._tx() as db:
-            migrate(db, self.path)
+            with self.tx() as db:
+                migrate(db, self.path)
 
     @property
     def schema_version(self) -> int:
         try:
-            row = self._one("SELECT value FROM meta WHERE key='schema_version'")
+            row = self.one("SELECT value FROM meta WHERE key='schema_version'")
         except sqlite3.OperationalError:
             return 0
         return int(row[0]) if row else 0
 
-    class _Tx:
-        def __init__(self, ledger: "SqliteStore"):
-            self.ledger = ledger
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.ledger._lock.acquire()
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self.ledger._db.execute("BEGIN IMMEDIATE")
+                yield self._db
             except BaseException:
-                self.ledger._lock.release()
+                self._db.execute("ROLLBACK")
                 raise
-            return self.ledger._db
+            self._db.execute("COMMIT")
 
-        def __exit__(self, exc_type, exc, tb) -> None:
-            try:
-                self.ledger._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-            finally:
-                self.ledger._lock.release()
-
-    def _tx(self) -> "SqliteStore._Tx":
-        return SqliteStore._Tx(self)
-
-    def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchone()
+            yield self._db
 
-    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A flock on `state_dir/NAME.lock`, not the SQLite write lock: the section may wait
+        on the network, and holding the write lock that long would stall every ledger write."""
+        with FileLock(self.path.with_name(f"{name}.lock")):
+            yield
+
+    def failure(self, e: BaseException) -> bool:
+        return ledger_failure(e)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    @staticmethod
-    def _hold(db: sqlite3.Connection, job_id: int, owner: str | None, generation: int | None) -> None:
-        """The fence, inside a transition's transaction: LeaseLost unless `owner` (and
-        `generation`, when given) still holds the job. `owner` None: an unfenced write."""
-        if owner is None:
-            return
-        row = db.execute("SELECT lease_owner, lease_gen FROM jobs WHERE id=?", (job_id,)).fetchone()
-        SqliteStore._fence(row, job_id, owner, generation)
-
-    @staticmethod
-    def _fence(row: sqlite3.Row | None, job_id: int, owner: str | None, generation: int | None) -> None:
-        """LeaseLost unless the job's row (lease_owner, lease_gen) is still `owner`'s at `generation`."""
-        if owner is None:
-            return
-        if row is None or row["lease_owner"] != owner or (generation is not None and row["lease_gen"] != generation):
-            raise LeaseLost(job_id, owner)
-
-    # -- health ----------------------------------------------------------------------------------
-    def check_writable(self) -> None:
-        """One small committed write (the time of this check), so a health probe knows the
-        ledger still takes the transitions every upload needs; LedgerError says why not."""
-        try:
-            with self._tx() as db:
-                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('health_checked', ?)", (repr(time.time()),))
-        except sqlite3.Error as e:
-            raise LedgerError(f"{self.path}: the ledger does not take writes ({e})") from None
-
-    # -- shared values (vidupd.ledger.shared) ---------------------------------------------------
-    def shared_get(self, key: str) -> SharedValue | None:
-        r = self._one("SELECT generation, data FROM shared WHERE key=?", (key,))
-        return SharedValue(int(r[0]), json.loads(r[1])) if r else None
-
-    def shared_put(self, key: str, expected: int, data: Mapping[str, Any]) -> SharedValue:
-        """Compare and set: store `data` as generation `expected + 1` only if the stored
-        generation is still `expected` (0: no value yet); LedgerError otherwise."""
-        with self._tx() as db:
-            row = db.execute("SELECT generation FROM shared WHERE key=?", (key,)).fetchone()
-            if (int(row[0]) if row else 0) != expected:
-                raise LedgerError(f"shared value {key!r} changed meanwhile (lost update refused)")
-            db.execute("INSERT INTO shared(key, generation, data, updated) VALUES(?,?,?,?) ON CONFLICT(key) "
-                       "DO UPDATE SET generation=excluded.generation, data=excluded.data, updated=excluded.updated",
-                       (key, expected + 1, json.dumps(dict(data), sort_keys=True), time.time()))
-        return SharedValue(expected + 1, dict(data))
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def checkpoint(self, job_id: int, owner: str | None = None, generation: int | None = None) -> "LedgerCheckpoint":
-        """The job's checkpoint store; with `owner` its saves and clears are fenced like a transition."""
-        return LedgerCheckpoint(self, job_id, owner, generation)
-
-    def _cp_load(self, job_id: int) -> dict[str, Any] | None:
-        r = self._one("SELECT data FROM checkpoints WHERE job_id=?", (job_id,))
-        return json.loads(r[0]) if r else None
-
-    def _cp_save(self, job_id: int, state: dict[str, Any], owner: str | None = None,
-                 generation: int | None = None) -> None:
-        data = json.dumps(state, sort_keys=True)
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            db.execute("INSERT INTO checkpoints(job_id, data, updated) VALUES(?,?,?) "
-                       "ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, updated=excluded.updated",
-                       (job_id, data, time.time()))
-
-    def _cp_clear(self, job_id: int, owner: str | None = None, generation: int | None = None) -> None:
-        with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            db.execute("DELETE FROM checkpoints WHERE job_id=?", (job_id,))
-
-
-class LedgerCheckpoint:
-    """CheckpointStore backed by the ledger: each save is one SQLite transaction, fenced by
-    the worker's lease when made with one (LeaseLost: the job is someone else's now)."""
-
-    def __init__(self, ledger: SqliteStore, job_id: int, owner: str | None = None, generation: int | None = None):
-        self._ledger = ledger
-        self._job_id = job_id
-        self._lease = (owner, generation)
-
-    def load(self) -> dict[str, Any] | None:
-        return self._ledger._cp_load(self._job_id)
-
-    def save(self, state: dict[str, Any]) -> None:
-        self._ledger._cp_save(self._job_id, state, *self._lease)
-
-    def clear(self) -> None:
-        self._ledger._cp_clear(self._job_id, *self._lease)
-

@@ -28,7 +28,7 @@ from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.offers import Intake
 from ..intake.watcher import Watcher
-from ..ledger import Ledger, LedgerShared, lease_owner_id
+from ..ledger import Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..providers.base import Provider
 from . import reload as reload_mod
 from .bandwidth import RateGovernor, announce
@@ -113,7 +113,7 @@ class Daemon:
             events.emit("config.warning", str(w), level="warning", key=w.key)
         self.notifier.status("starting: opening the ledger")
         try:
-            ledger = Ledger(config.state_dir)
+            ledger = open_ledger(config, config.state_dir)
             recovered = ledger.recover()
             self.providers = build_providers(config, ledger)
         except Exception as e:  # systemctl status shows why it did not start (the CLI prints it too)

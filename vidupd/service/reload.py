@@ -3,7 +3,7 @@
 Pure functions over two `Config`s; the daemon applies the result. Everything except
 `state_dir` can change at runtime: watches, targets, workers, max_rate, retry policy,
 rescan interval, duplicate skipping, retain_days and the log (file, level, format).
-Moving the ledger while uploads run is refused; that takes a restart. `[metrics]` and
+Moving the ledger (state_dir, [ledger] url) while uploads run is refused; that takes a restart. `[metrics]` and
 `[[notify]]` are set up at start: a change is reported and applies at the next start.
 """
 
@@ -29,6 +29,9 @@ def plan(old: Config, new: Config) -> Plan:
     if old.state_dir != new.state_dir:
         problems.append(f"{new.source}: state_dir: cannot change from {old.state_dir} to {new.state_dir} "
                         "while running; restart the service to move the ledger")
+    if old.ledger.url != new.ledger.url:  # the URL shown without a password; the password itself is not compared
+        problems.append(f"{new.source}: ledger.url: cannot change from {old.ledger.describe(old.state_dir)} to "
+                        f"{new.ledger.describe(new.state_dir)} while running; restart the service to move the ledger")
     changes: list[str] = []
     for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "stop_timeout", "retry",
                  "retain_days"):
