@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -40,18 +41,27 @@ def test_durations():
             parse_duration(bad)
 
 
+@contextlib.contextmanager
+def local_zone(tz: str):
+    """The process's local time zone is `tz` (POSIX TZ) inside, the previous one after."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
 @pytest.fixture
 def utc():
     """A DST-free zone for exact times (the daemon uses the host's local zone)."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
+    with local_zone("UTC"):
+        yield
 
 
 def at(day: int, hh: int, mm: int, ss: int = 0) -> float:
@@ -98,22 +108,13 @@ def test_daily_and_weekly_entries_mix(utc):
 
 def test_local_time_follows_tz():
     """An offset with seconds: the boundary falls at the local minute, not the UTC one."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "VID-0:13:27"  # local = UTC + 13 min 27 s
-    time.tzset()
-    try:
+    with local_zone("VID-0:13:27"):  # local = UTC + 13 min 27 s
         s = parse_schedule("10:00,1M 10:01,3M")
         base = time.mktime((2026, 12, 2, 10, 0, 30, 0, 0, 0))  # local 10:00:30
         assert s.rate_at(base) == 1_000_000
         change = s.next_change(base)
         assert change == base + 30 and time.localtime(change)[3:6] == (10, 1, 0)
         assert s.rate_at(change) == 3_000_000 and s.rate_at(change - 0.5) == 1_000_000
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 @pytest.mark.parametrize("text, says", [
@@ -129,18 +130,9 @@ def test_bad_entries_are_named(text, says):
 
 
 def test_daylight_saving_moves_entries_with_the_wall_clock():
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "CET-1CEST,M3.5.0,M10.5.0/3"  # POSIX rules, no tzdata needed: 2026-03-29 02:00 -> 03:00
-    time.tzset()
-    try:
+    with local_zone("CET-1CEST,M3.5.0,M10.5.0/3"):  # POSIX rules, no tzdata needed: 2026-03-29 02:00 -> 03:00
         s = parse_schedule("08:00,1M 20:00,2M")
         before = time.mktime((2026, 3, 28, 21, 0, 0, 0, 0, -1))  # Saturday 21:00 CET
         change = s.next_change(before)
         assert time.localtime(change)[:5] == (2026, 3, 29, 8, 0) and change - before == 10 * 3600  # 11 h of wall clock
         assert s.rate_at(change) == 1_000_000 and s.rate_at(change - 1) == 2_000_000
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()

@@ -2,7 +2,7 @@
 change the running daemon's bandwidth cap at once, or show the cap in force.
 
 The override is written to the ledger's `shared` table (key `control.rate`, see
-vidupd.service.controls); the daemon reads it within a second and a one-shot `vidupd upload`
+vidupd.service.rate_override); the daemon reads it within a second and a one-shot `vidupd upload`
 obeys it too. It lasts until `--for` runs out (a restart does not end it) or `--clear`.
 """
 
