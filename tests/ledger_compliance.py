@@ -484,6 +484,26 @@ class LedgerCompliance:
         assert _row(ledger, old.id) == before
         TRANSITIONS[transition](ledger, new.id, "A", new.lease_gen)  # the holder's own write goes through
 
+    def test_ensure_held_refuses_a_lost_lease_an_old_generation_and_an_expired_one(self, ledger: Ledger,
+                                                                                  taken_over, tmp_path: Path):
+        """What a provider asks before Complete/Abort/commit (issue 13): one read, no write."""
+        stale, fresh = taken_over
+        before = _row(ledger, stale.id)
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(stale.id, "A", stale.lease_gen).ensure_held()  # taken over by B
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(fresh.id, "B", fresh.lease_gen - 1).ensure_held()  # B's own older claim
+        ledger.checkpoint(fresh.id, "B", fresh.lease_gen).ensure_held()  # the holder's goes through
+        ledger.checkpoint(fresh.id).ensure_held()  # unfenced (operator commands): nothing to check
+        assert _row(ledger, stale.id) == before
+        ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=9), META)
+        (short,) = ledger.claim("C", 1, 0.05)
+        time.sleep(0.1)  # run out, not yet claimed by anyone: another host may take it any moment
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+        ledger.renew("C", [short.id], 60)
+        ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+
     def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
         _, fresh = taken_over
         assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
