@@ -744,6 +744,23 @@ class LedgerCompliance:
         v2 = ledger.shared_put("oauth", 1, {"token": "c"})
         assert (v2.generation, ledger.shared_get("oauth").data) == (2, {"token": "c"})
 
+    def test_try_exclusive_is_not_waited_for_and_given_back(self, ledger: Ledger):
+        with ledger.try_exclusive("rescan") as mine:
+            assert mine is True
+        with ledger.try_exclusive("rescan") as again:  # given back at the end of the block
+            assert again is True
+
+    def test_rescan_turns_one_host_per_interval(self, ledger: Ledger):
+        """vidupd.intake.rescan_turn on this store: the first to ask takes the round."""
+        from vidupd.intake.rescan_turn import RescanTurns
+
+        a, b = RescanTurns(ledger, lambda: 300.0, "a"), RescanTurns(ledger, lambda: 300.0, "b")
+        assert a() is True and b() is False and a() is False
+        assert ledger.shared_get("rescan.last").data["host"] == "a"
+        quick = RescanTurns(ledger, lambda: 0.001, "b")
+        time.sleep(0.01)
+        assert quick() is True and ledger.shared_get("rescan.last").data["host"] == "b"
+
     # -- reopen, migrations, damaged stores -----------------------------------------------------------
     def test_reopen_keeps_everything(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()

@@ -23,7 +23,7 @@ from vidupd.engine.lease_guard import LeaseGuard
 from vidupd.engine.pool import Pool, PoolSettings
 from vidupd.engine.stops import CANCEL, LEASE, LOST, PAUSED, StopReasons
 from vidupd.ledger import Ledger, LedgerUnavailable
-from vidupd.providers.base import Provider, UploadResult
+from vidupd.providers.base import Provider
 from vidupd.providers.features import Abandons
 
 

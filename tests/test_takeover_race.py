@@ -28,7 +28,7 @@ from vidupd.core.source import SourceFile
 from vidupd.core.throttle import Throttle
 from vidupd.engine.abandon import abandon_upload, cancel_job
 from vidupd.ledger import Ledger
-from vidupd.providers.base import Provider, UploadResult
+from vidupd.providers.base import Provider
 from vidupd.providers.features import Abandons
 from vidupd.providers.oss.multipart import MIN_PART_SIZE, MultipartState, OssUploader
 
