@@ -32,8 +32,8 @@ MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening mig
 DAMAGED = ("corrupt", "not-sqlite")  # stores that must be refused, never started over
 
 
-def ident(inode: int = 1, size: int = 100, mtime: int = 5) -> FileIdentity:
-    return FileIdentity(1, inode, size, mtime)
+def ident(inode: int = 1, size: int = 100, mtime: int = 5, dev: int = 1) -> FileIdentity:
+    return FileIdentity(dev, inode, size, mtime)
 
 
 class LedgerBackend(Protocol):
@@ -108,6 +108,38 @@ class LedgerCompliance:
         (r,) = ledger.offer(new, "/w", [("t", "video")], ident(), META)  # old path no longer exists
         assert r.outcome == "renamed" and r.job_id == o.job_id
         assert ledger.get(o.job_id).path == new and ledger.get(o.job_id).state == "done"
+
+    # -- a file version is the same on every host: the device number is never compared ----------------
+    def test_one_file_version_seen_with_two_device_numbers_is_one_job(self, ledger: Ledger, tmp_path: Path):
+        """Two hosts of one shared outbox (NFS, SMB) see one file with different st_dev: one job,
+        whatever state it is in, and its after-upload step is taken once."""
+        p = tmp_path / "a.mp4"
+        (a,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=101), META)
+        (b,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=202), META)
+        assert (a.outcome, b.outcome, b.job_id) == ("queued", "known", a.job_id)
+        job = ledger.get(a.job_id)
+        assert job.identity == ident(dev=202) and job.identity.dev == 101  # stored, never matched
+        done(ledger, a.job_id, "R1")
+        (c,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=303), META)
+        assert (c.outcome, c.job_id) == ("known", a.job_id) and len(ledger.jobs()) == 1
+        assert [j.id for j in ledger.take_after_upload(p, ident(dev=404))] == [a.job_id]
+        assert ledger.take_after_upload(p, ident(dev=101)) is None  # once, whichever host asks
+        assert ledger.skip_new(p, "/w", "t", "video", ident(dev=505), "too big") is None
+        (d,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=101, mtime=6), META)  # a new version
+        assert d.outcome == "queued" and d.job_id != a.job_id
+
+    def test_a_rename_seen_by_another_host_is_recognised(self, ledger: Ledger, tmp_path: Path):
+        old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+        (o,) = ledger.offer(old, "/w", [("t", "video")], ident(dev=101), META)
+        done(ledger, o.job_id, "R1")
+        (r,) = ledger.offer(new, "/w", [("t", "video")], ident(dev=202), META)  # old path no longer exists
+        assert (r.outcome, r.job_id) == ("renamed", o.job_id) and ledger.get(o.job_id).path == new
+        assert ledger.offer(new, "/w", [("t", "video")], ident(dev=101), META)[0].outcome == "known"
+
+    def test_a_skipped_version_is_recorded_once_whichever_host_sees_it(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.fifo"
+        first = ledger.skip_new(p, "/w", "t", "unknown", ident(dev=101), "is a FIFO")
+        assert first is not None and ledger.skip_new(p, "/w", "t", "unknown", ident(dev=202), "is a FIFO") is None
 
     def test_same_name_new_content_is_a_new_job_after_done(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
