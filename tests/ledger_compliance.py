@@ -756,6 +756,55 @@ class LedgerCompliance:
         v2 = ledger.shared_put("oauth", 1, {"token": "c"})
         assert (v2.generation, ledger.shared_get("oauth").data) == (2, {"token": "c"})
 
+    # -- hosts: each daemon's heartbeat (vidupd.ledger.hosts) -----------------------------------------
+    def test_heartbeats_say_which_hosts_run_and_how_much(self, ledger: Ledger, monkeypatch):
+        t = [1_800_000_000.0]
+        monkeypatch.setattr(ledger.store, "now", lambda: t[0])  # the ledger's clock (the server's on PG)
+        assert ledger.hosts() == []
+        ledger.beat("alpha:101:1799999990", running=2, version="1.2")
+        ledger.beat("beta:202:1799999995")
+        t[0] += 4
+        ledger.beat("alpha:101:1799999990", running=3, version="1.2")
+        a, b = ledger.hosts()
+        assert (a.owner, a.hostname, a.pid, a.version, a.running, a.state) == ("alpha:101:1799999990", "alpha", 101,
+                                                                            "1.2", 3, "running")
+        assert (a.started, a.last_seen, a.age, a.status) == (1_800_000_000.0, 1_800_000_004.0, 0.0, "running")
+        assert (b.hostname, b.pid, b.running, b.age) == ("beta", 202, 0, 4.0)
+        t[0] += 60
+        ledger.beat("alpha:101:1799999990", running=1)
+        ledger.host_stopped("beta:202:1799999995")  # a clean stop
+        a, b = ledger.hosts()
+        assert (a.status, a.running) == ("running", 1) and (b.state, b.status, b.running) == ("stopped", "stopped", 0)
+        t[0] += 31
+        assert ledger.hosts()[0].status == "silent"  # killed or frozen: running by its last word, not heard from
+        assert [h.hostname for h in ledger.hosts(within=20)] == []
+        assert [h.hostname for h in ledger.hosts(within=40)] == ["alpha", "beta"]
+        ledger.beat("alpha:101:1799999990")
+        assert ledger.hosts()[0].status == "running"
+
+    def test_a_host_row_not_beaten_for_a_week_is_dropped(self, ledger: Ledger, monkeypatch):
+        t = [1_800_000_000.0]
+        monkeypatch.setattr(ledger.store, "now", lambda: t[0])
+        ledger.beat("old:1:1")
+        ledger.host_stopped("old:1:1")
+        ledger.beat("crashed:2:2")
+        t[0] += 7 * 86400 - 10
+        ledger.beat("new:3:3")
+        assert [h.hostname for h in ledger.hosts()] == ["crashed", "new", "old"]
+        t[0] += 20
+        ledger.beat("new:3:3")
+        assert [h.hostname for h in ledger.hosts()] == ["new"]
+
+    def test_heartbeats_survive_a_reopen(self, backend: LedgerBackend):
+        l = backend.open()
+        l.beat("gamma:303:1800000000", running=1, version="9")
+        before = l.hosts()
+        l.close()
+        again = backend.open()
+        (h,) = again.hosts()
+        assert (h.owner, h.running, h.version, h.started) == (before[0].owner, 1, "9", before[0].started)
+        again.close()
+
     # -- reopen, migrations, damaged stores -----------------------------------------------------------
     def test_reopen_keeps_everything(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()
@@ -792,6 +841,7 @@ class LedgerCompliance:
         l.close()
         again = backend.open()  # reopening a migrated ledger is a no-op
         assert again.schema_version == len(MIGRATIONS) and len(again.jobs()) == 2
+        assert again.hosts() == []  # no daemon has beaten yet
         again.close()
 
     @pytest.mark.parametrize("name", DAMAGED)

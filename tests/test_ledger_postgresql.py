@@ -96,7 +96,7 @@ def test_both_schemas_have_the_same_tables_and_columns(backend: PgBackend, tmp_p
     lite = sqlite3.connect(tmp_path / "ledger.sqlite3")
     tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     sq = {(t, r[1]) for t in tables for r in lite.execute(f"PRAGMA table_info({t})")}
-    assert pg == sq and {t for t, _ in pg} == {"jobs", "checkpoints", "shared", "meta"}
+    assert pg == sq and {t for t, _ in pg} == {"jobs", "checkpoints", "shared", "meta", "hosts"}
     assert len(pg_schema.MIGRATIONS) == len(MIGRATIONS)
 
 

@@ -91,6 +91,20 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_identity;
     CREATE INDEX jobs_version ON jobs(inode, size, mtime_ns, path)
     """,
+    # 9: the hosts of this ledger (vidupd.ledger.hosts): one heartbeat row per daemon process
+    """
+    CREATE TABLE hosts(
+        owner TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        version TEXT NOT NULL,
+        started DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        running BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running'
+    );
+    CREATE INDEX hosts_seen ON hosts(last_seen)
+    """,
 )
 assert len(MIGRATIONS) == len(SQLITE_MIGRATIONS), "both stores have every schema version"
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
+from .hosts import LedgerHosts, owner_parts
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
 from .sqlite_control import SqliteControl
@@ -34,21 +35,23 @@ def _version(identity: FileIdentity) -> tuple[int, int, int]:
 
 
 def _owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
+    host, pid = owner_parts(owner)
     if host != socket.gethostname():
         return True  # cannot tell for another host: wait for the lease to expire
+    if pid <= 0:
+        return False
     try:
-        pid = int(rest.split(":")[0])
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
 
 
-class Ledger(SqliteControl):
-    """Thread-safe access to the ledger: jobs, claims, leases and transitions.
+class Ledger(SqliteControl, LedgerHosts):
+    """Thread-safe access to the ledger: jobs, claims, leases and transitions (and the
+    hosts' heartbeats, vidupd.ledger.hosts).
     `Ledger(state_dir)` is the SQLite ledger; `Ledger(store=...)` any other store."""
 
     # -- intake --------------------------------------------------------------------------
