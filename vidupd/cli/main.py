@@ -37,7 +37,9 @@ def _complain(line: str) -> None:
 def _load(args: argparse.Namespace, writes: bool = False, read_secrets: bool = True) -> Config:
     """The config, its warnings on stderr. A command that `writes` state first makes the
     state dir private (vidupd.core.statedir), warning about what it tightened; a read-only
-    one need not read the secrets (`status` works without the unit's credentials)."""
+    one, or one that changes only the ledger (retry, pause, prioritize), need not read the
+    platforms' secrets (they work without the unit's credentials); the ledger's own
+    password is read whatever `read_secrets` says."""
     from ..config.state_modes import secured
 
     config = load(args.config, read_secrets=read_secrets)
@@ -115,7 +117,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
         return EXIT_USAGE
-    config = _load(args, writes=True)
+    config = _load(args, writes=True, read_secrets=False)  # the ledger alone: no platform credentials
     ledger = open_ledger(config, config.state_dir)
     try:
         missing = [j for j in args.jobs if ledger.get(j) is None]
