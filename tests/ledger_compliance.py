@@ -782,7 +782,7 @@ class LedgerCompliance:
         ledger.beat("alpha:101:1799999990")
         assert ledger.hosts()[0].status == "running"
 
-    def test_a_host_row_not_beaten_for_a_week_is_dropped(self, ledger: Ledger, monkeypatch):
+    def test_host_rows_not_beaten_for_a_week_are_pruned(self, ledger: Ledger, monkeypatch):
         t = [1_800_000_000.0]
         monkeypatch.setattr(ledger.store, "now", lambda: t[0])
         ledger.beat("old:1:1")
@@ -790,10 +790,12 @@ class LedgerCompliance:
         ledger.beat("crashed:2:2")
         t[0] += 7 * 86400 - 10
         ledger.beat("new:3:3")
+        assert ledger.prune_hosts() == 0
         assert [h.hostname for h in ledger.hosts()] == ["crashed", "new", "old"]
         t[0] += 20
         ledger.beat("new:3:3")
-        assert [h.hostname for h in ledger.hosts()] == ["new"]
+        assert [h.hostname for h in ledger.hosts()] == ["crashed", "new", "old"]  # a beat is its own row only
+        assert ledger.prune_hosts() == 2 and [h.hostname for h in ledger.hosts()] == ["new"]
 
     def test_heartbeats_survive_a_reopen(self, backend: LedgerBackend):
         l = backend.open()

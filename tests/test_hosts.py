@@ -183,3 +183,21 @@ def test_a_daemon_beats_while_it_runs_and_says_it_stopped(tmp_path: Path):
 def test_a_daemon_on_a_postgresql_ledger_beats_too(tmp_path: Path, pg_server, pg_ledger_url):
     cfg, env = _pg(tmp_path, pg_server, pg_ledger_url)
     _daemon_beats_then_stops(cfg, tmp_path, env)
+
+
+def test_housekeeping_drops_the_rows_of_daemons_gone_for_a_week(tmp_path: Path):
+    from vidupd.service.housekeeping import Housekeeper
+
+    ledger = Ledger(tmp_path / "state")
+    clock = ledger.store.now
+    ledger.store.now = lambda: clock() - 8 * 86400  # type: ignore[method-assign]
+    ledger.beat("gone:1:1")
+    ledger.store.now = clock  # type: ignore[method-assign]
+    ledger.beat("here:2:2")
+    keeper = Housekeeper(ledger, lambda: 0)  # retain_days 0 keeps every job, not week-old heartbeats
+    keeper.start()
+    try:
+        wait_for(lambda: [h.hostname for h in ledger.hosts()] == ["here"], 10, what="the old row pruned")
+    finally:
+        keeper.stop()
+        ledger.close()

@@ -1,6 +1,8 @@
 """The ledger: the single source of truth and the work queue.
 
-One job per (file version, target). States:
+One job per (file version, target); a version is its path, inode, size and mtime_ns, the
+same on every host of a shared outbox (never the device number: core.model.FileIdentity).
+States:
   queued -> uploading -> committed (remote id known, waiting for the platform) -> done
                       \\-> failed | attention (duplicate remote id) ; skipped (not uploaded)
   queued | uploading | failed | attention -> cancelled (`vidupd cancel`, fenced: see sqlite_control)

@@ -4,9 +4,10 @@ per daemon process, keyed by its lease owner id host:pid:start), so `vidupd host
 and how many uploads it runs. On SQLite that is the one host; on PostgreSQL the fleet.
 
 Times are the ledger's clock (`_now()`: the server's on PostgreSQL), so hosts whose clocks
-disagree still agree on how old a heartbeat is. A beat is one small upsert; a row not
-beaten for `KEPT` (a host retired, or a daemon long gone) is deleted by the next beat of
-any host, so the table holds about one row per daemon start of the last week.
+disagree still agree on how old a heartbeat is. A beat is one upsert of the process's own
+row, nothing else (two hosts' beats never wait for each other); rows not beaten for `KEPT`
+(a host retired, a daemon long gone) are deleted by the hourly housekeeping
+(`prune_hosts`), so the table holds about one row per daemon start of the last week.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .base import LedgerBase
 
 BEAT_EVERY = 5.0  # seconds between a daemon's heartbeats (vidupd.service.daemon)
 SILENT_AFTER = 30.0  # a running host not heard from this long is shown as silent (6 beats missed)
-KEPT = 7 * 86400.0  # a host row not beaten this long is deleted
+KEPT = 7 * 86400.0  # a host row not beaten this long is deleted (prune_hosts)
 RECENT = 300.0  # `vidupd status` lists the hosts heard from within this many seconds
 STATES = ("running", "stopped")  # what a host row says of itself; `silent` is derived (Host.status)
 
@@ -53,11 +54,11 @@ def owner_parts(owner: str) -> tuple[str, int]:
 
 
 class LedgerHosts(LedgerBase):
-    """Heartbeats: `beat`, `host_stopped`, `hosts`."""
+    """Heartbeats: `beat`, `host_stopped`, `hosts`, `prune_hosts`."""
 
     def beat(self, owner: str, *, running: int = 0, version: str = "") -> None:
-        """`owner` is alive now, running `running` uploads: one upsert (the first beat also
-        records when it started), and rows not beaten for KEPT go."""
+        """`owner` is alive now, running `running` uploads: one upsert of its row (the first
+        beat also records when it started)."""
         hostname, pid = owner_parts(owner)
         now = self._now()
         with self._tx() as db:
@@ -65,12 +66,16 @@ class LedgerHosts(LedgerBase):
                        "VALUES(?,?,?,?,?,?,?,'running') ON CONFLICT(owner) DO UPDATE SET "
                        "last_seen=excluded.last_seen, running=excluded.running, version=excluded.version, "
                        "state='running'", (owner, hostname, pid, version, now, now, running))
-            db.execute("DELETE FROM hosts WHERE last_seen<?", (now - KEPT,))
 
     def host_stopped(self, owner: str) -> None:
         """A clean stop: `owner` runs nothing any more (its leases are given back)."""
         with self._tx() as db:
             db.execute("UPDATE hosts SET state='stopped', running=0, last_seen=? WHERE owner=?", (self._now(), owner))
+
+    def prune_hosts(self, older_than: float = KEPT) -> int:
+        """Delete the rows not beaten for `older_than` seconds; how many went (housekeeping)."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM hosts WHERE last_seen<?", (self._now() - older_than,)).rowcount
 
     def hosts(self, within: float | None = None) -> list[Host]:
         """Every host row, or those beaten within the last `within` seconds, by hostname
