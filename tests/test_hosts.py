@@ -71,13 +71,19 @@ def test_the_heartbeat_beats_every_interval_from_the_tick_and_survives_a_failing
     hb.tick()
     assert ledger.beats == [("h:1:1", 0), ("h:1:1", 2)]
     ledger.down = True
-    for _ in range(3):
-        clock[0] += 5
-        hb.tick()  # no exception: the daemon keeps running, the next tick tries again
-    assert hb.failures == 3 and len(ledger.beats) == 2
+    clock[0] += 5
+    hb.tick()  # no exception: the daemon keeps running
+    assert hb.failures == 1 and len(ledger.beats) == 2
+    for _ in range(14):  # the next try waits RETRY_AFTER (15 s), not the next beat
+        clock[0] += 1
+        hb.tick()
+    assert hb.failures == 1
+    clock[0] += 1
+    hb.tick()
+    assert hb.failures == 2
     hb.stopped()  # best effort, too
     ledger.down = False
-    clock[0] += 5
+    clock[0] += 15
     hb.tick()
     assert hb.failures == 0 and ledger.beats[-1] == ("h:1:1", 2)
     hb.stopped()

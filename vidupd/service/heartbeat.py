@@ -3,10 +3,12 @@ from the main loop's tick (no thread of its own), this process says it is alive 
 many uploads it runs; a clean stop says it stopped. `vidupd hosts` and `vidupd status`
 read these rows, so an operator sees the whole fleet of a shared ledger.
 
-A beat that fails (the ledger unreachable, busy, or refusing writes) is dropped: the next
-tick tries again, nothing is logged here (the ledger's own failures are reported where the
-work needs the ledger), and the daemon never stops for it. A host whose beats keep failing
-is shown as silent by the others, which is what it is to them.
+A beat that fails (the ledger unreachable, busy, or refusing writes) is dropped: nothing is
+logged here (the ledger's own failures are reported where the work needs the ledger), the
+daemon never stops for it, and the next try is RETRY_AFTER seconds later rather than at the
+next beat (a call to an unreachable server blocks the main loop until it times out; the
+loop's other ledger reads already wait that long). A host whose beats keep failing is
+shown as silent by the others, which is what it is to them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Callable
 
 from .. import __version__
 from ..ledger import Ledger
-from ..ledger.hosts import BEAT_EVERY
+from ..ledger.hosts import BEAT_EVERY, SILENT_AFTER
+
+RETRY_AFTER = SILENT_AFTER / 2  # seconds after a failed beat: back in time not to be shown silent for it
 
 
 class Heartbeat:
@@ -36,8 +40,9 @@ class Heartbeat:
         self._next = now + self._every
         try:
             self._ledger.beat(self._owner, running=self._running(), version=__version__)
-        except Exception:  # the ledger failing (LedgerUnavailable, a locked SQLite): the next tick tries again
+        except Exception:  # the ledger failing (LedgerUnavailable, a locked SQLite): try again later
             self.failures += 1
+            self._next = self._clock() + max(self._every, RETRY_AFTER)
         else:
             self.failures = 0
 
