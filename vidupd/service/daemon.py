@@ -7,7 +7,8 @@ Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watc
 STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
 RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
 Operator controls (`vidupd pause` / `resume`) are read from the ledger once per main-loop
-tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused.
+tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused. The
+same tick beats this process's heartbeat row (vidupd.service.heartbeat: `vidupd hosts`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..providers.base import Provider
 from . import reload as reload_mod
 from .bandwidth import RateGovernor, announce
 from .controls import PauseSet, load_pause
+from .heartbeat import Heartbeat
 from .housekeeping import Housekeeper
 from .notify import Notifier
 from .webhooks import Webhooks
@@ -123,6 +125,7 @@ class Daemon:
         self.throttle = Throttle(None)
         self.governor = RateGovernor(self.throttle, LedgerShared(ledger), config)  # max_rate, timetable, limit
         owner = lease_owner_id()
+        self._heartbeat = Heartbeat(ledger, owner, lambda: pool.busy)  # `vidupd hosts`; beaten by the loop
         self.watches = {str(w.path): w for w in config.watches}
         after = AfterUpload(ledger, lambda: self.watches)
         watcher: Watcher | None = None
@@ -161,6 +164,7 @@ class Daemon:
         left = pool.stop(timeout=budget)
         if left:
             self._left_behind(ledger, left, budget)
+        self._heartbeat.stopped()
         for p in [*self.providers.values(), *self._retired]:
             try:
                 p.close()
@@ -199,6 +203,7 @@ class Daemon:
             change = self.governor.tick()  # the timetable, and `vidupd limit` (control.rate in the ledger)
             if change is not None:
                 announce(change)
+            self._heartbeat.tick()  # every BEAT_EVERY s; a failed beat is dropped
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)
