@@ -516,6 +516,26 @@ class LedgerCompliance:
         assert _row(ledger, old.id) == before
         TRANSITIONS[transition](ledger, new.id, "A", new.lease_gen)  # the holder's own write goes through
 
+    def test_ensure_held_refuses_a_lost_lease_an_old_generation_and_an_expired_one(self, ledger: Ledger,
+                                                                                  taken_over, tmp_path: Path):
+        """What a provider asks before Complete/Abort/commit (issue 13): one read, no write."""
+        stale, fresh = taken_over
+        before = _row(ledger, stale.id)
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(stale.id, "A", stale.lease_gen).ensure_held()  # taken over by B
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(fresh.id, "B", fresh.lease_gen - 1).ensure_held()  # B's own older claim
+        ledger.checkpoint(fresh.id, "B", fresh.lease_gen).ensure_held()  # the holder's goes through
+        ledger.checkpoint(fresh.id).ensure_held()  # unfenced (operator commands): nothing to check
+        assert _row(ledger, stale.id) == before
+        ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=9), META)
+        (short,) = ledger.claim("C", 1, 0.05)
+        time.sleep(0.1)  # run out, not yet claimed by anyone: another host may take it any moment
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+        ledger.renew("C", [short.id], 60)
+        ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+
     def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
         _, fresh = taken_over
         assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
@@ -755,6 +775,23 @@ class LedgerCompliance:
             ledger.shared_put("oauth", 0, {"token": "b"})  # stale: someone stored generation 1
         v2 = ledger.shared_put("oauth", 1, {"token": "c"})
         assert (v2.generation, ledger.shared_get("oauth").data) == (2, {"token": "c"})
+
+    def test_try_exclusive_is_not_waited_for_and_given_back(self, ledger: Ledger):
+        with ledger.try_exclusive("rescan") as mine:
+            assert mine is True
+        with ledger.try_exclusive("rescan") as again:  # given back at the end of the block
+            assert again is True
+
+    def test_rescan_turns_one_host_per_interval(self, ledger: Ledger):
+        """vidupd.intake.rescan_turn on this store: the first to ask takes the round."""
+        from vidupd.intake.rescan_turn import RescanTurns
+
+        a, b = RescanTurns(ledger, lambda: 300.0, "a"), RescanTurns(ledger, lambda: 300.0, "b")
+        assert a() is True and b() is False and a() is False
+        assert ledger.shared_get("rescan.last").data["host"] == "a"
+        quick = RescanTurns(ledger, lambda: 0.001, "b")
+        time.sleep(0.01)
+        assert quick() is True and ledger.shared_get("rescan.last").data["host"] == "b"
 
     # -- hosts: each daemon's heartbeat (vidupd.ledger.hosts) -----------------------------------------
     def test_heartbeats_say_which_hosts_run_and_how_much(self, ledger: Ledger, monkeypatch):

@@ -313,6 +313,20 @@ def test_a_shared_value_changed_by_processes_at_once_loses_no_update(backend: Pg
     l.close()
 
 
+def test_try_exclusive_is_held_by_one_host_at_a_time_and_not_waited_for(backend: PgBackend):
+    """Issue 13: the periodic full rescan of a shared outbox, one host at a time."""
+    a, b = backend.open(), backend.open()
+    try:
+        with a.try_exclusive("rescan") as first:
+            with b.try_exclusive("rescan") as second, b.try_exclusive("other") as unrelated:
+                assert (first, second, unrelated) == (True, False, True)
+        with b.try_exclusive("rescan") as after:  # a gave it back
+            assert after is True
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(backend: PgBackend,
                                                                                  tmp_path: Path):
     l = backend.open()

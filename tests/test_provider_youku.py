@@ -9,6 +9,7 @@ event, no bandwidth cap and a fast retry policy, then checks what the sandbox ac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
 
-from vidupd.core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from vidupd.core.errors import CredentialsExpired, LeaseLost, PermanentError, TransientError, UploadCancelled
 from vidupd.core.model import Metadata
 from vidupd.core.secrets import Secret
 from vidupd.ledger import Ledger, LedgerShared
@@ -410,6 +411,24 @@ def test_crash_after_commit_commits_again_with_same_token(env: Env) -> None:
     job3 = env.job(path, checkpoint=job.checkpoint)
     assert provider3.upload(job3.request, job3.ctx).remote_id == entry["remote_id"]
     assert calls == [] and job3.remote_ids == [(entry["remote_id"], "video")]
+
+
+def test_a_lost_lease_never_commits_or_cancels(env: Env) -> None:
+    """Issue 13: the job was taken over while this host sent its slices (it was frozen past
+    its lease): it must neither commit nor cancel the upload token the new holder resumes."""
+    path = env.file("taken.mp4", 3 * MIB)
+    provider = env.provider()
+    commits, cancels = count_calls(provider.api, "commit"), count_calls(provider.api, "cancel")
+    job = env.job(path)
+
+    def lost() -> None:
+        raise LeaseLost(1, "host-a")
+
+    with pytest.raises(LeaseLost):
+        provider.upload(job.request, dataclasses.replace(job.ctx, ensure_held=lost))
+    assert commits == [] and cancels == [] and env.entries() == []
+    saved = job.checkpoint.load()
+    assert saved and saved["upload_token"] and not saved["video_id"]  # what the new holder resumes
 
 
 def test_expired_upload_token_on_resume_starts_over(make_env: Callable[..., Env]) -> None:

@@ -28,6 +28,7 @@ from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.offers import Intake
+from ..intake.rescan_turn import RescanTurns
 from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..providers.base import Provider
@@ -132,7 +133,8 @@ class Daemon:
                     on_file_changed=lambda p: watcher.touch(p) if watcher else None)
         intake = Intake(ledger, lambda: self.config.targets, lambda: self.providers, pool.wake)
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
-                          lambda r: intake.refused(r.path, r.reason))
+                          lambda r: intake.refused(r.path, r.reason),
+                          rescan_turn=RescanTurns(ledger, lambda: self.config.rescan_interval, owner))
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
         hooks = Webhooks(config.notify).start()  # [[notify]]: read at start (a change needs a restart)
         endpoint = None
