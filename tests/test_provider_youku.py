@@ -639,3 +639,27 @@ def assert_no_secret(env: Env, error: BaseException) -> None:
     text = " ".join(f"{type(x).__name__}: {x} {x!r}" for x in chain)
     for s in env.secrets_seen | set(env.sb.credentials.values()) - {env.sb.credentials["client_id"]}:
         assert s not in text, f"secret in error: {type(error).__name__}"
+
+
+@pytest.mark.parametrize("protocol", ["slices", "oss"])
+def test_a_create_answered_after_a_takeover_is_cancelled(env: Env, protocol: str) -> None:
+    """Issue 13: this host's create was answered after its job was taken over (it was frozen
+    with the request in flight): the first checkpoint save is refused, so the upload token
+    is known to this host alone. It is cancelled, not left open until it expires."""
+    path = env.file("late.mp4", 3 * MIB)
+    provider = env.provider(upload_protocol=protocol)
+    cancels = count_calls(provider.api, "cancel")
+    job = env.job(path)
+
+    class TakenOver(FileCheckpoint):
+        def save(self, state: dict[str, Any]) -> None:
+            raise LeaseLost(1, "host-a")
+
+    taken = TakenOver(job.checkpoint.path)
+    with pytest.raises(LeaseLost):
+        provider.upload(job.request, dataclasses.replace(job.ctx, checkpoint=taken))
+    assert len(cancels) == 1
+    assert env.sb.open_uploads()["youku_tokens"] == []
+    counts = env.sb.counters()
+    assert counts[f"open_{protocol}"] == 0 and counts[f"cancelled_{protocol}"] == 1, counts
+    assert env.entries() == []
