@@ -63,6 +63,7 @@ class Ledger(SqliteControl):
             self._store.serialize(db, "offer")  # two hosts seeing one file version make one job
             for it in intents:
                 out += self._offer_one(db, now, it)
+        self._store.grew(sum(o.outcome == "queued" for o in out))
         return out
 
     def _offer_one(self, db: Conn, now: float, it: "Intent") -> list[Offer]:
