@@ -99,66 +99,15 @@ def _sql(text: str) -> str:
 
 
 class PgConn:
-    """A psycopg connection that takes the ledger's SQL.
+    """A psycopg connection that takes the ledger's SQL."""
 
-    In a transaction (`pipe`: pipeline mode) statements are batched: one is sent when a
-    result is read (fetch, iteration, rowcount), together with those before it whose
-    results nobody read (writes, locks), and a Sync, in one round trip; the last unread
-    ones go with the COMMIT. The server runs them in order, so a lock is held before the
-    read it guards runs, and every batch ends with a Sync: between batches the server sees
-    the transaction idle, and IDLE_IN_TX_MS ends a host that froze there. An error of an
-    unread statement surfaces at the next read or at COMMIT, and rolls the transaction back."""
+    __slots__ = ("_conn",)
 
-    __slots__ = ("_conn", "_pipe", "_pending")
-
-    def __init__(self, conn: psycopg.Connection, pipe: psycopg.Pipeline | None = None):
+    def __init__(self, conn: psycopg.Connection):
         self._conn = conn
-        self._pipe = pipe
-        self._pending: list[_Batched] = []
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> Any:
-        if self._pipe is None:
-            return self._conn.execute(_sql(sql), tuple(args))
-        statement = _Batched(self, _sql(sql), tuple(args))
-        self._pending.append(statement)
-        return statement
-
-    def send(self, sync: bool = True) -> None:
-        """Send the statements not sent yet; with `sync`, wait for their results."""
-        pending, self._pending = self._pending, []
-        for statement in pending:
-            statement.cursor = self._conn.execute(statement.sql, statement.args)
-        if sync and self._pipe is not None:
-            self._pipe.sync()
-
-
-class _Batched:
-    """A statement of a pipelined transaction, sent when its result is first wanted."""
-
-    __slots__ = ("_db", "sql", "args", "cursor")
-
-    def __init__(self, db: PgConn, sql: str, args: tuple):
-        self._db, self.sql, self.args = db, sql, args
-        self.cursor: psycopg.Cursor | None = None
-
-    def _result(self) -> psycopg.Cursor:
-        if self.cursor is None:
-            self._db.send()
-        assert self.cursor is not None
-        return self.cursor
-
-    @property
-    def rowcount(self) -> int:
-        return self._result().rowcount
-
-    def fetchone(self) -> Any:
-        return self._result().fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._result().fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._result())
+        return self._conn.execute(_sql(sql), tuple(args))
 
 
 def lock_key(*parts: Any) -> int:
@@ -245,14 +194,9 @@ class PostgresStore(LedgerStore):
 
     @contextmanager
     def tx(self) -> Iterator[PgConn]:
-        """A transaction in pipeline mode (see PgConn): BEGIN goes with the first read and
-        the unread writes with COMMIT, so a transition costs a round trip per read, not
-        one per statement plus two."""
         with self._connection() as conn:
-            with conn.pipeline() as pipe, conn.transaction():
-                db = PgConn(conn, pipe)
-                yield db
-                db.send(sync=False)  # the unread writes, with the COMMIT
+            with conn.transaction():
+                yield PgConn(conn)
 
     @contextmanager
     def read(self) -> Iterator[PgConn]:

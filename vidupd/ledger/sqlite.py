@@ -297,8 +297,7 @@ class Ledger(SqliteControl):
         commit (its content id), while a job that is merely still hashing is not waited for.
         The mark (UNHASHED in the md5 column) never leaves the ledger: Job.md5 reads None."""
         with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            self._serialize_size(db, job_id)
+            self._serialize_size(db, job_id, self._hold(db, job_id, owner, generation, ", target, size"))
             if self._twin_possible(db, job_id):
                 return False
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, self._now(), job_id))
@@ -313,8 +312,7 @@ class Ledger(SqliteControl):
         commits, with the content id its provider computed while sending). A job that is
         still hashing is not waited for: whichever records its content second waits."""
         with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            me = self._serialize_size(db, job_id)
+            me = self._serialize_size(db, job_id, self._hold(db, job_id, owner, generation, ", target, size"))
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, self._now(), job_id))
             if not skip_duplicates:
                 return "go", None
@@ -329,10 +327,12 @@ class Ledger(SqliteControl):
                               (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
             return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
 
-    def _serialize_size(self, db: Conn, job_id: int) -> Any:
+    def _serialize_size(self, db: Conn, job_id: int, me: Any = None) -> Any:
         """Hold the job's (target, size) for this transaction: whether identical content is
-        in flight is decided by one host at a time. Returns the job's (target, size) row."""
-        me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+        in flight is decided by one host at a time. Returns the job's (target, size) row
+        (`me`, when the fence has read it already)."""
+        if me is None:
+            me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
         if me is not None:
             self._store.serialize(db, "size", me["target"], me["size"])
         return me
