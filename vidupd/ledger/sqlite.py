@@ -317,15 +317,19 @@ class Ledger(SqliteControl):
             if not skip_duplicates:
                 return "go", None
             same = (me["target"], me["size"], job_id)
-            done = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND md5=? AND remote_id IS NOT "
-                              "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
-                              (*same, fingerprint)).fetchone()
-            if done is not None:
-                return "skip", Job.from_row(done)
-            busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
-                              "AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1",  # jobs_content: found by md5
-                              (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
-            return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
+            # One statement, two lookups (each found by md5 in jobs_content): the first job that put
+            # this content on the target, and the first one sending it (or maybe it) right now
+            rows = db.execute(
+                "SELECT * FROM (SELECT 'skip' AS verdict, jobs.* FROM jobs WHERE target=? AND size=? AND id<>? "
+                "AND md5=? AND remote_id IS NOT NULL AND state IN ('done','committed') ORDER BY id LIMIT 1) AS done "
+                "UNION ALL SELECT * FROM (SELECT 'wait' AS verdict, jobs.* FROM jobs WHERE target=? AND size=? "
+                "AND id<>? AND state='uploading' AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1) AS busy",
+                (*same, fingerprint, *same, fingerprint, UNHASHED, UNHASHED)).fetchall()
+            for verdict in ("skip", "wait"):
+                twin = next((r for r in rows if r["verdict"] == verdict), None)
+                if twin is not None:
+                    return verdict, Job.from_row(twin)
+            return "go", None
 
     def _serialize_size(self, db: Conn, job_id: int, me: Any = None) -> Any:
         """Hold the job's (target, size) for this transaction: whether identical content is
