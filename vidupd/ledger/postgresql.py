@@ -82,9 +82,14 @@ class PgRow:
 
 def _rows(cursor: Any) -> Any:
     result = cursor.pgresult  # the names straight from libpq: cursor.description builds objects per column
-    names = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
-    index = _index(names)
-    return lambda values: PgRow(values, index)
+    index: list[dict[str, int]] = []  # read at the first row: most lookups find none
+
+    def row(values: Sequence[Any]) -> PgRow:
+        if not index:
+            index.append(_index(tuple(result.fname(i) for i in range(result.nfields))))
+        return PgRow(values, index[0])
+
+    return row
 
 
 @lru_cache(maxsize=256)
