@@ -237,6 +237,19 @@ class LedgerCompliance:
         assert ledger.claim("C", 0, 60, poll_limit=5) == [] and ledger.claim("C", 5, 60, ids=[]) == []
         assert [j.id for j in ledger.claim("C", 5, 60)] == [ids[5]]
 
+    def test_next_wakeup_is_the_earliest_retry_or_poll(self, ledger: Ledger, tmp_path: Path):
+        ids = [ledger.offer(tmp_path / f"{i}.mp4", "/w", [("t", "video")], ident(inode=i), META)[0].job_id
+               for i in range(4)]
+        assert ledger.next_wakeup() is None  # queued, due now: nothing to wake up for
+        before = time.time()
+        ledger.apply(ids[0], RetryLater("503", 3600, 1, "TransientError"), owner=None)
+        ledger.apply(ids[1], HeldForChange("changed"), owner=None)  # held: no time of its own
+        assert before + 3590 < ledger.next_wakeup() < time.time() + 3610
+        ledger.apply(ids[2], Completed("R2", "video", final=False, poll_in=600), owner=None)
+        assert before + 590 < ledger.next_wakeup() < time.time() + 610  # a poll due sooner than the retry
+        ledger.apply(ids[3], RetryLater("503", 60, 1, "TransientError"), owner=None)
+        assert before + 50 < ledger.next_wakeup() < time.time() + 70
+
     def test_claim_bumps_the_lease_generation(self, ledger: Ledger, tmp_path: Path):
         ledger.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(), META)
         (j,) = ledger.claim("A", 1, 0.05)

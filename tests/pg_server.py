@@ -9,6 +9,10 @@ user the Debian package creates (`runuser`), in a folder that user owns. Host co
 need the superuser's password (scram-sha-256), so the password path of the ledger is the
 one the tests use. Durability is off (fsync, synchronous_commit): a test server is thrown
 away, and the tests then spend their time on vidupd, not on disk flushes.
+
+Profiling (opt-in): `VIDUPD_PG_SETTINGS`, or `start(settings=...)`, adds server settings,
+e.g. `shared_preload_libraries=pg_stat_statements log_statement=all` (space-separated
+name=value pairs; see benchmarks/pg_profile.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 SUPERUSER = "vidupd_test"
+SETTINGS_ENV = "VIDUPD_PG_SETTINGS"  # extra `name=value` server settings, space-separated (profiling)
 RUN_AS = "postgres"  # as root: the Debian package's system user
 START_TIMEOUT = 60  # seconds for pg_ctl start -w (a loaded 2-core machine)
 
@@ -57,8 +62,9 @@ def _free_port() -> int:
 class PgServer:
     """One running server; `url(db)` names a database on it, `admin()` connects as superuser."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, settings: dict[str, str] | None = None):
         self.bindir = bindir
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="vidupd-pg-"))
         self.data = self.root / "data"
         self.password = secrets.token_urlsafe(16)
@@ -87,7 +93,8 @@ class PgServer:
         for _ in range(5):  # a free port may be taken before the server binds it: another one
             self.port = _free_port()
             opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+                    + "".join(f" -c {k}={v}" for k, v in self.settings.items()))
             done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
                              "-t", str(START_TIMEOUT), "-o", opts, "start", timeout=START_TIMEOUT + 30)
             if done.returncode == 0:
@@ -116,12 +123,19 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start() -> PgServer | None:
-    """A started server, or None when the PostgreSQL binaries are not installed."""
+def env_settings() -> dict[str, str]:
+    """The settings `VIDUPD_PG_SETTINGS` asks for (none unless set)."""
+    pairs = (item.partition("=") for item in os.environ.get(SETTINGS_ENV, "").split())
+    return {k: v for k, _, v in pairs if k and v}
+
+
+def start(settings: dict[str, str] | None = None) -> PgServer | None:
+    """A started server (with `settings` and those of VIDUPD_PG_SETTINGS), or None when the
+    PostgreSQL binaries are not installed."""
     bindir = find_bindir()
     if bindir is None:
         return None
-    server = PgServer(bindir)
+    server = PgServer(bindir, {**env_settings(), **(settings or {})})
     try:
         return server.start()
     except BaseException:

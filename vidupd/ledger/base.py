@@ -72,15 +72,17 @@ class LedgerBase:
     def close(self) -> None:
         self._store.close()
 
-    def _hold(self, db: Conn, job_id: int, owner: str | None, generation: int | None) -> None:
+    def _hold(self, db: Conn, job_id: int, owner: str | None, generation: int | None, also: str = "") -> Any:
         """The fence, inside a transition's transaction: LeaseLost unless `owner` (and
         `generation`, when given) still holds the job; the row stays locked until the
-        transaction ends. `owner` None: an unfenced write."""
+        transaction ends. `owner` None: an unfenced write (returns None). Returns the
+        locked row, with the columns `also` names too (read in the same statement)."""
         if owner is None:
-            return
-        row = db.execute(f"SELECT lease_owner, lease_gen FROM jobs WHERE id=?{self._dialect.lock_row}",
+            return None
+        row = db.execute(f"SELECT lease_owner, lease_gen{also} FROM jobs WHERE id=?{self._dialect.lock_row}",
                          (job_id,)).fetchone()
         self._fence(row, job_id, owner, generation)
+        return row
 
     @staticmethod
     def _fence(row: Any, job_id: int, owner: str | None, generation: int | None) -> None:

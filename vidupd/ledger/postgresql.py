@@ -43,6 +43,11 @@ EXCLUSIVE_WAIT_MS = 120_000  # `exclusive`: another host's token refresh (networ
 IDLE_IN_TX_MS = 15_000
 POOL_WAIT = 30.0  # seconds to wait for a free pooled connection
 POOL_SIZE = 10  # connections per process at most: workers, polls, dispatcher, intake, housekeeping
+# `grew`: ANALYZE jobs after this many new jobs, then each time this process's count doubles.
+# A new ledger's table has no statistics until autovacuum's first pass (a minute at the
+# soonest): meanwhile the planner guesses, and a prepared statement keeps the plan made for
+# an empty table (walking every job of one size for a content lookup, say) for its life.
+ANALYZE_FIRST = 100
 # Applied unless the URL says otherwise: a server cut off mid-call is noticed within ~15 s
 CLIENT_DEFAULTS = dict(connect_timeout=str(CONNECT_TIMEOUT), application_name="vidupd", keepalives="1",
                        keepalives_idle="5", keepalives_interval="2", keepalives_count="3", tcp_user_timeout="15000")
@@ -77,9 +82,14 @@ class PgRow:
 
 def _rows(cursor: Any) -> Any:
     result = cursor.pgresult  # the names straight from libpq: cursor.description builds objects per column
-    names = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
-    index = _index(names)
-    return lambda values: PgRow(values, index)
+    index: list[dict[str, int]] = []  # read at the first row: most lookups find none
+
+    def row(values: Sequence[Any]) -> PgRow:
+        if not index:
+            index.append(_index(tuple(result.fname(i) for i in range(result.nfields))))
+        return PgRow(values, index[0])
+
+    return row
 
 
 @lru_cache(maxsize=256)
@@ -124,6 +134,7 @@ class PostgresStore(LedgerStore):
         self._ahead = 0.0  # the server's clock minus ours, measured by every new connection
         self._sections: dict[str, threading.Lock] = {}  # `exclusive`: one thread per process waits on the server
         self._sections_lock = threading.Lock()
+        self._grown, self._analyze_at = 0, ANALYZE_FIRST  # `grew`: new jobs counted, the next ANALYZE
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError:
@@ -244,6 +255,22 @@ class PostgresStore(LedgerStore):
                         conn.execute("SELECT pg_advisory_unlock(%s::bigint)", (key,))
                     except TROUBLE:
                         conn.close()  # the server ends the session, and the lock with it
+
+    def grew(self, jobs: int) -> None:
+        """ANALYZE the jobs table when this process has added ANALYZE_FIRST jobs, then
+        each time that count doubles: a few times per burst into a new ledger, each cheap
+        (a sample), and it re-plans the prepared statements. A failure (a role that does not
+        own the table, the server busy) is ignored: autovacuum analyzes it too, later."""
+        with self._sections_lock:
+            self._grown += jobs
+            if self._readonly or self._grown < self._analyze_at:
+                return
+            self._analyze_at = 2 * self._grown
+        try:
+            with self._connection() as conn:
+                conn.execute("ANALYZE jobs")
+        except (LedgerUnavailable, psycopg.Error):
+            pass
 
     def failure(self, e: BaseException) -> bool:
         return isinstance(e, (LedgerUnavailable, *TROUBLE))

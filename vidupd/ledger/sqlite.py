@@ -75,6 +75,7 @@ class Ledger(SqliteControl, LedgerHosts):
             self._store.serialize(db, "offer")  # two hosts seeing one file version make one job
             for it in intents:
                 out += self._offer_one(db, now, it)
+        self._store.grew(sum(o.outcome == "queued" for o in out))
         return out
 
     def _offer_one(self, db: Conn, now: float, it: "Intent") -> list[Offer]:
@@ -307,8 +308,7 @@ class Ledger(SqliteControl, LedgerHosts):
         commit (its content id), while a job that is merely still hashing is not waited for.
         The mark (UNHASHED in the md5 column) never leaves the ledger: Job.md5 reads None."""
         with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            self._serialize_size(db, job_id)
+            self._serialize_size(db, job_id, self._hold(db, job_id, owner, generation, ", target, size"))
             if self._twin_possible(db, job_id):
                 return False
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (UNHASHED, self._now(), job_id))
@@ -323,26 +323,31 @@ class Ledger(SqliteControl, LedgerHosts):
         commits, with the content id its provider computed while sending). A job that is
         still hashing is not waited for: whichever records its content second waits."""
         with self._tx() as db:
-            self._hold(db, job_id, owner, generation)
-            me = self._serialize_size(db, job_id)
+            me = self._serialize_size(db, job_id, self._hold(db, job_id, owner, generation, ", target, size"))
             db.execute("UPDATE jobs SET md5=?, updated=? WHERE id=?", (fingerprint, self._now(), job_id))
             if not skip_duplicates:
                 return "go", None
             same = (me["target"], me["size"], job_id)
-            done = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND md5=? AND remote_id IS NOT "
-                              "NULL AND state IN ('done','committed') ORDER BY id LIMIT 1",
-                              (*same, fingerprint)).fetchone()
-            if done is not None:
-                return "skip", Job.from_row(done)
-            busy = db.execute("SELECT * FROM jobs WHERE target=? AND size=? AND id<>? AND state='uploading' "
-                              "AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1",  # jobs_content: found by md5
-                              (*same, fingerprint, UNHASHED, UNHASHED)).fetchone()
-            return ("wait", Job.from_row(busy)) if busy is not None else ("go", None)
+            # One statement, two lookups (each found by md5 in jobs_content): the first job that put
+            # this content on the target, and the first one sending it (or maybe it) right now
+            rows = db.execute(
+                "SELECT * FROM (SELECT 'skip' AS verdict, jobs.* FROM jobs WHERE target=? AND size=? AND id<>? "
+                "AND md5=? AND remote_id IS NOT NULL AND state IN ('done','committed') ORDER BY id LIMIT 1) AS done "
+                "UNION ALL SELECT * FROM (SELECT 'wait' AS verdict, jobs.* FROM jobs WHERE target=? AND size=? "
+                "AND id<>? AND state='uploading' AND md5 IN (?, ?) ORDER BY md5=?, id LIMIT 1) AS busy",
+                (*same, fingerprint, *same, fingerprint, UNHASHED, UNHASHED)).fetchall()
+            for verdict in ("skip", "wait"):
+                twin = next((r for r in rows if r["verdict"] == verdict), None)
+                if twin is not None:
+                    return verdict, Job.from_row(twin)
+            return "go", None
 
-    def _serialize_size(self, db: Conn, job_id: int) -> Any:
+    def _serialize_size(self, db: Conn, job_id: int, me: Any = None) -> Any:
         """Hold the job's (target, size) for this transaction: whether identical content is
-        in flight is decided by one host at a time. Returns the job's (target, size) row."""
-        me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
+        in flight is decided by one host at a time. Returns the job's (target, size) row
+        (`me`, when the fence has read it already)."""
+        if me is None:
+            me = db.execute("SELECT target, size FROM jobs WHERE id=?", (job_id,)).fetchone()
         if me is not None:
             self._store.serialize(db, "size", me["target"], me["size"])
         return me

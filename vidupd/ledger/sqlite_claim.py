@@ -120,10 +120,11 @@ class SqliteClaims(LedgerQueries):
             target, watch = row[0], row[1]
             found.append((target, watch))
             after = "watch IS NOT NULL" if watch is None else "watch>?"
-            nxt = db.execute(f"{head} AND target=? AND {after} ORDER BY watch{nulls} LIMIT 1",
-                             (target,) if watch is None else (target, watch)).fetchone()
-            row = nxt if nxt is not None else db.execute(
-                f"{head} AND target>? ORDER BY target, watch{nulls} LIMIT 1", (target,)).fetchone()
+            # the next watch of this target and the first of the next target: two seeks, one statement
+            rows = db.execute(f"SELECT * FROM ({head} AND target=? AND {after} ORDER BY watch{nulls} LIMIT 1) AS w "
+                              f"UNION ALL SELECT * FROM ({head} AND target>? ORDER BY target, watch{nulls} LIMIT 1) "
+                              "AS t", (target, *(() if watch is None else (watch,)), target)).fetchall()
+            row = next((r for r in rows if r[0] == target), rows[0] if rows else None)
         return found
 
     # -- order of waiting jobs -----------------------------------------------------------------

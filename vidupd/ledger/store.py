@@ -105,6 +105,10 @@ class LedgerStore(ABC):
         """Inside a transaction: wait until no other transaction holds `key`, then hold it
         until this one ends. A no-op where every write transaction is serialised anyway."""
 
+    def grew(self, jobs: int) -> None:
+        """`jobs` new jobs were committed: a store whose planner needs fresh statistics of a
+        growing table refreshes them now and then. A no-op for SQLite (its planner has none)."""
+
     @abstractmethod
     def exclusive(self, name: str) -> ContextManager[None]:
         """A section only one process of the ledger (any host) is in at a time, held outside
