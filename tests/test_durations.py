@@ -19,7 +19,7 @@ from vidupd.providers.base import option_value
 # Every key the config takes in seconds or days today; a new one must be a duration too.
 EXPECTED = {"rescan_interval", "stop_timeout", "retain_days", "retry.initial_backoff", "retry.max_backoff",
             "notify.timeout", "watch.settle_seconds", "watch.poll_interval", "targets.ready_timeout",
-            "youku.confirm_wait", "youku.confirm_timeout", "youku.request_timeout", "aliyun-vod.request_timeout"}
+            "ledger.lease", "youku.confirm_wait", "youku.confirm_timeout", "youku.request_timeout", "aliyun-vod.request_timeout"}
 
 
 def duration_keys() -> set[str]:

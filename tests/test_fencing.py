@@ -17,7 +17,6 @@ from vidupd.core.errors import UploadCancelled
 from vidupd.core.model import FileIdentity, Metadata
 from vidupd.core.retry import RetryPolicy
 from vidupd.core.throttle import Throttle
-from vidupd.engine import pool as pool_module
 from vidupd.engine.after_upload import AfterUpload
 from vidupd.engine.pool import Pool, PoolSettings
 from vidupd.ledger import Ledger
@@ -53,14 +52,14 @@ class Paused(Provider):
         return UploadResult("STALE-ID", "video")
 
 
-def stale_pool(tmp_path: Path, provider: Provider) -> tuple[Ledger, Pool, int]:
+def stale_pool(tmp_path: Path, provider: Provider, lease: float = 120.0) -> tuple[Ledger, Pool, int]:
     ledger = Ledger(tmp_path / "state")
     p = tmp_path / "a.mp4"
     p.write_bytes(b"x" * 1000)
     (o,) = ledger.offer(p, None, [("t", "video")], FileIdentity.of(p.stat()), Metadata("a"))
     settings = PoolSettings(workers=1, retry=RetryPolicy(attempts=3, initial=0.01, maximum=0.05),
                             skip_duplicates=True,
-                            request_retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02))
+                            request_retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.02), lease=lease)
     targets = {"t": TargetConfig("t", "paused", {}, wait_ready=False, ready_timeout=60)}
     pool = Pool(settings, ledger, targets, {"t": provider}, Throttle(None), "stale:1:1", AfterUpload(ledger, dict))
     return ledger, pool, o.job_id
@@ -101,10 +100,9 @@ def test_stale_worker_cannot_overwrite_the_new_holder(tmp_path: Path, finish: st
     ledger.close()
 
 
-def test_renewal_finding_the_lease_lost_cancels_the_upload(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(pool_module, "LEASE_SECONDS", 0.4)  # renewals every 0.1 s
+def test_renewal_finding_the_lease_lost_cancels_the_upload(tmp_path: Path):
     prov = Paused("cancel")
-    ledger, pool, jid = stale_pool(tmp_path, prov)
+    ledger, pool, jid = stale_pool(tmp_path, prov, lease=0.4)  # renewals every 0.1 s
     with capture_logs() as logs:
         pool.start()
         assert prov.started.wait(10)

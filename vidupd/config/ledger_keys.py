@@ -56,7 +56,8 @@ class LedgerKeys:
                 self.error("ledger.password", "only means something with ledger.url (the SQLite ledger has none)")
             else:
                 password = self._ledger_password(table)
-        return LedgerSettings(url=url or None, password=password)
+        lease = self._checked(table, "lease", "ledger", LEDGER.options["lease"])
+        return LedgerSettings(url=url or None, password=password, lease=lease)
 
     def _ledger_password(self, table: dict) -> Any:
         """Read even by read-only commands: `status` reads a PostgreSQL ledger with it."""

@@ -12,6 +12,7 @@ from typing import Mapping
 from ..core.console import FORMATS
 from ..core.units import DAY
 from ..ledger.claim_order import DEFAULT_ORDER, ORDERS
+from ..ledger.location import DEFAULT_LEASE
 from ..providers.base import REQUIRED, Option
 from .model import AFTER_UPLOAD, LEVELS, NOTIFY_EVENTS, RETAIN_DAYS, STOP_TIMEOUT, WATCH_KINDS
 
@@ -97,6 +98,11 @@ LEDGER = Section("ledger", "[ledger]", "Where the ledger lives: SQLite under sta
                "allowed), without a password; unset: SQLite under state_dir"),
     password=Option(str, None, secret=True, help="the PostgreSQL role's password (only with url); read by "
                     "`status` too; unset: libpq's PGPASSWORD or ~/.pgpass"),
+    lease=Option(float, DEFAULT_LEASE, minimum=2, maximum=3600, duration=SECONDS,
+                 help="how long a claimed job stays this host's without a renewal (renewed every quarter of it); "
+                 "a host that cannot renew for half of it stops its uploads, and once it has run out another "
+                 "host resumes the job: shorter means a faster takeover, longer rides out a longer outage of "
+                 "the ledger; the same on every host of one ledger"),
 ))
 
 WATCH = Section("watch", "[[watch]]", "A watched folder (repeat the table for more). A file is taken once its size "

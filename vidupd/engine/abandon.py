@@ -28,6 +28,7 @@ def abandon_upload(job: Job, provider: Provider, ledger: Ledger, lease: dict, fi
     state = store.load()
     if not state:
         return None
+    store.ensure_held()  # LeaseLost: the job is another host's now, and so is its platform upload
     try:
         done = provider.abandon(state)
     except LeaseLost:

@@ -13,8 +13,9 @@ naming the lease the job was claimed with (`_lease`); the ledger commits it and 
 event it implies, which `_apply` emits. Once one is refused (LeaseLost: the lease expired and
 another process took the job) the job is dropped with a single `upload.lease_lost` event and
 no further write, and a running upload whose lease a renewal or progress report finds lost
-is cancelled. An upload runs in three steps: prepare (vidupd.engine.prepare: identity check,
-hash or not, duplicate check), send (the provider), complete (commit and after-upload).
+is stopped (LOST: no cancel, no abandon). The renewals, and stopping every upload when they
+fail for half a lease, are vidupd.engine.lease_guard's; while it doubts the leases nothing
+is claimed. One job, as a worker runs it, is vidupd.engine.job_steps (the Pool's mixin).
 """
 
 from __future__ import annotations
@@ -27,27 +28,23 @@ from typing import Callable, Collection, Mapping
 
 from ..config import TargetConfig
 from ..core import events
-from ..core.errors import ContentMismatch, DuplicateRemoteId, FileChanged, LeaseLost, PermanentError, UploadCancelled
+from ..core.errors import LeaseLost
 from ..core.throttle import CancelSignal, Throttle
-from ..intake.companions import cover_for
-from ..ledger import (DUPLICATE_REMOTE_ID, Completed, ContentReset, Event, Failed, HeldForChange, Interrupted, Job,
-                      Ledger, Outcome, RemoteIdRecorded, RetryLater, Skipped, Unconfigured)
-from ..providers.base import Provider, UploadContext, UploadRequest, UploadResult
-from ..providers.features import features
-from .abandon import abandon_upload, cancel_job
+from ..ledger import Event, Job, Ledger, Outcome
+from ..providers.base import Provider
 from .after_upload import AfterUpload
 from .claiming import claim_within_caps
-from .poll import describe as _describe, poll_safely
-from .prepare import VANISHED, Prepared, prepare
+from .job_steps import JobSteps
+from .lease_guard import LeaseGuard
+from .poll import describe as _describe
 from .progress import ProgressReporter
-from .pool_settings import (LEASE_SECONDS, POLL_WORKERS, PoolSettings, _left_behind, job_fields, settings_from,
-                            workers_left_behind)
-from .stops import CANCEL, PAUSED, PauseScope, StopReasons
+from .pool_settings import POLL_WORKERS, PoolSettings, _left_behind, job_fields, settings_from, workers_left_behind
+from .stops import CANCEL, LEASE, LOST, PAUSED, PauseScope, StopReasons
 
-__all__ = ["LEASE_SECONDS", "Pool", "PoolSettings", "settings_from", "workers_left_behind"]
+__all__ = ["Pool", "PoolSettings", "settings_from", "workers_left_behind"]
 
 
-class Pool:
+class Pool(JobSteps):
     def __init__(self, settings: PoolSettings, ledger: Ledger, targets: Mapping[str, TargetConfig],
                  providers: Mapping[str, Provider], throttle: Throttle, owner: str, after: AfterUpload,
                  on_file_changed: Callable[[Path], None] = lambda p: None, only_ids: list[int] | None = None):
@@ -73,9 +70,12 @@ class Pool:
         self._thread: threading.Thread | None = None
         self.last_beat = time.monotonic()  # the dispatcher's heartbeat, for the systemd watchdog
         self.job_finished = threading.Event()  # set whenever a job's worker returns (for the one-shot's wait)
+        self._guard = LeaseGuard(settings.lease, self._renew, self._held, self._taken_over, self._lease_expiring,
+                                 where=ledger.where)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        self._guard.start()
         self._thread = threading.Thread(target=self._dispatch, name="vidupd-dispatch", daemon=True)
         self._thread.start()
 
@@ -97,6 +97,7 @@ class Pool:
                                                     thread_name_prefix="vidupd-worker")
                 old.shutdown(wait=False)
             self.settings = settings
+            self._guard.lease = settings.lease
             self.targets = {**self.targets, **targets}
             self.providers = dict(providers)
         self._wake.set()
@@ -135,6 +136,7 @@ class Pool:
             self._thread.join(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._poller.shutdown(wait=False, cancel_futures=True)
+        self._guard.stop()
         left = [jid for jid, (fut, _, _) in running if not fut.done()]
         with self._lock:
             _left_behind.extend(t for jid, t in self._threads.items() if jid in left)
@@ -163,14 +165,20 @@ class Pool:
             try:
                 self._dispatch_loop()
             except Exception as e:  # e.g. the ledger's disk is full: say so, wait, try again
-                events.emit("daemon.error", f"dispatcher: {_describe(e)}; retrying in 5 s", level="error",
-                            error=_describe(e), error_type=type(e).__name__)
+                if self.ledger.failure(e):  # one ledger.unreachable per outage, not an error per try
+                    self._guard.failed(e)
+                else:
+                    events.emit("daemon.error", f"dispatcher: {_describe(e)}; retrying in 5 s", level="error",
+                                error=_describe(e), error_type=type(e).__name__)
                 self._stopping.wait(5.0)
 
     def _dispatch_loop(self) -> None:
-        last_renew = time.monotonic()
         while not self._stopping.is_set():
             self.last_beat = time.monotonic()
+            if not self._guard.claims_ok():  # the leases are in doubt: claim nothing until the ledger answers
+                self._wake.clear()
+                self._wake.wait(1.0)
+                continue
             # Cleared before looking for work, not after the wait: a job that finishes (or a
             # file queued) while we claim sets it again and the wait below returns at once,
             # instead of leaving a worker idle for up to a second.
@@ -192,12 +200,6 @@ class Pool:
                 for jid in self.ledger.cancels_wanted(self.owner, ids):
                     self._stops.mark(jid, CANCEL)
                     self._cancel(jid)
-            if time.monotonic() - last_renew > LEASE_SECONDS / 4:
-                with self._lock:
-                    ids = list(self._running)
-                for jid in self.ledger.renew(self.owner, ids, LEASE_SECONDS):
-                    self._cancel(jid)  # taken over: stop sending; its next write is refused
-                last_renew = time.monotonic()
             # No second look when every free thread got a job: they are busy now, and each
             # one that finishes sets the wake-up event (cleared above, so none is missed).
             delay = 1.0
@@ -210,9 +212,38 @@ class Pool:
     def _claim(self, limit: int, polls: int, full: list[str]) -> list[Job]:
         """Full targets (their caps) and paused ones are skipped; paused watches too."""
         scope = self._stops.scope
-        return self.ledger.claim(self.owner, limit, LEASE_SECONDS, self._only_ids, poll_limit=polls,
+        return self.ledger.claim(self.owner, limit, self.settings.lease, self._only_ids, poll_limit=polls,
                                  order=self.settings.order, skip_targets=sorted({*full, *scope.targets}),
                                  skip_watches=scope.watches)
+
+    # -- leases (vidupd.engine.lease_guard calls these) -------------------------------------------
+    def _renew(self, ids: list[int]) -> list[int]:
+        if not ids:  # a probe: does the ledger answer again?
+            self.ledger.next_wakeup()
+            return []
+        return self.ledger.renew(self.owner, ids, self.settings.lease)
+
+    def _held(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def _taken_over(self, job_id: int) -> None:
+        self._stops.mark(job_id, LOST)  # stop sending; no write, no abandon: the new holder resumes it
+        self._cancel(job_id)
+
+    def _lease_expiring(self, waited: float) -> None:
+        """The guard's LEASE stop: each running upload not told yet stops, with one event."""
+        with self._lock:
+            uploads = [job for jid, job in self._claimed.items() if jid in self._uploads]
+        for job in uploads:
+            if self._stops.reason(job.id) in (LEASE, LOST):
+                continue
+            self._stops.mark(job.id, LEASE)
+            events.emit("upload.lease_expiring", f"{job.path.name}: no lease renewal for {waited:.0f} s (the ledger "
+                        "does not answer); stopping the upload, for whichever host holds the job next to resume",
+                        level="warning", waited_seconds=round(waited, 3), lease_seconds=self.settings.lease,
+                        **job_fields(job, self._provider_name(job)))
+            self._cancel(job.id)
 
     def _lease(self, job: Job) -> dict:
         """The fence every ledger write for `job` carries: this pool's lease as claimed."""
@@ -234,9 +265,14 @@ class Pool:
 
     def _record_progress(self, job: Job, cancel: threading.Event, done: int, rate: float) -> None:
         try:
-            self.ledger.progress(job.id, done, rate, self.owner, LEASE_SECONDS, generation=job.lease_gen)
+            self.ledger.progress(job.id, done, rate, self.owner, self.settings.lease, generation=job.lease_gen)
         except LeaseLost:
-            cancel.set()  # the upload stops; the refused write that follows reports the loss
+            self._stops.mark(job.id, LOST)
+            cancel.set()  # the upload stops; no write follows but the lease_lost event
+        except Exception as e:  # the ledger does not answer: the upload goes on until the guard stops it
+            if not self.ledger.failure(e):
+                raise
+            self._guard.failed(e)
 
     def _submit(self, job: Job) -> None:
         cancel = CancelSignal()  # also wakes the job's throttle waits at once
@@ -271,133 +307,3 @@ class Pool:
     def _provider_name(self, job: Job) -> str | None:
         t = self.targets.get(job.target)
         return t.provider if t else None
-
-    # -- one job ----------------------------------------------------------------------------------
-    def _run(self, job: Job, cancel: threading.Event, reporter: ProgressReporter | None) -> None:
-        with self._lock:
-            self._threads[job.id] = threading.current_thread()
-        fields = job_fields(job, self._provider_name(job))
-        provider = self.providers.get(job.target)
-        try:
-            if job.cancel_requested is not None and job.state != "committed":  # asked before we claimed it
-                cancel_job(job, provider, self.ledger, self._lease(job), fields)
-            elif provider is None:
-                self._apply(job, Unconfigured())
-            elif job.state == "committed":
-                self._poll_safely(job, provider)
-            else:
-                assert reporter is not None
-                self._settle(job, provider, cancel, reporter, fields)
-        except LeaseLost:  # expired and taken over: the new holder's state stands; write nothing more
-            events.emit("upload.lease_lost", f"{job.path.name}: lease on job {job.id} lost to another process; "
-                        "leaving the job to it", level="warning", **fields)
-        except Exception as e:  # the ledger itself failed (disk full): the lease runs out, the job comes back
-            events.emit("daemon.error", f"{job.path.name}: could not record the outcome: {_describe(e)}",
-                        level="error", error=_describe(e), error_type=type(e).__name__, **fields)
-
-    def _settle(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
-                fields: dict) -> None:
-        """Run the upload and turn its outcome (or error) into the job's next state."""
-        try:
-            self._upload(job, provider, cancel, reporter, fields)
-        except LeaseLost:
-            raise  # however the provider ended, the job is someone else's now
-        except UploadCancelled:
-            why = self._stops.reason(job.id)
-            if why == CANCEL:
-                cancel_job(job, provider, self.ledger, self._lease(job), fields)
-            else:
-                self._apply(job, Interrupted(PAUSED if why == PAUSED else "stopped"))
-        except FileChanged as e:
-            self._apply(job, HeldForChange(str(e)))
-            self._on_file_changed(job.path)
-        except DuplicateRemoteId:
-            pass  # the ledger marked the job for attention and its event is out
-        except ContentMismatch as e:  # rewritten with size and mtime kept: hash it again, send it again
-            self._apply(job, ContentReset(str(e), self.settings.retry.attempts, type(e).__name__))
-        except PermanentError as e:
-            self._apply(job, Failed(str(e), type(e).__name__))
-        except Exception as e:  # TransientError, OSError, or a bug: retry within limits, then fail
-            self._transient(job, e)
-
-    def _transient(self, job: Job, e: BaseException) -> None:
-        attempts = job.attempts + 1
-        message = _describe(e)
-        if attempts >= self.settings.retry.attempts:
-            self._apply(job, Failed(f"gave up after {attempts} attempts: {message}", type(e).__name__))
-            return
-        delay = self.settings.retry.delay(attempts)
-        hint = getattr(e, "retry_after", None)
-        if hint:
-            delay = max(delay, min(float(hint), self.settings.retry.maximum))
-        self._apply(job, RetryLater(message, delay, attempts, type(e).__name__))
-
-    def _upload(self, job: Job, provider: Provider, cancel: threading.Event, reporter: ProgressReporter,
-                fields: dict) -> None:
-        prepared = prepare(job, provider, self.ledger, self._lease(job), self.settings.skip_duplicates, cancel)
-        if not isinstance(prepared, Prepared):  # failed, a duplicate, or waiting for a twin
-            if isinstance(prepared, Failed) and prepared.error_type == VANISHED:
-                abandon_upload(job, provider, self.ledger, self._lease(job), fields, "the file vanished")
-            self._apply(job, prepared)
-            if isinstance(prepared, Skipped):
-                self.after.maybe_run(job)
-            return
-        events.emit("upload.started", f"{job.path.name}: uploading to {job.target}", attempt=job.attempts + 1,
-                    **fields)
-        started = time.monotonic()
-        result = self._send(job, provider, prepared, cancel, reporter, fields)
-        self._complete(job, provider, prepared, result, time.monotonic() - started)
-
-    def _send(self, job: Job, provider: Provider, prepared: Prepared, cancel: threading.Event,
-              reporter: ProgressReporter, fields: dict) -> UploadResult:
-        """The provider's part: the request, the context, and the ids it reports on the way."""
-        known: dict[str, str] = {}
-
-        def remote_id_known(remote_id: str, remote_kind: str) -> None:
-            if known.get(remote_id) == remote_kind:
-                return
-            cover = job.kind == "video" and remote_kind == "image"  # the video's cover: logged, not the job's id
-            if not cover and job.remote_id == remote_id:  # recorded by an earlier attempt (the row as claimed)
-                known[remote_id] = remote_kind
-                return
-            event = self._apply(job, RemoteIdRecorded(remote_id, remote_kind))
-            if event is not None and event.action == DUPLICATE_REMOTE_ID:
-                raise DuplicateRemoteId(remote_id, event.fields["other_job_id"])  # stop the upload
-            known[remote_id] = remote_kind
-
-        def note(action: str, message: str, level: str = "info", **extra: object) -> None:
-            events.emit(action, f"{job.path.name}: {message}", level=level, **extra, **fields)
-
-        ctx = UploadContext(checkpoint=self.ledger.checkpoint(job.id, self.owner, job.lease_gen), progress=reporter,
-                            remote_id_known=remote_id_known, note=note, cancel=cancel,
-                            throttle=self.throttle.share(job.target, reporter.note_sent, cancel),
-                            retry=self.settings.request_retry)
-        companions: dict[str, Path] = {}
-        if job.kind == "video" and features(provider).cover:
-            cover = cover_for(job.path)
-            if cover is not None:
-                companions["cover"] = cover
-        request = UploadRequest(job_id=job.id, path=job.path, kind=job.kind, identity=job.identity,
-                                content=prepared.content, metadata=job.metadata, companions=companions)
-        return provider.upload(request, ctx)
-
-    def _complete(self, job: Job, provider: Provider, prepared: Prepared, result: UploadResult,
-                  elapsed: float) -> None:
-        """Commit the upload (with the content id the provider computed, when it was not
-        hashed before), then run the after-upload action if nothing is left."""
-        target = self.targets[job.target]
-        final = not (target.wait_ready and features(provider).status)
-        content_id = None if prepared.content else result.content_id
-        # the first status poll is scheduled in the same transaction (one fsync, not two)
-        event = self._apply(job, Completed(result.remote_id, result.remote_kind, dict(result.details), final,
-                                           poll_in=self.settings.poll_first, content_id=content_id,
-                                           duration=elapsed))
-        if event is not None and event.action == DUPLICATE_REMOTE_ID:
-            return  # marked for attention: the platform's answer needs a person
-        if final:
-            self.after.maybe_run(job)
-
-    def _poll_safely(self, job: Job, provider: Provider) -> None:
-        poll_safely(job, provider, self.targets[job.target], self.settings.poll_first, self.settings.poll_max,
-                    lambda outcome: self._apply(job, outcome), self.after)
-

@@ -1,4 +1,4 @@
-"""The worker pool's settings and constants (the lease time, the poll lanes), the fields
+"""The worker pool's settings (the lease time among them) and constants (the poll lanes), the fields
 every job event carries, and the workers a stop gave up on."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from ..config import Config
 from ..core.retry import RetryPolicy
 from ..ledger import Job, outcomes
+from ..ledger.location import DEFAULT_LEASE
 
-LEASE_SECONDS = 120.0
 REQUEST_RETRY = RetryPolicy(attempts=6, initial=1.0, maximum=30.0)  # per HTTP call, inside a job
 POLL_FIRST, POLL_MAX = 5.0, 120.0
 POLL_WORKERS = 2  # threads for status polls, besides the `workers` upload threads
@@ -36,11 +36,12 @@ class PoolSettings:
     poll_max: float = POLL_MAX
     order: str = "oldest"  # jobs of equal priority (vidupd.ledger.claim_order)
     target_workers: tuple[tuple[str, int], ...] = ()  # (target, its cap) for targets capped below `workers`
+    lease: float = DEFAULT_LEASE  # `[ledger] lease`: seconds a claim lasts unrenewed (vidupd.engine.lease_guard)
 
 
 def settings_from(config: Config) -> PoolSettings:
     return PoolSettings(workers=config.workers, retry=config.retry, skip_duplicates=config.skip_duplicates,
-                        order=config.order, target_workers=config.target_caps())
+                        order=config.order, target_workers=config.target_caps(), lease=config.ledger.lease)
 
 
 def job_fields(job: Job, provider: str | None = None) -> dict:

@@ -139,6 +139,16 @@ class LedgerBase:
                        "ON CONFLICT(job_id) DO UPDATE SET data=excluded.data, updated=excluded.updated",
                        (job_id, data, self._now()))
 
+    def _cp_held(self, job_id: int, owner: str | None, generation: int | None) -> None:
+        """LeaseLost unless `owner` still holds the job at `generation` and its lease has not
+        run out (an expired lease may be claimed by another host at any moment). One read."""
+        if owner is None:
+            return
+        row = self._one("SELECT lease_owner, lease_gen, lease_until FROM jobs WHERE id=?", (job_id,))
+        self._fence(row, job_id, owner, generation)
+        if row["lease_until"] is not None and float(row["lease_until"]) <= self._now():
+            raise LeaseLost(job_id, owner)
+
     def _cp_clear(self, job_id: int, owner: str | None = None, generation: int | None = None) -> None:
         with self._tx() as db:
             self._hold(db, job_id, owner, generation)
@@ -162,3 +172,9 @@ class LedgerCheckpoint:
 
     def clear(self) -> None:
         self._ledger._cp_clear(self._job_id, *self._lease)
+
+    def ensure_held(self) -> None:
+        """LeaseLost unless the lease this store was made with is still held and current:
+        asked before a platform call that changes the upload as a whole (Complete, Abort,
+        commit, a new create), which another host resuming the job must not see."""
+        self._ledger._cp_held(self._job_id, *self._lease)

@@ -17,14 +17,17 @@ from urllib.parse import urlsplit, urlunsplit
 from .sqlite import Ledger
 
 SCHEMES = ("postgresql", "postgres")
+DEFAULT_LEASE = 120.0  # seconds: `[ledger] lease`
 
 
 @dataclass(frozen=True)
 class LedgerSettings:
-    """[ledger]: `url` None is the SQLite ledger under state_dir; `password` a core.secrets.Secret."""
+    """[ledger]: `url` None is the SQLite ledger under state_dir; `password` a core.secrets.Secret;
+    `lease` the seconds a claim lasts without a renewal (vidupd.engine.lease_guard)."""
 
     url: str | None = None
     password: Any = None
+    lease: float = DEFAULT_LEASE
 
     @property
     def shared(self) -> bool:

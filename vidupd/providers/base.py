@@ -178,6 +178,12 @@ class UploadContext:
     cancel: threading.Event
     throttle: Throttle | Share  # the upload's share of the bandwidth caps (vidupd.core.throttle)
     retry: RetryPolicy
+    # LeaseLost unless this process still holds the job's lease. Called right before every
+    # platform call that changes the upload as a whole (CompleteMultipartUpload,
+    # AbortMultipartUpload, Youku's commit and cancel, a new initiate or create after a failed
+    # resume): a host that was frozen or cut off past its lease must not complete, abort or
+    # replace the upload that another host has taken over and resumed.
+    ensure_held: Callable[[], None] = lambda: None
 
     def open_source(self, request: UploadRequest) -> SourceFile:
         return SourceFile(request.path, request.identity, self.throttle, self.cancel)

@@ -236,7 +236,8 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Ab
                            signature=self.config.oss_signature)
         progress = ctx.progress if name == "media" else (lambda n: None)
         uploader = OssUploader(keeper, src, cancel=ctx.cancel, retry=ctx.retry, note=ctx.note, progress=progress,
-                               concurrency=self.config.part_concurrency, fingerprint=fingerprint)
+                               concurrency=self.config.part_concurrency, fingerprint=fingerprint,
+                               held=ctx.ensure_held)
         if src.size < self.config.multipart_threshold:
             crc = uploader.put()
         else:

@@ -16,6 +16,12 @@ size and mtime kept would be completed as a mix of old and new parts. With a fin
 PutObject and Complete; without one, the parts kept from the checkpoint are read again
 and checked against their recorded CRC-64 on a resume. Either way a difference raises
 ContentMismatch, and the whole-file CRC-64 (`content_id`) comes from the parts' CRCs.
+
+Takeovers: another host may resume this very upload once our lease ran out (a host frozen or
+cut off). A late UploadPart of ours re-sends the bytes that host sends for that number, and a
+part finished after the lease was lost is never recorded (the checkpoint save is fenced); but
+CompleteMultipartUpload (each try) and a new InitiateMultipartUpload after a failed resume
+are sent only after `held()` confirmed the lease (LeaseLost otherwise).
 """
 
 from __future__ import annotations
@@ -103,8 +109,10 @@ class OssUploader:
     """Sends one file to the key of `keeper`'s credentials; see the module docstring."""
 
     def __init__(self, keeper: StsKeeper, src: SourceFile, *, cancel: threading.Event, retry: RetryPolicy,
-                 note: Note, progress: Callable[[int], None], concurrency: int, fingerprint: str = ""):
+                 note: Note, progress: Callable[[int], None], concurrency: int, fingerprint: str = "",
+                 held: Callable[[], None] = lambda: None):
         self._keeper = keeper
+        self._held = held  # LeaseLost unless the job's lease is still ours (UploadContext.ensure_held)
         self._fingerprint = fingerprint  # "crc64:HEX" or an MD5 the object must match; "" if none
         self._src = src
         self._size = src.size
@@ -186,6 +194,7 @@ class OssUploader:
                 crc = self._completed_before(saved)  # Complete succeeded, its answer lost before a restart?
                 if crc is not None:
                     return crc
+                self._held()  # gone because the host that took the job over completed or replaced it?
                 self._note("upload.restarted", "the saved multipart upload no longer exists on OSS; starting a new "
                            "one for the same media", reason="NoSuchUpload", upload_id=saved.upload_id)
         if state is None:
@@ -345,10 +354,13 @@ class OssUploader:
         expected = crc64_of_parts((p.crc, p.size) for p in parts)
         self._check_content_id(expected, None, "CompleteMultipartUpload")
         infos = [oss2.models.PartInfo(p.number, p.etag) for p in parts]
+
+        def complete(bucket: oss2.Bucket) -> Any:
+            self._held()  # every try: a host that took the job over may be sending parts of this upload
+            return bucket.complete_multipart_upload(self._key, state.upload_id, infos)
+
         try:
-            result = self._call("CompleteMultipartUpload",
-                                lambda b: b.complete_multipart_upload(self._key, state.upload_id, infos))
-            stored = result.crc
+            stored = self._call("CompleteMultipartUpload", complete).crc
         except NoSuchUpload:
             # An earlier Complete may have succeeded with its answer lost: look at the object.
             head = self._call("HeadObject", lambda b: b.head_object(self._key))

@@ -131,7 +131,7 @@ class OssUpload:
         # rewritten file is refused there as ContentMismatch, and hashed and sent again).
         uploader = OssUploader(keeper, self.src, cancel=self.ctx.cancel, retry=self.ctx.retry, note=self.ctx.note,
                                progress=self.ctx.progress, concurrency=self.cfg.part_concurrency,
-                               fingerprint=self.request.content_id)
+                               fingerprint=self.request.content_id, held=self.ctx.ensure_held)
 
         def save(state: MultipartState | None) -> None:
             self._save(oss=state.to_json() if state else None)
@@ -159,6 +159,7 @@ class OssUpload:
         self._save(committing=True)
 
         def commit(access_token: str) -> str:
+            self.ctx.ensure_held()  # each try: the job may have been taken over since the save above
             try:
                 return self.p.api.commit(access_token, st.upload_token)
             except CredentialsExpired:

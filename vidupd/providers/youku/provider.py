@@ -257,7 +257,9 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
 
     def _abandon_refused(self, checkpoint: Mapping[str, Any], ctx: UploadContext) -> None:
         """Youku refused the content: give the upload up (best effort), with an event either way.
-        A commit it refused for the content created no video, so it does not hold the cancel back."""
+        A commit it refused for the content created no video, so it does not hold the cancel back.
+        Never for a job taken over meanwhile (LeaseLost): its new holder may resume the upload."""
+        ctx.ensure_held()
         try:
             done = self.abandon(dict(checkpoint, committing=False))
         except ProviderError as e:

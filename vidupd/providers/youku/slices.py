@@ -195,6 +195,7 @@ class SliceUpload:
         self._save(upload_server_ip=ip, committing=True)
 
         def commit(access_token: str) -> str:
+            self.ctx.ensure_held()  # each try: the job may have been taken over since the save above
             try:
                 return self.api.commit(access_token, st.upload_token, ip)
             except CredentialsExpired:
