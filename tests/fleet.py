@@ -39,26 +39,14 @@ MiB = 1 << 20
 PASSWORD_ENV = "VIDUPD_TEST_PG_PASSWORD"
 PROVIDER_TARGET = {"aliyun-vod": "vod", "youku": "youku"}  # uploads.jsonl's provider -> the target name
 
-# Until `[ledger] lease` exists (branch `lease`): the pool's constant, set in the child.
-_LAUNCH = ("import sys; import vidupd.engine.pool as p, vidupd.engine.pool_settings as s; "
-           "s.LEASE_SECONDS = p.LEASE_SECONDS = float(sys.argv.pop(1)); "
-           "from vidupd.cli.main import main; sys.exit(main())")
-
-
-def lease_key_supported() -> bool:
-    from vidupd.config.options import LEDGER
-
-    return "lease" in LEDGER.options
-
-
 def own_hostnames() -> bool:
     """Whether each daemon can get a host name of its own (root and util-linux's unshare)."""
     return os.geteuid() == 0 and shutil.which("unshare") is not None
 
 
-def daemon_command(hostname: str | None, lease: float, netns: str | None = None) -> list[str]:
+def daemon_command(hostname: str | None, netns: str | None = None) -> list[str]:
     """argv before `run -c CFG`: python -m vidupd, in its own UTS namespace, maybe in a netns."""
-    cmd = [sys.executable, "-m", "vidupd"] if lease_key_supported() else [sys.executable, "-c", _LAUNCH, repr(lease)]
+    cmd = [sys.executable, "-m", "vidupd"]
     if hostname and own_hostnames():
         cmd = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', hostname, *cmd]
     if netns:
@@ -186,15 +174,13 @@ class Host:
 def host_config(root: Path, outbox: Path, targets: dict[str, dict], ledger_url: str, *, lease: float,
                 workers: int, max_rate: str | None = None, poll_interval: float = 0.5) -> tuple[Path, Path]:
     """(config, event log) of one host: the shared outbox polled (as on NFS), the shared
-    ledger, fast retries, `lease` in [ledger] once vidupd has the key."""
+    ledger with a short `lease`, fast retries."""
     root.mkdir(parents=True, exist_ok=True)
     config, events = root / "vidupd.toml", root / "events.jsonl"
     top = {"state_dir": str(root / "state"), "workers": workers, **({"max_rate": max_rate} if max_rate else {})}
     write_config(config, top, targets, [{"path": str(outbox), "targets": list(targets), "settle_seconds": 0.5,
                                          "poll": True, "poll_interval": poll_interval}], {"events": str(events)})
-    ledger = {"url": ledger_url, "password": {"env": PASSWORD_ENV}}
-    if lease_key_supported():
-        ledger["lease"] = f"{lease:g}s"
+    ledger = {"url": ledger_url, "password": {"env": PASSWORD_ENV}, "lease": f"{lease:g}s"}
     with open(config, "a") as f:
         f.write("[ledger]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in ledger.items()) + FAST_RETRY)
     return config, events
@@ -205,7 +191,7 @@ def make_host(root: Path, name: str, outbox: Path, targets: dict[str, dict], led
     config, events = host_config(root / name, outbox, targets, ledger_url, lease=lease, workers=workers,
                                  max_rate=max_rate)
     daemon = DaemonProcess(config, events, env={PASSWORD_ENV: password},
-                           command=daemon_command(name, lease, netns))
+                           command=daemon_command(name, netns))
     return Host(name, root / name, config, events, daemon)
 
 
