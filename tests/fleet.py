@@ -172,17 +172,21 @@ class Host:
 
 
 def host_config(root: Path, outbox: Path, targets: dict[str, dict], ledger_url: str, *, lease: float,
-                workers: int, max_rate: str | None = None, poll_interval: float = 0.5) -> tuple[Path, Path]:
+                workers: int, max_rate: str | None = None, poll_interval: float = 0.5,
+                ledger_table: str | None = None) -> tuple[Path, Path]:
     """(config, event log) of one host: the shared outbox polled (as on NFS), the shared
-    ledger with a short `lease`, fast retries."""
+    ledger with a short `lease`, fast retries. `ledger_table`: a [ledger] table's text to
+    use instead of `ledger_url` (bench_pipeline's, whose password comes from its env)."""
     root.mkdir(parents=True, exist_ok=True)
     config, events = root / "vidupd.toml", root / "events.jsonl"
     top = {"state_dir": str(root / "state"), "workers": workers, **({"max_rate": max_rate} if max_rate else {})}
     write_config(config, top, targets, [{"path": str(outbox), "targets": list(targets), "settle_seconds": 0.5,
                                          "poll": True, "poll_interval": poll_interval}], {"events": str(events)})
-    ledger = {"url": ledger_url, "password": {"env": PASSWORD_ENV}, "lease": f"{lease:g}s"}
+    if ledger_table is None:
+        ledger = {"url": ledger_url, "password": {"env": PASSWORD_ENV}}
+        ledger_table = "[ledger]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in ledger.items())
     with open(config, "a") as f:
-        f.write("[ledger]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in ledger.items()) + FAST_RETRY)
+        f.write(f"{ledger_table.rstrip()}\nlease = {toml_value(f'{lease:g}s')}\n{FAST_RETRY}")
     return config, events
 
 
