@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -90,6 +91,10 @@ def _netns_or_skip(name: str) -> Namespace:
         pytest.skip(f"cannot make a network namespace with a veth pair here: {detail.strip()}")
 
 
+def _stamp(event: dict) -> float:
+    return datetime.fromisoformat(event["@timestamp"].replace("Z", "+00:00")).timestamp()
+
+
 def _ports(platforms: Platforms) -> list[int]:
     urls = [platforms.youku.api_base, platforms.youku.upload_server, platforms.vod.endpoint,
             platforms.oss.endpoint, platforms.youku.oss.endpoint]
@@ -132,7 +137,7 @@ def test_a_host_cut_off_from_postgresql_stops_and_the_other_finishes(tmp_path):
         small = [drop_random(outbox / f"s{i}.mp4", 40_000 + i) for i in range(4)]  # the other's own work
 
         ns.cut_pg()
-        t_cut = time.monotonic()
+        t_cut, cut_at = time.monotonic(), time.time()
         samples = []  # (seconds since the cut, bytes the namespace has sent)
         while time.monotonic() - t_cut < WATCH:
             samples.append((time.monotonic() - t_cut, relay_out.forwarded))
@@ -148,9 +153,11 @@ def test_a_host_cut_off_from_postgresql_stops_and_the_other_finishes(tmp_path):
         want = (1 + len(small)) * len(targets)
         wait_for(lambda: len(view.jobs(["done"])) == want, 180, interval=0.5, what=f"all {want} jobs done")
         # a call stuck on the dead connection fails at the store's TCP timeouts: said once
-        wait_for(lambda: actions(cut.events, "ledger.unreachable"), max(1.0, 40 - (time.monotonic() - t_cut)),
-                 what="ledger.unreachable from the cut-off host")
-        print(f"ledger.unreachable {time.monotonic() - t_cut:.1f}s after the cut (or sooner)")
+        (down,) = wait_for(lambda: actions(cut.events, "ledger.unreachable"),
+                           max(1.0, 40 - (time.monotonic() - t_cut)), what="ledger.unreachable from the cut-off host")
+        expiring = actions(cut.events, "upload.lease_expiring")[0]
+        print(f"upload.lease_expiring {_stamp(expiring) - cut_at:.1f}s and ledger.unreachable "
+              f"{_stamp(down) - cut_at:.1f}s after the cut")
         ns.cut_pg(down=False)  # back: the cut-off daemon reconnects, says so, and stops cleanly
         wait_for(lambda: actions(cut.events, "ledger.reachable"), 40, what="ledger.reachable once the link is back")
         for h in hosts:
