@@ -207,3 +207,54 @@ def test_fleet_soak_issue_size(tmp_path, pg_server, pg_ledger_url):
     """The issue's size: 1,000 small files and five of 50-150 MiB."""
     run_fleet(tmp_path, pg_server, pg_ledger_url, small=1000, big_mib=(50, 75, 100, 125, 150), max_rate="8M",
               workers=8, finish_within=1200)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.xfail(strict=True, reason="a host whose lease was lost while its Youku create was in flight leaves "
+                   "the session it created open (/work/notes/fleettest.md, finding 1); remove this mark once fixed")
+def test_a_create_answered_after_the_lease_was_lost_is_cancelled(tmp_path, pg_server, pg_ledger_url):
+    """Host A's create reaches Youku (the session exists) and A freezes before the answer;
+    host B takes the job over once the lease expires and uploads the file with a session of
+    its own. A, continued, gets its answer and its first checkpoint save is refused: A is the
+    only one who knows that session, so it should cancel it rather than leave it open."""
+    import threading
+
+    platforms = Platforms(tmp_path)
+    arrived, release = threading.Event(), threading.Event()
+    flow, create = platforms.youku.oss_flow, platforms.youku.oss_flow.create
+
+    def held(meta):  # type: ignore[no-untyped-def]
+        answer = create(meta)  # the session exists from here on
+        if not arrived.is_set():
+            arrived.set()
+            release.wait(60)
+        return answer
+
+    flow.create = held  # type: ignore[method-assign]
+    view = LedgerView(pg_ledger_url, pg_server.password)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    targets = {"youku": platforms.targets(PART)["youku"]}
+    a, b = (make_host(tmp_path, name, outbox, targets, pg_ledger_url, pg_server.password, lease=LEASE, workers=1)
+            for name in ("fleet-a", "fleet-b"))
+    try:
+        a.daemon.start()
+        drop_random(outbox / "held.mp4", 50_000)
+        wait_for(arrived.is_set, 30, what="A's create at the sandbox")
+        a.daemon.signal(signal.SIGSTOP)
+        b.daemon.start()
+        wait_for(lambda: [j.state for j in view.jobs()] == ["done"], 60, what="B finishing the job")
+        a.daemon.signal(signal.SIGCONT)
+        release.set()
+        wait_for(lambda: a.count("upload.lease_lost"), 30, what="A's refused write")
+        for h in (a, b):
+            assert h.daemon.stop() == 0
+        left = platforms.open_uploads()
+    finally:
+        release.set()
+        if a.daemon.proc is not None and a.daemon.proc.poll() is None:
+            a.daemon.proc.send_signal(signal.SIGCONT)
+        view.close()
+        platforms.close()
+    assert platforms.journal_ids()["youku"].total() == 1
+    assert left == {"multipart": [], "tokens": [], "vod_uploading": []}, platforms.opened_for(left)
