@@ -15,9 +15,11 @@ received for one file add up over every upload id and object key a client may ha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -39,9 +41,17 @@ MiB = 1 << 20
 PASSWORD_ENV = "VIDUPD_TEST_PG_PASSWORD"
 PROVIDER_TARGET = {"aliyun-vod": "vod", "youku": "youku"}  # uploads.jsonl's provider -> the target name
 
+@functools.lru_cache(maxsize=1)
 def own_hostnames() -> bool:
-    """Whether each daemon can get a host name of its own (root and util-linux's unshare)."""
-    return os.geteuid() == 0 and shutil.which("unshare") is not None
+    """Whether each daemon can get a host name of its own: root, util-linux's unshare, and a
+    UTS namespace allowed here (a container may refuse it)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "--uts", "--", "hostname", "vidupd-probe"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def daemon_command(hostname: str | None, netns: str | None = None) -> list[str]:
