@@ -17,7 +17,9 @@ through a new, empty ledger (a schema per run, as bench_pipeline.py --ledger mak
 
 Per run: MB/s = the files' bytes / (last `upload.completed` - first `upload.started`, over
 every daemon's event log), and the daemons' CPU (utime + stime from /proc, summed, from the
-drop to the last commit: start-up excluded) per GiB sent, and how many files each daemon took. Fleet sizes alternate order from run to run so drifting machine
+drop to the last commit: start-up excluded) per GiB sent, how many files each daemon took,
+and how busy the whole machine was (all CPUs, /proc/stat: near 100% means the figures are
+bound by this machine's CPUs, sandbox and PostgreSQL included, not by the caps). Fleet sizes alternate order from run to run so drifting machine
 load falls on all of them. Then the medians, and the ratios 2/1 and 3/1. Every wait is
 bounded by `--timeout`.
 """
@@ -39,7 +41,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH.parent))
 
-from _harness import MIB, BenchError, SandboxProcess, proc_cpu_seconds, warm, write_file  # noqa: E402
+from _harness import MIB, BenchError, SandboxProcess, machine_busy_seconds, proc_cpu_seconds, warm, write_file  # noqa: E402
 from bench_pipeline import _PgLedgers, count_completed  # noqa: E402
 from fleet import host_config  # noqa: E402
 from helpers import DaemonProcess, actions  # noqa: E402
@@ -65,7 +67,7 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
                                          workers=args.workers, max_rate=args.max_rate, ledger_table=table)
             daemons.append(DaemonProcess(config, events, env=env).start())
         cpu_at_start = sum(proc_cpu_seconds(d.proc.pid) or 0.0 for d in daemons if d.proc is not None)
-        moved = time.time()
+        moved, busy_at_start, t_start = time.time(), machine_busy_seconds(), time.monotonic()
         for f in files:
             os.rename(f, outbox / f.name)
         counters = [{} for _ in daemons]
@@ -77,6 +79,7 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
                 if d.proc is not None and d.proc.poll() is not None:
                     raise BenchError(f"a daemon exited with {d.proc.returncode}: {d.stderr()[-2000:]}")
             time.sleep(0.2)
+        busy = (machine_busy_seconds() - busy_at_start) / ((time.monotonic() - t_start) * (os.cpu_count() or 1))
         cpu = sum(proc_cpu_seconds(d.proc.pid) or 0.0 for d in daemons if d.proc is not None) - cpu_at_start
         for d in daemons:
             if d.stop(timeout=60) != 0:
@@ -99,7 +102,8 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
     first, last = min(map(_stamp, started)), max(map(_stamp, completed))
     sent = sum(f.stat().st_size for f in files)
     return {"daemons": n, "mb_s": sent / (last - first) / 1e6, "seconds": last - first,
-            "from_drop_s": last - moved, "cpu_s": cpu, "cpu_s_per_gib": cpu / (sent / GIB), "per_daemon": per_daemon}
+            "from_drop_s": last - moved, "cpu_s": cpu, "cpu_s_per_gib": cpu / (sent / GIB), "per_daemon": per_daemon,
+            "machine_busy": busy}
 
 
 def main() -> None:
@@ -139,7 +143,8 @@ def main() -> None:
                 results[n].append(res)
                 print(f"run {r + 1}, {n} daemon(s): {res['mb_s']:.1f} MB/s ({res['seconds']:.1f} s first byte to "
                       f"last commit, {res['from_drop_s']:.1f} s from the drop); daemons' CPU {res['cpu_s']:.1f} s = "
-                      f"{res['cpu_s_per_gib']:.2f} CPU-s/GiB; completions per daemon {res['per_daemon']}", flush=True)
+                      f"{res['cpu_s_per_gib']:.2f} CPU-s/GiB; completions per daemon {res['per_daemon']}; machine "
+                      f"{100 * res['machine_busy']:.0f}% busy", flush=True)
         med = {n: {k: statistics.median(x[k] for x in rs) for k in ("mb_s", "cpu_s_per_gib")} for n, rs in results.items()}
         summary = {"files": args.files, "size_mib": args.size_mib, "max_rate": args.max_rate, "runs": args.runs,
                    "cpus": os.cpu_count(), "median": med}
