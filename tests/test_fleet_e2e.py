@@ -20,6 +20,7 @@ MiB) is `-m soak`.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -27,8 +28,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from fleet import MiB, Host, LedgerView, Platforms, make_host, own_hostnames, part_digests
-from helpers import actions, drop_random, read_events, wait_for
+from fleet import PASSWORD_ENV, MiB, Host, LedgerView, Platforms, make_host, own_hostnames, part_digests
+from helpers import actions, drop_random, read_events, vidupd, wait_for
 
 from vidupd.ledger import Job
 
@@ -193,6 +194,14 @@ def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple
     if own_hostnames():
         names = {e["host.hostname"] for h in hosts for e in actions(h.events, "daemon.started")}
         assert names == {h.name for h in hosts}
+        if vidupd("hosts", "--help").returncode == 0:  # `vidupd hosts` (branch hosts): the fleet as the ledger saw it
+            out = vidupd("hosts", "--json", "-c", str(hosts[0].config), env={PASSWORD_ENV: pg_server.password})
+            assert out.returncode == 0, out.stderr
+            seen = [(h["hostname"], h["state"]) for h in json.loads(out.stdout)["hosts"]]
+            print(f"vidupd hosts: {seen}")
+            assert sorted(n for n, _ in seen) == sorted(h.name for h in hosts), seen
+            for name, state in seen:  # the killed one never said it stopped: silent after 30 s
+                assert state == "stopped" or (name == killed.name and state in ("silent", "running")), seen
 
 
 @pytest.mark.timeout(420)
