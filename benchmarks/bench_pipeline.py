@@ -10,6 +10,7 @@ files in under 60 s, peak RSS under 150 MiB, on the 2-core CI machine.
     .venv/bin/python benchmarks/bench_pipeline.py --observability   # issue 11: off vs on, same run
     .venv/bin/python benchmarks/bench_pipeline.py --ledger postgresql://vidupd@db/vidupd   # issue 13
     .venv/bin/python benchmarks/bench_pipeline.py --ledger pg   # a throwaway server (tests/pg_server.py)
+    .venv/bin/python benchmarks/bench_pipeline.py --ledger both   # SQLite vs a throwaway server, alternating
 
 With --observability every run is made twice, alternating: as above, and with `[metrics]
 listen` scraped every second plus a `[[notify]]` webhook for every upload.completed to a
@@ -64,6 +65,20 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its live children and the children it has reaped (a
+    PostgreSQL server: the postmaster, its backends, and backends that have exited)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += sum(cpu_seconds(int(child)))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited meanwhile: counted in cutime from now on
+    return total
 
 
 class _Observer:
@@ -174,20 +189,31 @@ class _PgLedgers:
         if self.server is not None:
             self.server.stop()
 
+    def server_cpu(self) -> float | None:
+        """The throwaway server's CPU seconds so far (None for a server elsewhere)."""
+        if self.server is None:
+            return None
+        return tree_cpu_seconds(int((self.server.data / "postmaster.pid").read_text().split()[0]))
+
 
 LEDGERS: "_PgLedgers | None" = None  # --ledger: PostgreSQL; None: SQLite under the state dir
 
 
-def one_run(files: int, workers: int, size: int, observe: bool = False) -> dict:
+def one_run(files: int, workers: int, size: int, observe: bool = False, pg: bool = True) -> dict:
     observer = _Observer() if observe else None
-    schema, ledger, env = LEDGERS.new() if LEDGERS else (None, "", {})
+    ledgers = LEDGERS if pg else None
+    schema, ledger, env = ledgers.new() if ledgers else (None, "", {})
+    server_before = ledgers.server_cpu() if ledgers else None
     try:
         result = _one_run(files, workers, size, (observer.config() if observer else "") + ledger, env)
+        if ledgers and server_before is not None:
+            time.sleep(1.0)  # the daemon's connections closed: their backends exit and are reaped
+            result["server_cpu_s"] = ledgers.server_cpu() - server_before
     finally:
         if observer is not None:
             observer.close()
-        if LEDGERS and schema:
-            LEDGERS.drop(schema)
+        if ledgers and schema:
+            ledgers.drop(schema)
     if observer is not None:
         result.update(notified=observer.received, scrapes=observer.scrapes)
     return result
@@ -253,14 +279,17 @@ def main() -> None:
     ap.add_argument("--observability", action="store_true", help="also with metrics scraped and a webhook, alternating")
     ap.add_argument("--ledger", default="sqlite",
                     help="sqlite (default: under the state dir), a postgresql:// URL (a new schema per run, "
-                         "dropped after), or pg: a throwaway PostgreSQL server on loopback (tests/pg_server.py)")
+                         "dropped after), pg: a throwaway PostgreSQL server on loopback (tests/pg_server.py), "
+                         "or both: SQLite and a throwaway server alternately, compared")
     args = ap.parse_args()
     global LEDGERS
     if args.ledger != "sqlite":
-        if args.ledger != "pg" and not args.ledger.startswith(("postgresql://", "postgres://")):
+        if args.ledger not in ("pg", "both") and not args.ledger.startswith(("postgresql://", "postgres://")):
             ap.error("--ledger: sqlite, pg or a postgresql:// URL")
-        LEDGERS = _PgLedgers(args.ledger)
+        LEDGERS = _PgLedgers("pg" if args.ledger == "both" else args.ledger)
     try:
+        if args.ledger == "both":
+            return compare_ledgers(args)
         if args.observability:
             return compare(args)
         return _measure(args)
@@ -302,6 +331,30 @@ def compare(args: argparse.Namespace) -> None:
     print(f"metrics + webhook vs off: wall x{med[True]['seconds'] / med[False]['seconds']:.2f}, "
           f"CPU x{med[True]['daemon_cpu_s'] / med[False]['daemon_cpu_s']:.2f}, "
           f"peak RSS {med[True]['peak_rss_mib'] - med[False]['peak_rss_mib']:+.1f} MiB")
+
+
+def compare_ledgers(args: argparse.Namespace) -> None:
+    """SQLite and PostgreSQL alternately (issue 13: the shared ledger's cost per file). The
+    PostgreSQL side's cost is the daemon's CPU plus the server's (its backends included),
+    as both run on one machine here."""
+    runs: dict[str, list[dict]] = {"sqlite": [], "postgresql": []}
+    for n in range(args.runs):
+        for name in runs:
+            r = one_run(args.files, args.workers, args.size, pg=name == "postgresql")
+            r["total_cpu_s"] = r["daemon_cpu_s"] + r.get("server_cpu_s", 0.0)
+            runs[name].append(r)
+            server = f", server {r['server_cpu_s']:.1f} s" if "server_cpu_s" in r else ""
+            print(f"run {n + 1} {name:10}: {r['seconds']:.1f} s = {r['files_per_s']:.0f} files/s; peak RSS "
+                  f"{r['peak_rss_mib']:.1f} MiB; daemon CPU {r['daemon_cpu_s']:.1f} s{server}", flush=True)
+    keys = ("seconds", "files_per_s", "peak_rss_mib", "daemon_cpu_s", "total_cpu_s")
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
+    per_file = {name: {k: 1000 * med[name][k] / args.files for k in ("daemon_cpu_s", "total_cpu_s")}
+                for name in runs}
+    print(json.dumps({"files": args.files, "runs": args.runs, "median": med, "cpu_ms_per_file": per_file}))
+    daemon = per_file["postgresql"]["daemon_cpu_s"] - per_file["sqlite"]["daemon_cpu_s"]
+    total = per_file["postgresql"]["total_cpu_s"] - per_file["sqlite"]["total_cpu_s"]
+    print(f"PostgreSQL vs SQLite, medians of {args.runs}: wall x{med['postgresql']['seconds'] / med['sqlite']['seconds']:.2f}; "
+          f"CPU per file {daemon:+.2f} ms in the daemon, {total:+.2f} ms with the server's (target <= 5 ms)")
 
 
 if __name__ == "__main__":

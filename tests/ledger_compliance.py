@@ -32,8 +32,8 @@ MIGRATED = ("v1",)  # older schemas every backend keeps as fixtures: opening mig
 DAMAGED = ("corrupt", "not-sqlite")  # stores that must be refused, never started over
 
 
-def ident(inode: int = 1, size: int = 100, mtime: int = 5) -> FileIdentity:
-    return FileIdentity(1, inode, size, mtime)
+def ident(inode: int = 1, size: int = 100, mtime: int = 5, dev: int = 1) -> FileIdentity:
+    return FileIdentity(dev, inode, size, mtime)
 
 
 class LedgerBackend(Protocol):
@@ -108,6 +108,38 @@ class LedgerCompliance:
         (r,) = ledger.offer(new, "/w", [("t", "video")], ident(), META)  # old path no longer exists
         assert r.outcome == "renamed" and r.job_id == o.job_id
         assert ledger.get(o.job_id).path == new and ledger.get(o.job_id).state == "done"
+
+    # -- a file version is the same on every host: the device number is never compared ----------------
+    def test_one_file_version_seen_with_two_device_numbers_is_one_job(self, ledger: Ledger, tmp_path: Path):
+        """Two hosts of one shared outbox (NFS, SMB) see one file with different st_dev: one job,
+        whatever state it is in, and its after-upload step is taken once."""
+        p = tmp_path / "a.mp4"
+        (a,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=101), META)
+        (b,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=202), META)
+        assert (a.outcome, b.outcome, b.job_id) == ("queued", "known", a.job_id)
+        job = ledger.get(a.job_id)
+        assert job.identity == ident(dev=202) and job.identity.dev == 101  # stored, never matched
+        done(ledger, a.job_id, "R1")
+        (c,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=303), META)
+        assert (c.outcome, c.job_id) == ("known", a.job_id) and len(ledger.jobs()) == 1
+        assert [j.id for j in ledger.take_after_upload(p, ident(dev=404))] == [a.job_id]
+        assert ledger.take_after_upload(p, ident(dev=101)) is None  # once, whichever host asks
+        assert ledger.skip_new(p, "/w", "t", "video", ident(dev=505), "too big") is None
+        (d,) = ledger.offer(p, "/w", [("t", "video")], ident(dev=101, mtime=6), META)  # a new version
+        assert d.outcome == "queued" and d.job_id != a.job_id
+
+    def test_a_rename_seen_by_another_host_is_recognised(self, ledger: Ledger, tmp_path: Path):
+        old, new = tmp_path / "old.mp4", tmp_path / "new.mp4"
+        (o,) = ledger.offer(old, "/w", [("t", "video")], ident(dev=101), META)
+        done(ledger, o.job_id, "R1")
+        (r,) = ledger.offer(new, "/w", [("t", "video")], ident(dev=202), META)  # old path no longer exists
+        assert (r.outcome, r.job_id) == ("renamed", o.job_id) and ledger.get(o.job_id).path == new
+        assert ledger.offer(new, "/w", [("t", "video")], ident(dev=101), META)[0].outcome == "known"
+
+    def test_a_skipped_version_is_recorded_once_whichever_host_sees_it(self, ledger: Ledger, tmp_path: Path):
+        p = tmp_path / "a.fifo"
+        first = ledger.skip_new(p, "/w", "t", "unknown", ident(dev=101), "is a FIFO")
+        assert first is not None and ledger.skip_new(p, "/w", "t", "unknown", ident(dev=202), "is a FIFO") is None
 
     def test_same_name_new_content_is_a_new_job_after_done(self, ledger: Ledger, tmp_path: Path):
         p = tmp_path / "a.mp4"
@@ -484,6 +516,26 @@ class LedgerCompliance:
         assert _row(ledger, old.id) == before
         TRANSITIONS[transition](ledger, new.id, "A", new.lease_gen)  # the holder's own write goes through
 
+    def test_ensure_held_refuses_a_lost_lease_an_old_generation_and_an_expired_one(self, ledger: Ledger,
+                                                                                  taken_over, tmp_path: Path):
+        """What a provider asks before Complete/Abort/commit (issue 13): one read, no write."""
+        stale, fresh = taken_over
+        before = _row(ledger, stale.id)
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(stale.id, "A", stale.lease_gen).ensure_held()  # taken over by B
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(fresh.id, "B", fresh.lease_gen - 1).ensure_held()  # B's own older claim
+        ledger.checkpoint(fresh.id, "B", fresh.lease_gen).ensure_held()  # the holder's goes through
+        ledger.checkpoint(fresh.id).ensure_held()  # unfenced (operator commands): nothing to check
+        assert _row(ledger, stale.id) == before
+        ledger.offer(tmp_path / "b.mp4", "/w", [("t", "video")], ident(inode=9), META)
+        (short,) = ledger.claim("C", 1, 0.05)
+        time.sleep(0.1)  # run out, not yet claimed by anyone: another host may take it any moment
+        with pytest.raises(LeaseLost):
+            ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+        ledger.renew("C", [short.id], 60)
+        ledger.checkpoint(short.id, "C", short.lease_gen).ensure_held()
+
     def test_the_holders_transitions_go_through(self, ledger: Ledger, taken_over):
         _, fresh = taken_over
         assert ledger.record_content(fresh.id, "abc", True, owner="B", generation=fresh.lease_gen) == ("go", None)
@@ -724,6 +776,74 @@ class LedgerCompliance:
         v2 = ledger.shared_put("oauth", 1, {"token": "c"})
         assert (v2.generation, ledger.shared_get("oauth").data) == (2, {"token": "c"})
 
+    def test_try_exclusive_is_not_waited_for_and_given_back(self, ledger: Ledger):
+        with ledger.try_exclusive("rescan") as mine:
+            assert mine is True
+        with ledger.try_exclusive("rescan") as again:  # given back at the end of the block
+            assert again is True
+
+    def test_rescan_turns_one_host_per_interval(self, ledger: Ledger):
+        """vidupd.intake.rescan_turn on this store: the first to ask takes the round."""
+        from vidupd.intake.rescan_turn import RescanTurns
+
+        a, b = RescanTurns(ledger, lambda: 300.0, "a"), RescanTurns(ledger, lambda: 300.0, "b")
+        assert a() is True and b() is False and a() is False
+        assert ledger.shared_get("rescan.last").data["host"] == "a"
+        quick = RescanTurns(ledger, lambda: 0.001, "b")
+        time.sleep(0.01)
+        assert quick() is True and ledger.shared_get("rescan.last").data["host"] == "b"
+
+    # -- hosts: each daemon's heartbeat (vidupd.ledger.hosts) -----------------------------------------
+    def test_heartbeats_say_which_hosts_run_and_how_much(self, ledger: Ledger, monkeypatch):
+        t = [1_800_000_000.0]
+        monkeypatch.setattr(ledger.store, "now", lambda: t[0])  # the ledger's clock (the server's on PG)
+        assert ledger.hosts() == []
+        ledger.beat("alpha:101:1799999990", running=2, version="1.2")
+        ledger.beat("beta:202:1799999995")
+        t[0] += 4
+        ledger.beat("alpha:101:1799999990", running=3, version="1.2")
+        a, b = ledger.hosts()
+        assert (a.owner, a.hostname, a.pid, a.version, a.running, a.state) == ("alpha:101:1799999990", "alpha", 101,
+                                                                            "1.2", 3, "running")
+        assert (a.started, a.last_seen, a.age, a.status) == (1_800_000_000.0, 1_800_000_004.0, 0.0, "running")
+        assert (b.hostname, b.pid, b.running, b.age) == ("beta", 202, 0, 4.0)
+        t[0] += 60
+        ledger.beat("alpha:101:1799999990", running=1)
+        ledger.host_stopped("beta:202:1799999995")  # a clean stop
+        a, b = ledger.hosts()
+        assert (a.status, a.running) == ("running", 1) and (b.state, b.status, b.running) == ("stopped", "stopped", 0)
+        t[0] += 31
+        assert ledger.hosts()[0].status == "silent"  # killed or frozen: running by its last word, not heard from
+        assert [h.hostname for h in ledger.hosts(within=20)] == []
+        assert [h.hostname for h in ledger.hosts(within=40)] == ["alpha", "beta"]
+        ledger.beat("alpha:101:1799999990")
+        assert ledger.hosts()[0].status == "running"
+
+    def test_host_rows_not_beaten_for_a_week_are_pruned(self, ledger: Ledger, monkeypatch):
+        t = [1_800_000_000.0]
+        monkeypatch.setattr(ledger.store, "now", lambda: t[0])
+        ledger.beat("old:1:1")
+        ledger.host_stopped("old:1:1")
+        ledger.beat("crashed:2:2")
+        t[0] += 7 * 86400 - 10
+        ledger.beat("new:3:3")
+        assert ledger.prune_hosts() == 0
+        assert [h.hostname for h in ledger.hosts()] == ["crashed", "new", "old"]
+        t[0] += 20
+        ledger.beat("new:3:3")
+        assert [h.hostname for h in ledger.hosts()] == ["crashed", "new", "old"]  # a beat is its own row only
+        assert ledger.prune_hosts() == 2 and [h.hostname for h in ledger.hosts()] == ["new"]
+
+    def test_heartbeats_survive_a_reopen(self, backend: LedgerBackend):
+        l = backend.open()
+        l.beat("gamma:303:1800000000", running=1, version="9")
+        before = l.hosts()
+        l.close()
+        again = backend.open()
+        (h,) = again.hosts()
+        assert (h.owner, h.running, h.version, h.started) == (before[0].owner, 1, "9", before[0].started)
+        again.close()
+
     # -- reopen, migrations, damaged stores -----------------------------------------------------------
     def test_reopen_keeps_everything(self, backend: LedgerBackend, tmp_path: Path):
         l = backend.open()
@@ -760,6 +880,7 @@ class LedgerCompliance:
         l.close()
         again = backend.open()  # reopening a migrated ledger is a no-op
         assert again.schema_version == len(MIGRATIONS) and len(again.jobs()) == 2
+        assert again.hosts() == []  # no daemon has beaten yet
         again.close()
 
     @pytest.mark.parametrize("name", DAMAGED)

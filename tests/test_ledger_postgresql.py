@@ -96,7 +96,7 @@ def test_both_schemas_have_the_same_tables_and_columns(backend: PgBackend, tmp_p
     lite = sqlite3.connect(tmp_path / "ledger.sqlite3")
     tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     sq = {(t, r[1]) for t in tables for r in lite.execute(f"PRAGMA table_info({t})")}
-    assert pg == sq and {t for t, _ in pg} == {"jobs", "checkpoints", "shared", "meta"}
+    assert pg == sq and {t for t, _ in pg} == {"jobs", "checkpoints", "shared", "meta", "hosts"}
     assert len(pg_schema.MIGRATIONS) == len(MIGRATIONS)
 
 
@@ -156,16 +156,15 @@ def _claimer(url: str, password: str, owner: str, rounds: int, start, out) -> No
     out.put((owner, got))
 
 
-def _offerer(url: str, password: str, n: int, start, out) -> None:
+def _offerer(url: str, password: str, n: int, dev: int, start, out) -> None:
     ledger = open_ledger(LedgerSettings(url, Secret(password)), Path("/nonexistent"))
-    intents = [Intent(Path(f"/shared/{i}.mp4"), "/shared", (("t", "video"),), FileIdentity(7, i, 100, 5),
-                      Metadata("m")) for i in range(n)]
+    intents = [Intent(Path(f"/shared/{i}.mp4"), "/shared", (("t", "video"), ("u", "video")),
+                      FileIdentity(dev, i, 100, 5), Metadata("m")) for i in range(n)]
     start.wait(60)
     half = n // 2  # a batch in one transaction, then one file per transaction
-    ids = [o.job_id for o in ledger.offer_many(intents[:half])]
-    ids += [o.job_id for it in intents[half:] for o in ledger.offer_many([it])]
+    offers = ledger.offer_many(intents[:half]) + [o for it in intents[half:] for o in ledger.offer_many([it])]
     ledger.close()
-    out.put(ids)
+    out.put(([o.job_id for o in offers], [o.outcome for o in offers]))
 
 
 def _migrator(url: str, password: str, start, out) -> None:
@@ -228,10 +227,71 @@ def test_processes_claiming_at_once_never_get_the_same_job(backend: PgBackend, t
 
 def test_processes_offering_one_file_version_at_once_make_one_job(backend: PgBackend):
     backend.open().close()
-    results = _run_all(_offerer, [(backend.url, backend.server.password, 40)] * 3)
-    assert results[0] == results[1] == results[2] and len(set(results[0])) == 40
+    ids = [r[0] for r in _run_all(_offerer, [(backend.url, backend.server.password, 40, 7)] * 3)]
+    assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == 80
     l = backend.open()
-    assert len(l.jobs()) == 40
+    assert len(l.jobs()) == 80
+    l.close()
+
+
+def test_hosts_whose_device_numbers_differ_offering_at_once_make_one_job_per_target(backend: PgBackend):
+    """Each process is a host whose mount of the shared outbox has its own st_dev."""
+    backend.open().close()
+    results = _run_all(_offerer, [(backend.url, backend.server.password, 40, dev) for dev in (41, 42, 43)])
+    ids = [r[0] for r in results]
+    assert ids[0] == ids[1] == ids[2] and len(set(ids[0])) == 80
+    outcomes = sorted(o for r in results for o in r[1])  # queued by the first, known to the others
+    assert outcomes == ["known"] * 160 + ["queued"] * 80, "not started over by another host's offer"
+    l = backend.open()
+    jobs = l.jobs()
+    assert len(jobs) == 80 and len({(j.target, j.path) for j in jobs}) == 80
+    assert {j.identity.dev for j in jobs} <= {41, 42, 43}  # whoever came first: kept for information
+    l.close()
+
+
+def test_the_database_refuses_a_second_job_for_one_file_version_and_target(backend: PgBackend, tmp_path: Path):
+    """The UNIQUE index behind the offer lock (migration 8): a write that bypassed the
+    ledger's logic still cannot make a twin; another target, or another version, can."""
+    import psycopg
+
+    l = backend.open()
+    (o,) = l.offer(tmp_path / "a.mp4", "/w", [("t", "video")], ident(dev=1), META)
+    insert = ("INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, created, updated) "
+              "SELECT path, watch, %s, kind, %s, inode, size, mtime_ns + %s, 0, 0 FROM jobs WHERE id=%s")
+    with backend.server.admin() as db:
+        db.execute(f"SET search_path = {backend.schema}")
+        db.execute(insert, ("u", 2, 0, o.job_id))  # another target
+        db.execute(insert, ("t", 2, 1, o.job_id))  # another version (mtime)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, ("t", 2, 0, o.job_id))  # the same version, another device number
+    assert len(l.jobs()) == 3
+    l.close()
+
+
+def test_twins_an_older_vidupd_made_are_kept_by_the_migration(backend: PgBackend):
+    """A version-7 ledger holding one file version twice (its hosts' device numbers
+    differed): migration 8 keeps both jobs and their history, and refuses new twins."""
+    backend._sql(f"DROP SCHEMA {backend.schema} CASCADE; CREATE SCHEMA {backend.schema}; "
+                 "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for script in pg_schema.MIGRATIONS[:7]:
+        backend._sql(script)
+    backend._sql("INSERT INTO meta VALUES('schema_version','7');" + "".join(
+        f"INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, remote_id, created, updated) "
+        f"VALUES('/srv/outbox/a.mp4', '/srv/outbox', 't', 'video', {dev}, 9, 100, 5, 'done', 'R{dev}', 1, 1);"
+        for dev in (41, 42)))
+    l = backend.open()
+    assert l.schema_version == len(MIGRATIONS)
+    assert [(j.identity.dev, j.remote_id) for j in l.jobs()] == [(41, "R41"), (42, "R42")]
+    (o,) = l.offer(Path("/srv/outbox/a.mp4"), "/srv/outbox", [("t", "video")], FileIdentity(43, 9, 100, 5), META)
+    assert o.outcome == "known" and len(l.jobs()) == 2
+    (n,) = l.offer(Path("/srv/outbox/b.mp4"), "/srv/outbox", [("t", "video")], FileIdentity(43, 10, 100, 5), META)
+    import psycopg
+
+    with backend.server.admin() as db, pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute(f"SET search_path = {backend.schema}")
+        db.execute("INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, created, updated) "
+                   "SELECT path, watch, target, kind, 1, inode, size, mtime_ns, 0, 0 FROM jobs WHERE id=%s",
+                   (n.job_id,))
     l.close()
 
 
@@ -251,6 +311,20 @@ def test_a_shared_value_changed_by_processes_at_once_loses_no_update(backend: Pg
     l = backend.open()
     assert l.shared_get("oauth").data == {"count": 45} and l.shared_get("oauth").generation == 45
     l.close()
+
+
+def test_try_exclusive_is_held_by_one_host_at_a_time_and_not_waited_for(backend: PgBackend):
+    """Issue 13: the periodic full rescan of a shared outbox, one host at a time."""
+    a, b = backend.open(), backend.open()
+    try:
+        with a.try_exclusive("rescan") as first:
+            with b.try_exclusive("rescan") as second, b.try_exclusive("other") as unrelated:
+                assert (first, second, unrelated) == (True, False, True)
+        with b.try_exclusive("rescan") as after:  # a gave it back
+            assert after is True
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_dropped_connection_is_a_transient_error_and_the_next_call_reconnects(backend: PgBackend,
@@ -332,6 +406,44 @@ def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_pat
         for sql, args in selects:
             plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + _sql(sql), args))
             assert "Seq Scan" not in plan and "Sort" not in plan, (sql, plan)
+    l.close()
+
+
+def test_no_offer_statement_scans_the_jobs(backend: PgBackend, tmp_path: Path, monkeypatch):
+    """As tests/test_ledger_sqlite.py: an offer's lookups of a file version (without its
+    device number), rename detection included, walk an index."""
+    from test_claim_cost import fill
+
+    from vidupd.ledger.postgresql import PgConn, _sql
+
+    l = backend.open()
+    fill(l, tmp_path, 2000)
+    with backend.server.admin() as db:
+        db.execute(f"ANALYZE {backend.schema}.jobs")
+    job = next(j for j in l.jobs() if j.path == tmp_path / "000005.mp4")
+    seen: list[tuple[str, tuple]] = []
+    execute = PgConn.execute
+
+    def spy(self, sql, args=()):
+        seen.append((sql, tuple(args)))
+        return execute(self, sql, args)
+
+    monkeypatch.setattr(PgConn, "execute", spy)
+    l.offer(tmp_path / "brand-new.mp4", "/a", [("slow", "video")], FileIdentity(9, 99999, 5, 5), META)
+    version = (job.identity.inode, job.identity.size, job.identity.mtime_ns)
+    (moved,) = l.offer(tmp_path / "moved.mp4", "/a", [(job.target, "video")], FileIdentity(8, *version), META)
+    l.take_after_upload(tmp_path / "moved.mp4", job.identity)
+    monkeypatch.undo()
+    assert moved.outcome == "renamed"
+    lookups = [(s, a) for s, a in seen if s.lstrip().upper().startswith("SELECT *")]
+    assert len(lookups) >= 4
+    with backend.server.admin() as db:
+        db.execute(f"SET search_path = {backend.schema}")
+        for sql, args in lookups:
+            plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + _sql(sql), args))
+            assert "Seq Scan" not in plan, (sql, plan)
+            if "path<>" in sql:
+                assert "jobs_version" in plan, (sql, plan)
     l.close()
 
 

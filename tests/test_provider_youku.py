@@ -9,6 +9,7 @@ event, no bandwidth cap and a fast retry policy, then checks what the sandbox ac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from provider_harness import MIB, FileCheckpoint, Job, make_job, write_file
 
-from vidupd.core.errors import CredentialsExpired, PermanentError, TransientError, UploadCancelled
+from vidupd.core.errors import CredentialsExpired, LeaseLost, PermanentError, TransientError, UploadCancelled
 from vidupd.core.model import Metadata
 from vidupd.core.secrets import Secret
 from vidupd.ledger import Ledger, LedgerShared
@@ -412,6 +413,24 @@ def test_crash_after_commit_commits_again_with_same_token(env: Env) -> None:
     assert calls == [] and job3.remote_ids == [(entry["remote_id"], "video")]
 
 
+def test_a_lost_lease_never_commits_or_cancels(env: Env) -> None:
+    """Issue 13: the job was taken over while this host sent its slices (it was frozen past
+    its lease): it must neither commit nor cancel the upload token the new holder resumes."""
+    path = env.file("taken.mp4", 3 * MIB)
+    provider = env.provider()
+    commits, cancels = count_calls(provider.api, "commit"), count_calls(provider.api, "cancel")
+    job = env.job(path)
+
+    def lost() -> None:
+        raise LeaseLost(1, "host-a")
+
+    with pytest.raises(LeaseLost):
+        provider.upload(job.request, dataclasses.replace(job.ctx, ensure_held=lost))
+    assert commits == [] and cancels == [] and env.entries() == []
+    saved = job.checkpoint.load()
+    assert saved and saved["upload_token"] and not saved["video_id"]  # what the new holder resumes
+
+
 def test_expired_upload_token_on_resume_starts_over(make_env: Callable[..., Env]) -> None:
     env = make_env(slice_task_timeout=0.5)
     path = env.file("expire.mp4", 4 * SLICE)
@@ -620,3 +639,27 @@ def assert_no_secret(env: Env, error: BaseException) -> None:
     text = " ".join(f"{type(x).__name__}: {x} {x!r}" for x in chain)
     for s in env.secrets_seen | set(env.sb.credentials.values()) - {env.sb.credentials["client_id"]}:
         assert s not in text, f"secret in error: {type(error).__name__}"
+
+
+@pytest.mark.parametrize("protocol", ["slices", "oss"])
+def test_a_create_answered_after_a_takeover_is_cancelled(env: Env, protocol: str) -> None:
+    """Issue 13: this host's create was answered after its job was taken over (it was frozen
+    with the request in flight): the first checkpoint save is refused, so the upload token
+    is known to this host alone. It is cancelled, not left open until it expires."""
+    path = env.file("late.mp4", 3 * MIB)
+    provider = env.provider(upload_protocol=protocol)
+    cancels = count_calls(provider.api, "cancel")
+    job = env.job(path)
+
+    class TakenOver(FileCheckpoint):
+        def save(self, state: dict[str, Any]) -> None:
+            raise LeaseLost(1, "host-a")
+
+    taken = TakenOver(job.checkpoint.path)
+    with pytest.raises(LeaseLost):
+        provider.upload(job.request, dataclasses.replace(job.ctx, checkpoint=taken))
+    assert len(cancels) == 1
+    assert env.sb.open_uploads()["youku_tokens"] == []
+    counts = env.sb.counters()
+    assert counts[f"open_{protocol}"] == 0 and counts[f"cancelled_{protocol}"] == 1, counts
+    assert env.entries() == []

@@ -182,13 +182,16 @@ def test_a_one_shot_upload_obeys_the_limit_too(env):
 def test_a_target_cap_holds_under_the_global_one(env):
     """VOD capped at 500 kB/s by its target's max_rate; Youku takes the rest of the global 2M."""
     env.configure({"max_rate": "2M"}, targets=("vod", "youku"), vod={"max_rate": "500k"})
-    drop(env.outbox / "clip.mp4", 8_000_000)
+    # 16 MB: Youku's ~11 s at 1.5 MB/s is the window both are measured over; long enough
+    # that one second in which the loaded machine stalled the whole daemon (seen in CI:
+    # both at 3/4 of their rate over a 4 s window) stays within the tolerance
+    drop(env.outbox / "clip.mp4", 16_000_000)
     with env.daemon() as d:
         wait_for(lambda: any(e["vidupd.target"] == "youku" for e in env.completed()), 120, what="the Youku upload")
         d.stop()
     (v0, v1), (y0, y1) = active(env.vod_meter), active(env.youku_meter)
     start, end = max(v0, y0) + 1, min(v1, y1)
-    assert end - start >= 3, (v0, v1, y0, y1)
+    assert end - start >= 6, (v0, v1, y0, y1)
     vod, youku = rate(env.vod_meter, start, end), rate(env.youku_meter, start, end)
     assert near(vod, 500_000, 0.15), (vod, youku)
     assert near(youku, 1_500_000, 0.15), (vod, youku)

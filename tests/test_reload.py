@@ -139,9 +139,11 @@ def test_pool_reconfigure_keeps_running_jobs_of_a_removed_target(tmp_path):
 
 def test_plan_names_the_service_keys_of_issue_11(tmp_path):
     old = _config(tmp_path)
-    new = _config(tmp_path, "e.toml", top={"retain_days": 7}, log={"level": "info", "format": "json"})
+    new = _config(tmp_path, "e.toml", top={"retain_days": 7, "order": "smallest"},
+                  log={"level": "info", "format": "json"})
     new = dataclasses.replace(new, metrics_listen="127.0.0.1:9464",
                               notify=(config_mod.model.NotifyConfig(url="http://127.0.0.1:1/h"),))
-    assert set(plan(old, new).changes) == {"retain_days 90.0 -> 7.0", "log.format auto -> json",
+    assert set(plan(old, new).changes) == {"retain_days 90.0 -> 7.0", "order oldest -> smallest",
+                                           "log.format auto -> json",
                                            "metrics.listen None -> 127.0.0.1:9464 (at the next start)",
                                            "notify changed (at the next start)"}

@@ -67,12 +67,13 @@ def test_table_fits_the_terminal_and_says_what_an_operator_needs(tmp_path: Path)
     assert all(len(line.rstrip()) <= 100 for line in lines), "\n".join(lines)
     assert lines[0].startswith(("1 ", "2 ", "3 ")) and "1 done" in lines[0] and "finished not shown" in lines[0]
     header = lines[1].split()
-    for col in ("ID", "STATE", "DONE", "RATE", "ETA", "TRY", "NEXT", "TARGET", "AGE", "FILE", "ERROR"):
+    for col in ("ID", "STATE", "DONE", "RATE", "ETA", "TRY", "NEXT", "TARGET", "HOST", "AGE", "FILE", "ERROR"):
         assert col in header, lines[1]
     rows = {int(line.split()[0]): line for line in lines[2:]}
     assert ids["finished"] not in rows, "done jobs are hidden by default"
     sending = rows[ids["sending"]]
     assert "uploading" in sending and "40.0%" in sending and "2.0 MB/s" in sending and "3s" in sending
+    assert re.search(r" arch +me ", sending), "the host holding the upload (its lease owner's host name)"
     waiting = rows[ids["waiting"]]
     assert "queued" in waiting and "2/8" in waiting and re.search(r" in (9|10)m", waiting), waiting
     assert "HTTP 503" in waiting  # current: the retry has not happened yet
@@ -105,6 +106,7 @@ def test_json_has_iso_times_eta_and_next_retry(tmp_path: Path):
         assert abs(dt.datetime.fromisoformat(j["updated"].replace("Z", "+00:00")).timestamp() - before) < 300
     sending = jobs[ids["sending"]]
     assert sending["bytes_per_second"] == 2_000_000 and sending["eta_seconds"] == 3.0 and ISO.match(sending["eta"])
+    assert sending["host"] == "me" and jobs[ids["waiting"]]["host"] is None and doc["hosts"] == []
     waiting = jobs[ids["waiting"]]
     assert (waiting["attempts"], waiting["max_attempts"]) == (2, 8)
     assert 500 < waiting["next_retry_in_seconds"] <= 600 and ISO.match(waiting["next_retry"])

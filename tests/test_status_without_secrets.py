@@ -49,3 +49,18 @@ def test_an_unread_secret_refuses_to_be_used(tmp_path: Path, no_credentials):
     bad = good_config(tmp_path, 'access_token = { enn = "X" }')  # the form is still checked
     with pytest.raises(Exception, match="did you mean 'env'"):
         load(bad, read_secrets=False)
+
+
+def test_retry_and_prioritize_change_the_ledger_without_the_units_credentials(tmp_path: Path, no_credentials):
+    """Both only rewrite ledger rows; an operator runs them from a shell, outside the unit."""
+    cfg = good_config(tmp_path, 'access_token = { credential = "yk_token" }')
+    clip = tmp_path / "outbox" / "clip.mp4"
+    clip.write_bytes(b"x" * 10)
+    ledger = Ledger(tmp_path / "state")
+    [offer] = ledger.offer(clip, str(clip.parent), [("yk", "video")], FileIdentity.of(clip.stat()), Metadata("clip"))
+    ledger.close()
+    out = vidupd("prioritize", "-c", str(cfg), str(offer.job_id), env=no_credentials)
+    assert out.returncode == 0, out.stderr
+    out = vidupd("retry", "-c", str(cfg), "--failed", env=no_credentials)
+    assert out.returncode == 0, out.stderr
+    assert "0 job(s) queued again" in out.stdout

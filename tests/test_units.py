@@ -112,6 +112,30 @@ def test_inotify_overflow_triggers_a_rescan(tmp_path: Path):
         watcher.stop()
 
 
+def test_periodic_rescan_only_on_this_hosts_turn_but_a_requested_one_always(tmp_path: Path):
+    """Issue 13: on a shared outbox one host per round does the safety-net rescan."""
+    w = WatchConfig(path=tmp_path, targets=("t",), settle_seconds=0)
+    turns: list[bool] = []
+    mine = [False]
+
+    def turn() -> bool:
+        turns.append(mine[0])
+        return mine[0]
+
+    watcher = Watcher((w,), 0.1, lambda batch: None, lambda r: None, tick=0.02, rescan_turn=turn)
+    watcher.start()
+    try:
+        scans = watcher.scans  # the start-up scan ran
+        wait_for(lambda: len(turns) >= 3, 5, what="rescans due")
+        assert watcher.scans == scans  # another host's turn each time
+        watcher.request_rescan()  # an overflow or a reload: this host needs it itself
+        wait_for(lambda: watcher.scans > scans, 5, what="the requested rescan")
+        mine[0] = True
+        wait_for(lambda: watcher.scans > scans + 1, 5, what="this host's turn")
+    finally:
+        watcher.stop()
+
+
 def test_polling_mode_for_network_shares(site):
     site.write(watch={"poll": True, "poll_interval": 0.5})
     with DaemonProcess(site.config, site.events) as d:

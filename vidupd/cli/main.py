@@ -1,5 +1,5 @@
-"""Command line: run, check-config, status, upload, retry, sandbox, demo, limit; pause, resume,
-cancel and forget (vidupd.cli.control).
+"""Command line: run, check-config, status, hosts, upload, retry, sandbox, demo, limit; pause,
+resume, cancel and forget (vidupd.cli.control).
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 """
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .. import __version__
 from ..config import Config, ConfigError, default_path, load
@@ -20,6 +20,7 @@ from ..core.fsnames import safe_text
 from ..core.state_lock import AlreadyRunning
 from ..ledger.model import STATES
 from . import order_cmds
+from .hosts import add_parser as hosts_parser
 from .limit import add_parser as limit_parser, rate_arg
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -36,7 +37,9 @@ def _complain(line: str) -> None:
 def _load(args: argparse.Namespace, writes: bool = False, read_secrets: bool = True) -> Config:
     """The config, its warnings on stderr. A command that `writes` state first makes the
     state dir private (vidupd.core.statedir), warning about what it tightened; a read-only
-    one need not read the secrets (`status` works without the unit's credentials)."""
+    one, or one that changes only the ledger (retry, pause, prioritize), need not read the
+    platforms' secrets (they work without the unit's credentials); the ledger's own
+    password is read whatever `read_secrets` says."""
     from ..config.state_modes import secured
 
     config = load(args.config, read_secrets=read_secrets)
@@ -71,18 +74,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """The ledger's jobs (vidupd.cli.status_view): a table, `--json`, or live with `--watch`."""
-    from ..ledger import Ledger, LedgerError, open_ledger
     from . import status_view as view
 
     config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
 
-    def open_readonly() -> Ledger | None:
-        try:
-            return open_ledger(config, config.state_dir, readonly=True)
-        except LedgerError as e:
-            if "no ledger yet" in str(e):
-                return None
-            raise
+    def open_readonly() -> Any:
+        return view.open_readonly(config)
 
     console = view.console_for_stdout()
     if args.watch:
@@ -95,7 +92,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         args.all = True  # scripts get every job, as before; the table hides finished ones
     ledger = open_readonly()
     if ledger is None:
-        print(json.dumps({"counts": {}, "jobs": []}) if args.json else "no jobs yet")
+        print(json.dumps({"counts": {}, "hosts": [], "jobs": []}) if args.json else "no jobs yet")
         return EXIT_OK
     try:
         snap = view.take(ledger, args, config.retry.attempts, schedule=config.max_rate)
@@ -120,7 +117,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not args.jobs and not args.failed:
         print("retry: give job ids or --failed", file=sys.stderr)
         return EXIT_USAGE
-    config = _load(args, writes=True)
+    config = _load(args, writes=True, read_secrets=False)  # the ledger alone: no platform credentials
     ledger = open_ledger(config, config.state_dir)
     try:
         missing = [j for j in args.jobs if ledger.get(j) is None]
@@ -343,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, with_config, _load)
     limit_parser(sub, with_config, _load)
+    hosts_parser(sub, with_config, _load)
     return p
 
 

@@ -47,7 +47,7 @@ def cmd_prioritize(args: argparse.Namespace) -> int:
     from ..config.state_modes import secured
     from ..ledger import open_ledger
 
-    config = secured(load(args.config))
+    config = secured(load(args.config, read_secrets=False))  # the ledger alone: no platform credentials
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
     ledger = open_ledger(config, config.state_dir)

@@ -5,6 +5,10 @@ header counts every job by state. Rates are SI (kB/s, MB/s: 1 MB = 10^6 bytes), 
 `systemctl status` and the events' `bytes_per_second`. An error is shown while it is
 current: the ledger clears it once the job's next attempt makes progress, and a finished
 job shows none. Read-only: it opens the ledger read-only and needs no platform credentials.
+
+The fleet: an uploading job's HOST is the host name of its lease holder, and a line under
+the header lists the hosts heard from within the last minutes (their heartbeats,
+vidupd.ledger.hosts; `vidupd hosts` lists them all).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 from ..core.fsnames import safe_text
 from ..core.rate_schedule import RateSchedule
 from ..core.units import human_rate, parse_duration
-from ..ledger import CLOSED, HELD, STATES, Job, LedgerShared
+from ..ledger import CLOSED, HELD, STATES, Host, Job, LedgerError, LedgerShared, open_ledger, owner_parts
+from ..ledger.hosts import RECENT
 from ..service.bandwidth import InForce, in_force
 from ..service.controls import PauseSet, load_pause
 from ..service.rate_override import load_rate_override
@@ -52,6 +57,40 @@ def human_duration(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def open_readonly(config: Any) -> Any:
+    """The configured ledger opened read-only (status, hosts), or None if there is none yet."""
+    try:
+        return open_ledger(config, config.state_dir, readonly=True)
+    except LedgerError as e:
+        if "no ledger yet" in str(e):
+            return None
+        raise
+
+
+def host_json(h: Host) -> dict[str, Any]:
+    """One host as `hosts --json` and `status --json` give it."""
+    return {"hostname": safe_text(h.hostname), "pid": h.pid, "owner": safe_text(h.owner), "state": h.status,
+            "running": h.running, "version": h.version, "started": iso(h.started), "last_seen": iso(h.last_seen),
+            "last_seen_seconds": round(h.age, 1)}
+
+
+def describe_host(h: Host) -> str:
+    """alpha (2 uploading), beta (silent for 45s), gamma (stopped 2m05s ago)."""
+    name = safe_text(h.hostname)
+    if h.status == "silent":
+        return f"{name} (silent for {human_duration(h.age)})"
+    if h.status == "stopped":
+        return f"{name} (stopped {human_duration(h.age)} ago)"
+    return f"{name} ({h.running} uploading)"
+
+
+def holder(job: Job) -> str | None:
+    """The host name of the process uploading `job` (its lease owner host:pid:start)."""
+    if job.state != "uploading" or not job.lease_owner:
+        return None
+    return owner_parts(job.lease_owner)[0] or None
 
 
 @dataclass(frozen=True)
@@ -91,7 +130,7 @@ class JobView:
             "next_poll": iso(self.next_try) if j.state == "committed" else None,
             "held_for_change": j.not_before >= HELD,
             "last_error": self.error, "created": iso(j.created or None), "updated": iso(j.updated),
-            "age_seconds": round(self.age, 1), "priority": j.priority,
+            "age_seconds": round(self.age, 1), "priority": j.priority, "host": holder(j),
         }
 
 
@@ -105,6 +144,7 @@ class Snapshot:
     taken: float
     paused: PauseSet = PauseSet()  # what `vidupd pause` holds (vidupd.service.controls)
     max_rate: InForce | None = None  # the bandwidth cap in force and where it comes from
+    hosts: tuple[Host, ...] = ()  # heard from within RECENT seconds (vidupd.ledger.hosts)
 
 
 def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | None = None,
@@ -126,7 +166,7 @@ def take(ledger: Any, args: argparse.Namespace, max_attempts: int, now: float | 
     shown_finished = sum(1 for j in jobs if j.state in CLOSED)
     hidden = 0 if (states or args.all) else sum(counts.get(s, 0) for s in CLOSED) - shown_finished
     return Snapshot(counts, [JobView.of(j, now, max_attempts) for j in jobs], hidden, now,
-                    load_pause(LedgerShared(ledger)), rate)
+                    load_pause(LedgerShared(ledger)), rate, tuple(ledger.hosts(within=RECENT)))
 
 
 def as_json(snap: Snapshot) -> str:
@@ -135,7 +175,8 @@ def as_json(snap: Snapshot) -> str:
     limit = {} if rate is None else {
         "max_rate": rate.rate, "max_rate_source": {"reason": rate.reason, "text": rate.source, "until": iso(rate.until)}}
     return json.dumps({"generated": iso(snap.taken), "counts": snap.counts, "hidden_finished": snap.hidden,
-                       "paused": paused, **limit, "jobs": [v.to_json(snap.taken) for v in snap.views]},
+                       "paused": paused, **limit, "hosts": [host_json(h) for h in snap.hosts],
+                       "jobs": [v.to_json(snap.taken) for v in snap.views]},
                       ensure_ascii=False, indent=1)
 
 
@@ -157,9 +198,10 @@ def summary(snap: Snapshot) -> str:
     return "; ".join(parts) or "no jobs yet"
 
 
-_COLUMNS = ("ID", "STATE", "DONE", "RATE", "ETA", "TRY", "NEXT", "TARGET", "REMOTE ID", "AGE", "FILE", "ERROR")
+_COLUMNS = ("ID", "STATE", "DONE", "RATE", "ETA", "TRY", "NEXT", "TARGET", "HOST", "REMOTE ID", "AGE", "FILE",
+            "ERROR")
 _RIGHT = {"ID", "DONE", "RATE", "ETA", "TRY", "AGE"}
-_CAPS = {"TARGET": 16, "REMOTE ID": 34}
+_CAPS = {"TARGET": 16, "HOST": 16, "REMOTE ID": 34}
 _STATE_STYLES = {"failed": "bold red", "attention": "bold magenta", "uploading": "bold cyan", "done": "green",
                  "committed": "blue", "skipped": "dim", "cancelled": "dim yellow"}
 
@@ -174,7 +216,8 @@ def _cells(v: JobView, now: float) -> list[str]:
     tries = f"{j.attempts}/{v.max_attempts}" if j.attempts and j.state not in CLOSED else ""
     remote = ",".join(j.media_ids) if j.media_ids else (j.remote_id or "")
     return [str(j.id), j.state, f"{j.percent:.1f}%", human_rate(v.rate) if v.rate else "",
-            human_duration(v.eta) if v.eta is not None else "", tries, nxt, j.target, remote,
+            human_duration(v.eta) if v.eta is not None else "", tries, nxt, j.target, safe_text(holder(j) or ""),
+            remote,
             human_duration(v.age), safe_text(j.path.name), " ".join((v.error or "").split())]
 
 
@@ -191,6 +234,8 @@ def render(snap: Snapshot, width: int | None, title: str | None = None) -> Any:
     if title:
         head.append(title + "  ", style="bold")
     head.append(summary(snap))
+    if snap.hosts:
+        head.append("\nhosts: " + ", ".join(map(describe_host, snap.hosts)))
     if not snap.views:
         return head
     rows = [_cells(v, snap.taken) for v in snap.views]

@@ -29,9 +29,25 @@ class Metadata:
 
 @dataclass(frozen=True)
 class FileIdentity:
-    """What makes 'the same file' on disk: a change to any field means new content."""
+    """What makes 'the same file version' on disk: with the path, inode, size and mtime_ns
+    (a change to any of them means new content). The same on every host that sees the
+    file, so hosts sharing one outbox through one ledger make one job of it.
 
-    dev: int
+    Not the device number: `st_dev` is the number the *client* gave the mount (NFS and SMB
+    mounts get an anonymous one per client and per mount, which may change at a remount or
+    reboot), so it differs between hosts and would make every host's sighting a new job. It
+    is kept (`dev`) for information only: never compared, never hashed.
+
+    The inode is the server's file id (NFS's fileid, SMB's with `serverino`, the Linux
+    default): stable for the life of the file and kept by a rename, so a file renamed
+    within the outbox is still recognised. The mtime is compared to the nanosecond as the
+    server reports it; a server that stores coarser times (seconds, or SMB's 100 ns) reports
+    the same truncated value to every client, so hosts agree. What we do not do is round:
+    hosts must see the outbox through the same kind of mount (all NFS, or all SMB), since a
+    host reading the export's own disk and one reading it over SMB see different precisions
+    and so different versions (two jobs)."""
+
+    dev: int = field(compare=False)  # the client's device number: information only (see above)
     inode: int
     size: int
     mtime_ns: int

@@ -87,15 +87,7 @@ class JobSteps:
         except LeaseLost:
             raise  # however the provider ended, the job is someone else's now
         except UploadCancelled:
-            why = self._stops.reason(job.id)
-            if why == LOST:
-                raise LeaseLost(job.id, self.owner) from None
-            if why == LEASE:  # resumable by the next holder: no attempt counted, nothing abandoned
-                self._apply(job, Interrupted("lease expiring"))
-            elif why == CANCEL:
-                cancel_job(job, provider, self.ledger, self._lease(job), fields)
-            else:
-                self._apply(job, Interrupted(PAUSED if why == PAUSED else "stopped"))
+            self._stopped(job, provider, fields)
         except FileChanged as e:
             self._apply(job, HeldForChange(str(e)))
             self._on_file_changed(job.path)
@@ -106,7 +98,22 @@ class JobSteps:
         except PermanentError as e:
             self._apply(job, Failed(str(e), type(e).__name__))
         except Exception as e:  # TransientError, OSError, or a bug: retry within limits, then fail
-            self._transient(job, e)
+            if self._stops.reason(job.id) in (LEASE, LOST):  # e.g. the ledger failed it: no attempt counted
+                self._stopped(job, provider, fields)
+            else:
+                self._transient(job, e)
+
+    def _stopped(self, job: Job, provider: Provider, fields: dict) -> None:
+        """An upload the pool asked to stop: the outcome its reason implies (vidupd.engine.stops)."""
+        why = self._stops.reason(job.id)
+        if why == LOST:
+            raise LeaseLost(job.id, self.owner) from None
+        if why == LEASE:  # resumable by the next holder: no attempt counted, nothing abandoned
+            self._apply(job, Interrupted("lease expiring"))
+        elif why == CANCEL:
+            cancel_job(job, provider, self.ledger, self._lease(job), fields)
+        else:
+            self._apply(job, Interrupted(PAUSED if why == PAUSED else "stopped"))
 
     def _transient(self, job: Job, e: BaseException) -> None:
         attempts = job.attempts + 1

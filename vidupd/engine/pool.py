@@ -140,7 +140,12 @@ class Pool(JobSteps):
         left = [jid for jid, (fut, _, _) in running if not fut.done()]
         with self._lock:
             _left_behind.extend(t for jid, t in self._threads.items() if jid in left)
-        self.ledger.release(self.owner)
+        try:
+            self.ledger.release(self.owner)
+        except Exception as e:  # cut off from the ledger: the leases run out by themselves instead
+            if not self.ledger.failure(e):
+                raise
+            self._guard.failed(e)
         return left
 
     @property

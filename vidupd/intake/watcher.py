@@ -98,8 +98,12 @@ class Watcher:
 
     def __init__(self, watches: tuple[WatchConfig, ...], rescan_interval: float,
                  on_ready: Callable[[list[tuple[Path, WatchConfig, os.stat_result]]], None],
-                 on_refused: Callable[[Refusal], None], tick: float = 0.25):
+                 on_refused: Callable[[Refusal], None], tick: float = 0.25,
+                 rescan_turn: Callable[[], bool] = lambda: True):
+        """`rescan_turn()`: whether this host does the periodic full rescan due now (on a
+        shared outbox one host per round: vidupd.intake.rescan_turn); requested ones always run."""
         self.watches = watches
+        self._rescan_turn = rescan_turn
         self.rescan_interval = rescan_interval
         self._on_ready = on_ready
         self._on_refused = on_refused
@@ -244,9 +248,11 @@ class Watcher:
         while not self._stop.wait(self._tick):
             try:
                 if self._rescan.is_set() or time.monotonic() - last_scan >= self.rescan_interval:
+                    requested = self._rescan.is_set()  # an overflow or a reload: this host's own need
                     self._rescan.clear()
                     last_scan = time.monotonic()
-                    self.scan()
+                    if requested or self._rescan_turn():
+                        self.scan()
                 self.settle_once()
             except _HandOnFailed as e:  # the ledger's disk is full...: keep watching
                 _log.error("watcher: %s; trying again", e, exc_info=e.__cause__)

@@ -1,6 +1,8 @@
 """The ledger: the single source of truth and the work queue.
 
-One job per (file version, target). States:
+One job per (file version, target); a version is its path, inode, size and mtime_ns, the
+same on every host of a shared outbox (never the device number: core.model.FileIdentity).
+States:
   queued -> uploading -> committed (remote id known, waiting for the platform) -> done
                       \\-> failed | attention (duplicate remote id) ; skipped (not uploaded)
   queued | uploading | failed | attention -> cancelled (`vidupd cancel`, fenced: see sqlite_control)
@@ -12,7 +14,8 @@ its claims in `sqlite_claim`), `claim_order` (priority, then `order`: the order 
 waiting jobs in), `store` (what a store provides: connection, transactions, dialect), `sqlite_store` and
 `postgresql` (the two stores; `pg_schema` the latter's migrations), `location` (`[ledger]`
 and `open_ledger`, which every command uses), `shared` (values every process of one
-ledger shares, such as rotating OAuth tokens).
+ledger shares, such as rotating OAuth tokens), `hosts` (each daemon's heartbeat: `vidupd
+hosts`, the fleet in `vidupd status`).
 
 Fencing: every claim bumps the job's lease generation. Each transition a worker makes names
 the lease it holds (`owner=`, `generation=`) and runs only if the row still carries that
@@ -39,6 +42,7 @@ transaction, so of identical files exactly one is sent.
 
 from ..core.errors import LeaseLost
 from .base import LedgerCheckpoint
+from .hosts import Host, owner_parts
 from .location import LedgerSettings, open_ledger, scrub_url
 from .model import (CANCELLABLE, CLOSED, FINISHED, FORGETTABLE, HELD, STATES, Intent, Job, LedgerError,
                     LedgerUnavailable, Offer, ledger_failure, metadata_json)
@@ -49,9 +53,9 @@ from .schema import MIGRATIONS
 from .shared import LedgerShared
 from .sqlite import Ledger, lease_owner_id
 
-__all__ = ["CANCELLABLE", "CLOSED", "DUPLICATE_REMOTE_ID", "FINISHED", "FORGETTABLE", "Cancelled", "HELD",
+__all__ = ["CANCELLABLE", "CLOSED", "DUPLICATE_REMOTE_ID", "FINISHED", "FORGETTABLE", "Cancelled", "HELD", "Host",
            "MIGRATIONS", "STATES", "Completed", "ContentReset", "Event",
            "Failed", "HeldForChange", "Interrupted", "Intent", "Job", "Ledger", "LedgerCheckpoint", "LedgerError",
            "LedgerSettings", "LedgerShared", "LedgerUnavailable", "LeaseLost", "MediaFailed", "Offer", "Outcome",
            "PollLater", "Ready", "RemoteIdRecorded", "RetryLater", "Skipped", "Unconfigured", "WaitForTwin",
-           "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger", "scrub_url"]
+           "lease_owner_id", "ledger_failure", "metadata_json", "open_ledger", "owner_parts", "scrub_url"]

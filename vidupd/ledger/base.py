@@ -64,6 +64,11 @@ class LedgerBase:
     def exclusive(self, name: str) -> ContextManager[None]:
         return self._store.exclusive(name)
 
+    def try_exclusive(self, name: str) -> ContextManager[bool]:
+        """Whether this process may do what one process of the ledger at a time should (the
+        periodic full rescan of a shared outbox), not waited for; see LedgerStore."""
+        return self._store.try_exclusive(name)
+
     def close(self) -> None:
         self._store.close()
 

@@ -7,7 +7,7 @@ at once migrate once: the second waits, then finds the schema current."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .model import LedgerError
 from .schema import MIGRATIONS as SQLITE_MIGRATIONS
@@ -84,8 +84,47 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN cancel_requested DOUBLE PRECISION
     """,
+    # 8: a file version is path, inode, size and mtime_ns, never the device number (it
+    # differs between the hosts); then one job per file version and target, enforced
+    # (see _one_job_per_version)
+    """
+    DROP INDEX jobs_identity;
+    CREATE INDEX jobs_version ON jobs(inode, size, mtime_ns, path)
+    """,
+    # 9: the hosts of this ledger (vidupd.ledger.hosts): one heartbeat row per daemon process
+    """
+    CREATE TABLE hosts(
+        owner TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        version TEXT NOT NULL,
+        started DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        running BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running'
+    );
+    CREATE INDEX hosts_seen ON hosts(last_seen)
+    """,
 )
 assert len(MIGRATIONS) == len(SQLITE_MIGRATIONS), "both stores have every schema version"
+
+
+def _one_job_per_version(db: Any) -> None:
+    """Migration 8's second half: a UNIQUE index on (target, path, inode, size, mtime_ns).
+    Offers decide under the "offer" advisory lock (Ledger.offer_many), which already makes
+    two hosts' offers of one file version one job per target; the index makes the database
+    refuse a second one whatever a future change to that logic does. A ledger of an older
+    vidupd may hold such twins already (hosts whose device numbers differed, or one host
+    whose mount's number changed at a reboot, queued the same version again): they stay,
+    each with its own history, and the index covers the jobs made after them."""
+    row = db.execute("SELECT max(b.id) FROM jobs a JOIN jobs b ON b.inode=a.inode AND b.size=a.size "
+                     "AND b.mtime_ns=a.mtime_ns AND b.path=a.path AND b.target=a.target AND b.id>a.id").fetchone()
+    after = f" WHERE id > {int(row[0])}" if row and row[0] is not None else ""
+    db.execute(f"CREATE UNIQUE INDEX jobs_one_per_version ON jobs(target, path, inode, size, mtime_ns){after}")
+
+
+# Steps only PostgreSQL has, run after the version's script
+AFTER: dict[int, Callable[[Any], None]] = {8: _one_job_per_version}
 
 
 def stored_version(db: Any, where: str) -> int | None:
@@ -119,5 +158,7 @@ def migrate(db: Any, where: str) -> None:
     for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
         for stmt in filter(str.strip, script.split(";")):
             db.execute(stmt)
+        if n in AFTER:
+            AFTER[n](db)
         db.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?) "
                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(n),))

@@ -228,6 +228,23 @@ class PostgresStore(LedgerStore):
                 except TROUBLE:
                     conn.close()  # the pool drops it; the server ended its transaction and lock
 
+    @contextmanager
+    def try_exclusive(self, name: str) -> Iterator[bool]:
+        """pg_try_advisory_lock on a pooled connection outside any transaction (a session
+        lock: the section may last longer than the server lets a transaction idle), given
+        back at the end; a connection lost meanwhile took the lock with it."""
+        key = lock_key("try_exclusive", name)
+        with self._connection() as conn:
+            got = bool(conn.execute("SELECT pg_try_advisory_lock(%s::bigint)", (key,)).fetchone()[0])
+            try:
+                yield got
+            finally:
+                if got:
+                    try:
+                        conn.execute("SELECT pg_advisory_unlock(%s::bigint)", (key,))
+                    except TROUBLE:
+                        conn.close()  # the server ends the session, and the lock with it
+
     def failure(self, e: BaseException) -> bool:
         return isinstance(e, (LedgerUnavailable, *TROUBLE))
 

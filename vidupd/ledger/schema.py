@@ -83,6 +83,28 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN cancel_requested REAL
     """,
+    # 8: a file version is path, inode, size and mtime_ns, the same on every host of a shared
+    # outbox; the device number (the client's, different per host) is kept but never matched
+    # (core.model.FileIdentity). Inode first: rename detection looks a version up by inode,
+    # size and mtime at any path; the other matches add the path
+    """
+    DROP INDEX jobs_identity;
+    CREATE INDEX jobs_version ON jobs(inode, size, mtime_ns, path)
+    """,
+    # 9: the hosts of this ledger (vidupd.ledger.hosts): one heartbeat row per daemon process
+    """
+    CREATE TABLE hosts(
+        owner TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        version TEXT NOT NULL,
+        started REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        running INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running'
+    );
+    CREATE INDEX hosts_seen ON hosts(last_seen)
+    """,
 )
 
 

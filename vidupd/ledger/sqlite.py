@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from ..core.fsnames import path_from_db, safe_text
 from ..core.model import FileIdentity, Metadata
+from .hosts import LedgerHosts, owner_parts
 from .model import FINISHED, HELD, UNHASHED, Intent, Job, LedgerError, Offer, metadata_json
 from .outcomes import Event, Outcome
 from .sqlite_control import SqliteControl
@@ -27,22 +28,30 @@ def lease_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
 
+def _version(identity: FileIdentity) -> tuple[int, int, int]:
+    """The columns (inode, size, mtime_ns) that, with the path, match a file version: the
+    same on every host (core.model.FileIdentity says why the device number is not one)."""
+    return identity.inode, identity.size, identity.mtime_ns
+
+
 def _owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
+    host, pid = owner_parts(owner)
     if host != socket.gethostname():
         return True  # cannot tell for another host: wait for the lease to expire
+    if pid <= 0:
+        return False
     try:
-        pid = int(rest.split(":")[0])
         os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
 
 
-class Ledger(SqliteControl):
-    """Thread-safe access to the ledger: jobs, claims, leases and transitions.
+class Ledger(SqliteControl, LedgerHosts):
+    """Thread-safe access to the ledger: jobs, claims, leases and transitions (and the
+    hosts' heartbeats, vidupd.ledger.hosts).
     `Ledger(state_dir)` is the SQLite ledger; `Ledger(store=...)` any other store."""
 
     # -- intake --------------------------------------------------------------------------
@@ -51,7 +60,10 @@ class Ledger(SqliteControl):
         """A stable file was seen. Per (target, kind): create, re-queue or recognise its job.
 
         Never queues a file version already handled for a target, including after a rename
-        within the watched tree (same device, inode, size and mtime).
+        within the watched tree (same inode, size and mtime at a new path, the old one gone).
+        A version is its path, inode, size and mtime_ns, never the device number, which
+        differs between the hosts of a shared outbox (see core.model.FileIdentity): two
+        hosts that notice one file make one job.
         """
         return self.offer_many([Intent(path, watch, tuple(targets), identity, metadata)])
 
@@ -69,11 +81,11 @@ class Ledger(SqliteControl):
         path, watch, identity = it.path, it.watch, it.identity
         out: list[Offer] = []
         meta = metadata_json(it.metadata)
-        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        ident = _version(identity)  # what is compared: the device number is stored, never matched
         for target, kind in it.targets:
             rows = db.execute("SELECT * FROM jobs WHERE path=? AND target=? ORDER BY id DESC",
                               (self._p(path), target)).fetchall()
-            same = next((r for r in rows if (r["dev"], r["inode"], r["size"], r["mtime_ns"]) == ident), None)
+            same = next((r for r in rows if (r["inode"], r["size"], r["mtime_ns"]) == ident), None)
             if same is not None:
                 if same["not_before"] >= HELD:  # changed earlier, stable again with this identity
                     db.execute("UPDATE jobs SET not_before=0, updated=? WHERE id=?", (now, same["id"]))
@@ -81,9 +93,9 @@ class Ledger(SqliteControl):
                 else:
                     out.append(Offer(target, "known", same["id"], path))
                 continue
-            moved = db.execute(
-                "SELECT * FROM jobs WHERE target=? AND dev=? AND inode=? AND size=? AND mtime_ns=? AND path<>? "
-                "ORDER BY id DESC LIMIT 1", (target, *ident, self._p(path))).fetchone()
+            moved = db.execute(  # by the version (SQLite would take every same-size job of the target)
+                f"SELECT * FROM jobs {self._dialect.indexed('jobs_version')} WHERE target=? AND inode=? AND size=? "
+                "AND mtime_ns=? AND path<>? ORDER BY id DESC LIMIT 1", (target, *ident, self._p(path))).fetchone()
             if moved is not None and not os.path.exists(path_from_db(moved["path"])):
                 db.execute("UPDATE jobs SET path=?, watch=?, updated=? WHERE id=?",
                            (self._p(path), watch, now, moved["id"]))
@@ -95,7 +107,7 @@ class Ledger(SqliteControl):
                     "UPDATE jobs SET dev=?, inode=?, size=?, mtime_ns=?, md5=NULL, metadata=?, kind=?, "
                     "state='queued', attempts=0, last_error=NULL, bytes_done=0, rate=0, not_before=0, "
                     "lease_owner=NULL, lease_until=NULL, priority=?, updated=? WHERE id=?",
-                    (*ident, meta, kind, it.priority, now, reusable["id"]))
+                    (identity.dev, *ident, meta, kind, it.priority, now, reusable["id"]))
                 db.execute("DELETE FROM checkpoints WHERE job_id=?", (reusable["id"],))
                 out.append(Offer(target, "requeued", reusable["id"], path))
                 continue
@@ -106,7 +118,7 @@ class Ledger(SqliteControl):
             new = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, metadata, state, "
                 "priority, created, updated) VALUES(?,?,?,?,?,?,?,?,?,'queued',?,?,?) RETURNING id",
-                (self._p(path), watch, target, kind, *ident, meta, it.priority, now, now)).fetchone()
+                (self._p(path), watch, target, kind, identity.dev, *ident, meta, it.priority, now, now)).fetchone()
             out.append(Offer(target, "queued", int(new[0]), path))
         return out
 
@@ -115,16 +127,16 @@ class Ledger(SqliteControl):
         """Record a file version that will not be uploaded to `target` (once, so rescans stay
         quiet). Returns the new job id, or None if it was already recorded."""
         now = self._now()
-        ident = (identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        ident = _version(identity)
         with self._tx() as db:
             self._store.serialize(db, "offer")
-            if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND dev=? AND inode=? AND size=? "
-                          "AND mtime_ns=?", (self._p(path), target, *ident)).fetchone():
+            if db.execute("SELECT 1 FROM jobs WHERE path=? AND target=? AND inode=? AND size=? AND mtime_ns=?",
+                          (self._p(path), target, *ident)).fetchone():
                 return None
             new = db.execute(
                 "INSERT INTO jobs(path, watch, target, kind, dev, inode, size, mtime_ns, state, last_error, "
                 "created, updated) VALUES(?,?,?,?,?,?,?,?,'skipped',?,?,?) RETURNING id",
-                (self._p(path), watch, target, kind, *ident, reason, now, now)).fetchone()
+                (self._p(path), watch, target, kind, identity.dev, *ident, reason, now, now)).fetchone()
             return int(new[0])
 
     # -- claiming: claim and prioritize are in vidupd.ledger.sqlite_claim -------------------------
@@ -254,14 +266,13 @@ class Ledger(SqliteControl):
     def take_after_upload(self, path: Path, identity: FileIdentity) -> list[Job] | None:
         """If every job of this file version is finished and its after-upload action has not
         run, mark it as run (once, even with targets finishing together) and return the jobs."""
-        key = (self._p(path), identity.dev, identity.inode, identity.size, identity.mtime_ns)
+        key = (self._p(path), *_version(identity))
         with self._tx() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=? "
+            rows = db.execute("SELECT * FROM jobs WHERE path=? AND inode=? AND size=? AND mtime_ns=? "
                               f"ORDER BY id{self._dialect.lock_row}", key).fetchall()
             if not rows or any(r["state"] not in FINISHED or r["after_done"] for r in rows):
                 return None
-            db.execute("UPDATE jobs SET after_done=1 WHERE path=? AND dev=? AND inode=? AND size=? AND mtime_ns=?",
-                       key)
+            db.execute("UPDATE jobs SET after_done=1 WHERE path=? AND inode=? AND size=? AND mtime_ns=?", key)
         return [Job.from_row(r) for r in rows]
 
     # -- queries (no side effects) -----------------------------------------------------------

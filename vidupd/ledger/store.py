@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Protocol
@@ -108,6 +109,12 @@ class LedgerStore(ABC):
     def exclusive(self, name: str) -> ContextManager[None]:
         """A section only one process of the ledger (any host) is in at a time, held outside
         any transaction (it may wait on the network: a token refresh)."""
+
+    def try_exclusive(self, name: str) -> ContextManager[bool]:
+        """A section at most one process of the ledger is in, not waited for: yields whether
+        this one got it (held until the block ends). Without a shared server every process
+        gets it (the SQLite ledger has one daemon: DaemonLock)."""
+        return nullcontext(True)
 
     @abstractmethod
     def failure(self, e: BaseException) -> bool:

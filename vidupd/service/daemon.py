@@ -7,7 +7,8 @@ Under systemd (NOTIFY_SOCKET): READY=1 once the ledger is recovered and the watc
 STATUS= kept current, WATCHDOG=1 while the dispatcher and watcher are alive,
 RELOADING=1/READY=1 around a reload, STOPPING=1 on the way out.
 Operator controls (`vidupd pause` / `resume`) are read from the ledger once per main-loop
-tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused.
+tick (vidupd.service.controls) and applied to the pool; STATUS= says what is paused. The
+same tick beats this process's heartbeat row (vidupd.service.heartbeat: `vidupd hosts`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from ..core.units import human_rate
 from ..engine.after_upload import AfterUpload
 from ..engine.pool import Pool, settings_from
 from ..intake.offers import Intake
+from ..intake.rescan_turn import RescanTurns
 from ..intake.watcher import Watcher
 from ..ledger import Ledger, LedgerShared, lease_owner_id, open_ledger
 from ..providers.base import Provider
 from . import reload as reload_mod
 from .bandwidth import RateGovernor, announce
 from .controls import PauseSet, load_pause
+from .heartbeat import Heartbeat
 from .housekeeping import Housekeeper
 from .notify import Notifier
 from .webhooks import Webhooks
@@ -122,6 +125,7 @@ class Daemon:
         self.throttle = Throttle(None)
         self.governor = RateGovernor(self.throttle, LedgerShared(ledger), config)  # max_rate, timetable, limit
         owner = lease_owner_id()
+        self._heartbeat = Heartbeat(ledger, owner, lambda: pool.busy)  # `vidupd hosts`; beaten by the loop
         self.watches = {str(w.path): w for w in config.watches}
         after = AfterUpload(ledger, lambda: self.watches)
         watcher: Watcher | None = None
@@ -129,7 +133,8 @@ class Daemon:
                     on_file_changed=lambda p: watcher.touch(p) if watcher else None)
         intake = Intake(ledger, lambda: self.config.targets, lambda: self.providers, pool.wake)
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
-                          lambda r: intake.refused(r.path, r.reason))
+                          lambda r: intake.refused(r.path, r.reason),
+                          rescan_turn=RescanTurns(ledger, lambda: self.config.rescan_interval, owner))
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
         hooks = Webhooks(config.notify).start()  # [[notify]]: read at start (a change needs a restart)
         endpoint = None
@@ -159,6 +164,7 @@ class Daemon:
         left = pool.stop(timeout=budget)
         if left:
             self._left_behind(ledger, left, budget)
+        self._heartbeat.stopped()
         for p in [*self.providers.values(), *self._retired]:
             try:
                 p.close()
@@ -197,6 +203,7 @@ class Daemon:
             change = self.governor.tick()  # the timetable, and `vidupd limit` (control.rate in the ledger)
             if change is not None:
                 announce(change)
+            self._heartbeat.tick()  # every BEAT_EVERY s; a failed beat is dropped
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)

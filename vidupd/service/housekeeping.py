@@ -1,5 +1,6 @@
 """Ledger housekeeping: finished jobs older than `retain_days` are pruned in the background,
-so the ledger (and `vidupd status --all`) does not grow forever.
+so the ledger (and `vidupd status --all`) does not grow forever; the same pass drops the
+heartbeat rows of daemons not heard from for a week (vidupd.ledger.hosts).
 
 A finished job (done, skipped) is forgotten only once its file version has left its path
 (moved or deleted by `after_upload`, or by someone): while the file sits in a watched folder
@@ -56,6 +57,7 @@ class Housekeeper:
         while not self._stop.is_set():
             try:
                 self.prune()
+                self._ledger.prune_hosts()  # heartbeat rows of daemons gone for a week (vidupd.ledger.hosts)
             except Exception as e:  # housekeeping must never take the daemon down; next pass tries again
                 events.emit("daemon.error", f"ledger housekeeping: {type(e).__name__}: {e}", level="error",
                             outcome="failure", error=str(e), error_type=type(e).__name__)

@@ -34,7 +34,7 @@ def plan(old: Config, new: Config) -> Plan:
                         f"{new.ledger.describe(new.state_dir)} while running; restart the service to move the ledger")
     changes: list[str] = []
     for name in ("workers", "max_rate", "rescan_interval", "skip_duplicates", "stop_timeout", "retry",
-                 "retain_days"):
+                 "retain_days", "order"):
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             changes.append(f"{name} {a} -> {b}")

@@ -92,6 +92,7 @@ class OssUpload:
         self.src = src
         self.state: OssCheckpoint | None = None
         self.commit_ambiguous = False  # as SliceUpload's: a commit may have reached the server
+        self.recorded = False  # the upload token is in the shared checkpoint (another host can resume it)
         self._grant: OssGrant | None = None
 
     # ---- the flow -------------------------------------------------------------------
@@ -116,6 +117,7 @@ class OssUpload:
                                    oss_object=grant.key, md5=str(self.request.md5), size=self.request.size,
                                    created=time.time())
         self.ctx.checkpoint.save(self.state.to_json())  # before any byte goes out
+        self.recorded = True
 
     def _save(self, **changes: Any) -> None:
         self.state = dataclasses.replace(self._st, **changes)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import oss2
 
-from ...core.errors import ContentMismatch, PermanentError, ProviderError, TransientError
+from ...core.errors import ContentMismatch, LeaseLost, PermanentError, ProviderError, TransientError
 from ...core.model import SharedStore
 from ...core.retry import RetryPolicy, call_with_retry
 from ...core.secrets import register, reveal
@@ -191,6 +191,13 @@ class YoukuProvider(Resumable, ReportsStatus, Abandons, Provider):
                     if run.state is not None:
                         self._abandon_refused(run.state.to_json(), ctx)
                     raise  # the pool forgets the fingerprint and checkpoint, and starts over
+                except LeaseLost:
+                    # Our create was answered after the job was taken over (we were frozen or
+                    # cut off meanwhile): its token never reached the shared checkpoint, so no
+                    # other host can find it, and the new holder has a session of its own.
+                    if answer is not None and not run.recorded:
+                        self._cancel_quietly(answer.upload_token)
+                    raise
         raise TransientError("youku: upload tokens kept expiring; will try again later")
 
     def _resumable(self, request: UploadRequest, ctx: UploadContext) -> bool:

@@ -93,6 +93,7 @@ class SliceUpload:
         # True once a commit may have reached the server (an earlier run sent one, or a try
         # failed without an answer): an expired token then must not lead to a new create.
         self.commit_ambiguous = False
+        self.recorded = False  # the upload token is in the shared checkpoint (another host can resume it)
         self._report = ForwardProgress(ctx.progress, request.size)  # parallel answers arrive in any order
 
     # ---- the flow -------------------------------------------------------------------
@@ -143,6 +144,7 @@ class SliceUpload:
             identity={"dev": ident.dev, "inode": ident.inode, "size": ident.size, "mtime_ns": ident.mtime_ns},
             created=time.time(), instant=created.instant_upload_ok)
         self.ctx.checkpoint.save(self.state.to_json())  # before any byte goes out
+        self.recorded = True
         if created.instant_upload_ok:
             self.ctx.note("upload.instant", "Youku already holds this content; skipping the transfer")
 
