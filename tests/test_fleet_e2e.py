@@ -12,7 +12,8 @@ frozen (SIGSTOP) for longer than the lease, then continued. At the end:
   at most one part per in-flight upload, all in one multipart upload;
 - the frozen daemon's late writes were refused (`upload.lease_lost` in its log, counted);
 - nothing is left open on either platform, except (at most one per job) an upload the killed
-  or the frozen daemon had just created and could not record (see /work/notes/fleettest.md).
+  daemon had just created and could not record (and, until VOD's provider cancels a create
+  answered after the lease was lost, one of the frozen daemon's VOD jobs).
 
 The CI size runs in about a minute; the issue's full size (1,000 small files, five of 50-150
 MiB) is `-m soak`.
@@ -177,9 +178,11 @@ def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple
     if taken:
         assert lost >= 1, f"{frozen.name} held {len(taken)} jobs taken over while frozen, yet no write was refused"
 
-    # nothing left open on either platform, but for an upload created by the killed or the
-    # frozen daemon that it could not record (SIGKILL before the checkpoint; or the lease lost
-    # meanwhile): its successor had to create another. At most one per job each held.
+    # nothing left open on either platform, but for an upload the killed daemon created and
+    # could not record (SIGKILL between the platform's create and the checkpoint): its
+    # successor had to create another. At most one per job it held. A create answered after
+    # the lease was lost is cancelled by Youku's provider (the test below); VOD's
+    # CreateUploadVideo is not (yet), so the frozen daemon's VOD jobs may leave one too.
     orphans = platforms.opened_for(open_left)
     print(f"left open on the platforms: {orphans}; multipart uploads {open_left['multipart']}")
     for t, handle, name in orphans:
@@ -187,7 +190,8 @@ def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple
                  if e.get("file.path", "").endswith(f"/{name}") and e.get("vidupd.target") == t]
         print(f"  {t} {name} {handle}: {trail}")
     assert open_left["multipart"] == []
-    held = Counter((j.target, j.path.name) for j in killed_jobs) + Counter((j.target, j.path.name) for j in frozen_jobs)
+    held = Counter((j.target, j.path.name) for j in killed_jobs) + Counter((j.target, j.path.name)
+                                                                          for j in frozen_jobs if j.target == "vod")
     assert not Counter((t, name) for t, _, name in orphans) - held, (orphans, held)
     for t, handle, name in orphans:
         assert by_key[(name, t)][0].remote_id != handle
@@ -219,13 +223,12 @@ def test_fleet_soak_issue_size(tmp_path, pg_server, pg_ledger_url):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(strict=True, reason="a host whose lease was lost while its Youku create was in flight leaves "
-                   "the session it created open (/work/notes/fleettest.md, finding 1); remove this mark once fixed")
 def test_a_create_answered_after_the_lease_was_lost_is_cancelled(tmp_path, pg_server, pg_ledger_url):
     """Host A's create reaches Youku (the session exists) and A freezes before the answer;
     host B takes the job over once the lease expires and uploads the file with a session of
     its own. A, continued, gets its answer and its first checkpoint save is refused: A is the
-    only one who knows that session, so it should cancel it rather than leave it open."""
+    only one who knows that session, so it cancels it rather than leave it open (found by
+    the fleet test; fixed in the Youku provider)."""
     import threading
 
     platforms = Platforms(tmp_path)
