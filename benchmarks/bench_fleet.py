@@ -3,7 +3,7 @@
 PostgreSQL ledger, each capped by its own `max_rate` standing in for its host's uplink.
 Target printed, never asserted: 3 daemons reach at least 2.7x one daemon.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--files 12] [--size-mib 64] [--max-rate 30M]
+    .venv/bin/python benchmarks/bench_fleet.py [--files N] [--size-mib 32] [--max-rate 30M]
         [--runs 3] [--fleets 1,2,3] [--workers 4] [--part-mib 8] [--target vod]
         [--ledger pg|postgresql://...] [--timeout 600]
 
@@ -11,17 +11,20 @@ The sandbox runs in its own process (`python -m vidupd sandbox --dir D --hash-on
 byte hashed, nothing written) and its generated `--target` (VOD by default) is used, with
 `wait_ready = false` so a job ends at its commit. `--files` files of `--size-mib` MiB are
 written once (each with its own random head, so none is a duplicate of another) and read
-once into the page cache; each run moves them into a new outbox, which `--fleets` daemons
-(`vidupd run`, children of this process, separate state dirs, `poll = true`) share
-through a new, empty ledger (a schema per run, as bench_pipeline.py --ledger makes them).
+once into the page cache. The default is 3 x the largest fleet x `--workers` files, so every
+daemon stays busy to the end: with fewer, the first daemons to see the files take most of
+them, and that claim skew, not the uplinks, would decide the figure. Each run moves the
+files into a new outbox, which `--fleets` daemons (`vidupd run`, children of this process,
+separate state dirs, `poll = true`) share through a new, empty ledger (a schema per run, as
+bench_pipeline.py --ledger makes them).
 
 Per run: MB/s = the files' bytes / (last `upload.completed` - first `upload.started`, over
-every daemon's event log), and the daemons' CPU (utime + stime from /proc, summed, from the
-drop to the last commit: start-up excluded) per GiB sent, how many files each daemon took,
+every daemon's event log); the daemons' CPU (utime + stime from /proc, summed, from the
+drop to the last commit: start-up excluded) per GiB sent; how many files each daemon took;
 and how busy the whole machine was (all CPUs, /proc/stat: near 100% means the figures are
-bound by this machine's CPUs, sandbox and PostgreSQL included, not by the caps). Fleet sizes alternate order from run to run so drifting machine
-load falls on all of them. Then the medians, and the ratios 2/1 and 3/1. Every wait is
-bounded by `--timeout`.
+bound by this machine's CPUs, sandbox and PostgreSQL included, not by the caps). Fleet
+sizes alternate order from run to run so drifting machine load falls on all of them. Then
+the medians, and the ratios 2/1 and 3/1. Every wait is bounded by `--timeout`.
 """
 
 from __future__ import annotations
@@ -108,8 +111,9 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=12, help="files per run")
-    ap.add_argument("--size-mib", type=int, default=64, help="MiB per file")
+    ap.add_argument("--files", type=int, default=None,
+                    help="files per run (default: 3 x the largest fleet x --workers)")
+    ap.add_argument("--size-mib", type=int, default=32, help="MiB per file (default 32)")
     ap.add_argument("--max-rate", default="30M", help="each daemon's max_rate: its host's uplink (default 30M)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--fleets", default="1,2,3", help="fleet sizes to measure, comma-separated")
@@ -122,6 +126,12 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=None, help="where the files and runs go (default: the system's)")
     args = ap.parse_args()
     fleets = [int(x) for x in args.fleets.split(",")]
+    busy = 3 * max(fleets) * args.workers
+    if args.files is None:
+        args.files = busy
+    elif args.files < busy:
+        print(f"note: {args.files} files < 3 x {max(fleets)} daemons x {args.workers} workers: the first daemons to "
+              "see them may take most of them (files per daemon below)", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="vidupd-bench-fleet-", dir=args.tmp))
     ledgers = _PgLedgers(args.ledger)
     sandbox = None
