@@ -221,15 +221,18 @@ def test_fleet_soak_issue_size(tmp_path, pg_server, pg_ledger_url):
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("late", [False, True], ids=["made-before-takeover", "made-after-takeover"])
 @pytest.mark.parametrize("target", ["youku", "vod"])
 def test_a_create_answered_after_the_lease_was_lost_is_cancelled(tmp_path, pg_server, pg_ledger_url, monkeypatch,
-                                                                  target):
+                                                                  target, late):
     """Host A's create reaches the platform (the upload exists there) and A freezes before
     the answer; host B takes the job over once the lease expires and uploads the file with
     an upload of its own. A, continued, gets its answer and its first fenced write is
     refused. Youku: A is the only one who knows that session, so it cancels it rather than
     leave it open (found by the fleet test). VOD: B finds A's video (CreateUploadVideo's
-    answer lost) and continues it."""
+    answer lost: found by its ReferenceId) and continues it. `late`: A's create is carried
+    out only after B finished (A froze with its request on the way): Youku's is cancelled
+    too; VOD refuses it (the job's ReferenceId is taken), so no empty video is left either."""
     import threading
 
     from vidupd.sandbox import vod as vod_sandbox
@@ -239,10 +242,14 @@ def test_a_create_answered_after_the_lease_was_lost_is_cancelled(tmp_path, pg_se
 
     def holding(create):  # type: ignore[no-untyped-def]
         def held(*args):  # type: ignore[no-untyped-def]
-            answer = create(*args)  # the upload exists on the platform from here on
-            if not arrived.is_set():
-                arrived.set()
+            if arrived.is_set():
+                return create(*args)
+            arrived.set()
+            if late:
                 release.wait(60)
+                return create(*args)  # made after the takeover
+            answer = create(*args)  # the upload exists on the platform from here on
+            release.wait(60)
             return answer
         return held
 
