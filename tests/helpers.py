@@ -79,8 +79,10 @@ RUNNING: list["DaemonProcess"] = []  # conftest kills what a failed test left ru
 class DaemonProcess:
     """`vidupd run` as a real subprocess, with real signals."""
 
-    def __init__(self, config: Path, events: Path, env: dict | None = None, stderr: Path | None = None):
+    def __init__(self, config: Path, events: Path, env: dict | None = None, stderr: Path | None = None,
+                 command: list[str] | None = None):
         self.config = config
+        self.command = command or [sys.executable, "-m", "vidupd"]  # a wrapper may go first (tests/fleet.py)
         self.events = events
         self.stderr_path = stderr or events.with_suffix(".stderr")
         self.env = {**os.environ, **(env or {})}
@@ -90,7 +92,7 @@ class DaemonProcess:
     def start(self, wait_started: bool = True) -> "DaemonProcess":
         n_started = len(actions(self.events, "daemon.started"))
         self._stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "vidupd", "run", "-c", str(self.config)],
+        self.proc = subprocess.Popen([*self.command, "run", "-c", str(self.config)],
                                      env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._stderr)
         RUNNING.append(self)
         if wait_started:

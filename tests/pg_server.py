@@ -62,9 +62,15 @@ def _free_port() -> int:
 class PgServer:
     """One running server; `url(db)` names a database on it, `admin()` connects as superuser."""
 
-    def __init__(self, bindir: Path, settings: dict[str, str] | None = None):
+    def __init__(self, bindir: Path, settings: dict[str, str] | None = None, also_listen: tuple[str, ...] = (),
+                 admit: tuple[str, ...] = ()):
+        """`settings`: extra server settings; `also_listen`: addresses to listen on besides
+        127.0.0.1; `admit`: client networks (CIDR) let in with the password besides loopback
+        (the network-namespace test's veth)."""
         self.bindir = bindir
         self.settings = dict(settings or {})
+        self.also_listen = also_listen
+        self.admit = admit
         self.root = Path(tempfile.mkdtemp(prefix="vidupd-pg-"))
         self.data = self.root / "data"
         self.password = secrets.token_urlsafe(16)
@@ -90,9 +96,13 @@ class PgServer:
         pwfile.unlink()
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        if self.admit:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.writelines(f"host all all {a} scram-sha-256\n" for a in self.admit)
+        listen = ",".join(("127.0.0.1", *self.also_listen))
         for _ in range(5):  # a free port may be taken before the server binds it: another one
             self.port = _free_port()
-            opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
+            opts = (f"-c listen_addresses={listen} -p {self.port} -k {self.root} -c fsync=off "
                     "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
                     + "".join(f" -c {k}={v}" for k, v in self.settings.items()))
             done = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
@@ -105,9 +115,9 @@ class PgServer:
         log = (self.root / "server.log").read_text(errors="replace")[-2000:] if (self.root / "server.log").exists() else ""
         raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()}\n{log}")
 
-    def url(self, dbname: str = "postgres", schema: str | None = None) -> str:
+    def url(self, dbname: str = "postgres", schema: str | None = None, host: str = "127.0.0.1") -> str:
         """A URL without the password (the ledger takes it apart: [ledger] password)."""
-        url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        url = f"postgresql://{SUPERUSER}@{host}:{self.port}/{dbname}"
         return url + (f"?options={quote(f'-csearch_path={schema}')}" if schema else "")
 
     def admin(self, dbname: str = "postgres"):
@@ -129,13 +139,14 @@ def env_settings() -> dict[str, str]:
     return {k: v for k, _, v in pairs if k and v}
 
 
-def start(settings: dict[str, str] | None = None) -> PgServer | None:
-    """A started server (with `settings` and those of VIDUPD_PG_SETTINGS), or None when the
-    PostgreSQL binaries are not installed."""
+def start(settings: dict[str, str] | None = None, also_listen: tuple[str, ...] = (),
+          admit: tuple[str, ...] = ()) -> PgServer | None:
+    """A started server (with `settings` and those of VIDUPD_PG_SETTINGS, listening also on
+    `also_listen` and admitting `admit`), or None when the PostgreSQL binaries are not installed."""
     bindir = find_bindir()
     if bindir is None:
         return None
-    server = PgServer(bindir, {**env_settings(), **(settings or {})})
+    server = PgServer(bindir, {**env_settings(), **(settings or {})}, also_listen, admit)
     try:
         return server.start()
     except BaseException:
