@@ -374,19 +374,22 @@ def test_the_readme_set_up_works_and_a_role_without_privileges_is_told_so(pg_ser
     assert "readme-pw-1" not in str(e.value)
 
 
-def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_path: Path, monkeypatch):
-    """As tests/test_claim_cost.py for SQLite: every statement a claim runs walks an index
-    (no Seq Scan, no Sort), for every order and skip, so a claim stays O(limit) on a queue
-    of thousands (the planner decides with the table's statistics, as in production)."""
-    from test_claim_cost import CLAIMS, fill
 
-    from vidupd.ledger.claim_order import ORDERS
-    from vidupd.ledger.postgresql import PgConn, _sql
+def _filled(backend: PgBackend, tmp_path: Path) -> Ledger:
+    """A ledger of 2,000 jobs whose table statistics are current (plans as in production)."""
+    from test_claim_cost import fill
 
     l = backend.open()
     fill(l, tmp_path, 2000)
     with backend.server.admin() as db:
         db.execute(f"ANALYZE {backend.schema}.jobs")
+    return l
+
+
+def _spy_statements(monkeypatch) -> list[tuple[str, tuple]]:
+    """Every statement the ledger sends from now on (until monkeypatch.undo), with its arguments."""
+    from vidupd.ledger.postgresql import PgConn
+
     seen: list[tuple[str, tuple]] = []
     execute = PgConn.execute
 
@@ -395,6 +398,20 @@ def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_pat
         return execute(self, sql, args)
 
     monkeypatch.setattr(PgConn, "execute", spy)
+    return seen
+
+
+def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_path: Path, monkeypatch):
+    """As tests/test_claim_cost.py for SQLite: every statement a claim runs walks an index
+    (no Seq Scan, no Sort), for every order and skip, so a claim stays O(limit) on a queue
+    of thousands (the planner decides with the table's statistics, as in production)."""
+    from test_claim_cost import CLAIMS
+
+    from vidupd.ledger.claim_order import ORDERS
+    from vidupd.ledger.postgresql import _sql
+
+    l = _filled(backend, tmp_path)
+    seen = _spy_statements(monkeypatch)
     for order in ORDERS:
         for kw in CLAIMS:
             assert len(l.claim("A", 3, 60, order=order, poll_limit=2, **kw)) == 3
@@ -412,23 +429,11 @@ def test_no_claim_statement_scans_or_sorts_the_queue(backend: PgBackend, tmp_pat
 def test_no_offer_statement_scans_the_jobs(backend: PgBackend, tmp_path: Path, monkeypatch):
     """As tests/test_ledger_sqlite.py: an offer's lookups of a file version (without its
     device number), rename detection included, walk an index."""
-    from test_claim_cost import fill
+    from vidupd.ledger.postgresql import _sql
 
-    from vidupd.ledger.postgresql import PgConn, _sql
-
-    l = backend.open()
-    fill(l, tmp_path, 2000)
-    with backend.server.admin() as db:
-        db.execute(f"ANALYZE {backend.schema}.jobs")
+    l = _filled(backend, tmp_path)
     job = next(j for j in l.jobs() if j.path == tmp_path / "000005.mp4")
-    seen: list[tuple[str, tuple]] = []
-    execute = PgConn.execute
-
-    def spy(self, sql, args=()):
-        seen.append((sql, tuple(args)))
-        return execute(self, sql, args)
-
-    monkeypatch.setattr(PgConn, "execute", spy)
+    seen = _spy_statements(monkeypatch)
     l.offer(tmp_path / "brand-new.mp4", "/a", [("slow", "video")], FileIdentity(9, 99999, 5, 5), META)
     version = (job.identity.inode, job.identity.size, job.identity.mtime_ns)
     (moved,) = l.offer(tmp_path / "moved.mp4", "/a", [(job.target, "video")], FileIdentity(8, *version), META)
