@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import sys
 import threading
 from functools import partial
@@ -14,6 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers  # noqa: E402
 from helpers import SandboxSite, write_config  # noqa: E402
+
+# A shell starts a background job (`pytest ... &`, nohup, some CI runners) with SIGINT
+# ignored, and an ignored signal stays ignored across exec: every daemon and one-shot the
+# tests start would then shrug off the Ctrl-C the tests send it. A handler (unlike SIG_IGN)
+# is reset to the default at exec, so the children get Ctrl-C as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
