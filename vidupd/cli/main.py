@@ -11,8 +11,9 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from .. import __version__
 from ..config import Config, ConfigError, default_path, load
@@ -78,9 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load(args, read_secrets=False)  # shows the ledger: needs no platform credentials
 
-    def open_readonly() -> Any:
-        return view.open_readonly(config)
-
+    open_readonly = partial(view.open_readonly, config)
     console = view.console_for_stdout()
     if args.watch:
         if args.json or not sys.stdout.isatty():

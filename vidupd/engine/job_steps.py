@@ -72,10 +72,8 @@ class JobSteps:
             events.emit("upload.lease_lost", f"{job.path.name}: lease on job {job.id} lost to another process; "
                         "leaving the job to it", level="warning", **fields)
         except Exception as e:  # the ledger itself failed (disk full): the lease runs out, the job comes back
-            if self.ledger.failure(e):
-                self._guard.failed(e)
-                if self._stops.reason(job.id) == LEASE:
-                    return  # stopped for that very reason, and said so (upload.lease_expiring)
+            if self._guard.noticed(e) and self._stops.reason(job.id) == LEASE:
+                return  # stopped for that very reason, and said so (upload.lease_expiring)
             events.emit("daemon.error", f"{job.path.name}: could not record the outcome: {_describe(e)}",
                         level="error", error=_describe(e), error_type=type(e).__name__, **fields)
 

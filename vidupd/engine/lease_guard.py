@@ -34,11 +34,13 @@ class LeaseGuard:
 
     def __init__(self, lease: float, renew: Renew, held: Callable[[], list[int]], lost: Callable[[int], None],
                  expiring: Callable[[float], None], *, clock: Callable[[], float] = time.monotonic,
-                 where: str = "the ledger"):
+                 where: str = "the ledger", is_failure: Callable[[BaseException], bool] = lambda e: True):
         """`renew(ids)` renews (a cheap probe of the ledger when `ids` is empty), `held()` the
         running job ids, `lost(id)` a job taken over, `expiring(seconds since the last good
-        renewal)` stops every running upload (called on each check while overdue: idempotent)."""
+        renewal)` stops every running upload (called on each check while overdue: idempotent);
+        `is_failure(e)`: whether `e` is the ledger itself failing (Ledger.failure)."""
         self.lease = lease
+        self._is_failure = is_failure
         self._renew, self._held, self._lost, self._expiring = renew, held, lost, expiring
         self._clock = clock
         self._where = where
@@ -71,6 +73,14 @@ class LeaseGuard:
                     f"{self.lease / 2:g} s after the last lease renewal unless it answers again, and nothing new "
                     "is claimed meanwhile", level="warning", error=describe(e), error_type=type(e).__name__,
                     lease_seconds=self.lease)
+
+    def noticed(self, e: BaseException) -> bool:
+        """Whether `e`, from any ledger call of the pool, is the ledger failing; if so it
+        counts towards the outage (`failed`) and the caller carries on without raising."""
+        if not self._is_failure(e):
+            return False
+        self.failed(e)
+        return True
 
     def _reached(self, sent: float) -> None:
         with self._lock:

@@ -71,7 +71,7 @@ class Pool(JobSteps):
         self.last_beat = time.monotonic()  # the dispatcher's heartbeat, for the systemd watchdog
         self.job_finished = threading.Event()  # set whenever a job's worker returns (for the one-shot's wait)
         self._guard = LeaseGuard(settings.lease, self._renew, self._held, self._taken_over, self._lease_expiring,
-                                 where=ledger.where)
+                                 where=ledger.where, is_failure=ledger.failure)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -143,9 +143,8 @@ class Pool(JobSteps):
         try:
             self.ledger.release(self.owner)
         except Exception as e:  # cut off from the ledger: the leases run out by themselves instead
-            if not self.ledger.failure(e):
+            if not self._guard.noticed(e):
                 raise
-            self._guard.failed(e)
         return left
 
     @property
@@ -170,9 +169,7 @@ class Pool(JobSteps):
             try:
                 self._dispatch_loop()
             except Exception as e:  # e.g. the ledger's disk is full: say so, wait, try again
-                if self.ledger.failure(e):  # one ledger.unreachable per outage, not an error per try
-                    self._guard.failed(e)
-                else:
+                if not self._guard.noticed(e):  # one ledger.unreachable per outage, not an error per try
                     events.emit("daemon.error", f"dispatcher: {_describe(e)}; retrying in 5 s", level="error",
                                 error=_describe(e), error_type=type(e).__name__)
                 self._stopping.wait(5.0)
@@ -275,9 +272,8 @@ class Pool(JobSteps):
             self._stops.mark(job.id, LOST)
             cancel.set()  # the upload stops; no write follows but the lease_lost event
         except Exception as e:  # the ledger does not answer: the upload goes on until the guard stops it
-            if not self.ledger.failure(e):
+            if not self._guard.noticed(e):
                 raise
-            self._guard.failed(e)
 
     def _submit(self, job: Job) -> None:
         cancel = CancelSignal()  # also wakes the job's throttle waits at once

@@ -21,7 +21,7 @@ SLACK = 0.9  # a host whose timer runs a little early still takes the round it i
 
 
 class RescanTurns:
-    """`turns()`: whether this host does this round's full rescan (see the module)."""
+    """Called: whether this host does this round's full rescan (see the module)."""
 
     def __init__(self, ledger: Ledger, interval: Callable[[], float], host: str):
         self._ledger = ledger
