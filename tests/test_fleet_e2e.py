@@ -48,6 +48,12 @@ def _in_flight(view: LedgerView, host: Host) -> list[Job]:
     return [j for j in view.jobs(["uploading"]) if host.holds(j)]
 
 
+def _stopped(pid: int) -> bool:
+    """Whether the process is in the stopped state (SIGSTOP delivered), from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
 def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple[int, ...], max_rate: str,
               workers: int = 6, finish_within: float = 240) -> None:
     platforms = Platforms(tmp_path)
@@ -87,9 +93,14 @@ def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple
             held.sort(key=lambda hj: -max((j.size for j in hj[1]), default=-1))
             return held[0] if held and held[0][1] else None
 
-        frozen, frozen_jobs = wait_for(holder, 60, interval=0.2, what="a daemon holding an upload")
+        frozen, _ = wait_for(holder, 60, interval=0.2, what="a daemon holding an upload")
         frozen.daemon.signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
+        wait_for(lambda: _stopped(frozen.daemon.proc.pid), 5, interval=0.05, what=f"{frozen.name} stopped")
+        time.sleep(0.5)  # a transaction it sent just before the stop is committed by now
+        # What it holds as it stands still: a job it finished itself just before the stop is
+        # not among them (it is no late write when another host then polls its status).
+        frozen_jobs = _in_flight(view, frozen)
         print(f"froze {frozen.name} at {stopped_at - t0:.1f}s holding "
               f"{[(j.path.name, j.target, j.bytes_done) for j in frozen_jobs]}")
         time.sleep(2 * LEASE + 1)
@@ -99,7 +110,7 @@ def run_fleet(tmp_path: Path, pg_server, url: str, *, small: int, big_mib: tuple
             return {j.id for j in view.jobs() if j.id in mine and not frozen.holds(j) and j.state != "queued"}
 
         try:  # frozen until another host has taken some of its work (bounded)
-            taken = wait_for(taken_over, 30, interval=0.5, what="another host taking the frozen host's jobs")
+            taken = set() if not frozen_jobs else wait_for(taken_over, 30, interval=0.5, what="another host taking the frozen host's jobs")
         except AssertionError:
             taken = set()
         frozen.daemon.signal(signal.SIGCONT)
