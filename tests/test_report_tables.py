@@ -4,6 +4,9 @@ and the percentiles are nearest-rank. No benchmark runs here."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +73,19 @@ def test_daemon_and_fleet_rows():
 
 def test_table_escapes_pipes():
     assert t.table(["a", "b"], [["x|y", "z"]]).splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | z |"]
+
+
+def test_every_flag_the_report_passes_is_one_its_benchmark_takes(tmp_path: Path):
+    """A benchmark's option renamed would otherwise surface only in the lead's half-hour run."""
+    import report
+
+    helps: dict[str, str] = {}
+    for o in (report.Opts(3, 1024, False, tmp_path), report.Opts(1, 16, True, tmp_path)):
+        for section in report.SECTIONS:
+            for b in section.benches(o, {}):
+                if b.script not in helps:
+                    helps[b.script] = subprocess.run([sys.executable, str(report.BENCH / b.script), "--help"],
+                                                     cwd=report.ROOT, capture_output=True, text=True, timeout=60,
+                                                     env={**os.environ, "PYTHONPATH": str(report.ROOT)}).stdout
+                for flag in (*[a for a in b.args if a.startswith("--")], "--json"):
+                    assert re.search(re.escape(flag) + r"(?![\w-])", helps[b.script]), f"{b.script} takes no {flag}"
