@@ -142,7 +142,8 @@ def latency_rows(summary: dict[str, Any] | None, settle: float) -> tuple[list[st
     if not summary:
         return header, []
     rows = []
-    for label, key in (("last write to `upload.started`", "write_to_start_s"),
+    for label, key in (("last write (mtime) to `upload.started`", "write_to_start_s"),
+                       ("writer's close (after its fsync) to `upload.started`", "close_to_start_s"),
                        ("last write to the sandbox's first 64 KiB", "write_to_first_byte_s")):
         v = summary.get(key) or []
         p50, p95 = percentile(v, 50), percentile(v, 95)

@@ -34,8 +34,9 @@ version alike (with several files, the first file's first byte).
 
 `--in-place` (the latency from a file's last write to its upload): the files are written
 straight into the outbox after the daemon has started (as a camera or a copy would: the daemon
-sees them grow), not renamed in; per file, from its last write (its mtime) to its
-`upload.started` event (settle_seconds included: that wait is what protects a file still
+sees them grow), not renamed in; per file, from its last write (its mtime) and from the
+writer's close (after its fsync: the first moment the daemon could know the file is whole) to
+its `upload.started` event (settle_seconds included: that wait is what protects a file still
 being written), and to the sandbox's first 64 KiB of it (the first file only).
 
 Prints per run and medians of --runs; asserts nothing. Target (issue 8): at least 25 uploads/s
@@ -200,9 +201,11 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
         watch = FirstByteWatch(box.proc.pid)
         dropped_at = time.time()  # wall clock, like the events' timestamps
         last_write: dict[str, float] = {}
+        closed: dict[str, float] = {}  # when the writer was done: after its fsync and close
         for name in names:  # one burst, the way careful writers deliver: rename into place
             if args.in_place:  # or written where the daemon sees it grow; its mtime is the last write
                 write_file(outbox / name, args.size, pattern)
+                closed[str(outbox / name)] = time.time()
                 last_write[str(outbox / name)] = (outbox / name).stat().st_mtime
             else:
                 os.rename(staging / name, outbox / name)
@@ -264,8 +267,9 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
         other = (busy_at_last - busy_at_first) - daemon_cpu - (box_cpu or 0.0)
         gib = args.files * args.size * len(targets) / (1 << 30)
         to_start = [started[p] - t for p, t in last_write.items() if p in started]
+        close_to_start = [started[p] - t for p, t in closed.items() if p in started]
         to_first_byte = None if watch.at is None or not last_write else watch.at - min(last_write.values())
-        return {"write_to_start": to_start, "write_to_first_byte": to_first_byte, "rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
+        return {"write_to_start": to_start, "close_to_start": close_to_start, "write_to_first_byte": to_first_byte, "rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
                 "cpu_per_gib": daemon_cpu / gib, "peak_rss_mib": peak_rss_mib,
                 "from_drop": max(max(v) for v in completed.values()) - dropped_at, "first_byte": first_byte,
                 "box_cpu_per_upload": None if box_cpu is None else box_cpu / want,
@@ -326,7 +330,8 @@ def main() -> int:
                   f"other processes {100 * r['other_cpu_share']:.0f}% of the machine; "
                   f"{r['from_drop']:.1f} s from drop to last completed; daemon CPU {r['cpu_per_gib']:.2f} s/GiB; "
                   f"daemon peak RSS {_mib(r['peak_rss_mib'])}; settle to first byte {_secs(r['first_byte'])}"
-                  + (f"; last write to upload.started {', '.join(f'{x:.3f} s' for x in r['write_to_start'])}, to "
+                  + (f"; last write to upload.started {', '.join(f'{x:.3f} s' for x in r['write_to_start'])} (from "
+                     f"the writer's close {', '.join(f'{x:.3f} s' for x in r['close_to_start'])}), to "
                      f"first byte {_secs(r['write_to_first_byte'])}" if args.in_place else ""), flush=True)
     except BenchError as e:
         print(f"benchmark failed: {e}", file=sys.stderr)
@@ -348,6 +353,7 @@ def main() -> int:
                "load_after": os.getloadavg()}
     if args.in_place:
         summary["write_to_start_s"] = [x for r in results for x in r["write_to_start"]]
+        summary["close_to_start_s"] = [x for r in results for x in r["close_to_start"]]
         summary["write_to_first_byte_s"] = [r["write_to_first_byte"] for r in results
                                             if r["write_to_first_byte"] is not None]
     emit_summary(summary, args.json)
