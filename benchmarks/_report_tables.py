@@ -39,6 +39,14 @@ def _wall_cells(m: dict[str, float], size: int, ours: dict[str, float] | None) -
     return [f"{m['wall']:.2f} s ({size / 1e6 / m['wall']:.0f} MB/s)", num(m["cpu"] / gib), ratio]
 
 
+def spread(summary: dict[str, Any], name: str | None = None) -> str:
+    """Every run's wall time, lowest to highest (the medians hide how noisy the machine was)."""
+    runs = summary.get("per_run", {})
+    runs = runs.get(name, []) if name is not None else runs
+    walls = sorted(r["wall"] for r in runs if "wall" in r)
+    return ", ".join(f"{w:.2f}" for w in walls) + " s" if walls else "n/a"
+
+
 YOUKU_CLIENTS = (  # (bench_youku name, label, flow)
     ("vidupd-oss", "vidupd, OSS flow", "oss"),
     ("youku-upload", "youku-upload 0.1.2 (OSS flow, V1 signatures)", "oss"),
@@ -49,23 +57,24 @@ OURS_OF_FLOW = {"oss": "vidupd-oss", "slices": "vidupd-slices"}
 
 
 def youku_rows(summary: dict[str, Any] | None, missing: dict[str, str]) -> tuple[list[str], list[list[str]]]:
-    header = ["client", "wall (MB/s)", "CPU-s/GiB", "vidupd is faster by (same flow)", "peak RSS (max of runs)"]
+    header = ["client", "wall (MB/s)", "CPU-s/GiB", "vidupd is faster by (same flow)", "peak RSS (max of runs)",
+              "each run's wall"]
     rows = []
     med = (summary or {}).get("median", {})
     size = (summary or {}).get("size_mib", 0) * MIB
     for name, label, flow in YOUKU_CLIENTS:
         if name in missing:
-            rows.append([label, missing[name], "", "", ""])
+            rows.append([label, missing[name], "", "", "", ""])
         elif name in med:
             m, ours = med[name], med.get(OURS_OF_FLOW[flow])
             rows.append([label, *_wall_cells(m, size, ours),
-                         num(summary.get("max_rss_mib", {}).get(name, m["rss_mib"]), 0, " MiB")])
+                         num(summary.get("max_rss_mib", {}).get(name, m["rss_mib"]), 0, " MiB"), spread(summary, name)])
     return header, rows
 
 
 VOD_CLIENTS = (
     ("vidupd", "vidupd (V4)"),
-    ("oss2", "raw oss2 2.19 resumable_upload (V4)"),
+    ("oss2", "raw oss2 resumable_upload (V4)"),
     ("ossv2", "alibabacloud-oss-v2 uploader (V4)"),
     ("sdk", "voduploadsdk 1.0.2 (V1 only: the sandbox runs `--oss-signature both`)"),
 )
@@ -73,30 +82,30 @@ VOD_CLIENTS = (
 
 def vod_rows(summary: dict[str, Any] | None, missing: dict[str, str]) -> tuple[list[str], list[list[str]]]:
     header = ["client", "wall (MB/s)", "CPU-s/GiB", "vidupd is faster by", "whole process: wall, CPU-s/GiB",
-              "peak RSS (max of runs)"]
+              "peak RSS (max of runs)", "each run's wall"]
     rows = []
     med = (summary or {}).get("median", {})
     size = (summary or {}).get("size_mib", 0) * MIB
     ours = med.get("vidupd")
     for name, label in VOD_CLIENTS:
         if name in missing:
-            rows.append([label, missing[name], "", "", "", ""])
+            rows.append([label, missing[name], "", "", "", "", ""])
         elif name in med:
             m = med[name]
             whole = "same" if name in ("vidupd", "sdk") else \
                 f"{m['process_wall']:.2f} s, {m['process_cpu'] / (size / GIB):.2f}"
             rows.append([label, *_wall_cells(m, size, ours), whole,
-                         num(summary.get("max_rss_mib", {}).get(name, m["rss_mib"]), 0, " MiB")])
+                         num(summary.get("max_rss_mib", {}).get(name, m["rss_mib"]), 0, " MiB"), spread(summary, name)])
     return header, rows
 
 
 def curl_rows(summary: dict[str, Any] | None) -> tuple[list[str], list[list[str]]]:
-    header = ["client", "wall (MB/s)", "CPU-s/GiB", "peak RSS"]
+    header = ["client", "wall (MB/s)", "CPU-s/GiB", "peak RSS", "each run's wall"]
     if not summary:
         return header, []
     m, size = summary["median"], summary["size_mib"] * MIB
     return header, [[f"`{summary['client']}` PutObject, one stream", f"{m['wall']:.2f} s ({size / 1e6 / m['wall']:.0f} MB/s)",
-                     num(m["cpu"] / (size / GIB)), num(m.get("rss_mib"), 1, " MiB")]]
+                     num(m["cpu"] / (size / GIB)), num(m.get("rss_mib"), 1, " MiB"), spread(summary)]]
 
 
 def daemon_rows(by_platform: dict[str, dict[str, Any] | None]) -> tuple[list[str], list[list[str]]]:

@@ -18,6 +18,7 @@ script end to end in a few minutes; its figures mean nothing).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -41,8 +42,20 @@ SETTLE_SECONDS = 10.0  # the daemon's default, which bench_small's daemon runs w
 PEERS = {  # client name in its benchmark -> (import name, package as pip knows it)
     "youku-upload": ("youku_upload", "youku-upload==0.1.2"), "youku-0.1.1": ("youku", "youku==0.1.1"),
     "oss2": ("oss2", "oss2"), "ossv2": ("alibabacloud_oss_v2", "alibabacloud-oss-v2"),
-    "sdk": ("voduploadsdk", "voduploadsdk==1.0.2 (--no-deps)"),
+    "sdk": ("voduploadsdk", "voduploadsdk==1.0.2 --no-deps"),
 }
+
+
+def peer_versions() -> str:
+    """The installed version of every peer package (and of what vidupd itself builds on)."""
+    out = []
+    for dist in ("youku", "youku-upload", "oss2", "alibabacloud-oss-v2", "voduploadsdk", "aliyun-python-sdk-core",
+                 "requests"):
+        try:
+            out.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            out.append(f"{dist} not installed")
+    return ", ".join(out)
 
 
 @dataclass(frozen=True)
@@ -208,7 +221,7 @@ def machine() -> list[str]:
                             text=True).stdout.strip() or "unknown"
     return [f"- CPU: {model}, {os.cpu_count()} cores; memory {mem / 1024:.1f} GiB",
             f"- kernel: {platform.system()} {platform.release()}; Python {platform.python_version()}",
-            f"- vidupd: commit {commit}"]
+            f"- vidupd: commit {commit}", f"- packages: {peer_versions()}"]
 
 
 def render_section(s: Section, o: Opts, benches: list[Bench], results: dict[str, Any], errors: dict[str, str],

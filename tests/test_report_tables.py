@@ -24,13 +24,14 @@ def run(wall: float, cpu: float, rss: float = 50.0, **extra: float) -> dict[str,
 def test_youku_ratios_compare_within_a_flow_and_name_missing_peers():
     summary = {"size_mib": 1024, "median": {"vidupd-oss": run(5.0, 4.8, 68), "youku-upload": run(80.0, 73.5, 54),
                                             "vidupd-slices": run(8.0, 6.0, 74)},
-               "max_rss_mib": {"vidupd-oss": 70.0}}
+               "max_rss_mib": {"vidupd-oss": 70.0}, "per_run": {"vidupd-oss": [{"wall": 5.2}, {"wall": 4.9}]}}
     header, rows = t.youku_rows(summary, {"youku-0.1.1": "not installed (`pip install youku==0.1.1`): not measured"})
     by = {r[0]: r for r in rows}
     assert len(rows) == 4 and len(header) == len(rows[0])
     assert by["vidupd, OSS flow"][1] == "5.00 s (215 MB/s)" and by["vidupd, OSS flow"][3] == "1.00x (reference)"
     assert by["youku-upload 0.1.2 (OSS flow, V1 signatures)"][3] == "16.00x"  # against the OSS flow, not slices
     assert by["vidupd, OSS flow"][4] == "70 MiB"  # the highest of the runs when given
+    assert by["vidupd, OSS flow"][5] == "4.90, 5.20 s" and by["vidupd, slice flow"][5] == "n/a"
     assert by["youku 0.1.1 (slice flow)"][1].startswith("not installed")
 
 
