@@ -134,8 +134,8 @@ def main() -> None:
     elif args.files < busy:
         print(f"note: {args.files} files < 3 x {max(fleets)} daemons x {args.workers} workers: the first daemons to "
               "see them may take most of them (files per daemon below)", file=sys.stderr)
+    ledgers = _PgLedgers(args.ledger)  # first: without a server there is nothing to clean up
     work = Path(tempfile.mkdtemp(prefix="vidupd-bench-fleet-", dir=args.tmp))
-    ledgers = _PgLedgers(args.ledger)
     sandbox = None
     try:
         sandbox = SandboxProcess(work / "sandbox", 60, args.target)
