@@ -30,7 +30,6 @@ the medians, and the ratios 2/1 and 3/1. Every wait is bounded by `--timeout`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -44,7 +43,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH.parent))
 
-from _harness import MIB, BenchError, SandboxProcess, machine_busy_seconds, proc_cpu_seconds, warm, write_file  # noqa: E402
+from _harness import (MIB, BenchError, SandboxProcess, add_json_option, emit_summary, machine_busy_seconds,  # noqa: E402
+                      proc_cpu_seconds, vm_hwm_mib, warm, write_file)
 from bench_pipeline import _PgLedgers, count_completed  # noqa: E402
 from fleet import host_config  # noqa: E402
 from helpers import DaemonProcess, actions  # noqa: E402
@@ -84,6 +84,7 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
             time.sleep(0.2)
         busy = (machine_busy_seconds() - busy_at_start) / ((time.monotonic() - t_start) * (os.cpu_count() or 1))
         cpu = sum(proc_cpu_seconds(d.proc.pid) or 0.0 for d in daemons if d.proc is not None) - cpu_at_start
+        rss = max((vm_hwm_mib(d.proc.pid) or 0.0) for d in daemons if d.proc is not None)
         for d in daemons:
             if d.stop(timeout=60) != 0:
                 raise BenchError(f"a daemon's stop failed: {d.stderr()[-2000:]}")
@@ -106,7 +107,7 @@ def one_run(n: int, files: list[Path], sandbox: SandboxProcess, ledgers: _PgLedg
     sent = sum(f.stat().st_size for f in files)
     return {"daemons": n, "mb_s": sent / (last - first) / 1e6, "seconds": last - first,
             "from_drop_s": last - moved, "cpu_s": cpu, "cpu_s_per_gib": cpu / (sent / GIB), "per_daemon": per_daemon,
-            "machine_busy": busy}
+            "machine_busy": busy, "peak_rss_mib": rss}
 
 
 def main() -> None:
@@ -124,6 +125,7 @@ def main() -> None:
                     "URL (a new schema per run, dropped after)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
     ap.add_argument("--tmp", type=Path, default=None, help="where the files and runs go (default: the system's)")
+    add_json_option(ap)
     args = ap.parse_args()
     fleets = [int(x) for x in args.fleets.split(",")]
     busy = 3 * max(fleets) * args.workers
@@ -132,8 +134,8 @@ def main() -> None:
     elif args.files < busy:
         print(f"note: {args.files} files < 3 x {max(fleets)} daemons x {args.workers} workers: the first daemons to "
               "see them may take most of them (files per daemon below)", file=sys.stderr)
+    ledgers = _PgLedgers(args.ledger)  # first: without a server there is nothing to clean up
     work = Path(tempfile.mkdtemp(prefix="vidupd-bench-fleet-", dir=args.tmp))
-    ledgers = _PgLedgers(args.ledger)
     sandbox = None
     try:
         sandbox = SandboxProcess(work / "sandbox", 60, args.target)
@@ -153,11 +155,12 @@ def main() -> None:
                 results[n].append(res)
                 print(f"run {r + 1}, {n} daemon(s): {res['mb_s']:.1f} MB/s ({res['seconds']:.1f} s first byte to "
                       f"last commit, {res['from_drop_s']:.1f} s from the drop); daemons' CPU {res['cpu_s']:.1f} s = "
-                      f"{res['cpu_s_per_gib']:.2f} CPU-s/GiB; completions per daemon {res['per_daemon']}; machine "
+                      f"{res['cpu_s_per_gib']:.2f} CPU-s/GiB; completions per daemon {res['per_daemon']}; highest daemon "
+                      f"peak RSS {res['peak_rss_mib']:.0f} MiB; machine "
                       f"{100 * res['machine_busy']:.0f}% busy", flush=True)
-        med = {n: {k: statistics.median(x[k] for x in rs) for k in ("mb_s", "cpu_s_per_gib")} for n, rs in results.items()}
+        med = {n: {k: statistics.median(x[k] for x in rs) for k in ("mb_s", "cpu_s_per_gib", "peak_rss_mib")} for n, rs in results.items()}
         summary = {"files": args.files, "size_mib": args.size_mib, "max_rate": args.max_rate, "runs": args.runs,
-                   "cpus": os.cpu_count(), "median": med}
+                   "cpus": os.cpu_count(), "median": med, "per_run": results}
         for n in fleets:
             print(f"median, {n} daemon(s): {med[n]['mb_s']:.1f} MB/s, {med[n]['cpu_s_per_gib']:.2f} CPU-s/GiB")
         if 1 in med:
@@ -167,7 +170,7 @@ def main() -> None:
                     summary[f"ratio_{n}_1"] = ratio
                     target = "" if n != 3 else f" (target >= 2.7: {'PASS' if ratio >= 2.7 else 'MISS'})"
                     print(f"{n} daemons / 1 daemon: {ratio:.2f}x{target}")
-        print(json.dumps(summary))
+        emit_summary(summary, args.json)
     except BenchError as e:
         print(f"bench_fleet: {e}", file=sys.stderr)
         raise SystemExit(1)

@@ -26,7 +26,6 @@ daemon as `[ledger] password` from the environment (the config refuses one in th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -37,6 +36,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import add_json_option, emit_summary  # noqa: E402
 
 
 def count_completed(events: Path, state: dict) -> int:
@@ -281,6 +282,7 @@ def main() -> None:
                     help="sqlite (default: under the state dir), a postgresql:// URL (a new schema per run, "
                          "dropped after), pg: a throwaway PostgreSQL server on loopback (tests/pg_server.py), "
                          "or both: SQLite and a throwaway server alternately, compared")
+    add_json_option(ap)
     args = ap.parse_args()
     global LEDGERS
     if args.ledger != "sqlite":
@@ -309,8 +311,9 @@ def _measure(args: argparse.Namespace) -> None:
               f"{r['cpu_ms_per_file']:.2f} ms/file); exit {r['exit']}", flush=True)
     med = {k: statistics.median(r[k] for r in results)
            for k in ("seconds", "files_per_s", "peak_rss_mib", "daemon_cpu_s", "cpu_ms_per_file")}
-    print(json.dumps({"files": args.files, "runs": args.runs, "workers": args.workers, "ledger": args.ledger if
-                      args.ledger in ("sqlite", "pg") else "postgresql", "median": med}))
+    emit_summary({"files": args.files, "runs": args.runs, "workers": args.workers, "ledger": args.ledger if
+                  args.ledger in ("sqlite", "pg") else "postgresql", "median": med,
+                  "max_peak_rss_mib": max(r["peak_rss_mib"] for r in results)}, args.json)
     print(f"median: {med['seconds']:.1f} s ({med['files_per_s']:.0f} files/s; target < 60 s -> "
           f"{60 / med['seconds']:.1f}x margin), peak RSS {med['peak_rss_mib']:.1f} MiB (target < 150 MiB)")
 
@@ -327,7 +330,7 @@ def compare(args: argparse.Namespace) -> None:
                   f"peak RSS {r['peak_rss_mib']:.1f} MiB; daemon CPU {r['daemon_cpu_s']:.1f} s{extra}", flush=True)
     med = {o: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "peak_rss_mib", "daemon_cpu_s")}
            for o, rs in runs.items()}
-    print(json.dumps({"files": args.files, "runs": args.runs, "off": med[False], "on": med[True]}))
+    emit_summary({"files": args.files, "runs": args.runs, "off": med[False], "on": med[True]}, args.json)
     print(f"metrics + webhook vs off: wall x{med[True]['seconds'] / med[False]['seconds']:.2f}, "
           f"CPU x{med[True]['daemon_cpu_s'] / med[False]['daemon_cpu_s']:.2f}, "
           f"peak RSS {med[True]['peak_rss_mib'] - med[False]['peak_rss_mib']:+.1f} MiB")
@@ -350,7 +353,7 @@ def compare_ledgers(args: argparse.Namespace) -> None:
     med = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     per_file = {name: {k: 1000 * med[name][k] / args.files for k in ("daemon_cpu_s", "total_cpu_s")}
                 for name in runs}
-    print(json.dumps({"files": args.files, "runs": args.runs, "median": med, "cpu_ms_per_file": per_file}))
+    emit_summary({"files": args.files, "runs": args.runs, "median": med, "cpu_ms_per_file": per_file}, args.json)
     daemon = per_file["postgresql"]["daemon_cpu_s"] - per_file["sqlite"]["daemon_cpu_s"]
     total = per_file["postgresql"]["total_cpu_s"] - per_file["sqlite"]["total_cpu_s"]
     print(f"PostgreSQL vs SQLite, medians of {args.runs}: wall x{med['postgresql']['seconds'] / med['sqlite']['seconds']:.2f}; "

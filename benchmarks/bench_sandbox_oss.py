@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import HwmWatch, add_json_option, emit_summary
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,30 +75,41 @@ def signed_headers(sts: dict[str, str], bucket: str, key: str) -> dict[str, str]
     }
 
 
-def put_with_curl(url: str, headers: dict[str, str], path: Path) -> tuple[float, str]:
+def put_with_curl(url: str, headers: dict[str, str], path: Path) -> tuple[float, str, dict[str, float]]:
+    """curl -T; returns (seconds, ETag, curl's CPU seconds and peak RSS in MiB)."""
     cmd = ["curl", "-sS", "-X", "PUT", "-T", str(path), "-o", "/dev/null", "-D", "-", "-H", "Expect:", url]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    start = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryFile() as answer:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=answer, stdin=subprocess.DEVNULL)
+        hwm = HwmWatch(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = hwm.stop()
+        if proc.returncode:
+            raise RuntimeError(f"curl exited with {proc.returncode}")
+        answer.seek(0)
+        out = answer.read().decode(errors="replace")
+    client = {"cpu": usage.ru_utime + usage.ru_stime, "rss_mib": peak if peak is not None else usage.ru_maxrss / 1024}
     etag = next((line.split(":", 1)[1].strip().strip('"') for line in out.splitlines()
                  if line.lower().startswith("etag:")), "")
     if not out.startswith("HTTP/1.1 200"):
         raise RuntimeError(f"PutObject failed: {out.splitlines()[0] if out else 'no answer'}")
-    return elapsed, etag
+    return elapsed, etag, client
 
 
-def put_with_requests(url: str, headers: dict[str, str], path: Path) -> tuple[float, str]:
+def put_with_requests(url: str, headers: dict[str, str], path: Path) -> tuple[float, str, dict[str, float]]:
     import requests
 
     size = path.stat().st_size
     with open(path, "rb") as f:
-        start = time.perf_counter()
+        r0, start = os.times(), time.perf_counter()
         resp = requests.put(url, data=f, headers={**headers, "Content-Length": str(size)}, timeout=600)
-        elapsed = time.perf_counter() - start
+        elapsed, r1 = time.perf_counter() - start, os.times()
     resp.raise_for_status()
-    return elapsed, resp.headers.get("ETag", "").strip('"')
+    return elapsed, resp.headers.get("ETag", "").strip('"'), {"cpu": r1.user - r0.user + r1.system - r0.system}
 
 
 def main() -> int:
@@ -106,12 +119,14 @@ def main() -> int:
     parser.add_argument("--client", choices=("curl", "requests"),
                         default="curl" if shutil.which("curl") else "requests")
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", type=Path, default=None, help="where the payload goes (default: the system's temp)")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve))
         return 0
 
-    with tempfile.TemporaryDirectory(prefix="bench-oss-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-oss-", dir=args.tmp) as tmp:
         tmpdir = Path(tmp)
         size = args.size_mib << 20
         path = tmpdir / "payload.bin"
@@ -123,18 +138,24 @@ def main() -> int:
             assert child.stdout is not None
             info = json.loads(child.stdout.readline())
             put = put_with_curl if args.client == "curl" else put_with_requests
-            rates = []
+            rates, runs = [], []
             for run in range(1, args.runs + 1):
                 key = f"bench/run-{run}.bin"
                 url = f"{info['endpoint']}/{info['bucket']}/{key}"
-                elapsed, etag = put(url, signed_headers(info["sts"], info["bucket"], key), path)
+                elapsed, etag, client = put(url, signed_headers(info["sts"], info["bucket"], key), path)
                 if etag.lower() != md5:
                     raise RuntimeError(f"ETag {etag} does not match the payload MD5 {md5}")
                 rate = size / elapsed / 1e6
                 rates.append(rate)
-                print(f"run {run}: {args.size_mib} MiB in {elapsed:.2f} s = {rate:.0f} MB/s ({args.client})",
+                runs.append({"wall": elapsed, **client})
+                rss = f", peak RSS {client['rss_mib']:.1f} MiB" if "rss_mib" in client else ""
+                print(f"run {run}: {args.size_mib} MiB in {elapsed:.2f} s = {rate:.0f} MB/s ({args.client}); client "
+                      f"CPU {client['cpu']:.2f} s = {client['cpu'] / (size / (1 << 30)):.2f} CPU-s/GiB{rss}",
                       flush=True)
             print(f"median: {statistics.median(rates):.0f} MB/s")
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            emit_summary({"size_mib": args.size_mib, "runs": args.runs, "client": args.client, "median": med,
+                          "median_mb_s": statistics.median(rates), "per_run": runs}, args.json)
         finally:
             if child.stdin:
                 child.stdin.close()

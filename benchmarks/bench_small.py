@@ -32,6 +32,13 @@ moment the sandbox has received 64 KiB on one connection, seen by polling `ss -t
 per-socket bytes_received) every few ms; nothing is asked of the daemon, so it measures any
 version alike (with several files, the first file's first byte).
 
+`--in-place` (the latency from a file's last write to its upload): the files are written
+straight into the outbox after the daemon has started (as a camera or a copy would: the daemon
+sees them grow), not renamed in; per file, from its last write (its mtime) and from the
+writer's close (after its fsync: the first moment the daemon could know the file is whole) to
+its `upload.started` event (settle_seconds included: that wait is what protects a file still
+being written), and to the sandbox's first 64 KiB of it (the first file only).
+
 Prints per run and medians of --runs; asserts nothing. Target (issue 8): at least 25 uploads/s
 per platform on the 2-core CI machine with the default workers.
 """
@@ -53,7 +60,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, BenchError, SandboxProcess, machine_busy_seconds, proc_cpu_seconds, write_file
+from _harness import (ROOT, BenchError, SandboxProcess, add_json_option, emit_summary, machine_busy_seconds,
+                      proc_cpu_seconds, write_file)
 
 TARGET_RATE = 25.0  # uploads/s per platform (issue 8), for files up to SMALL bytes
 SMALL = 1 << 20
@@ -175,7 +183,7 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
         cfg = daemon_config(box, run_dir, targets, args.workers, overrides)
         names = [f"clip{i:05d}.mp4" for i in range(args.files)]
         pattern = os.urandom(64 * 1024 + 7)
-        for name in names:
+        for name in names if not args.in_place else ():
             write_file(staging / name, args.size, pattern)
         follower = EventFollower(run_dir / "events.jsonl")
         err = open(run_dir / "daemon.err", "wb")
@@ -192,8 +200,16 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
             seen += follower.new()
         watch = FirstByteWatch(box.proc.pid)
         dropped_at = time.time()  # wall clock, like the events' timestamps
+        last_write: dict[str, float] = {}
+        closed: dict[str, float] = {}  # when the writer was done: after its fsync and close
         for name in names:  # one burst, the way careful writers deliver: rename into place
-            os.rename(staging / name, outbox / name)
+            if args.in_place:  # or written where the daemon sees it grow; its mtime is the last write
+                write_file(outbox / name, args.size, pattern)
+                closed[str(outbox / name)] = time.time()
+                last_write[str(outbox / name)] = (outbox / name).stat().st_mtime
+            else:
+                os.rename(staging / name, outbox / name)
+        started: dict[str, float] = {}
         queued: dict[str, float] = {}
         completed: dict[str, list[float]] = {t: [] for t in targets}
         ready = Counter()
@@ -225,6 +241,8 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
                         busy_at_last = machine_busy_seconds()
                 elif action == "media.ready":
                     ready[target] += 1
+                elif action == "upload.started":
+                    started.setdefault(e.get("file.path", ""), stamp(e))
             if not batch:
                 time.sleep(0.02)
         peak_rss_mib = peak_rss(daemon.pid)
@@ -248,7 +266,10 @@ def one_run(args: argparse.Namespace, targets: list[str], run_dir: Path) -> dict
         daemon_cpu = cpu_at_last - cpu_at_first
         other = (busy_at_last - busy_at_first) - daemon_cpu - (box_cpu or 0.0)
         gib = args.files * args.size * len(targets) / (1 << 30)
-        return {"rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
+        to_start = [started[p] - t for p, t in last_write.items() if p in started]
+        close_to_start = [started[p] - t for p, t in closed.items() if p in started]
+        to_first_byte = None if watch.at is None or not last_write else watch.at - min(last_write.values())
+        return {"write_to_start": to_start, "close_to_start": close_to_start, "write_to_first_byte": to_first_byte, "rates": rates, "window": window, "cpu_per_upload": daemon_cpu / want,
                 "cpu_per_gib": daemon_cpu / gib, "peak_rss_mib": peak_rss_mib,
                 "from_drop": max(max(v) for v in completed.values()) - dropped_at, "first_byte": first_byte,
                 "box_cpu_per_upload": None if box_cpu is None else box_cpu / want,
@@ -283,6 +304,10 @@ def main() -> int:
     ap.add_argument("--code", type=Path, default=None, help="the vidupd tree the daemon runs (default: this one)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds a run may take after the drop")
     ap.add_argument("--tmp", type=Path, default=None, help="where run folders go (default: the system's)")
+    ap.add_argument("--in-place", action="store_true",
+                    help="write the files in the outbox while the daemon watches (not renamed in); report the time "
+                         "from each file's last write to its upload.started")
+    add_json_option(ap)
     args = ap.parse_args()
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not 1 <= args.files <= 100_000 or not 4096 <= args.size <= 8 << 30 or not 1 <= args.runs <= 20:
@@ -304,8 +329,10 @@ def main() -> int:
                   f"daemon CPU {1000 * r['cpu_per_upload']:.1f} ms/upload; sandbox CPU {box} ms/upload; "
                   f"other processes {100 * r['other_cpu_share']:.0f}% of the machine; "
                   f"{r['from_drop']:.1f} s from drop to last completed; daemon CPU {r['cpu_per_gib']:.2f} s/GiB; "
-                  f"daemon peak RSS {_mib(r['peak_rss_mib'])}; settle to first byte {_secs(r['first_byte'])}",
-                  flush=True)
+                  f"daemon peak RSS {_mib(r['peak_rss_mib'])}; settle to first byte {_secs(r['first_byte'])}"
+                  + (f"; last write to upload.started {', '.join(f'{x:.3f} s' for x in r['write_to_start'])} (from "
+                     f"the writer's close {', '.join(f'{x:.3f} s' for x in r['close_to_start'])}), to "
+                     f"first byte {_secs(r['write_to_first_byte'])}" if args.in_place else ""), flush=True)
     except BenchError as e:
         print(f"benchmark failed: {e}", file=sys.stderr)
         return 1
@@ -314,15 +341,22 @@ def main() -> int:
     boxes = [r["box_cpu_per_upload"] for r in results if r["box_cpu_per_upload"] is not None]
     rss = [r["peak_rss_mib"] for r in results if r["peak_rss_mib"] is not None]
     fb = [r["first_byte"] for r in results if r["first_byte"] is not None]
-    print(json.dumps({"files": args.files, "size": args.size, "runs": args.runs, "median_rates": med,
-                      "median_from_drop_s": statistics.median(r["from_drop"] for r in results),
-                      "median_cpu_s_per_gib": statistics.median(r["cpu_per_gib"] for r in results),
-                      "max_peak_rss_mib": max(rss) if rss else None,
-                      "median_peak_rss_mib": statistics.median(rss) if rss else None,
-                      "median_first_byte_s": statistics.median(fb) if fb else None,
-                      "median_cpu_s_per_upload": cpu,
-                      "median_sandbox_cpu_s_per_upload": statistics.median(boxes) if boxes else None,
-                      "load_after": os.getloadavg()}))
+    summary = {"files": args.files, "size": args.size, "runs": args.runs, "targets": targets, "median_rates": med,
+               "median_from_drop_s": statistics.median(r["from_drop"] for r in results),
+               "median_cpu_s_per_gib": statistics.median(r["cpu_per_gib"] for r in results),
+               "max_peak_rss_mib": max(rss) if rss else None,
+               "median_peak_rss_mib": statistics.median(rss) if rss else None,
+               "median_first_byte_s": statistics.median(fb) if fb else None,
+               "median_cpu_s_per_upload": cpu,
+               "median_sandbox_cpu_s_per_upload": statistics.median(boxes) if boxes else None,
+               "median_window_s": statistics.median(r["window"] for r in results),
+               "load_after": os.getloadavg()}
+    if args.in_place:
+        summary["write_to_start_s"] = [x for r in results for x in r["write_to_start"]]
+        summary["close_to_start_s"] = [x for r in results for x in r["close_to_start"]]
+        summary["write_to_first_byte_s"] = [r["write_to_first_byte"] for r in results
+                                            if r["write_to_first_byte"] is not None]
+    emit_summary(summary, args.json)
     for t in targets:
         verdict = "PASS" if med[t] >= TARGET_RATE else "MISS"
         small = f" (target {TARGET_RATE:g}: {verdict})" if args.size <= SMALL else ""  # issue 8's target is for small files

@@ -25,6 +25,9 @@ in an order rotated per run, each client runs as a child process:
   CPU cover **only the OSS upload** (measured inside the driver with time.monotonic and
   getrusage); its whole-process figures are printed too. (oss2 2.19's resumable_upload
   takes no `enable_crc` argument: CRC-64 checking is the Bucket's `enable_crc`, crcmod.)
+- ossv2:   (only if asked for) alibabacloud-oss-v2 (V4 only) the same way as oss2: CreateUploadVideo
+  first, then, timed, its `Client.uploader(part_size, parallel_num=threads).upload_file(...)`
+  (CRC-64 checked, its default); wall and CPU cover only that OSS upload.
 - sdk:     a small driver that points voduploadsdk at the sandbox as
   tests/test_interop_oss.py does (region_provider.add_endpoint for its AcsClient;
   HTTP_PROXY=the VOD sandbox for its hard-coded progress-report POST, NO_PROXY for
@@ -33,8 +36,8 @@ in an order rotated per run, each client runs as a child process:
   sends parts one at a time whatever the thread setting. Timed from the launch like
   vidupd; capped by --sdk-timeout (a hit is reported and the run's figure is a lower bound).
 
-Every child is reaped with os.wait4: CPU seconds (user + sys) and peak RSS (ru_maxrss) are
-its own. The sandbox's CPU seconds during each upload come from /proc/PID/stat (also
+Every child is reaped with os.wait4: CPU seconds (user + sys) are its own, and so is its peak RSS
+(VmHWM sampled by _harness.run_child: wait4's ru_maxrss carries this parent's peak). The sandbox's CPU seconds during each upload come from /proc/PID/stat (also
 sampled every 0.1 s, to give its share during vidupd's upload phase); "other processes"
 (everything else the machine ran meanwhile, e.g. another benchmark) from /proc/stat.
 After each upload the sandbox's D/uploads.jsonl must hold exactly one new entry for the
@@ -74,12 +77,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success, run_child,  # noqa: E402
-                      vidupd_video_id, warm, write_file)
+from _harness import (MIB, BenchError, SandboxProcess, add_json_option, emit_summary, machine_busy_seconds,  # noqa: E402
+                      require_success, run_child, vidupd_video_id, warm, write_file)
 
 GIB = 1 << 30
 PATTERN_BYTES = 16 * MIB + 4093  # random filler, repeated; its length is not a multiple of a part
-CLIENTS = ("vidupd", "oss2", "sdk")
+CLIENTS = ("vidupd", "oss2", "ossv2", "sdk")
+DEFAULT_CLIENTS = "vidupd,oss2,sdk"
 SIGNS = ("vidupd", "oss2")  # the clients that can sign either version (voduploadsdk: V1 only)
 RESULT_MARK = "BENCH-RESULT "
 
@@ -115,6 +119,41 @@ result = oss2.resumable_upload(bucket, address["FileName"], path, store=oss2.Res
 t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
 print("BENCH-RESULT " + json.dumps({
     "video_id": answer["VideoId"], "key": address["FileName"], "crc": result.crc,
+    "upload_wall": t1 - t0,
+    "upload_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}), flush=True)
+"""
+
+# alibabacloud-oss-v2 (signs V4 only): its uploader with the credentials of one
+# CreateUploadVideo, done before the clock starts, as for raw oss2; CRC-64 checked (its default).
+OSSV2_DRIVER = r"""
+import base64, json, os, resource, sys, time
+import alibabacloud_oss_v2 as ossv2
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkvod.request.v20170321 import CreateUploadVideoRequest
+
+cfg = json.loads(os.environ["BENCH_VOD"])
+path = sys.argv[1]
+client = AcsClient(cfg["access_key_id"], cfg["access_key_secret"], cfg["region"], auto_retry=False)
+client.add_endpoint(cfg["region"], "vod", cfg["endpoint"])
+req = CreateUploadVideoRequest.CreateUploadVideoRequest()
+req.set_Title(os.path.basename(path))
+req.set_FileName(os.path.basename(path))
+req.set_FileSize(str(os.path.getsize(path)))
+answer = json.loads(client.do_action_with_exception(req))
+address = json.loads(base64.b64decode(answer["UploadAddress"]))
+auth = json.loads(base64.b64decode(answer["UploadAuth"]))
+conf = ossv2.config.load_default()
+conf.credentials_provider = ossv2.credentials.StaticCredentialsProvider(
+    auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"])
+conf.region, conf.endpoint, conf.use_path_style = auth["Region"], address["Endpoint"], True  # an IP endpoint
+conf.retry_max_attempts = 1
+uploader = ossv2.Client(conf).uploader(part_size=int(cfg["part_size"]), parallel_num=int(cfg["threads"]))
+r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+result = uploader.upload_file(ossv2.PutObjectRequest(bucket=address["Bucket"], key=address["FileName"]),
+                              filepath=path)
+t1, r1 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+print("BENCH-RESULT " + json.dumps({
+    "video_id": answer["VideoId"], "key": address["FileName"], "crc": result.hash_crc64,
     "upload_wall": t1 - t0,
     "upload_cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}), flush=True)
 """
@@ -308,7 +347,7 @@ def one_upload(label: str, box: Sandbox, path: Path, size: int, md5: str, crc: i
                args: argparse.Namespace, children: list[subprocess.Popen]) -> dict[str, Any]:
     """One upload by `label`: a client ("vidupd", "oss2", "sdk"), with "-v4"/"-v1" under --signature both."""
     client, _, signature = label.partition("-")
-    signature = signature or (args.signature if client in SIGNS else "v1")
+    signature = signature or (args.signature if client in SIGNS else "v4" if client == "ossv2" else "v1")
     before = len(box.entries())
     part, threads = args.part_mib * MIB, args.threads
     cfg = {"endpoint": box.vod["endpoint"], "region": box.vod["region"],
@@ -322,8 +361,8 @@ def one_upload(label: str, box: Sandbox, path: Path, size: int, md5: str, crc: i
         argv = [sys.executable, "-m", "vidupd", "upload", "-c", str(cfg_path), "--target", "vod", str(path),
                 "--no-progress"]
         env = client_env()
-    elif client == "oss2":
-        argv = [sys.executable, "-c", OSS2_DRIVER, str(path)]
+    elif client in ("oss2", "ossv2"):
+        argv = [sys.executable, "-c", OSS2_DRIVER if client == "oss2" else OSSV2_DRIVER, str(path)]
         env = client_env(BENCH_VOD=json.dumps(cfg))
     else:
         argv = [sys.executable, "-c", SDK_DRIVER, str(path)]
@@ -369,7 +408,7 @@ def one_upload(label: str, box: Sandbox, path: Path, size: int, md5: str, crc: i
         res = driver_result(client, r)
         video_id, key = res["video_id"], res["key"]
         r["upload_wall"], r["upload_cpu"] = res["upload_wall"], res["upload_cpu"]
-        if client == "oss2":  # the figures compared are the OSS upload's only
+        if client in ("oss2", "ossv2"):  # the figures compared are the OSS upload's only
             r["wall"], r["cpu"] = res["upload_wall"], res["upload_cpu"]
             r["extra"] = (f"OSS upload only; whole process {r['process_wall']:.2f} s wall, "
                           f"{r['process_cpu']:.2f} CPU-s")
@@ -416,12 +455,15 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="runs; each uploads one file with each client (default 3)")
     ap.add_argument("--part-mib", type=int, default=8, help="part size in MiB for all three clients (default 8)")
     ap.add_argument("--threads", type=int, default=4, help="parallel parts for all three clients (default 4)")
-    ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of vidupd,oss2,sdk")
+    ap.add_argument("--clients", default=DEFAULT_CLIENTS,
+                    help=f"comma-separated subset of {','.join(CLIENTS)} (default {DEFAULT_CLIENTS}; ossv2 is "
+                         "alibabacloud-oss-v2, which signs V4 only, whatever --signature says)")
     ap.add_argument("--tmp", type=Path, default=Path("/var/tmp"), help="where files and the sandbox live (local disk)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per vidupd / oss2 upload")
     ap.add_argument("--sdk-timeout", type=float, default=1800.0, help="seconds allowed per voduploadsdk upload")
     ap.add_argument("--signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signature of vidupd and raw oss2: v4 (default), v1, or both alternately in one run")
+    add_json_option(ap)
     args = ap.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     if args.size_mib < 1 or args.runs < 1 or args.part_mib < 1 or args.threads < 1:
@@ -509,6 +551,10 @@ def main() -> int:
                       f"{v['cpu'] / med['oss2']['process_cpu']:.2f} (oss2 whole process)")
                 checks.append((speed >= 0.9, f"vidupd >= 0.9x raw oss2's speed: {speed:.2f}x "
                                              f"(wall {v['wall']:.2f} s vs {med['oss2']['wall']:.2f} s)"))
+            if "ossv2" in med:
+                speed = summary["speed_vs_ossv2"] = med["ossv2"]["wall"] / v["wall"]
+                print(f"ratio: vidupd speed / alibabacloud-oss-v2 speed = {speed:.2f}x (its OSS upload only); CPU "
+                      f"vidupd/ossv2 {v['cpu'] / med['ossv2']['cpu']:.2f}")
             if "sdk" in med:
                 speed = med["sdk"]["wall"] / v["wall"]
                 summary["speed_vs_sdk"] = speed
@@ -527,7 +573,8 @@ def main() -> int:
                                              "sandbox_cpu", "other_cpu", "timed_out")} for r in rs]
                               for c, rs in results.items() if not (args.signature == "both" and c in SIGNS)}
         summary["load_average_end"] = os.getloadavg()
-        print(json.dumps(summary))
+        summary["max_rss_mib"] = {c: max(r["rss_mib"] for r in rs) for c, rs in results.items()}
+        emit_summary(summary, args.json)
         return 0
     except BenchError as e:
         print(f"bench_vod: FAILED: {e}", file=sys.stderr)

@@ -22,7 +22,8 @@ clock starts (all warm in the page cache). Then, in an order rotated every run:
 - youku-0.1.1:   (only if asked for) the public six-step client, redirected the same way.
 
 Each child is timed with time.monotonic (interpreter start-up included) and reaped with
-os.wait4: CPU seconds (user + sys) and peak RSS (ru_maxrss) are the child's own. The
+os.wait4: CPU seconds (user + sys) are the child's own, and so is its peak RSS (VmHWM sampled
+by _harness.run_child; wait4's ru_maxrss would carry this parent's peak). The
 sandbox's CPU seconds during each upload come from /proc/PID/stat, and "other processes +
 kernel threads" (everything else the machine ran meanwhile) from /proc/stat, so a busy
 machine shows up in the output. For vidupd, its event log splits the wall time into
@@ -51,8 +52,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _harness import (MIB, BenchError, SandboxProcess, machine_busy_seconds, require_success, run_child,  # noqa: E402
-                      vidupd_video_id, warm, write_file)
+from _harness import (MIB, BenchError, SandboxProcess, add_json_option, emit_summary, machine_busy_seconds,  # noqa: E402
+                      require_success, run_child, vidupd_video_id, warm, write_file)
 
 
 class Sandbox(SandboxProcess):
@@ -248,6 +249,7 @@ def main() -> int:
                     f"(default {DEFAULT_CLIENTS})")
     ap.add_argument("--tmp", type=Path, default=Path("/var/tmp"), help="where files and the sandbox live (local disk)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per upload (default 900)")
+    add_json_option(ap)
     args = ap.parse_args()
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     if args.size_mib < 1 or args.runs < 1:
@@ -330,11 +332,12 @@ def main() -> int:
                   f"{med['vidupd-slices']['wall'] / med['vidupd-oss']['wall']:.2f}x")
         for ok, text in targets:
             print(f"target {'PASS' if ok else 'MISS'}: {text}")
-        print(json.dumps({"size_mib": args.size_mib, "runs": args.runs, "median": med, "speedups": ratios,
-                          "per_run": {c: [{k: round(r[k], 3) for k in ("wall", "cpu", "user", "sys", "rss_mib")}
-                                          | {"sandbox_cpu": r["sandbox_cpu"], "other_cpu": round(r["other_cpu"], 2)}
-                                          for r in rs]
-                                      for c, rs in results.items()}}))
+        emit_summary({"size_mib": args.size_mib, "runs": args.runs, "median": med, "speedups": ratios,
+                      "max_rss_mib": {c: max(r["rss_mib"] for r in rs) for c, rs in results.items()},
+                      "per_run": {c: [{k: round(r[k], 3) for k in ("wall", "cpu", "user", "sys", "rss_mib")}
+                                      | {"sandbox_cpu": r["sandbox_cpu"], "other_cpu": round(r["other_cpu"], 2)}
+                                      for r in rs]
+                                  for c, rs in results.items()}}, args.json)
         return 0
     except BenchError as e:
         print(f"bench_youku: FAILED: {e}", file=sys.stderr)
