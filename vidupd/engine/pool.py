@@ -219,9 +219,14 @@ class Pool(JobSteps):
                                  skip_watches=scope.watches)
 
     # -- leases (vidupd.engine.lease_guard calls these) -------------------------------------------
+    def ledger_failed(self, e: BaseException) -> bool:
+        """Whether `e` (from a ledger call outside the pool: the watcher's intake) is the ledger
+        failing; if so it counts towards the pool's one `ledger.unreachable` per outage."""
+        return self._guard.noticed(e)
+
     def _renew(self, ids: list[int]) -> list[int]:
-        if not ids:  # a probe: does the ledger answer again?
-            self.ledger.next_wakeup()
+        if not ids:  # a probe: does the ledger take writes again? (a full disk still answers reads:
+            self.ledger.check_writable()  # a read made ledger.unreachable/reachable flap every 5 s)
             return []
         return self.ledger.renew(self.owner, ids, self.settings.lease)
 
