@@ -30,7 +30,7 @@ class FaultSite:
         self.state = root / "state"
         self.events = root / "events.jsonl"
         self.config = root / "vidupd.toml"
-        self.sandbox = SandboxProcess(root / "sb", 30, "vod", env=env, extra_args=sandbox_args)
+        self.sandbox = SandboxProcess(root / "sb", 30, "vod", env=env, extra_args=sandbox_args, hash_only=False)
         self.frozen = False
 
     @property
