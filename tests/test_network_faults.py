@@ -90,7 +90,7 @@ class RelayedSite(FaultSite):
 
     def __init__(self, root: Path, sandbox_args: tuple[str, ...] = (), **relay: float):
         oss_front = free_port()
-        super().__init__(root, ("--oss-endpoint", f"127.0.0.1:{oss_front}", *sandbox_args))
+        super().__init__(root, ("--oss-endpoint", f"http://127.0.0.1:{oss_front}", *sandbox_args))
         ports = json.loads((self.sandbox.dir / "ports.json").read_text())
         self.relay = Relay("127.0.0.1", "127.0.0.1", {oss_front: ports["oss"], 0: ports["vod"]}, seed=14,
                            **relay)  # type: ignore[arg-type]

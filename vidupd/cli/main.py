@@ -213,10 +213,11 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def _loopback_endpoint(text: str) -> str:
-    """`127.0.0.1:PORT` (the sandbox names nothing but loopback), else an argparse error."""
-    host, _, port = text.rpartition(":")
-    if text and (host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536):
-        raise argparse.ArgumentTypeError(f"{text!r} is not 127.0.0.1:PORT")
+    """`http://127.0.0.1:PORT` (the sandbox names nothing but loopback), else an argparse error."""
+    host, _, port = text.removeprefix("http://").rpartition(":")
+    if text and (not text.startswith("http://") or host not in ("127.0.0.1", "localhost") or not port.isdigit()
+                 or not 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r} is not http://127.0.0.1:PORT")
     return text
 
 
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
-    sb.add_argument("--oss-endpoint", default="", metavar="127.0.0.1:PORT", type=_loopback_endpoint,
+    sb.add_argument("--oss-endpoint", default="", metavar="http://127.0.0.1:PORT", type=_loopback_endpoint,
                     help="VOD: hand out this OSS endpoint instead of the bucket's own (a relay in front of it, "
                          "for network-fault tests); loopback only")
     sb.set_defaults(func=cmd_sandbox)
