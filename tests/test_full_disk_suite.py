@@ -18,8 +18,14 @@ from fault_site import FaultSite, assert_exactly_once, integrity, ledger_rows, o
 from helpers import actions, drop_random, read_events, wait_for
 from test_disk_full import fill, tmpfs  # noqa: F401  (the fixture: real tmpfs mounts, unmounted after)
 
+from vidupd.core import events
 from vidupd.core.event_backlog import Backlog
 from vidupd.core.event_sink import EventSink
+from vidupd.core.events import LogConfig
+from vidupd.core.model import FileIdentity, Metadata
+from vidupd.ledger import Ledger
+from vidupd.ledger.outcomes import Completed
+from vidupd.service.reemit import reemitter
 
 SIZE = 400_000  # bytes per file: several OSS parts would need more time, not more proof
 
@@ -147,3 +153,43 @@ def test_full_log_disk_holds_events_back_and_writes_them_when_space_returns(site
     assert "<torn line>" not in counts, counts
     assert_exactly_once(site, files)
     assert integrity(site.state) == "ok"
+
+
+def test_dropped_completed_lines_get_their_remote_ids_reemitted_from_the_ledger(tmp_path, tmpfs):  # noqa: F811
+    """The backlog's cap reached with nothing but upload.completed lines left to drop: once the
+    log disk takes lines again, `event_log.resumed` says how many went, and the service layer
+    re-emits the remote ids of the jobs finished since then from the ledger."""
+    disk = tmpfs("log-cap-fs", "256k")
+    ledger = Ledger(tmp_path / "state")
+    log = disk / "events.jsonl"
+    sink = events.configure(LogConfig(events=str(log), level="info", format="json"), mirror=False)
+    undo = events.on_completed_dropped(reemitter(ledger))
+    try:
+        sink.backlog = Backlog(max_lines=3)
+        ballast = fill(disk)
+        ids = {}
+        for i in range(6):
+            path = tmp_path / f"c{i}.mp4"
+            path.write_bytes(b"x" * (i + 1))
+            (offer,) = ledger.offer(path, None, [("vod", "video")], FileIdentity.of(os.stat(path)), Metadata(path.stem))
+            ledger.apply(offer.job_id, Completed(f"R{i}", "video"), owner=None)
+            ids[str(path)] = f"R{i}"
+            events.emit("upload.completed", f"{path.name}: uploaded", path=str(path), job_id=offer.job_id,
+                        remote_id=f"R{i}", target="vod")
+        ballast.unlink()
+        events.flush()
+        wait_for(lambda: len([e for e in read_events(log) if e["event.action"] == "event_log.reemitted"]) == 7, 10,
+                 what="the re-emitted remote ids")
+    finally:
+        undo()
+        events.configure(LogConfig())
+        ledger.close()
+    lines = read_events(log)
+    (resumed,) = [e for e in lines if e["event.action"] == "event_log.resumed"]
+    assert resumed["vidupd.dropped"] == 3 and resumed["vidupd.dropped_by_kind"]["completed"] == 3
+    assert resumed["log.level"] == "warn"
+    kept = {e["file.path"] for e in lines if e["event.action"] == "upload.completed"}
+    assert len(kept) == 3  # the newest three were held back and written late
+    again = {e["file.path"]: e["vidupd.remote_id"] for e in lines
+             if e["event.action"] == "event_log.reemitted" and "vidupd.remote_id" in e}
+    assert again == ids  # every remote id of the outage is in the log again, marked as re-emitted
