@@ -1,52 +1,12 @@
 """Full disks (real tmpfs mounts): a full watched folder does not matter, because vidupd
-writes nothing there; a full state_dir stalls intake with error events, loses nothing, and
+writes nothing there; a full state_dir stalls intake with one warning, loses nothing, and
 everything goes through exactly once when space comes back."""
 
 from __future__ import annotations
 
-import errno
 import os
-import subprocess
-from pathlib import Path
 
-import pytest
-from helpers import DaemonProcess, actions, wait_for
-
-
-def mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.decode().strip()}")
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    mounted: list[Path] = []
-
-    def make(name: str, size: str) -> Path:
-        p = tmp_path / name
-        mount_tmpfs(p, size)
-        mounted.append(p)
-        return p
-
-    yield make
-    for p in mounted:
-        subprocess.run(["umount", "-l", str(p)], capture_output=True)
-
-
-def fill(folder: Path) -> Path:
-    """Write until ENOSPC; returns the filler file."""
-    filler = folder / ".filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
-    return filler
+from helpers import DaemonProcess, actions, fill, wait_for
 
 
 def test_full_watched_folder_is_no_problem(site, tmpfs):

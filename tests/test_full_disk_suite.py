@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from fault_site import FaultSite, assert_exactly_once, integrity, ledger_rows, outcome_counts
-from helpers import actions, drop_random, read_events, wait_for
-from test_disk_full import fill, tmpfs  # noqa: F401  (the fixture: real tmpfs mounts, unmounted after)
+from helpers import actions, drop_random, fill, read_events, wait_for
 
 from vidupd.core import events
 from vidupd.core.event_backlog import Backlog
@@ -69,7 +68,7 @@ def test_backlog_says_since_when_completed_lines_were_dropped_and_keeps_its_byte
     assert dropped.completed_since == "2026-01-01T00:00:00.000Z"  # the oldest one dropped
 
 
-def test_sink_holds_lines_back_on_a_full_disk_and_writes_them_in_order_later(tmpfs):  # noqa: F811
+def test_sink_holds_lines_back_on_a_full_disk_and_writes_them_in_order_later(tmpfs):
     disk = tmpfs("sink-fs", "256k")
     resumed: list[tuple] = []
     sink = EventSink(str(disk / "events.jsonl"), on_resumed=lambda late, dropped: resumed.append((late, dropped)))
@@ -101,7 +100,7 @@ def _outage_events(events: Path, since: float) -> list[dict]:
     return out
 
 
-def test_full_state_dir_is_said_once_pauses_intake_and_recovers_exactly_once(site, tmpfs):  # noqa: F811
+def test_full_state_dir_is_said_once_pauses_intake_and_recovers_exactly_once(site, tmpfs):
     disk = tmpfs("state-fs", "4m")
     site.write(state_dir=disk / "state")
     first = [drop_random(site.outbox / f"a{i}.mp4", SIZE) for i in range(3)]
@@ -129,7 +128,7 @@ def test_full_state_dir_is_said_once_pauses_intake_and_recovers_exactly_once(sit
     assert_exactly_once(site, first + later)
 
 
-def test_full_log_disk_holds_events_back_and_writes_them_when_space_returns(site, tmpfs):  # noqa: F811
+def test_full_log_disk_holds_events_back_and_writes_them_when_space_returns(site, tmpfs):
     disk = tmpfs("log-fs", "1m")
     site.write(events=disk / "events.jsonl")
     d = site.daemon().start()
@@ -155,7 +154,7 @@ def test_full_log_disk_holds_events_back_and_writes_them_when_space_returns(site
     assert integrity(site.state) == "ok"
 
 
-def test_dropped_completed_lines_get_their_remote_ids_reemitted_from_the_ledger(tmp_path, tmpfs):  # noqa: F811
+def test_dropped_completed_lines_get_their_remote_ids_reemitted_from_the_ledger(tmp_path, tmpfs):
     """The backlog's cap reached with nothing but upload.completed lines left to drop: once the
     log disk takes lines again, `event_log.resumed` says how many went, and the service layer
     re-emits the remote ids of the jobs finished since then from the ledger."""
@@ -193,3 +192,28 @@ def test_dropped_completed_lines_get_their_remote_ids_reemitted_from_the_ledger(
     again = {e["file.path"]: e["vidupd.remote_id"] for e in lines
              if e["event.action"] == "event_log.reemitted" and "vidupd.remote_id" in e}
     assert again == ids  # every remote id of the outage is in the log again, marked as re-emitted
+
+
+def test_an_upload_that_ends_while_the_disk_is_full_is_resumed_once_space_returns(tmp_path, tmpfs):
+    """The disk fills mid-upload: the platform takes the file, but its outcome cannot be
+    recorded. Once the ballast goes, the job is given back and finished at once (before: it
+    sat in `uploading` until its lease ran out, minutes later), and still exactly once."""
+    site = FaultSite(tmp_path, ("--max-rate", "400K"))
+    try:
+        disk = tmpfs("state-fs", "4m")
+        site.write(state_dir=disk / "state", workers=1)
+        big = drop_random(site.outbox / "big.mp4", 2_000_000)  # about 5 s at the sandbox's rate
+        with site.daemon() as d:
+            wait_for(lambda: actions(site.events, "upload.started"), 60, what="the upload under way")
+            ballast = fill(disk)
+            wait_for(lambda: site.sandbox.entries(), 60, what="the platform holding the file")
+            wait_for(lambda: actions(site.events, "ledger.unreachable"), 30, what="the full disk noticed")
+            time.sleep(2)  # the worker ends with its outcome unrecorded
+            ballast.unlink()
+            wait_for(lambda: [r for r in ledger_rows(site.state) if r[1] == "done"], 45,
+                     what="the job finished soon after the space came back (not a lease later)")
+            assert d.stop() == 0
+        assert integrity(site.state) == "ok"
+        assert_exactly_once(site, [big])
+    finally:
+        site.close()
