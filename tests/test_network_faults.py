@@ -59,6 +59,11 @@ def finish(site: FaultSite, d: DaemonProcess, files: list[Path], timeout: float)
     assert integrity(site.state) == "ok"
     assert not actions(site.events, "upload.failed"), actions(site.events, "upload.failed")
     assert_exactly_once(site, files)
+    counts = outcome_counts(site.events)
+    relay = getattr(site, "relay", None)
+    print(f"\n{len(files)} files exactly once; retries {counts.get('upload.retrying', 0)}, interrupted "
+          f"{counts.get('upload.interrupted', 0)}" + (f"; relay: {relay.connections} connections, {relay.resets} "
+                                                     f"resets, {relay.stalls} stalls, {relay.held} held" if relay else ""))
 
 
 def free_port() -> int:
