@@ -75,16 +75,18 @@ def warm(path: Path) -> float:
 
 
 class SandboxProcess:
-    """`python -m vidupd sandbox --dir D --hash-only [ARGS]` in its own process; `target` names
+    """`python -m vidupd sandbox --dir D [--hash-only] [ARGS]` in its own process; `target` names
     the generated vidupd.toml target the benchmark uses."""
 
     def __init__(self, directory: Path, start_timeout: float, target: str, env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), hash_only: bool = True):
         self.dir = directory
         self.config_path = directory / "vidupd.toml"
         self.log_path = directory.parent / "sandbox.log"
         self.log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory), "--hash-only", *extra_args]
+        # hash_only=False: the bytes are kept, so a multipart object gets its whole MD5 (the fault suites)
+        argv = [sys.executable, "-m", "vidupd", "sandbox", "--dir", str(directory),
+                *(("--hash-only",) if hash_only else ()), *extra_args]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + start_timeout

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import subprocess
 import sys
 import threading
 from functools import partial
@@ -59,6 +60,22 @@ def site(tmp_path: Path):
     s.outbox.mkdir()
     s.dest.mkdir()
     return s
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """make(name, size) mounts a small real tmpfs at tmp_path/name; all unmounted after the test."""
+    mounted: list[Path] = []
+
+    def make(name: str, size: str) -> Path:
+        p = tmp_path / name
+        helpers.mount_tmpfs(p, size)
+        mounted.append(p)
+        return p
+
+    yield make
+    for p in mounted:
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import pytest
 
 from vidupd.sandbox.common import UploadsJournal
 
@@ -210,3 +213,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    """A real tmpfs of `size` (e.g. "4m") at `path` (root); the test is skipped where it cannot be."""
+    path.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.decode().strip()}")
+
+
+def fill(folder: Path) -> Path:
+    """Write until ENOSPC; returns the filler file (the ballast: delete it to free the space)."""
+    filler = folder / ".filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    return filler

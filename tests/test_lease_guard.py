@@ -226,6 +226,7 @@ def test_a_pool_cut_off_from_the_ledger_stops_its_uploads_resumably(tmp_path: Pa
         monkeypatch.setattr(ledger, "claim", unreachable)
         monkeypatch.setattr(ledger, "progress", unreachable)
         monkeypatch.setattr(ledger, "next_wakeup", unreachable)
+        monkeypatch.setattr(ledger, "check_writable", unreachable)  # the probe of a ledger that failed
         assert prov.stopped.wait(5)  # half the lease (1 s) after the last good renewal
         wait_for(lambda: pool.busy == 0, 5)
         monkeypatch.setattr(ledger, "apply", unreachable)  # the Interrupted write was tried: now nothing works
@@ -258,8 +259,8 @@ def test_a_pool_does_not_claim_while_the_ledger_is_down_and_says_so_once(tmp_pat
         return real_claim(*a, **k)
 
     monkeypatch.setattr(ledger, "claim", claim)
-    probe = ledger.next_wakeup
-    monkeypatch.setattr(ledger, "next_wakeup", lambda: (_ for _ in ()).throw(
+    probe = ledger.check_writable  # the probe: a small write (a full disk still answers reads)
+    monkeypatch.setattr(ledger, "check_writable", lambda: (_ for _ in ()).throw(
         LedgerUnavailable("x: the ledger did not answer")) if down.is_set() else probe())
     with capture_logs() as logs, stopping(pool):
         pool.start()

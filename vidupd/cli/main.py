@@ -212,6 +212,15 @@ def cmd_register(args: argparse.Namespace) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
+def _loopback_endpoint(text: str) -> str:
+    """`http://127.0.0.1:PORT` (the sandbox names nothing but loopback), else an argparse error."""
+    host, _, port = text.removeprefix("http://").rpartition(":")
+    if text and (not text.startswith("http://") or host not in ("127.0.0.1", "localhost") or not port.isdigit()
+                 or not 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r} is not http://127.0.0.1:PORT")
+    return text
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from ..sandbox.app import run_sandbox
 
@@ -323,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
+    sb.add_argument("--oss-endpoint", default="", metavar="http://127.0.0.1:PORT", type=_loopback_endpoint,
+                    help="VOD: hand out this OSS endpoint instead of the bucket's own (a relay in front of it, "
+                         "for network-fault tests); loopback only")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

@@ -33,6 +33,7 @@ import structlog
 from .. import __version__
 from . import secrets
 from .console import ConsoleOutput, wanted as _console_wanted
+from .event_backlog import Dropped
 from .event_sink import EventSink
 from .ecs import ECS_VERSION, FAILING as _FAILING, MOVED, categorise as _categorise
 from .fsnames import safe_text
@@ -255,7 +256,8 @@ def configure(log: LogConfig, mirror: bool = True) -> EventSink:
             old.reopen()  # same file (a reload): keep the sink, only pick up a rotated file
             old = None
         else:
-            _sink = EventSink(log.events, current=lambda: _sink)
+            _sink = EventSink(log.events, current=lambda: _sink, on_resumed=_resumed,
+                              backlog=old.backlog if old is not None else None)  # held-back lines move on
         _journal = JournalOutput.detect(log.events)
         _console, _console_replaces_sink = _console_for(log, mirror)
         level = _LEVELS[log.level]
@@ -287,6 +289,50 @@ def configure(log: LogConfig, mirror: bool = True) -> EventSink:
 def reopen() -> None:
     if _sink is not None:
         _sink.reopen()
+
+
+def flush() -> None:
+    """Try again to write the lines a full log disk held back (the daemon, once a tick)."""
+    if _sink is not None:
+        _sink.flush()
+
+
+CompletedLost = Callable[[str | None, int], None]
+_completed_lost: tuple[CompletedLost, ...] = ()
+
+
+def on_completed_dropped(fn: CompletedLost) -> Callable[[], None]:
+    """Call `fn(oldest @timestamp, count)` when held-back `upload.completed` lines had to be
+    dropped (the backlog's cap): the service layer re-emits their remote ids from the
+    ledger. `fn` runs in the emitting thread, may emit, must not raise. Returns the undo."""
+    global _completed_lost
+    with _config_lock:
+        _completed_lost = (*_completed_lost, fn)
+
+    def undo() -> None:
+        global _completed_lost
+        with _config_lock:
+            _completed_lost = tuple(o for o in _completed_lost if o is not fn)
+
+    return undo
+
+
+def _resumed(late: int, dropped: Dropped | None) -> None:
+    """The log disk takes lines again: one event says how many came late and were lost."""
+    gone = dropped.total if dropped else 0
+    message = f"event log writable again: {late} held-back line(s) written late"
+    if dropped:
+        kinds = ", ".join(f"{n} {k}" for k, n in dropped.by_kind.items() if n)
+        message += f", {gone} dropped to keep memory bounded ({kinds})"
+    emit("event_log.resumed", message, level="warning" if gone else "info", late=late, dropped=gone,
+         dropped_by_kind=dropped.by_kind if dropped else None,
+         completed_dropped_since=dropped.completed_since if dropped else None)
+    if dropped and dropped.by_kind.get("completed"):
+        for fn in _completed_lost:
+            try:
+                fn(dropped.completed_since, dropped.by_kind["completed"])
+            except Exception:  # re-emitting is a courtesy; the ledger keeps the facts anyway
+                pass
 
 
 Observer = Callable[[str, str, dict[str, Any]], None]

@@ -47,6 +47,7 @@ class JobSteps:
     _guard: LeaseGuard
     _lock: threading.Lock
     _threads: dict[int, threading.Thread]
+    _stranded: dict[int, int]
 
     def _lease(self, job: Job) -> dict: ...
     def _apply(self, job: Job, outcome: Outcome) -> Event | None: ...
@@ -71,9 +72,12 @@ class JobSteps:
         except LeaseLost:  # expired and taken over: the new holder's state stands; write nothing more
             events.emit("upload.lease_lost", f"{job.path.name}: lease on job {job.id} lost to another process; "
                         "leaving the job to it", level="warning", **fields)
-        except Exception as e:  # the ledger itself failed (disk full): the lease runs out, the job comes back
-            if self._guard.noticed(e) and self._stops.reason(job.id) == LEASE:
-                return  # stopped for that very reason, and said so (upload.lease_expiring)
+        except Exception as e:  # the ledger itself failed (disk full): the lease is given back once it works
+            if self._guard.noticed(e):
+                with self._lock:  # given back by the dispatcher when the ledger takes writes again (Pool._unstrand)
+                    self._stranded[job.id] = job.lease_gen
+                if self._stops.reason(job.id) == LEASE:
+                    return  # stopped for that very reason, and said so (upload.lease_expiring)
             events.emit("daemon.error", f"{job.path.name}: could not record the outcome: {_describe(e)}",
                         level="error", error=_describe(e), error_type=type(e).__name__, **fields)
 

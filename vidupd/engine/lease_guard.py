@@ -19,12 +19,20 @@ nothing (`claims_ok`).
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import Callable
 
 from ..core import events
 from .poll import describe
+
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` says the ledger's disk is full (SQLite's SQLITE_FULL, ENOSPC, PostgreSQL's 53100)."""
+    text = str(e).lower()
+    return (getattr(e, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
+            or getattr(e, "sqlstate", None) == "53100")
+
 
 Renew = Callable[[list[int]], list[int]]  # running job ids -> those taken over (a probe when empty)
 
@@ -69,10 +77,12 @@ class LeaseGuard:
             if self._down_since is not None:
                 return
             self._down_since = self._clock()
-        events.emit("ledger.unreachable", f"{self._where} does not answer ({describe(e)}); running uploads stop "
+        full = disk_full(e)
+        what = "takes no writes: its disk is full" if full else "does not answer"
+        events.emit("ledger.unreachable", f"{self._where} {what} ({describe(e)}); running uploads stop "
                     f"{self.lease / 2:g} s after the last lease renewal unless it answers again, and nothing new "
-                    "is claimed meanwhile", level="warning", error=describe(e), error_type=type(e).__name__,
-                    lease_seconds=self.lease)
+                    "is claimed or queued meanwhile", level="warning", error=describe(e), error_type=type(e).__name__,
+                    lease_seconds=self.lease, reason="disk_full" if full else None)
 
     def noticed(self, e: BaseException) -> bool:
         """Whether `e`, from any ledger call of the pool, is the ledger failing; if so it

@@ -63,6 +63,7 @@ class Pool(JobSteps):
         self._threads: dict[int, threading.Thread] = {}  # job id -> the worker running it
         self._uploads: dict[int, str] = {}  # the ids in _running that are uploads (not polls) -> their target
         self._claimed: dict[int, Job] = {}  # the jobs in _running, as claimed
+        self._stranded: dict[int, int] = {}  # job id -> lease generation: ended with its outcome unrecorded
         self._stops = StopReasons()  # the pause in force; why a running upload was asked to stop
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -181,6 +182,7 @@ class Pool(JobSteps):
                 self._wake.clear()
                 self._wake.wait(1.0)
                 continue
+            self._unstrand()
             # Cleared before looking for work, not after the wait: a job that finishes (or a
             # file queued) while we claim sets it again and the wait below returns at once,
             # instead of leaving a worker idle for up to a second.
@@ -218,10 +220,33 @@ class Pool(JobSteps):
                                  order=self.settings.order, skip_targets=sorted({*full, *scope.targets}),
                                  skip_watches=scope.watches)
 
+    def _unstrand(self) -> None:
+        """Give back the leases of jobs whose worker ended while the ledger took no writes (a
+        full disk): queued again now, resumed from their checkpoints, instead of idling until
+        the lease runs out (minutes after the disk had room again)."""
+        with self._lock:
+            stranded = {j: g for j, g in self._stranded.items() if j not in self._running}  # its worker is done
+        for job_id, generation in stranded.items():
+            try:
+                self.ledger.release(self.owner, [job_id], generation)
+            except LeaseLost:
+                pass  # taken over meanwhile: the new holder's
+            except Exception as e:
+                if self._guard.noticed(e):
+                    return  # still failing: the next turn tries again
+                raise
+            with self._lock:
+                self._stranded.pop(job_id, None)
+
     # -- leases (vidupd.engine.lease_guard calls these) -------------------------------------------
+    def ledger_failed(self, e: BaseException) -> bool:
+        """Whether `e` (from a ledger call outside the pool: the watcher's intake) is the ledger
+        failing; if so it counts towards the pool's one `ledger.unreachable` per outage."""
+        return self._guard.noticed(e)
+
     def _renew(self, ids: list[int]) -> list[int]:
-        if not ids:  # a probe: does the ledger answer again?
-            self.ledger.next_wakeup()
+        if not ids:  # a probe: does the ledger take writes again? (a full disk still answers reads:
+            self.ledger.check_writable()  # a read made ledger.unreachable/reachable flap every 5 s)
             return []
         return self.ledger.renew(self.owner, ids, self.settings.lease)
 

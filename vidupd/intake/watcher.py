@@ -99,9 +99,14 @@ class Watcher:
     def __init__(self, watches: tuple[WatchConfig, ...], rescan_interval: float,
                  on_ready: Callable[[list[tuple[Path, WatchConfig, os.stat_result]]], None],
                  on_refused: Callable[[Refusal], None], tick: float = 0.25,
-                 rescan_turn: Callable[[], bool] = lambda: True):
+                 rescan_turn: Callable[[], bool] = lambda: True,
+                 ledger_failed: Callable[[BaseException], bool] = lambda e: False):
         """`rescan_turn()`: whether this host does the periodic full rescan due now (on a
-        shared outbox one host per round: vidupd.intake.rescan_turn); requested ones always run."""
+        shared outbox one host per round: vidupd.intake.rescan_turn); requested ones always run.
+        `ledger_failed(e)`: whether the error that stopped a hand-on is the ledger failing and
+        already reported (once per outage, by the pool's lease guard): then it is not logged
+        again on every retry (a full disk made an error line per second)."""
+        self._ledger_failed = ledger_failed
         self.watches = watches
         self._rescan_turn = rescan_turn
         self.rescan_interval = rescan_interval
@@ -254,8 +259,9 @@ class Watcher:
                     if requested or self._rescan_turn():
                         self.scan()
                 self.settle_once()
-            except _HandOnFailed as e:  # the ledger's disk is full...: keep watching
-                _log.error("watcher: %s; trying again", e, exc_info=e.__cause__)
+            except _HandOnFailed as e:  # the ledger's disk is full...: keep watching (intake waits)
+                if e.__cause__ is None or not self._ledger_failed(e.__cause__):
+                    _log.error("watcher: %s; trying again", e, exc_info=e.__cause__)
                 self._stop.wait(1.0)
             except Exception:  # a folder vanished...: keep watching
                 _log.exception("watcher: a scan or settle step failed; trying again")

@@ -40,6 +40,7 @@ class SandboxOptions:
     youku_protocol: str = "both"  # Youku create: "oss" (isnew=1 only), "slices" (isnew ignored) or "both"
     youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
+    oss_endpoint: str = ""  # VOD: the OSS http://127.0.0.1:PORT handed out (a relay in front of the bucket); "" = its own
 
 
 # GET this path on the Youku API host or the VOD host: what that service holds open (JSON),

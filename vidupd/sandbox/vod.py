@@ -171,7 +171,7 @@ class VodSandbox:
 
     def _upload_info(self, key: str, endpoint: str | None = None) -> dict[str, str]:
         prefix = posixpath.dirname(key) + "/"
-        address = {"Endpoint": endpoint or self.oss.endpoint, "Bucket": self.oss.bucket, "FileName": key,
+        address = {"Endpoint": endpoint or self.options.oss_endpoint or self.oss.endpoint, "Bucket": self.oss.bucket, "FileName": key,
                    "ObjectPrefix": prefix}
         sts = self.oss.issue_sts(self.options.token_ttl or DEFAULT_STS_TTL, prefix=prefix)
         auth = {**sts, "Region": self.oss.region}  # the bucket's region: what OSS V4 signatures are scoped to

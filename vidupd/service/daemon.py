@@ -38,6 +38,7 @@ from .controls import PauseSet, load_pause
 from .heartbeat import Heartbeat
 from .housekeeping import Housekeeper
 from .notify import Notifier
+from .reemit import reemitter
 from .webhooks import Webhooks
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
@@ -134,7 +135,8 @@ class Daemon:
         intake = Intake(ledger, lambda: self.config.targets, lambda: self.providers, pool.wake)
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason),
-                          rescan_turn=RescanTurns(ledger, lambda: self.config.rescan_interval, owner))
+                          rescan_turn=RescanTurns(ledger, lambda: self.config.rescan_interval, owner),
+                          ledger_failed=pool.ledger_failed)
         self.notifier.status(f"starting: scanning {len(config.watches)} folder(s)")
         hooks = Webhooks(config.notify).start()  # [[notify]]: read at start (a change needs a restart)
         endpoint = None
@@ -154,6 +156,7 @@ class Daemon:
         self.notifier.ready(self._status_line(ledger, pool, watcher))
         housekeeper = Housekeeper(ledger, lambda: self.config.retain_days)
         housekeeper.start()
+        undo_reemit = events.on_completed_dropped(reemitter(ledger))
         self._loop(ledger, pool, watcher, LedgerShared(ledger))
         housekeeper.stop()
 
@@ -174,6 +177,7 @@ class Daemon:
             endpoint.stop()
         hooks.stop()
         counts = ledger.counts()
+        undo_reemit()
         ledger.close()
         events.emit("daemon.stopped", "stopped", jobs=counts, left_running=len(left) or None)
         return 0
@@ -204,6 +208,7 @@ class Daemon:
             if change is not None:
                 announce(change)
             self._heartbeat.tick()  # every BEAT_EVERY s; a failed beat is dropped
+            events.flush()  # event lines a full log disk held back, once it takes them again
             now = time.monotonic()
             if interval and now >= next_ping:
                 self._watchdog(pool, watcher, now)

@@ -133,8 +133,8 @@ class _Present:
                                 value=now["in_progress"])
         yield GaugeMetricFamily("vidupd_queue_depth", "Jobs waiting to be sent (queued, retries included)",
                                 value=now["counts"].get("queued", 0))
-        yield CounterMetricFamily("vidupd_event_log_lines_lost", "Event lines that could not be written "
-                                  "(a full or broken log disk)", value=events.lines_lost())
+        yield CounterMetricFamily("vidupd_event_log_lines_lost", "Event lines dropped for good: a full or broken "
+                                  "log disk held back more than its backlog keeps (lines written late not counted)", value=events.lines_lost())
         yield GaugeMetricFamily("vidupd_healthy", "1 while /healthz answers 200", value=1 if now["healthy"] else 0)
         if now.get("free_bytes") is not None:
             yield GaugeMetricFamily("vidupd_state_dir_free_bytes", "Free space under state_dir, for the "
