@@ -323,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
+    sb.add_argument("--answer-call", default="", metavar="CALL",
+                    help="a hostile server: answer this call (a VOD Action, or a Youku path like /gupload/new_slice) "
+                         "with the raw HTTP response in --answer-file")
+    sb.add_argument("--answer-file", default="", metavar="FILE",
+                    help="the raw HTTP response (status line, headers, blank line, body) for --answer-call")
+    sb.add_argument("--answer-times", type=int, default=1, metavar="N",
+                    help="how many of the --answer-call calls get it (default 1; later ones are answered normally)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

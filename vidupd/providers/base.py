@@ -9,6 +9,8 @@ of `vidupd.core.errors` (TransientError, CredentialsExpired, PermanentError).
 
 from __future__ import annotations
 
+import math
+
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -69,6 +71,8 @@ class Option:
             return value, f"must be one of {', '.join(self.choices)}{shown}"
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return value, None
+        if isinstance(value, float) and not math.isfinite(value):  # TOML has inf and nan
+            return value, f"must be a finite number{shown}"
         low, high = self.minimum, self.maximum
         if low is not None and high is not None and not low <= value <= high:
             return value, f"must be between {_number(low)} and {_number(high)}{shown}"
