@@ -275,6 +275,8 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
                 continue
             self._unknown(body, allowed, where)
             raw_path = self._checked(body, "path", where, opt["path"])
+            if raw_path == "":  # else the watch was dropped without a word ("ok (0 watch(es))")
+                self.error(f"{where}.path", "must not be empty")
             path = _abs(base, raw_path) if raw_path else None
             names = self._strings(body, "targets", where)
             if names is not None and not names:
