@@ -180,7 +180,10 @@ def test_answers_case(make_site, case):
         assert d.stop(timeout=60) == 0
     events = read_events(site.events)
     bad, good = (second, first) if case.get("duplicate_ids") else (first, second)
-    check_outcome(case, about(events, bad))
+    event = check_outcome(case, about(events, bad))
+    if case.get("duplicate_ids"):  # the id handed back is the good file's: flagged, as an error
+        assert event is not None and event["log.level"] == "error"
+        assert event["vidupd.remote_id"] == next(e["vidupd.remote_id"] for e in about(events, good))
     if case.get("retried"):
         assert [e for e in actions(site.events, "upload.retrying") if e.get("file.path") == str(bad)], \
             "the hostile answer caused no retry"

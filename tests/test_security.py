@@ -218,3 +218,24 @@ def test_the_providers_http_clients_verify_certificates_and_use_https(tmp_path: 
             p.close()
     finally:
         ledger.close()
+
+
+def test_sealed_tokens_open_with_the_same_secret_only_and_old_clear_rows_still_read(tmp_path: Path):
+    from vidupd.ledger.shared import LedgerShared
+    from vidupd.providers.youku.tokens import SealedStore
+
+    ledger = Ledger(tmp_path / "state")
+    try:
+        shared = LedgerShared(ledger)
+        shared.update("k", lambda cur: {"access_token": "old-clear", "refresh_token": "r"})  # an older vidupd
+        store = SealedStore(shared, "client-secret-1", "k")
+        loaded = store.load("k")
+        assert loaded is not None and loaded.data["access_token"] == "old-clear"
+        store.update("k", lambda cur: {"access_token": "new-sealed", "refresh_token": "r2"})
+        assert "new-sealed" not in str(ledger.shared_get("k"))
+        again = store.load("k")
+        assert again is not None and again.data["access_token"] == "new-sealed"
+        other = SealedStore(shared, "client-secret-2", "k").load("k")  # re-authorised app: not usable
+        assert other is not None and other.data == {}
+    finally:
+        ledger.close()
