@@ -59,7 +59,8 @@ def build(outbox: Path, case: dict[str, Any], listener: "Listener | None" = None
     elif make == "url":
         body = bytes.fromhex(case["url_hex"]) if "url_hex" in case else case["url"].encode()
         if listener is not None:
-            body = body.replace(b"{listener}", listener.address.encode()).replace(b"{port}", str(listener.port).encode())
+            body = body.replace(b"{listener}", listener.address.encode())
+            body = body.replace(b"{port}", str(listener.port).encode())
         tmp = outbox / f".{path.name}.part"
         tmp.write_bytes(body)
         os.replace(tmp, path)

@@ -45,6 +45,8 @@ class Option:
     # A duration: the seconds in one bare number (1: seconds; DAY: days). The key then also
     # takes a string with units ("90s", "2m", "1h30m", "90d"), kept in the bare number's unit.
     duration: float = 0.0
+    # URLs: the schemes allowed (a value without "://" is a bare host:port and passes)
+    schemes: tuple[str, ...] = ()
 
     @property
     def types(self) -> tuple[type, ...]:
@@ -64,6 +66,9 @@ class Option:
             if not self.secret:  # a range is in bare numbers: say what the text came to
                 shown = f", not {value!r} ({_number(seconds)} s)"
             value = seconds / self.duration
+        if self.schemes and isinstance(value, str) and "://" in value:
+            if value.split("://", 1)[0].lower() not in self.schemes:
+                return value, f"must be a {' or '.join(s + '://' for s in self.schemes)} URL{shown}"
         if self.choices and isinstance(value, str):
             for choice in self.choices:
                 if value.lower() == choice.lower():
