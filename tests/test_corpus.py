@@ -55,7 +55,7 @@ def outbox_run(tmp_path_factory):
     site = VodSite(tmp_path_factory.mktemp("outbox"))
     listener = Listener()
     try:
-        cases = group("outbox")
+        cases = [c for c in group("outbox") if os.geteuid() == 0 or not c["make"].endswith("-device")]  # mknod
         paths = {c["id"]: build(site.outbox, c, listener) for c in cases}
         with site.daemon() as d:
             good = drop_random(site.outbox / "good.mp4", 200_000)
@@ -87,6 +87,8 @@ def test_url_pulls_are_the_platform_s_business_vidupd_never_connects(outbox_run)
 
 @pytest.mark.parametrize("case", group("outbox"), ids=lambda c: c["id"])
 def test_outbox_case(outbox_run, case):
+    if case["id"] not in outbox_run.paths:
+        pytest.skip("device nodes need root (mknod)")
     path = outbox_run.paths[case["id"]]
     event = check_outcome(case, about(outbox_run.events, path))
     if event is None or event["event.action"] != "upload.completed":
