@@ -177,13 +177,13 @@ def _owner_of_local_port(port: int) -> str:
 class VodSite(VodEnv):
     """The VOD sandbox and the daemon's config: rescans every second, fast retries."""
 
-    def __init__(self, root: Path, **options: Any):
+    def __init__(self, root: Path, target: dict[str, Any] | None = None, **options: Any):
         super().__init__(root, **options)
         creds = self.vod.credentials
         write_config(self.config, {"state_dir": str(self.state), "workers": 3, "rescan_interval": 1},
                      {"vod": {"provider": "aliyun-vod", "endpoint": self.vod.endpoint, "region": self.vod.region,
                               "access_key_id": creds["access_key_id"], "access_key_secret": self.secret,
-                              "ready_timeout": 60, "request_timeout": 10}},
+                              "ready_timeout": 60, "request_timeout": 10, **(target or {})}},
                      [{"path": str(self.outbox), "targets": ["vod"], "settle_seconds": 0.5}],
                      {"events": str(self.events), "level": "info"})
         with open(self.config, "a") as f:

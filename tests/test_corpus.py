@@ -122,20 +122,23 @@ def _during(path: Path, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def midway_run(tmp_path_factory):
-    site = VodSite(tmp_path_factory.mktemp("midway"), max_rate=600_000)  # about 2 s per file
+    # 6 MiB files in 1 MiB parts at 3 MB/s for the server: the daemon is still reading each
+    # file (part by part) when it changes
+    site = VodSite(tmp_path_factory.mktemp("midway"), {"part_size": 1 << 20, "multipart_threshold": 1 << 20},
+                   max_rate=3_000_000)
     try:
         cases = group("midway")
         before: dict[str, str] = {}
         with site.daemon() as d:
             paths = {}
             for c in cases:
-                paths[c["id"]] = build(site.outbox, {**c, "size": 1_200_000})
+                paths[c["id"]] = build(site.outbox, {**c, "size": 6 << 20})
                 before[c["id"]] = md5_file(paths[c["id"]])
             for c in cases:
                 shown = safe_text(paths[c["id"]])
                 wait_for(lambda: [e for e in actions(site.events, "upload.started") if e.get("file.path") == shown],
                          60, what=f"{c['id']} started")
-                time.sleep(0.3)
+                time.sleep(0.5)
                 _during(paths[c["id"]], c["during"])
             good = drop_random(site.outbox / "good.mp4", 200_000)
             _finish(site, cases, paths, good, d, 120)
@@ -148,18 +151,23 @@ def midway_run(tmp_path_factory):
 
 @pytest.mark.parametrize("case", group("midway"), ids=lambda c: c["id"])
 def test_midway_case(midway_run, case):
-    """Never a mix: what arrives is the file as it was before or after the change."""
+    """Never a mix: each copy the platform received is the file as it was before the change
+    or as it is now; the last event is the expected one, the current content arrived exactly
+    once and the old one at most once (whether the change was noticed mid-read, and the
+    upload restarted, or only after it, as a new version, depends on when it struck)."""
     path = midway_run.paths[case["id"]]
-    check_outcome(case, about(midway_run.events, path))
-    ids = [e["vidupd.remote_id"] for e in about(midway_run.events, path) if e["event.action"] == "upload.completed"]
+    found = about(midway_run.events, path)
+    assert found and found[-1]["event.action"] == case["expect"], found
+    assert {e["event.action"] for e in found} <= {"upload.completed"}, found
+    ids = [e["vidupd.remote_id"] for e in found]
     sent = [e["md5"] for i in ids for e in midway_run.entries if e["remote_id"] == i]
     before = midway_run.before[case["id"]]  # type: ignore[attr-defined]
-    if not path.exists():
+    if not path.exists():  # sent from the descriptor opened before it went
         assert sent == [before]
         return
     os.chmod(path, 0o644)
     now = md5_file(path)
-    assert sent == ([before, now] if now != before else [before]), (sent, before, now)
+    assert sent.count(now) == 1 and set(sent) <= {before, now} and len(sent) == len(ids), (sent, before, now)
 
 
 def test_midway_good_file_went_through_once(midway_run):
