@@ -531,7 +531,10 @@ def test_refreshed_pair_is_kept_in_the_ledger_and_reused(make_env: Callable[...,
     job = env.job(env.file("tok.mp4", MIB))
     provider.upload(job.request, job.ctx)
     assert not list(env.tmp.rglob("tokens.json"))
-    saved = env.ledgers[0].shared_get(provider.tokens.key)
+    raw = env.ledgers[0].shared_get(provider.tokens.key)
+    assert raw is not None and set(raw.data) == {"sealed"}  # no token in the ledger's text (issue 14)
+    assert env.sb.credentials["access_token"] not in json.dumps(raw.data)
+    saved = provider.tokens._store.load(provider.tokens.key)  # opened with the config's client_secret
     assert saved is not None and saved.generation == 1  # refreshed once (the configured pair is not copied)
     assert saved.data["access_token"] == env.sb.credentials["access_token"]
     assert saved.data["refresh_token"] == env.sb.credentials["refresh_token"]

@@ -335,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--oss-endpoint", default="", metavar="http://127.0.0.1:PORT", type=_loopback_endpoint,
                     help="VOD: hand out this OSS endpoint instead of the bucket's own (a relay in front of it, "
                          "for network-fault tests); loopback only")
+    sb.add_argument("--answer-call", default="", metavar="CALL",
+                    help="a hostile server: answer this call (a VOD Action, or a Youku path like /gupload/new_slice) "
+                         "with the raw HTTP response in --answer-file")
+    sb.add_argument("--answer-file", default="", metavar="FILE",
+                    help="the raw HTTP response (status line, headers, blank line, body) for --answer-call")
+    sb.add_argument("--answer-times", type=int, default=1, metavar="N",
+                    help="how many of the --answer-call calls get it (default 1; later ones are answered normally)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

@@ -113,6 +113,18 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.error(full, f"unknown key{hint}")
 
+    def _no_nul(self, table: Any, where: str) -> None:
+        """A NUL in a string (TOML allows \\u0000) is no path, name or secret: each is
+        reported, and shown as `\\x00` to the checks after, which the OS would refuse."""
+        items = table.items() if isinstance(table, dict) else enumerate(table) if isinstance(table, list) else ()
+        for key, value in items:
+            full = f"{where}[{key}]" if isinstance(table, list) else f"{where}.{key}" if where else str(key)
+            if isinstance(value, str) and "\0" in value:
+                self.error(full, "must not contain a NUL character")
+                table[key] = value.replace("\0", "\\x00")
+            else:
+                self._no_nul(value, full)
+
     # -- the file ----------------------------------------------------------------------
     def load(self) -> Config:
         try:
@@ -124,8 +136,13 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
             raise ConfigError([Problem(self.file, "-", "config file is not readable")]) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError([Problem(self.file, "-", f"not valid TOML: {e}")]) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError([Problem(self.file, "-", f"not UTF-8 text (byte {e.start})")]) from None
+        except RecursionError:
+            raise ConfigError([Problem(self.file, "-", "not valid TOML: nested too deeply")]) from None
         base = self.path.parent
         self.exposed = _exposed(self.path)
+        self._no_nul(raw, "")
 
         self._unknown(raw, TOP_KEYS, "")
         top = TOP.options
@@ -258,6 +275,8 @@ class _Loader(SecretRefs, ServiceKeys, LedgerKeys):
                 continue
             self._unknown(body, allowed, where)
             raw_path = self._checked(body, "path", where, opt["path"])
+            if raw_path == "":  # else the watch was dropped without a word ("ok (0 watch(es))")
+                self.error(f"{where}.path", "must not be empty")
             path = _abs(base, raw_path) if raw_path else None
             names = self._strings(body, "targets", where)
             if names is not None and not names:

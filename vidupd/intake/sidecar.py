@@ -59,6 +59,8 @@ def _parse(sidecar: Path, media: Path) -> Metadata:
         raise SidecarError(f"{sidecar}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise SidecarError(f"{sidecar}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:  # 100,000 brackets: a hostile sidecar, not an intake failure
+        raise SidecarError(f"{sidecar}: not valid JSON: nested too deeply") from None
     except OSError as e:
         raise SidecarError(f"{sidecar}: cannot read: {e.strerror}") from None
     if not isinstance(raw, dict):

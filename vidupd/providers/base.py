@@ -9,6 +9,8 @@ of `vidupd.core.errors` (TransientError, CredentialsExpired, PermanentError).
 
 from __future__ import annotations
 
+import math
+
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ class Option:
     # A duration: the seconds in one bare number (1: seconds; DAY: days). The key then also
     # takes a string with units ("90s", "2m", "1h30m", "90d"), kept in the bare number's unit.
     duration: float = 0.0
+    # URLs: the schemes allowed (a value without "://" is a bare host:port and passes)
+    schemes: tuple[str, ...] = ()
 
     @property
     def types(self) -> tuple[type, ...]:
@@ -62,6 +66,9 @@ class Option:
             if not self.secret:  # a range is in bare numbers: say what the text came to
                 shown = f", not {value!r} ({_number(seconds)} s)"
             value = seconds / self.duration
+        if self.schemes and isinstance(value, str) and "://" in value:
+            if value.split("://", 1)[0].lower() not in self.schemes:
+                return value, f"must be a {' or '.join(s + '://' for s in self.schemes)} URL{shown}"
         if self.choices and isinstance(value, str):
             for choice in self.choices:
                 if value.lower() == choice.lower():
@@ -69,6 +76,8 @@ class Option:
             return value, f"must be one of {', '.join(self.choices)}{shown}"
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return value, None
+        if isinstance(value, float) and not math.isfinite(value):  # TOML has inf and nan
+            return value, f"must be a finite number{shown}"
         low, high = self.minimum, self.maximum
         if low is not None and high is not None and not low <= value <= high:
             return value, f"must be between {_number(low)} and {_number(high)}{shown}"

@@ -148,7 +148,8 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
                           throttle_rate=args.throttle_rate, video_status=args.video_status,
                           vod_forbidden=args.vod_forbidden, youku_protocol=args.youku_protocol,
                           youku_slice_length=args.youku_slice_length, oss_signature=args.oss_signature,
-                          oss_endpoint=args.oss_endpoint)
+                          oss_endpoint=args.oss_endpoint,
+                          answer_call=args.answer_call, answer_file=args.answer_file, answer_times=args.answer_times)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

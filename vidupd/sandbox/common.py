@@ -41,6 +41,12 @@ class SandboxOptions:
     youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
     oss_endpoint: str = ""  # VOD: the OSS http://127.0.0.1:PORT handed out (a relay in front of the bucket); "" = its own
+    # A hostile server (issue 14's bad-input corpus): the first `answer_times` calls named
+    # `answer_call` (a VOD Action such as CreateUploadVideo, or a Youku path such as
+    # /gupload/new_slice) get the raw HTTP response held in the file `answer_file`, verbatim.
+    answer_call: str = ""
+    answer_file: str = ""
+    answer_times: int = 1
 
 
 # GET this path on the Youku API host or the VOD host: what that service holds open (JSON),
@@ -252,6 +258,31 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class CannedAnswer:
+    """Answers one chosen call with a chosen raw response (status line, headers, body, as
+    bytes on the wire: truncated or lying bodies included), the first N times only."""
+
+    def __init__(self, options: SandboxOptions):
+        self._call = options.answer_call
+        self._raw = Path(options.answer_file).read_bytes() if options.answer_call and options.answer_file else b""
+        self._left = Countdown(options.answer_times if self._raw else 0)
+
+    def serve(self, handler: BaseHTTPRequestHandler, call: str, drain: Callable[[], None] | None = None) -> bool:
+        """Write the canned response if `call` is the chosen one (after `drain` reads the
+        request's body) and close: True if it did."""
+        if call != self._call or not self._left.take():
+            return False
+        if drain is not None:
+            drain()
+        handler.close_connection = True
+        try:
+            handler.wfile.write(self._raw)
+            handler.wfile.flush()
+        except OSError:
+            pass
+        return True
 
 
 class Countdown:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .common import OPEN_UPLOADS_PATH, Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
+from .common import OPEN_UPLOADS_PATH, CannedAnswer, Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
 from .oss import DEFAULT_STS_TTL, OssSandbox
 from .oss_store import ObjectInfo
 from .vod_pull import UrlPuller
@@ -119,6 +119,7 @@ class VodSandbox:
         self.rng = random.Random(options.seed)
         self.nonces = NonceCache()
         self.drop_create = Countdown(options.drop_create_answer)
+        self.canned = CannedAnswer(options)
         self._refreshes = 0  # RefreshUploadVideo calls answered (refresh_new_key / refresh_new_endpoint)
         self._refresh_lock = threading.Lock()
         self._port = port
@@ -458,6 +459,8 @@ class _VodHandler(QuietHandler):
                     raise VodError(503, "Throttling.User", "Request was denied due to user flow control.")
                 verify(self.command, params, sb.credentials["access_key_id"], sb.credentials["access_key_secret"],
                        sb.nonces)
+                if sb.canned.serve(self, action):
+                    return
                 if sb.options.vod_forbidden:
                     raise VodError(403, sb.options.vod_forbidden,
                                    "User not authorized to operate on the specified resource.")

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .common import (
+    CannedAnswer,
     OPEN_UPLOADS_PATH,
     QuietHandler,
     Faults,
@@ -114,6 +115,8 @@ class _Handler(QuietHandler):
                 if route is None:
                     raise YoukuError(PARAM_INVALID, f"no such API: {method} {url.path}", "SystemException", 404)
                 raise app.injected_error(api=isinstance(self, _ApiHandler))
+            if app.canned.serve(self, url.path, self._drain_body):
+                return
             route(params)
         except YoukuError as e:
             send_json(self, e.status, e.body())
@@ -371,6 +374,7 @@ class YoukuSandbox:
         self.options = options
         self.encode_seconds = encode_seconds
         self.faults = Faults(options)
+        self.canned = CannedAnswer(options)
         self.limiter = RateLimiter(options.max_rate) if options.max_rate > 0 else None
         self.received = ReceiveMeter("youku upload")  # slice bytes per second (the OSS flow: oss_flow's bucket)
         self._clock = clock

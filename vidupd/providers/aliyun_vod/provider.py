@@ -75,8 +75,9 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Ab
         "access_key_id": Option(str, help="AccessKey ID of a RAM user allowed to use VOD"),
         "access_key_secret": Option(str, secret=True, help="its AccessKey secret"),
         "region": Option(str, "cn-shanghai", help="VOD region, e.g. cn-shanghai"),
-        "endpoint": Option(str, None, help="override 'host:port' (plain HTTP; the sandbox); default "
-                                          "HTTPS to vod.{region}.aliyuncs.com"),
+        "endpoint": Option(str, None, schemes=("https", "http"),
+                           help="override 'host:port' (plain HTTP; the sandbox; a *.aliyuncs.com host always gets "
+                                "HTTPS); default HTTPS to vod.{region}.aliyuncs.com"),
         "part_size": Option(int, 8 * MIB, minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE,
                             help="multipart part size in bytes (at least 100 KiB)"),
         "part_concurrency": Option(int, 4, minimum=1, maximum=MAX_CONCURRENCY, help="parts uploaded in parallel per file"),

@@ -189,8 +189,13 @@ def endpoint_setting(endpoint: str | None, region: str) -> tuple[str, bool]:
         return f"vod.{region}.aliyuncs.com", True
     if "://" in endpoint:
         parts = urlsplit(endpoint)
-        return parts.netloc, parts.scheme.lower() == "https"
-    return endpoint.strip().rstrip("/"), False
+        host, https = parts.netloc, parts.scheme.lower() == "https"
+    else:
+        host, https = endpoint.strip().rstrip("/"), False
+    # Alibaba Cloud's own hosts always get HTTPS: `endpoint = "vod.cn-shanghai.aliyuncs.com"`
+    # must not send the STS secrets its answers carry over plain HTTP (as OSS endpoints too).
+    name = urlsplit(f"//{host}").hostname or ""
+    return host, https or name.endswith(".aliyuncs.com")
 
 
 def _proxy_for(url: str) -> dict[str, str]:

@@ -12,16 +12,24 @@ The configured pair seeds the store; a changed configured pair (the operator aut
 app again) is a new key, so it wins over what an older pair was refreshed into. A
 `tokens.json` left by an older vidupd in the target's state dir is taken over once (it may
 hold the only live refresh token) and then removed.
+
+The stored pair is sealed (Fernet, a key derived from the app's client_secret and the store
+key): the ledger's text holds no usable token, whoever reads it (a backup, a shared
+PostgreSQL server's other users); every process and host with the same config opens it.
+A pair stored in the clear by an older vidupd is still read, and sealed when next stored.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
+
+from cryptography.fernet import Fernet, InvalidToken
 
 from ...core.errors import CredentialsExpired, PermanentError, TransientError
 from ...core.model import SharedStore, SharedValue
@@ -54,6 +62,35 @@ def _valid(data: Any) -> bool:
             and isinstance(data.get("refresh_token"), str))
 
 
+class SealedStore:
+    """`store` with each value sealed under a key only the app's configuration gives."""
+
+    def __init__(self, store: SharedStore, client_secret: str, key: str):
+        digest = hashlib.sha256(b"vidupd youku tokens\0" + client_secret.encode() + b"\0" + key.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._store = store
+
+    def _open(self, value: SharedValue | None) -> SharedValue | None:
+        if value is None or "sealed" not in value.data:
+            return value  # nothing yet, or stored in the clear by an older vidupd
+        try:
+            data = json.loads(self._fernet.decrypt(str(value.data["sealed"]).encode()))
+        except (InvalidToken, ValueError):
+            data = {}  # sealed under another client_secret: not usable, _valid() says so
+        return SharedValue(value.generation, data)
+
+    def load(self, key: str) -> SharedValue | None:
+        return self._open(self._store.load(key))
+
+    def update(self, key: str,
+               change: Callable[[SharedValue | None], Mapping[str, Any] | None]) -> SharedValue | None:
+        def sealed(current: SharedValue | None) -> Mapping[str, Any] | None:
+            new = change(self._open(current))
+            return None if new is None else {"sealed": self._fernet.encrypt(json.dumps(new).encode()).decode()}
+
+        return self._open(self._store.update(key, sealed))
+
+
 class TokenKeeper:
     """The current access token; refreshed at most once per expiry, whatever the number of
     threads and processes that hit the expiry together."""
@@ -62,8 +99,8 @@ class TokenKeeper:
                  client_id: str, legacy_dir: Path | None = None):
         self._api = api
         self._client_secret = client_secret
-        self._store = store
         self.key = f"youku-oauth:{client_id}:{_pair_id(configured)[:32]}"
+        self._store = SealedStore(store, client_secret, self.key)
         self._lock = threading.Lock()
         self._refreshes = 0
         self._unsaved: tuple[int, dict[str, Any]] | None = None  # refreshed, not yet stored (full disk)
