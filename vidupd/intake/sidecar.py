@@ -52,7 +52,7 @@ def _parse(sidecar: Path, media: Path) -> Metadata:
         data = read_regular(sidecar, MAX_SIDECAR_BYTES)  # a FIFO put there must not block intake
         if len(data) > MAX_SIDECAR_BYTES:
             raise SidecarError(f"{sidecar}: larger than {MAX_SIDECAR_BYTES} bytes")
-        raw: Any = json.loads(data.decode("utf-8"))
+        raw: Any = json.loads(data.decode("utf-8-sig"))  # a BOM, as Windows editors write, is no error
     except NotRegularFile as e:
         raise SidecarError(f"{sidecar}: {e.reason}") from None
     except UnicodeDecodeError:
