@@ -87,13 +87,9 @@ DEFAULT_CLIENTS = "vidupd,oss2,sdk"
 SIGNS = ("vidupd", "oss2")  # the clients that can sign either version (voduploadsdk: V1 only)
 RESULT_MARK = "BENCH-RESULT "
 
-# Raw oss2 with the credentials of one CreateUploadVideo (done before the clock starts).
-OSS2_DRIVER = r"""
-import base64, json, os, resource, sys, time
-import oss2
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkvod.request.v20170321 import CreateUploadVideoRequest
-
+# What the raw-OSS drivers do before their clock starts: one CreateUploadVideo for the file
+# (its address and STS credentials), with the SDK as a user would call it.
+CREATE_ONE_VIDEO = r"""
 cfg = json.loads(os.environ["BENCH_VOD"])
 path = sys.argv[1]
 client = AcsClient(cfg["access_key_id"], cfg["access_key_secret"], cfg["region"], auto_retry=False)
@@ -105,7 +101,15 @@ req.set_FileSize(str(os.path.getsize(path)))
 answer = json.loads(client.do_action_with_exception(req))
 address = json.loads(base64.b64decode(answer["UploadAddress"]))
 auth = json.loads(base64.b64decode(answer["UploadAuth"]))
-if cfg["signature"] == "v4":  # V4 needs the bucket's region: UploadAuth's Region
+"""
+
+# Raw oss2 with the credentials of one CreateUploadVideo (done before the clock starts).
+OSS2_DRIVER = r"""
+import base64, json, os, resource, sys, time
+import oss2
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkvod.request.v20170321 import CreateUploadVideoRequest
+""" + CREATE_ONE_VIDEO + r"""if cfg["signature"] == "v4":  # V4 needs the bucket's region: UploadAuth's Region
     bucket = oss2.Bucket(oss2.StsAuth(auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"],
                                       auth_version="v4"), address["Endpoint"], address["Bucket"], enable_crc=True,
                          region=auth["Region"])
@@ -130,19 +134,7 @@ import base64, json, os, resource, sys, time
 import alibabacloud_oss_v2 as ossv2
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkvod.request.v20170321 import CreateUploadVideoRequest
-
-cfg = json.loads(os.environ["BENCH_VOD"])
-path = sys.argv[1]
-client = AcsClient(cfg["access_key_id"], cfg["access_key_secret"], cfg["region"], auto_retry=False)
-client.add_endpoint(cfg["region"], "vod", cfg["endpoint"])
-req = CreateUploadVideoRequest.CreateUploadVideoRequest()
-req.set_Title(os.path.basename(path))
-req.set_FileName(os.path.basename(path))
-req.set_FileSize(str(os.path.getsize(path)))
-answer = json.loads(client.do_action_with_exception(req))
-address = json.loads(base64.b64decode(answer["UploadAddress"]))
-auth = json.loads(base64.b64decode(answer["UploadAuth"]))
-conf = ossv2.config.load_default()
+""" + CREATE_ONE_VIDEO + r"""conf = ossv2.config.load_default()
 conf.credentials_provider = ossv2.credentials.StaticCredentialsProvider(
     auth["AccessKeyId"], auth["AccessKeySecret"], auth["SecurityToken"])
 conf.region, conf.endpoint, conf.use_path_style = auth["Region"], address["Endpoint"], True  # an IP endpoint
