@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bytes per Youku slice task (default: 12345 bytes short of what the client asks)")
     sb.add_argument("--oss-signature", choices=("v4", "v1", "both"), default="v4",
                     help="OSS signatures accepted: v4 (the default: an account opened since 2025-03), v1, both")
+    sb.add_argument("--hold-answer", default="", metavar="NAME=SECONDS,...",
+                    help="act on each request NAME (a VOD Action, an OSS operation such as CompleteMultipartUpload, "
+                         "a Youku API such as create or commit), then hold its answer SECONDS (crash tests)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

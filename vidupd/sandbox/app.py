@@ -147,7 +147,8 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
                           refresh_new_key=args.refresh_new_key, refresh_new_endpoint=args.refresh_new_endpoint,
                           throttle_rate=args.throttle_rate, video_status=args.video_status,
                           vod_forbidden=args.vod_forbidden, youku_protocol=args.youku_protocol,
-                          youku_slice_length=args.youku_slice_length, oss_signature=args.oss_signature)
+                          youku_slice_length=args.youku_slice_length, oss_signature=args.oss_signature,
+                          hold_answer=args.hold_answer)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

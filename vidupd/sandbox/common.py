@@ -40,6 +40,11 @@ class SandboxOptions:
     youku_protocol: str = "both"  # Youku create: "oss" (isnew=1 only), "slices" (isnew ignored) or "both"
     youku_slice_length: int = 0  # Youku: bytes per slice task; 0 = 12,345 bytes short of the request
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
+    # "NAME=SECONDS,...": the server acts on every request NAME (a VOD Action, an OSS operation
+    # InitiateMultipartUpload / UploadPart / CompleteMultipartUpload, a Youku API create / commit /
+    # create_file / upload_slice), then holds its answer that long: a crash test kills the client
+    # while the answer is held (the server has acted, the client has not heard). See Holds.
+    hold_answer: str = ""
 
 
 # GET this path on the Youku API host or the VOD host: what that service holds open (JSON),
@@ -251,6 +256,39 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class Holds:
+    """SandboxOptions.hold_answer: which answers are held after the server acted, and which are
+    being held right now (a test polls `holding(name)` to kill the client at that moment)."""
+
+    def __init__(self, spec: str):
+        self.seconds: dict[str, float] = {}
+        for item in filter(None, (x.strip() for x in spec.split(","))):
+            name, _, value = item.partition("=")
+            self.seconds[name.strip()] = float(value or 1.0)
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+        self.count: dict[str, int] = {}  # answers held so far, per name
+
+    def hold(self, name: str) -> None:
+        """Sleep the configured time if `name` is held (the caller has already acted)."""
+        seconds = self.seconds.get(name)
+        if not seconds:
+            return
+        with self._lock:
+            self._active[name] = self._active.get(name, 0) + 1
+            self.count[name] = self.count.get(name, 0) + 1
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self._active[name] -= 1
+
+    def holding(self, name: str) -> int:
+        """How many answers of `name` are held at this moment."""
+        with self._lock:
+            return self._active.get(name, 0)
 
 
 class Countdown:
