@@ -42,7 +42,7 @@ class SandboxOptions:
     oss_signature: str = "v4"  # OSS: which signatures are accepted: v4 (a new account), v1, or both
     # "NAME=SECONDS,...": the server acts on every request NAME (a VOD Action, an OSS operation
     # InitiateMultipartUpload / UploadPart / CompleteMultipartUpload, a Youku API create / commit /
-    # create_file / upload_slice), then holds its answer that long: a crash test kills the client
+    # create_file), then holds its answer that long: a crash test kills the client
     # while the answer is held (the server has acted, the client has not heard). See Holds.
     hold_answer: str = ""
 

@@ -246,6 +246,7 @@ class _UploadHandler(_Handler):
             ext,
             integer(params, "slice_length", default=2048, low=64, high=10 * 1024),
         )
+        self.server.app.holds.hold("create_file")
         send_json(self, 201, {})
 
     def new_slice(self, params: Params) -> None:
