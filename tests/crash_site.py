@@ -169,6 +169,8 @@ def verify(site: CrashSite, files: dict[str, str], allowed_leaks: dict[str, int]
 
 
 def moved_intact(site: CrashSite, files: dict[str, str]) -> list[str]:
-    """Files under the move folder whose content is no dropped file's (a torn copy)."""
+    """Files under the move folder whose content is no dropped file's (a torn copy); the
+    hidden partial copy a kill mid-copy leaves (`.NAME.vidupd-moving`) is not one."""
     good = set(files.values())
-    return [str(p) for p in site.moved.rglob("*") if p.is_file() and md5_file(p) not in good]
+    return [str(p) for p in site.moved.rglob("*")
+            if p.is_file() and not p.name.endswith(".vidupd-moving") and md5_file(p) not in good]
