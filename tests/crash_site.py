@@ -23,6 +23,7 @@ from vidupd.sandbox.youku import YoukuSandbox
 MiB = 1 << 20
 TARGETS = ("vod", "youku-oss", "youku-slices")
 HOLD = 0.8  # seconds each held answer waits (the campaign kills inside that window)
+RECORD_WINDOW = 0.5  # seconds after an answer left in which a kill may still beat its checkpoint
 # Answers held after the server acted: each is a chosen kill moment (see test_crash_campaign).
 HOLDS = {"vod": "CreateUploadVideo,InitiateMultipartUpload,CompleteMultipartUpload",
          "youku-oss": "create,InitiateMultipartUpload,CompleteMultipartUpload,commit",
@@ -76,12 +77,16 @@ class CrashSite(SandboxSite):
         return any(getattr(b, "holds", None) is not None and b.holds.holding(name) for b in boxes)
 
     def unanswered(self) -> dict[str, int]:
-        """Answers held right now whose request left a handle open on the platform if the
-        client never hears them (read just after a kill): by open_uploads() kind."""
-        out = {"vod_multipart": self.oss.holds.holding("InitiateMultipartUpload")}
+        """Answers whose request leaves a handle open on the platform if the client never
+        records them (read just after a kill): held now, or sent in the last RECORD_WINDOW
+        seconds (heard, maybe not yet checkpointed); by open_uploads() kind."""
+        def unheard(holds: Any, name: str) -> int:  # held now, or just answered and maybe not yet recorded
+            return holds.holding(name) + holds.just_released(name, RECORD_WINDOW)
+
+        out = {"vod_multipart": unheard(self.oss.holds, "InitiateMultipartUpload")}
         for t, y in self.youku.items():
-            out[f"{t}_tokens"] = y.holds.holding("create")
-            out[f"{t}_multipart"] = y.oss.holds.holding("InitiateMultipartUpload")
+            out[f"{t}_tokens"] = unheard(y.holds, "create")
+            out[f"{t}_multipart"] = unheard(y.oss.holds, "InitiateMultipartUpload")
         return out
 
     def parts_received(self) -> int:

@@ -270,6 +270,7 @@ class Holds:
         self._lock = threading.Lock()
         self._active: dict[str, int] = {}
         self.count: dict[str, int] = {}  # answers held so far, per name
+        self.released: dict[str, float] = {}  # time.monotonic() the last held answer of each name was sent
 
     def hold(self, name: str) -> None:
         """Sleep the configured time if `name` is held (the caller has already acted)."""
@@ -284,6 +285,13 @@ class Holds:
         finally:
             with self._lock:
                 self._active[name] -= 1
+                self.released[name] = time.monotonic()
+
+    def just_released(self, name: str, within: float) -> bool:
+        """Whether an answer of `name` was released less than `within` seconds ago (the
+        client may have heard it and not yet recorded it)."""
+        with self._lock:
+            return time.monotonic() - self.released.get(name, float("-inf")) < within
 
     def holding(self, name: str) -> int:
         """How many answers of `name` are held at this moment."""
