@@ -184,7 +184,7 @@ def test_cancel_running_uploads_leaves_nothing_open_and_the_file_is_not_offered_
         abandoned = actions(env.events, "upload.abandoned")
         assert len(abandoned) == 3 and not actions(env.events, "upload.cancel_failed")
         left = env.open_uploads()
-        assert left["multipart"] == [] and left["tokens"] == []  # VOD keeps its video "Uploading" (no API ends it)
+        assert left == {"multipart": [], "tokens": [], "vod_uploading": []}  # VOD's video deleted (DeleteVideo)
         assert env.ctl("cancel", str(ids[0])).returncode == 0  # already cancelled: nothing to do
         time.sleep(2.5)  # two rescans: the cancelled file version is not offered again
         assert len(actions(env.events, "upload.queued")) == 3 and env.journal.entries() == []

@@ -550,3 +550,18 @@ def test_wrong_secret_is_permanent_and_not_quoted(env: Env) -> None:
     other = env.provider(access_key_id="LTAInobody")
     err = env.fails(PermanentError, lambda: other.media_status("x", "video"))
     assert "InvalidAccessKeyId.NotFound" in str(err)
+
+
+def test_a_checkpoint_for_other_content_gives_its_video_up(env: Env) -> None:
+    """A checkpoint dropped because it was made for other content (found by the fleet crash
+    campaign: a restart that saw the job's content differently) must not leave its video
+    "Uploading" on VOD nor its multipart upload open: the provider abandons them first."""
+    path = env.file("changed.mp4", 8 * MIB)
+    first = env.job(path, on_progress=lambda job, done: done >= 2 * MIB and job.cancel.set())
+    env.fails(UploadCancelled, lambda: env.upload(env.provider(), first))
+    old = first.checkpoint.load()
+    first.checkpoint.save({**old, "content": "md5:" + "0" * 32})  # as if made for other content
+    second = env.job(path, checkpoint=first.checkpoint)
+    result = env.upload(env.provider(), second)
+    assert result.remote_id != old["media"]["id"]
+    assert env.vod.open_uploads() == {"oss_multipart": [], "vod_uploading": []}

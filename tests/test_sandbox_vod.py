@@ -22,7 +22,7 @@ import requests
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkvod.request.v20170321 import (CreateUploadAttachedMediaRequest, CreateUploadImageRequest,
-                                            CreateUploadVideoRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
+                                            CreateUploadVideoRequest, DeleteVideoRequest, GetURLUploadInfosRequest, GetVideoInfoRequest,
                                             RefreshUploadVideoRequest, RegisterMediaRequest, UploadMediaByURLRequest)
 
 from vidupd.sandbox.common import SandboxOptions, UploadsJournal
@@ -370,3 +370,22 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert decode(refreshed["UploadAddress"])["Endpoint"] == second.oss.endpoint
     finally:
         second.shutdown()
+
+
+def test_delete_video_strict_like_the_service(sb: Sandboxes) -> None:
+    """DeleteVideo takes VideoIds (comma-separated, 1 to 20); unknown ids come back in
+    NonExistVideoIds; a deleted video is gone from GetVideoInfo and from the open uploads."""
+    client = sb.client()
+    ids = [call(client, CreateUploadVideoRequest.CreateUploadVideoRequest, Title=f"t{i}", FileName=f"{i}.mp4")["VideoId"]
+           for i in range(2)]
+    assert set(ids) <= set(sb.vod.open_uploads()["vod_uploading"])
+    assert server_error(lambda: call(client, DeleteVideoRequest.DeleteVideoRequest)).get_error_code() == "MissingVideoIds"
+    too_many = ",".join(f"v{i}" for i in range(21))
+    assert server_error(lambda: call(client, DeleteVideoRequest.DeleteVideoRequest,
+                                     VideoIds=too_many)).get_error_code() == "InvalidParameter"
+    answer = call(client, DeleteVideoRequest.DeleteVideoRequest, VideoIds=f"{ids[0]},nosuchvideo,{ids[1]}")
+    assert answer["NonExistVideoIds"] == ["nosuchvideo"] and answer["ForbiddenVideoIds"] == []
+    assert not set(ids) & set(sb.vod.open_uploads()["vod_uploading"])
+    err = server_error(lambda: call(client, GetVideoInfoRequest.GetVideoInfoRequest, VideoId=ids[0]))
+    assert err.get_error_code() == "InvalidVideo.NotFound"
+    assert call(client, DeleteVideoRequest.DeleteVideoRequest, VideoIds=ids[1])["NonExistVideoIds"] == [ids[1]]

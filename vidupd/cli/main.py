@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the raw HTTP response (status line, headers, blank line, body) for --answer-call")
     sb.add_argument("--answer-times", type=int, default=1, metavar="N",
                     help="how many of the --answer-call calls get it (default 1; later ones are answered normally)")
+    sb.add_argument("--hold-answer", default="", metavar="NAME=SECONDS,...",
+                    help="act on each request NAME (a VOD Action, an OSS operation such as CompleteMultipartUpload, "
+                         "a Youku API such as create or commit), then hold its answer SECONDS (crash tests)")
     sb.set_defaults(func=cmd_sandbox)
     dm = sub.add_parser("demo", help="sandbox and daemon together, for a first look")
     dm.add_argument("--dir", type=Path, default=Path("sandbox-demo"), help="demo data (default ./sandbox-demo)")

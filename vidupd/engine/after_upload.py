@@ -71,5 +71,21 @@ def _move(path: Path, root: Path, move_to: Path) -> Path:
         os.link(path, candidate)  # atomic claim of the name, then drop the original
         os.unlink(path)
     except OSError:
-        shutil.move(str(path), str(candidate))  # across file systems
+        _copy_across(path, candidate)
     return candidate
+
+
+def _copy_across(path: Path, dest: Path) -> None:
+    """A move to another file system is a copy: made under a hidden name beside `dest`,
+    flushed, then given its name (never over an existing file) before the original is
+    dropped. A daemon killed mid-copy leaves a hidden partial file and the original, never
+    a torn copy under the file's name (which whoever reads the folder would take as whole)."""
+    tmp = dest.with_name(f".{dest.name}.vidupd-moving")
+    shutil.copy2(path, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, dest)
+    finally:
+        os.unlink(tmp)
+    os.unlink(path)

@@ -149,7 +149,8 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
                           vod_forbidden=args.vod_forbidden, youku_protocol=args.youku_protocol,
                           youku_slice_length=args.youku_slice_length, oss_signature=args.oss_signature,
                           oss_endpoint=args.oss_endpoint,
-                          answer_call=args.answer_call, answer_file=args.answer_file, answer_times=args.answer_times)
+                          answer_call=args.answer_call, answer_file=args.answer_file, answer_times=args.answer_times,
+                          hold_answer=args.hold_answer)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:

@@ -47,6 +47,11 @@ class SandboxOptions:
     answer_call: str = ""
     answer_file: str = ""
     answer_times: int = 1
+    # "NAME=SECONDS,...": the server acts on every request NAME (a VOD Action, an OSS operation
+    # InitiateMultipartUpload / UploadPart / CompleteMultipartUpload, a Youku API create / commit /
+    # create_file), then holds its answer that long: a crash test kills the client
+    # while the answer is held (the server has acted, the client has not heard). See Holds.
+    hold_answer: str = ""
 
 
 # GET this path on the Youku API host or the VOD host: what that service holds open (JSON),
@@ -283,6 +288,45 @@ class CannedAnswer:
         except OSError:
             pass
         return True
+class Holds:
+    """SandboxOptions.hold_answer: which answers are held after the server acted, and which are
+    being held right now (a test polls `holding(name)` to kill the client at that moment)."""
+
+    def __init__(self, spec: str):
+        self.seconds: dict[str, float] = {}
+        for item in filter(None, (x.strip() for x in spec.split(","))):
+            name, _, value = item.partition("=")
+            self.seconds[name.strip()] = float(value or 1.0)
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+        self.count: dict[str, int] = {}  # answers held so far, per name
+        self.released: dict[str, float] = {}  # time.monotonic() the last held answer of each name was sent
+
+    def hold(self, name: str) -> None:
+        """Sleep the configured time if `name` is held (the caller has already acted)."""
+        seconds = self.seconds.get(name)
+        if not seconds:
+            return
+        with self._lock:
+            self._active[name] = self._active.get(name, 0) + 1
+            self.count[name] = self.count.get(name, 0) + 1
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._lock:
+                self._active[name] -= 1
+                self.released[name] = time.monotonic()
+
+    def just_released(self, name: str, within: float) -> bool:
+        """Whether an answer of `name` was released less than `within` seconds ago (the
+        client may have heard it and not yet recorded it)."""
+        with self._lock:
+            return time.monotonic() - self.released.get(name, float("-inf")) < within
+
+    def holding(self, name: str) -> int:
+        """How many answers of `name` are held at this moment."""
+        with self._lock:
+            return self._active.get(name, 0)
 
 
 class Countdown:

@@ -27,6 +27,7 @@ from .common import (
     BLOCK,
     Countdown,
     Faults,
+    Holds,
     RateLimiter,
     ReceiveMeter,
     SandboxHTTPServer,
@@ -88,6 +89,7 @@ class OssSandbox:
         self.parts_received = 0  # UploadPart bodies stored, repeats included (tests count re-sends)
         self.part_bytes_received = 0
         self.drop_complete = Countdown(options.drop_complete_answer)  # complete, then no answer
+        self.holds = Holds(options.hold_answer)
         self.signatures: dict[str, int] = {"v1": 0, "v4": 0}  # authenticated requests per signature version
 
     def count_part(self, size: int) -> None:
@@ -346,6 +348,7 @@ class _OssHandler(QuietHandler):
         elif method == "POST" and "uploads" in p:
             upload_id = self.sandbox.store.initiate(req.key, self._content_type())
             self._finish_body()
+            self.sandbox.holds.hold("InitiateMultipartUpload")
             self._send(200, init_upload_xml(req.bucket, req.key, upload_id), content_type=_XML)
         elif method == "POST" and "uploadId" in p:
             self._complete(req)
@@ -436,6 +439,7 @@ class _OssHandler(QuietHandler):
         self._refuse_too_large()  # a part, too, is at most 5 GB
         _, part = self._store_body(lambda staged, d: store.commit_part(upload_id, req.key, number, staged, d))
         self.sandbox.count_part(part.size)
+        self.sandbox.holds.hold("UploadPart")
         self._send(200, headers={"ETag": f'"{part.etag}"', "x-oss-hash-crc64ecma": str(part.crc64)})
 
     def _list_parts(self, req: RequestTarget) -> None:
@@ -460,6 +464,7 @@ class _OssHandler(QuietHandler):
         wanted = parse_complete(buf.data())
         info = self.sandbox.store.complete(req.params["uploadId"], req.key, wanted, expect_crc=self._sent_crc())
         self.sandbox.completed(info)
+        self.sandbox.holds.hold("CompleteMultipartUpload")
         if self.sandbox.drop_complete.take():  # the object is complete; its answer is lost on the way
             drop_connection(self)
             return

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .common import OPEN_UPLOADS_PATH, CannedAnswer, Countdown, Faults, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
+from .common import CannedAnswer, Countdown, Faults, Holds, OPEN_UPLOADS_PATH, QuietHandler, SandboxHTTPServer, SandboxOptions, UploadsJournal, drop_connection, send_json, write_atomic
 from .oss import DEFAULT_STS_TTL, OssSandbox
 from .oss_store import ObjectInfo
 from .vod_pull import UrlPuller
@@ -120,6 +120,7 @@ class VodSandbox:
         self.nonces = NonceCache()
         self.drop_create = Countdown(options.drop_create_answer)
         self.canned = CannedAnswer(options)
+        self.holds = Holds(options.hold_answer)
         self._refreshes = 0  # RefreshUploadVideo calls answered (refresh_new_key / refresh_new_endpoint)
         self._refresh_lock = threading.Lock()
         self._port = port
@@ -399,6 +400,19 @@ class VodSandbox:
             video["ReferenceId"] = rec.reference_id
         return {"Video": video}
 
+    def delete_video(self, p: dict[str, str]) -> dict[str, Any]:
+        """DeleteVideo: VideoIds, 1 to 20 ids separated by commas; ids that name no video come
+        back in NonExistVideoIds (the call itself succeeds), as the service answers."""
+        ids = [v.strip() for v in _text(p, "VideoIds", 20 * 65, required=True).split(",") if v.strip()]
+        if not 1 <= len(ids) <= 20:
+            raise VodError(400, "InvalidParameter", "VideoIds takes 1 to 20 video ids.")
+        missing = []
+        for video_id in ids:
+            rec = self.state.media(video_id)
+            if rec is None or rec.kind not in VIDEO_KINDS or not self.state.delete_media(video_id):
+                missing.append(video_id)
+        return {"NonExistVideoIds": missing, "ForbiddenVideoIds": []}
+
     def report_upload_progress(self, p: dict[str, str]) -> dict[str, Any]:
         """The stock SDK's unsigned progress report: noted, never refused."""
         rec = self.state.media(p.get("VideoId", ""))
@@ -420,6 +434,7 @@ _ACTIONS: dict[str, Callable[[VodSandbox, dict[str, str]], dict[str, Any]]] = {
     "GetURLUploadInfos": VodSandbox.get_url_upload_infos,
     "RegisterMedia": VodSandbox.register_media,
     "GetVideoInfo": VodSandbox.get_video_info,
+    "DeleteVideo": VodSandbox.delete_video,
 }
 
 
@@ -465,6 +480,7 @@ class _VodHandler(QuietHandler):
                     raise VodError(403, sb.options.vod_forbidden,
                                    "User not authorized to operate on the specified resource.")
                 result = sb.dispatch(action, params)
+                sb.holds.hold(action)
             send_json(self, 200, {"RequestId": request_id, **result})
         except DropAnswer:  # the action happened; its answer never arrives
             drop_connection(self)

@@ -142,6 +142,20 @@ class VodState:
             self._by_key[key] = media_id
         return rec
 
+    def delete_media(self, media_id: str) -> bool:
+        """Forget a video (DeleteVideo): False when no such media exists."""
+        with self._lock:
+            rec = self._media.pop(media_id, None)
+            if rec is None:
+                return False
+            (self._media_dir / f"{media_id}.json").unlink(missing_ok=True)
+            for index in (self._by_key, self._registered, self._by_reference):
+                for k in [k for k, v in index.items() if v == media_id]:
+                    del index[k]
+            for kind in [k for k, v in self._last_issued.items() if v == media_id]:
+                del self._last_issued[kind]
+        return True
+
     def by_reference(self, reference_id: str) -> MediaRecord | None:
         with self._lock:
             media_id = self._by_reference.get(reference_id)

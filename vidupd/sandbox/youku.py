@@ -31,6 +31,7 @@ from .common import (
     OPEN_UPLOADS_PATH,
     QuietHandler,
     Faults,
+    Holds,
     RateLimiter,
     ReceiveMeter,
     SandboxHTTPServer,
@@ -179,9 +180,12 @@ class _ApiHandler(_Handler):
         oss = app.wants_oss(params)
         meta = upload_meta(params, params["client_id"])
         if oss:
-            send_json(self, 201, app.oss_flow.create(meta))
+            answer = app.oss_flow.create(meta)
+            app.holds.hold("create")
+            send_json(self, 201, answer)
             return
         token, instant = app.store.create(meta)
+        app.holds.hold("create")
         answer = {"upload_token": token, "upload_server_uri": app.upload_server}
         send_json(self, 201, {**answer, "instant_upload_ok": "yes" if instant else "no"})
 
@@ -195,6 +199,7 @@ class _ApiHandler(_Handler):
         if app.faults.roll():  # committed, but the answer is lost: a retry must get the same id
             drop_connection(self)
             return
+        app.holds.hold("commit")
         send_json(self, 200, {"video_id": video_id})
 
     def cancel(self, params: Params) -> None:
@@ -244,6 +249,7 @@ class _UploadHandler(_Handler):
             ext,
             integer(params, "slice_length", default=2048, low=64, high=10 * 1024),
         )
+        self.server.app.holds.hold("create_file")
         send_json(self, 201, {})
 
     def new_slice(self, params: Params) -> None:
@@ -375,6 +381,7 @@ class YoukuSandbox:
         self.encode_seconds = encode_seconds
         self.faults = Faults(options)
         self.canned = CannedAnswer(options)
+        self.holds = Holds(options.hold_answer)
         self.limiter = RateLimiter(options.max_rate) if options.max_rate > 0 else None
         self.received = ReceiveMeter("youku upload")  # slice bytes per second (the OSS flow: oss_flow's bucket)
         self._clock = clock

@@ -5,7 +5,7 @@ other content."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from ..base import UploadContext, UploadRequest
 
@@ -15,7 +15,10 @@ CHECKPOINT_VERSION = 1
 class UploadState:
     """One upload's checkpoint: a JSON dict saved whole on every change (thread-safe)."""
 
-    def __init__(self, request: UploadRequest, ctx: UploadContext):
+    def __init__(self, request: UploadRequest, ctx: UploadContext,
+                 abandon: Callable[[Mapping[str, Any]], str | None] | None = None):
+        """abandon: gives up what a dropped checkpoint holds on the platform (its video and
+        multipart upload), else a checkpoint for other content would leave them behind."""
         self.ctx = ctx
         self._lock = threading.Lock()
         fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
@@ -26,8 +29,10 @@ class UploadState:
             self.resumed = True
         else:
             if saved:
+                done = _give_up(abandon, saved)
                 ctx.checkpoint.clear()
-                ctx.note("upload.restarted", "checkpoint is for other content; starting over", reason="content changed")
+                ctx.note("upload.restarted", "checkpoint is for other content; starting over"
+                         + (f" ({done})" if done else ""), reason="content changed")
             self.state, self.resumed = fresh, False
 
     def slot(self, name: str) -> dict[str, Any]:
@@ -43,3 +48,13 @@ class UploadState:
         with self._lock:
             self.state = {**self.state, name: {**(self.state.get(name) or {}), **changes}}
             self.ctx.checkpoint.save(self.state)
+
+
+def _give_up(abandon: Callable[[Mapping[str, Any]], str | None] | None, saved: Mapping[str, Any]) -> str | None:
+    """Best effort (one try): what abandoning the dropped checkpoint did, or why it failed."""
+    if abandon is None or saved.get("provider") != "aliyun-vod":
+        return None
+    try:
+        return abandon(saved)
+    except Exception as e:  # the upload goes on; what is left is the platform's to expire
+        return f"could not give up its earlier upload: {e}"

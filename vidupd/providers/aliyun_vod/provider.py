@@ -120,7 +120,7 @@ class AliyunVodProvider(Resumable, TakesCovers, PullsFromUrl, RegistersMedia, Ab
             raise PermanentError(f"aliyun-vod does not take {request.kind!r} files")
         if request.size <= 0:
             raise PermanentError("aliyun-vod: empty files cannot be uploaded")
-        job = UploadState(request, ctx)
+        job = UploadState(request, ctx, abandon=self.abandon)
         if request.kind == "url_pull":
             return self._pull(request, ctx, job)
         cover = self._cover(request, ctx, job) if request.kind == "video" else None
