@@ -565,3 +565,27 @@ def test_a_checkpoint_for_other_content_gives_its_video_up(env: Env) -> None:
     result = env.upload(env.provider(), second)
     assert result.remote_id != old["media"]["id"]
     assert env.vod.open_uploads() == {"oss_multipart": [], "vod_uploading": []}
+
+
+def test_a_checkpoint_made_unhashed_is_resumed_by_the_hashed_attempt(env: Env) -> None:
+    """A file first sent unhashed (no twin possible then) and hashed on its next attempt (a
+    same-size job appeared meanwhile, e.g. on another host of a fleet) is the same upload:
+    the restart keeps the video and the parts already on OSS instead of starting over (the
+    fleet crash campaign saw such restarts), and the content is still checked at completion."""
+    from dataclasses import replace
+
+    from vidupd.core.content import content_hash
+
+    path = env.file("hashed-later.mp4", 8 * MIB)
+    first = env.job(path, on_progress=lambda job, done: done >= 3 * MIB and job.cancel.set())
+    first.request = replace(first.request, content=None)  # sent unhashed
+    env.fails(UploadCancelled, lambda: env.upload(env.provider(), first))
+    old = first.checkpoint.load()
+    assert old["content"] == "" and old["media"]["id"]
+    second = env.job(path, checkpoint=first.checkpoint)
+    second.request = replace(second.request, content=content_hash(path, second.request.identity, "crc64"))
+    result = env.upload(env.provider(), second)
+    assert result.remote_id == old["media"]["id"]  # the same video, resumed
+    assert not [n for n in second.notes if n[0] == "upload.restarted"], second.notes
+    assert env.entry(result.remote_id)["md5"] == md5_of(path)
+    assert env.vod.open_uploads() == {"oss_multipart": [], "vod_uploading": []}

@@ -24,8 +24,8 @@ class UploadState:
         fresh = {"provider": "aliyun-vod", "version": CHECKPOINT_VERSION, "kind": request.kind,
                  "content": request.content_id, "size": request.size}
         saved = ctx.checkpoint.load()
-        if saved and all(saved.get(k) == v for k, v in fresh.items()):
-            self.state: dict[str, Any] = saved
+        if saved and _same_upload(saved, fresh):
+            self.state: dict[str, Any] = {**saved, "content": fresh["content"]}
             self.resumed = True
         else:
             if saved:
@@ -48,6 +48,17 @@ class UploadState:
         with self._lock:
             self.state = {**self.state, name: {**(self.state.get(name) or {}), **changes}}
             self.ctx.checkpoint.save(self.state)
+
+
+def _same_upload(saved: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Whether `saved` was made for this upload. A checkpoint made while the file was sent
+    unhashed (content "") belongs to a later, hashed attempt at the same file version too (the
+    pool checked the file is the version queued; a twin of the same size appearing meanwhile
+    is why it hashes now): its parts are kept, and the whole object's CRC-64 is still checked
+    against the content id at completion, so a forged-mtime rewrite is caught there."""
+    if any(saved.get(k) != v for k, v in fresh.items() if k != "content"):
+        return False
+    return saved.get("content") in (fresh["content"], "")
 
 
 def _give_up(abandon: Callable[[Mapping[str, Any]], str | None] | None, saved: Mapping[str, Any]) -> str | None:
