@@ -165,6 +165,7 @@ def test_crash_campaign_ci(make_site, capsys):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(7200)  # 300 kills of the real daemon, then every file finished: about 20 minutes
 def test_crash_campaign_soak(make_site, capsys):
     """VIDUPD_CRASH_KILLS (default 300) kills; VIDUPD_CRASH_MIB the big file (default 200)."""
     kills = int(os.environ.get("VIDUPD_CRASH_KILLS", "300"))
