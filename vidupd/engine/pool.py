@@ -28,9 +28,10 @@ from typing import Callable, Collection, Mapping
 
 from ..config import TargetConfig
 from ..core import events
+from ..core.announcements import Announcements
 from ..core.errors import LeaseLost
 from ..core.throttle import CancelSignal, Throttle
-from ..ledger import Event, Job, Ledger, Outcome
+from ..ledger import Completed, Event, Job, Ledger, Outcome
 from ..providers.base import Provider
 from .after_upload import AfterUpload
 from .claiming import claim_within_caps
@@ -47,8 +48,10 @@ __all__ = ["Pool", "PoolSettings", "settings_from", "workers_left_behind"]
 class Pool(JobSteps):
     def __init__(self, settings: PoolSettings, ledger: Ledger, targets: Mapping[str, TargetConfig],
                  providers: Mapping[str, Provider], throttle: Throttle, owner: str, after: AfterUpload,
-                 on_file_changed: Callable[[Path], None] = lambda p: None, only_ids: list[int] | None = None):
+                 on_file_changed: Callable[[Path], None] = lambda p: None, only_ids: list[int] | None = None,
+                 announcements: Announcements | None = None):
         self.settings = settings
+        self.announcements = announcements  # completions begun/ended around their event (core.announcements)
         self.ledger = ledger
         self.targets = dict(targets)
         self.providers = dict(providers)
@@ -277,11 +280,20 @@ class Pool(JobSteps):
         return dict(owner=self.owner, generation=job.lease_gen)
 
     def _apply(self, job: Job, outcome: Outcome) -> Event | None:
-        """Apply one outcome (fenced, committed) and emit the event it implied."""
-        event = self.ledger.apply(job.id, outcome, **self._lease(job))
-        if event is not None:
-            events.emit(event.action, event.message, level=event.level, provider=self._provider_name(job),
-                        **event.fields)
+        """Apply one outcome (fenced, committed) and emit the event it implied. A completion is
+        bracketed in `announcements`, so a kill between the commit and its line is announced
+        at the next start instead of lost."""
+        guarded = self.announcements is not None and isinstance(outcome, Completed)
+        if guarded:
+            self.announcements.begin(job.id, job.lease_gen)
+        try:
+            event = self.ledger.apply(job.id, outcome, **self._lease(job))
+            if event is not None:
+                events.emit(event.action, event.message, level=event.level, provider=self._provider_name(job),
+                            **event.fields)
+        finally:
+            if guarded:
+                self.announcements.end(job.id)
         return event
 
     def _cancel(self, job_id: int) -> None:

@@ -20,6 +20,7 @@ import time
 from .. import __version__, config as config_mod, providers
 from ..config import Config, ConfigError
 from ..core import events
+from ..core.announcements import ANNOUNCEMENTS, Announcements
 from ..core.secrets import redact
 from ..core.state_lock import AlreadyRunning, DaemonLock
 from ..core.statedir import make_dirs
@@ -38,7 +39,7 @@ from .controls import PauseSet, load_pause
 from .heartbeat import Heartbeat
 from .housekeeping import Housekeeper
 from .notify import Notifier
-from .reemit import reemitter
+from .reemit import announce_pending, reemitter
 from .webhooks import Webhooks
 
 STOP_TIMEOUT = config_mod.STOP_TIMEOUT  # default `stop_timeout`: seconds running uploads get to checkpoint
@@ -130,8 +131,9 @@ class Daemon:
         self.watches = {str(w.path): w for w in config.watches}
         after = AfterUpload(ledger, lambda: self.watches)
         watcher: Watcher | None = None
+        announcements = Announcements(config.state_dir / ANNOUNCEMENTS)
         pool = Pool(settings_from(config), ledger, config.targets, self.providers, self.throttle, owner, after,
-                    on_file_changed=lambda p: watcher.touch(p) if watcher else None)
+                    on_file_changed=lambda p: watcher.touch(p) if watcher else None, announcements=announcements)
         intake = Intake(ledger, lambda: self.config.targets, lambda: self.providers, pool.wake)
         watcher = Watcher(config.watches, config.rescan_interval, intake.files_ready,
                           lambda r: intake.refused(r.path, r.reason),
@@ -146,6 +148,7 @@ class Daemon:
             endpoint = serve(config.metrics_listen, ledger, lambda: len(pool.snapshot()),
                              lambda: healthy(pool, watcher, time.monotonic()), config.state_dir, config.targets)
         self._controls(LedgerShared(ledger), pool)  # a pause from before the restart holds from the first claim
+        self._announce_pending(ledger, announcements)  # before the pool: it appends to the same file
         pool.start()
         watcher.start()
         events.emit("daemon.started", f"vidupd {__version__} watching {len(config.watches)} folder(s)",
@@ -178,9 +181,19 @@ class Daemon:
         hooks.stop()
         counts = ledger.counts()
         undo_reemit()
+        announcements.close()
         ledger.close()
         events.emit("daemon.stopped", "stopped", jobs=counts, left_running=len(left) or None)
         return 0
+
+    def _announce_pending(self, ledger: Ledger, announcements: Announcements) -> None:
+        """Completions the previous process committed but was killed before logging."""
+        try:
+            announce_pending(ledger, announcements, lambda t: (self.config.targets[t].provider
+                                                              if t in self.config.targets else None))
+        except Exception as e:  # the ledger does not answer yet: the file is kept for the next start
+            events.emit("daemon.error", f"could not check the completions of the previous run: "
+                        f"{type(e).__name__}: {redact(str(e))}", level="error")
 
     @staticmethod
     def _left_behind(ledger: Ledger, left: list[int], budget: float) -> None:

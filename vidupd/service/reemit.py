@@ -1,4 +1,4 @@
-"""Remote ids whose `upload.completed` lines a full log disk cost: re-emitted from the ledger.
+"""Remote ids whose `upload.completed` lines a full log disk or a kill cost: from the ledger.
 
 The event log's backlog (vidupd.core.event_backlog) drops completed-upload lines only when
 nothing less important is left to drop; then it says since when. The ledger still knows
@@ -13,6 +13,7 @@ import threading
 from typing import Callable
 
 from ..core import events
+from ..core.announcements import Announcements
 from ..ledger import Ledger
 
 FINISHED = ("committed", "done")  # states that carry a remote id
@@ -48,3 +49,26 @@ def reemitter(ledger: Ledger) -> Callable[[str | None, int], None]:
                     dropped=count, reemitted=len(jobs), since=since)
 
     return hook
+
+
+def announce_pending(ledger: Ledger, announcements: Announcements, provider_of: Callable[[str], str | None]) -> int:
+    """At start-up, before the pool runs: every completion the previous process committed and
+    was killed before announcing (core.announcements) gets its `upload.completed` line now,
+    marked `reannounced`. Only a job still finished under the lease generation it was begun
+    with counts (one another host took over since is that host's to announce). Returns how
+    many were announced."""
+    n = 0
+    for p in announcements.pending():
+        job = ledger.get(p.job_id)
+        if job is None or job.state not in FINISHED or not job.remote_id or job.lease_gen != p.generation:
+            continue
+        md5 = job.md5 if job.md5 and not job.md5.startswith("crc64:") else None
+        crc64 = job.md5.partition(":")[2] if job.md5 and not md5 else None
+        events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {job.remote_id} (announced "
+                    "at start-up: the previous process stopped between the ledger's write and this line)",
+                    outcome="success", remote_id=job.remote_id, remote_kind=job.remote_kind, md5=md5, crc64=crc64,
+                    reannounced=True, provider=provider_of(job.target), path=str(job.path), size=job.size,
+                    target=job.target, job_id=job.id, kind=job.kind)
+        n += 1
+    announcements.reset()
+    return n
