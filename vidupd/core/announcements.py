@@ -65,9 +65,7 @@ class Announcements:
             self._close()
             try:
                 os.truncate(self.path, 0)
-            except FileNotFoundError:
-                pass
-            except OSError:
+            except OSError:  # not there (nothing to empty), or the disk refuses: best effort
                 pass
 
     def begin(self, job_id: int, generation: int) -> None:

@@ -53,6 +53,12 @@ def job_fields(job: Job) -> dict[str, Any]:
     return dict(path=str(job.path), size=job.size, target=job.target, job_id=job.id, kind=job.kind)
 
 
+def content_hashes(content: str | None) -> tuple[str | None, str | None]:
+    """A job's content fingerprint as the event's (md5, crc64): an MD5, or `crc64:HEX`."""
+    md5 = None if content is None or content.startswith("crc64:") else content
+    return md5, (content.partition(":")[2] if content and not md5 else None)
+
+
 def _event(job: Job, action: str, message: str, level: str = "info", **extra: Any) -> Event:
     return Event(action, f"{job.path.name}: {message}", level, {**extra, **job_fields(job)})
 
@@ -88,8 +94,7 @@ class Completed(Outcome):
 
     def decide(self, job: Job, details: Mapping[str, str], now: float) -> Transition:
         content = job.md5 or self.content_id
-        md5 = None if content is None or content.startswith("crc64:") else content
-        crc64 = content.partition(":")[2] if content and not md5 else None
+        md5, crc64 = content_hashes(content)
         elapsed = self.duration
         event = _event(job, "upload.completed", f"uploaded to {job.target} as {self.remote_id}", outcome="success",
                        remote_id=self.remote_id, remote_kind=self.remote_kind,

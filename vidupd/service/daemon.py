@@ -189,8 +189,7 @@ class Daemon:
     def _announce_pending(self, ledger: Ledger, announcements: Announcements) -> None:
         """Completions the previous process committed but was killed before logging."""
         try:
-            announce_pending(ledger, announcements, lambda t: (self.config.targets[t].provider
-                                                              if t in self.config.targets else None))
+            announce_pending(ledger, announcements, lambda t: getattr(self.config.targets.get(t), "provider", None))
         except Exception as e:  # the ledger does not answer yet: the file is kept for the next start
             events.emit("daemon.error", f"could not check the completions of the previous run: "
                         f"{type(e).__name__}: {redact(str(e))}", level="error")

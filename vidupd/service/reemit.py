@@ -15,6 +15,7 @@ from typing import Callable
 from ..core import events
 from ..core.announcements import Announcements
 from ..ledger import Ledger
+from ..ledger.outcomes import content_hashes, job_fields
 
 FINISHED = ("committed", "done")  # states that carry a remote id
 MAX_REEMIT = 100_000  # bound on one re-emission (a ledger query, a line per job)
@@ -62,13 +63,11 @@ def announce_pending(ledger: Ledger, announcements: Announcements, provider_of: 
         job = ledger.get(p.job_id)
         if job is None or job.state not in FINISHED or not job.remote_id or job.lease_gen != p.generation:
             continue
-        md5 = job.md5 if job.md5 and not job.md5.startswith("crc64:") else None
-        crc64 = job.md5.partition(":")[2] if job.md5 and not md5 else None
+        md5, crc64 = content_hashes(job.md5)
         events.emit("upload.completed", f"{job.path.name}: uploaded to {job.target} as {job.remote_id} (announced "
                     "at start-up: the previous process stopped between the ledger's write and this line)",
                     outcome="success", remote_id=job.remote_id, remote_kind=job.remote_kind, md5=md5, crc64=crc64,
-                    reannounced=True, provider=provider_of(job.target), path=str(job.path), size=job.size,
-                    target=job.target, job_id=job.id, kind=job.kind)
+                    reannounced=True, provider=provider_of(job.target), **job_fields(job))
         n += 1
     announcements.reset()
     return n
